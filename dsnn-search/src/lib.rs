@@ -1,0 +1,3 @@
+//! Generic multi-objective, multi-fidelity hyperparameter optimisation.
+//!
+//! Independent of neural networks and of every other dsnn crate.
