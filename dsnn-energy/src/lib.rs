@@ -5,7 +5,30 @@
 //! [`profile`] describe what a network computes per image, so that models
 //! (which live in `dsnn-core`) and energy estimators (which live here) can
 //! talk without knowing each other.
+//!
+//! * [`meter`]: the [`EnergyMeter`] trait (start/stop around a region),
+//!   readings with provenance (measured or estimated), combined meters.
+//! * [`carbon`]: grid carbon intensity by country or cloud region, PUE,
+//!   emissions.
+//! * [`emissions_log`]: an `emissions.csv` in CodeCarbon's columns.
+//! * [`units`]: joules and kilowatt-hours.
+//!
+//! See `docs/energy.md` for the models, their sources and their limits.
 
+pub mod carbon;
+mod csv;
+pub mod emissions_log;
+pub mod error;
+pub mod meter;
 pub mod profile;
+pub mod units;
 
+pub use carbon::{CarbonAccount, CarbonIntensity, CarbonTables, Footprint, GridLocation};
+pub use emissions_log::{EmissionsLog, EmissionsRow, RunInfo};
+pub use error::{EnergyError, Result};
+pub use meter::{
+    measure, CombinedMeter, Component, ComponentEnergy, CpuClock, EnergyMeter, EnergyReading,
+    Provenance, RegionSpan, RegionTimer, RusageClock,
+};
 pub use profile::{LayerKind, LayerOps, OpProfile};
+pub use units::Energy;
