@@ -10,15 +10,19 @@
 //!   readings with provenance (measured or estimated), combined meters.
 //! * [`carbon`]: grid carbon intensity by country or cloud region, PUE,
 //!   emissions.
+//! * [`estimator`]: CodeCarbon-style estimate from the TDP table
+//!   ([`cpu_tdp`]), the process's CPU time share and RAM size.
 //! * [`emissions_log`]: an `emissions.csv` in CodeCarbon's columns.
 //! * [`units`]: joules and kilowatt-hours.
 //!
 //! See `docs/energy.md` for the models, their sources and their limits.
 
 pub mod carbon;
+pub mod cpu_tdp;
 mod csv;
 pub mod emissions_log;
 pub mod error;
+pub mod estimator;
 pub mod meter;
 pub mod profile;
 pub mod units;
@@ -26,6 +30,7 @@ pub mod units;
 pub use carbon::{CarbonAccount, CarbonIntensity, CarbonTables, Footprint, GridLocation};
 pub use emissions_log::{EmissionsLog, EmissionsRow, RunInfo};
 pub use error::{EnergyError, Result};
+pub use estimator::{CpuPowerMode, EstimatorConfig, EstimatorMeter};
 pub use meter::{
     measure, CombinedMeter, Component, ComponentEnergy, CpuClock, EnergyMeter, EnergyReading,
     Provenance, RegionSpan, RegionTimer, RusageClock,
