@@ -12,6 +12,8 @@
 //!   emissions.
 //! * [`estimator`]: CodeCarbon-style estimate from the TDP table
 //!   ([`cpu_tdp`]), the process's CPU time share and RAM size.
+//! * [`opcount`]: energy per operation (Horowitz, ISSCC 2014) applied to
+//!   an [`OpProfile`]: deterministic inference energy per image.
 //! * [`emissions_log`]: an `emissions.csv` in CodeCarbon's columns.
 //! * [`units`]: joules and kilowatt-hours.
 //!
@@ -24,6 +26,7 @@ pub mod emissions_log;
 pub mod error;
 pub mod estimator;
 pub mod meter;
+pub mod opcount;
 pub mod profile;
 pub mod units;
 
@@ -35,5 +38,6 @@ pub use meter::{
     measure, CombinedMeter, Component, ComponentEnergy, CpuClock, EnergyMeter, EnergyReading,
     Provenance, RegionSpan, RegionTimer, RusageClock,
 };
+pub use opcount::{InferenceEnergy, MemoryLevel, OpCountMeter, OpCountModel, OpEnergyTable};
 pub use profile::{LayerKind, LayerOps, OpProfile};
 pub use units::Energy;
