@@ -14,6 +14,8 @@
 //!   ([`cpu_tdp`]), the process's CPU time share and RAM size.
 //! * [`opcount`]: energy per operation (Horowitz, ISSCC 2014) applied to
 //!   an [`OpProfile`]: deterministic inference energy per image.
+//! * [`rapl`]: RAPL counters via powercap sysfs (packages, sub-domains,
+//!   wrap-around).
 //! * [`emissions_log`]: an `emissions.csv` in CodeCarbon's columns.
 //! * [`units`]: joules and kilowatt-hours.
 //!
@@ -28,6 +30,7 @@ pub mod estimator;
 pub mod meter;
 pub mod opcount;
 pub mod profile;
+pub mod rapl;
 pub mod units;
 
 pub use carbon::{CarbonAccount, CarbonIntensity, CarbonTables, Footprint, GridLocation};
@@ -40,4 +43,5 @@ pub use meter::{
 };
 pub use opcount::{InferenceEnergy, MemoryLevel, OpCountMeter, OpCountModel, OpEnergyTable};
 pub use profile::{LayerKind, LayerOps, OpProfile};
+pub use rapl::RaplMeter;
 pub use units::Energy;
