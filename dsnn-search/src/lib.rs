@@ -2,6 +2,8 @@
 //!
 //! Independent of neural networks and of every other dsnn crate.
 
+pub mod pareto;
+pub mod problems;
 pub mod space;
 
 pub use space::{
