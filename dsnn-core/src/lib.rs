@@ -1,1 +1,23 @@
-//! placeholder
+//! DeepShift neural networks on candle: quantisers, shift layers, backbones,
+//! datasets and the trainer.
+//!
+//! A Deep Shift Neural Network replaces every multiplication by a weight with
+//! a bit shift by constraining weights to signed powers of two. This crate
+//! trains such networks on the CPU, reproducing the reference DeepShift
+//! semantics exactly (see `docs/deepshift.md`).
+
+pub mod backbone;
+pub mod batchnorm;
+pub mod conv;
+pub mod data;
+pub mod error;
+pub mod layers;
+pub mod optim;
+pub mod params;
+pub mod quant;
+pub mod train;
+
+pub use backbone::{backbone_by_name, Backbone, InputShape, ModelSpec, Network};
+pub use error::{CoreError, Result};
+pub use layers::{Forward, ShiftEnd, ShiftSettings, ShiftType};
+pub use quant::{FixedPoint, Rounding};

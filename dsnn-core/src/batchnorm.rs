@@ -1,0 +1,189 @@
+//! Batch normalisation over `N x C x H x W`, fused into one candle op.
+//!
+//! candle-nn's batch norm is for inference only (it keeps no running
+//! statistics) and composes many broadcast ops; training spends much of its
+//! time there. This op computes the per-channel statistics, the normalised
+//! output and, in backward, all three gradients in one pass each.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
+
+/// Per-channel mean and biased variance of the last training batch.
+pub type BatchStats = Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>;
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
+        None => candle_core::bail!("dsnn batch norm needs contiguous f32 tensors"),
+    }
+}
+
+fn nchw(l: &Layout) -> Result<(usize, usize, usize)> {
+    match l.dims() {
+        &[n, c, h, w] => Ok((n, c, h * w)),
+        &[n, c] => Ok((n, c, 1)),
+        d => candle_core::bail!("batch norm expects N x C x H x W or N x C, got {d:?}"),
+    }
+}
+
+/// Mean and biased variance of channel `c` (two-pass, in f64 for accuracy).
+fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize, ch: usize) -> (f32, f32) {
+    let count = (n * hw) as f64;
+    let mut sum = 0f64;
+    for i in 0..n {
+        let base = (i * c + ch) * hw;
+        sum += x[base..base + hw]
+            .iter()
+            .map(|&v| f64::from(v))
+            .sum::<f64>();
+    }
+    let mean = sum / count;
+    let mut sq = 0f64;
+    for i in 0..n {
+        let base = (i * c + ch) * hw;
+        sq += x[base..base + hw]
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>();
+    }
+    (mean as f32, (sq / count) as f32)
+}
+
+/// Training-mode batch norm (`x`, `gamma`, `beta`) -> `y`, normalising with
+/// the batch's own statistics, which it hands back through `stats`.
+#[derive(Debug, Clone)]
+pub struct BatchNormTrain {
+    /// Added to the variance before the square root.
+    pub eps: f32,
+    /// Receives the batch mean and biased variance.
+    pub stats: BatchStats,
+}
+
+impl CustomOp3 for BatchNormTrain {
+    fn name(&self) -> &'static str {
+        "dsnn-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, hw) = nchw(l1)?;
+        let (x, gamma, beta) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        if gamma.len() != c || beta.len() != c {
+            candle_core::bail!("batch norm: {c} channels but {} scales", gamma.len());
+        }
+        let stats: Vec<(f32, f32)> = (0..c)
+            .into_par_iter()
+            .map(|ch| channel_stats(x, n, c, hw, ch))
+            .collect();
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(hw).enumerate().for_each(|(row, out)| {
+            let ch = row % c;
+            let (mean, var) = stats[ch];
+            let scale = gamma[ch] / (var + self.eps).sqrt();
+            let shift = beta[ch] - mean * scale;
+            for (o, &v) in out.iter_mut().zip(&x[row * hw..(row + 1) * hw]) {
+                *o = v * scale + shift;
+            }
+        });
+        let (means, vars) = stats.into_iter().unzip();
+        *self.stats.lock().expect("batch-norm stats lock") = Some((means, vars));
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let c = gamma.dim(0)?;
+        let packed = x.apply_op3_no_bwd(
+            gamma,
+            &grad.contiguous()?,
+            &BatchNormBackward { eps: self.eps },
+        )?;
+        let numel = x.elem_count();
+        let dx = packed.narrow(0, 0, numel)?.reshape(x.shape())?;
+        let dgamma = packed.narrow(0, numel, c)?;
+        let dbeta = packed.narrow(0, numel + c, c)?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// Backward of [`BatchNormTrain`]: (`x`, `gamma`, `dy`) -> `[dx, dgamma, dbeta]`
+/// packed into one flat tensor.
+#[derive(Debug, Clone, Copy)]
+struct BatchNormBackward {
+    eps: f32,
+}
+
+impl CustomOp3 for BatchNormBackward {
+    fn name(&self) -> &'static str {
+        "dsnn-batch-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, hw) = nchw(l1)?;
+        let (x, gamma, dy) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let count = (n * hw) as f64;
+        // Per channel: mean, inverse std, sum(dy), sum(dy * xhat).
+        let per_channel: Vec<(f32, f32, f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mean, var) = channel_stats(x, n, c, hw, ch);
+                let inv = 1.0 / (var + self.eps).sqrt();
+                let (mut sg, mut sgx) = (0f64, 0f64);
+                for i in 0..n {
+                    let base = (i * c + ch) * hw;
+                    for (&g, &v) in dy[base..base + hw].iter().zip(&x[base..base + hw]) {
+                        sg += f64::from(g);
+                        sgx += f64::from(g) * f64::from((v - mean) * inv);
+                    }
+                }
+                (mean, inv, sg, sgx)
+            })
+            .collect();
+        let numel = x.len();
+        let mut out = vec![0f32; numel + 2 * c];
+        let (dx, rest) = out.split_at_mut(numel);
+        dx.par_chunks_mut(hw).enumerate().for_each(|(row, o)| {
+            let ch = row % c;
+            let (mean, inv, sg, sgx) = per_channel[ch];
+            let k = gamma[ch] * inv;
+            let mg = (sg / count) as f32;
+            let mgx = (sgx / count) as f32;
+            let base = row * hw;
+            for ((o, &g), &v) in o
+                .iter_mut()
+                .zip(&dy[base..base + hw])
+                .zip(&x[base..base + hw])
+            {
+                let xhat = (v - mean) * inv;
+                *o = k * (g - mg - xhat * mgx);
+            }
+        });
+        for (ch, &(_, _, sg, sgx)) in per_channel.iter().enumerate() {
+            rest[ch] = sgx as f32;
+            rest[c + ch] = sg as f32;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(numel + 2 * c)))
+    }
+}

@@ -1,0 +1,447 @@
+//! The shift convolution's engine: a 2-D convolution as im2col + gemm.
+//!
+//! candle's stock CPU conv2d backward is slow (see
+//! `docs/decisions/0001-tensor-backend.md`), so dsnn runs its own forward and
+//! backward as candle custom ops: each sample is unfolded into a column
+//! matrix and multiplied with the `gemm` crate, samples in parallel over the
+//! batch. The op is a plain float convolution; shift layers feed it weights
+//! already rounded to powers of two.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Stride and zero padding of a square-kernel convolution (same on both axes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Step between output positions.
+    pub stride: usize,
+    /// Zero padding on each side.
+    pub padding: usize,
+}
+
+/// Sizes of one convolution call.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    kh: usize,
+    kw: usize,
+    ho: usize,
+    wo: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl Dims {
+    fn new(x: &[usize], w: &[usize], g: ConvGeometry) -> Result<Self> {
+        let (&[n, cin, h, wd], &[cout, cin_w, kh, kw]) = (x, w) else {
+            candle_core::bail!("conv2d expects a 4-D input and a 4-D weight, got {x:?} and {w:?}");
+        };
+        if cin != cin_w {
+            candle_core::bail!("conv2d: input has {cin} channels, weight expects {cin_w}");
+        }
+        if g.stride == 0 || h + 2 * g.padding < kh || wd + 2 * g.padding < kw {
+            candle_core::bail!(
+                "conv2d: kernel {kh}x{kw} does not fit input {h}x{wd} (padding {}, stride {})",
+                g.padding,
+                g.stride
+            );
+        }
+        Ok(Dims {
+            n,
+            cin,
+            h,
+            w: wd,
+            cout,
+            kh,
+            kw,
+            ho: (h + 2 * g.padding - kh) / g.stride + 1,
+            wo: (wd + 2 * g.padding - kw) / g.stride + 1,
+            stride: g.stride,
+            pad: g.padding,
+        })
+    }
+    /// Rows of the column matrix (`cin * kh * kw`).
+    fn k(&self) -> usize {
+        self.cin * self.kh * self.kw
+    }
+    /// Output positions per sample.
+    fn p(&self) -> usize {
+        self.ho * self.wo
+    }
+    fn in_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+    fn out_len(&self) -> usize {
+        self.cout * self.p()
+    }
+    /// A 1x1 stride-1 unpadded convolution needs no unfolding.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+    /// The valid output columns `[lo, hi)` for kernel column `j`.
+    fn ow_range(&self, j: usize) -> (usize, usize) {
+        let lo = (self.pad.saturating_sub(j))
+            .div_ceil(self.stride)
+            .min(self.wo);
+        // ow * s + j - pad < w  <=>  ow < (w + pad - j) / s
+        let lim = (self.w + self.pad).saturating_sub(j);
+        let hi = lim.div_ceil(self.stride).min(self.wo);
+        (lo, hi.max(lo))
+    }
+}
+
+/// Unfolds one sample `x` (`cin x h x w`) into `col` (`k x p`).
+fn im2col(x: &[f32], d: &Dims, col: &mut [f32]) {
+    let p = d.p();
+    for c in 0..d.cin {
+        let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
+        for i in 0..d.kh {
+            for j in 0..d.kw {
+                let row = (c * d.kh + i) * d.kw + j;
+                let dst = &mut col[row * p..(row + 1) * p];
+                let (lo, hi) = d.ow_range(j);
+                for oh in 0..d.ho {
+                    let out = &mut dst[oh * d.wo..(oh + 1) * d.wo];
+                    let ih = (oh * d.stride + i) as isize - d.pad as isize;
+                    if ih < 0 || ih >= d.h as isize {
+                        out.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[ih as usize * d.w..(ih as usize + 1) * d.w];
+                    out[..lo].fill(0.0);
+                    out[hi..].fill(0.0);
+                    if d.stride == 1 {
+                        let start = lo + j - d.pad;
+                        out[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
+                    } else {
+                        for (ow, o) in out[lo..hi].iter_mut().enumerate() {
+                            *o = src[(ow + lo) * d.stride + j - d.pad];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Folds `col` (`k x p`) back onto one sample's gradient `dx`, summing overlaps.
+fn col2im(col: &[f32], d: &Dims, dx: &mut [f32]) {
+    let p = d.p();
+    dx.fill(0.0);
+    for c in 0..d.cin {
+        let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
+        for i in 0..d.kh {
+            for j in 0..d.kw {
+                let row = (c * d.kh + i) * d.kw + j;
+                let src = &col[row * p..(row + 1) * p];
+                let (lo, hi) = d.ow_range(j);
+                for oh in 0..d.ho {
+                    let ih = (oh * d.stride + i) as isize - d.pad as isize;
+                    if ih < 0 || ih >= d.h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[ih as usize * d.w..(ih as usize + 1) * d.w];
+                    let s = &src[oh * d.wo..(oh + 1) * d.wo];
+                    for ow in lo..hi {
+                        dst[ow * d.stride + j - d.pad] += s[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst (m x n) = beta_dst * dst + a (m x k) * b (k x n)` on row-major slices,
+/// where `a` and `b` may be transposed views given by their strides.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    a: &[f32],
+    a_strides: (isize, isize),
+    b: &[f32],
+    b_strides: (isize, isize),
+    par: Parallelism,
+) {
+    debug_assert!(dst.len() >= m * n);
+    // SAFETY: the slices cover the index ranges implied by the dimensions and
+    // strides, which the callers derive from the same `Dims`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_strides.1,
+            a_strides.0,
+            b.as_ptr(),
+            b_strides.1,
+            b_strides.0,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// How to split a batch: samples per task, and the gemm parallelism inside a task.
+fn plan(n: usize) -> (usize, Parallelism) {
+    let threads = rayon::current_num_threads().max(1);
+    if n >= threads && threads > 1 {
+        // A fixed split that depends only on the batch size keeps reductions
+        // deterministic across runs.
+        (n.div_ceil(16).max(1), Parallelism::None)
+    } else if threads > 1 {
+        (n.max(1), Parallelism::Rayon(threads))
+    } else {
+        (n.max(1), Parallelism::None)
+    }
+}
+
+fn slice_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
+        None => candle_core::bail!("dsnn conv2d needs contiguous f32 tensors"),
+    }
+}
+
+/// The forward convolution op (`x`, `w`) -> `y`, with a backward pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2dOp(pub ConvGeometry);
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "dsnn-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = Dims::new(l1.dims(), l2.dims(), self.0)?;
+        let (x, w) = (slice_f32(s1, l1)?, slice_f32(s2, l2)?);
+        let (k, p) = (d.k(), d.p());
+        let mut y = vec![0f32; d.n * d.out_len()];
+        let (per_task, par) = plan(d.n);
+        y.par_chunks_mut(per_task * d.out_len())
+            .enumerate()
+            .for_each(|(t, ys)| {
+                let mut col = if d.is_pointwise() {
+                    Vec::new()
+                } else {
+                    vec![0f32; k * p]
+                };
+                for (s, yn) in ys.chunks_mut(d.out_len()).enumerate() {
+                    let n = t * per_task + s;
+                    let xn = &x[n * d.in_len()..(n + 1) * d.in_len()];
+                    let col: &[f32] = if d.is_pointwise() {
+                        xn
+                    } else {
+                        im2col(xn, &d, &mut col);
+                        &col
+                    };
+                    matmul(
+                        d.cout,
+                        p,
+                        k,
+                        yn,
+                        false,
+                        w,
+                        (k as isize, 1),
+                        col,
+                        (p as isize, 1),
+                        par,
+                    );
+                }
+            });
+        Ok((CpuStorage::F32(y), Shape::from((d.n, d.cout, d.ho, d.wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = grad.apply_op2_no_bwd(
+            w,
+            &Conv2dBackwardInput {
+                geometry: self.0,
+                input_hw: (x.dim(2)?, x.dim(3)?),
+            },
+        )?;
+        let dw = x.apply_op2_no_bwd(
+            &grad,
+            &Conv2dBackwardWeight {
+                geometry: self.0,
+                kernel: (w.dim(2)?, w.dim(3)?),
+            },
+        )?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// Gradient of the convolution with respect to its input: (`dy`, `w`) -> `dx`.
+#[derive(Debug, Clone, Copy)]
+struct Conv2dBackwardInput {
+    geometry: ConvGeometry,
+    input_hw: (usize, usize),
+}
+
+impl CustomOp2 for Conv2dBackwardInput {
+    fn name(&self) -> &'static str {
+        "dsnn-conv2d-backward-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, wdims) = (l1.dims()[0], l2.dims());
+        let xdims = [n, wdims[1], self.input_hw.0, self.input_hw.1];
+        let d = Dims::new(&xdims, wdims, self.geometry)?;
+        if l1.dims() != [n, d.cout, d.ho, d.wo] {
+            candle_core::bail!(
+                "conv2d backward: gradient shape {:?} does not match",
+                l1.dims()
+            );
+        }
+        let (dy, w) = (slice_f32(s1, l1)?, slice_f32(s2, l2)?);
+        let (k, p) = (d.k(), d.p());
+        let mut dx = vec![0f32; n * d.in_len()];
+        let (per_task, par) = plan(n);
+        dx.par_chunks_mut(per_task * d.in_len())
+            .enumerate()
+            .for_each(|(t, dxs)| {
+                let mut col = if d.is_pointwise() {
+                    Vec::new()
+                } else {
+                    vec![0f32; k * p]
+                };
+                for (s, dxn) in dxs.chunks_mut(d.in_len()).enumerate() {
+                    let i = t * per_task + s;
+                    let dyn_ = &dy[i * d.out_len()..(i + 1) * d.out_len()];
+                    let target: &mut [f32] = if d.is_pointwise() { dxn } else { &mut col };
+                    // W^T (k x cout) * dy (cout x p)
+                    matmul(
+                        k,
+                        p,
+                        d.cout,
+                        target,
+                        false,
+                        w,
+                        (1, k as isize),
+                        dyn_,
+                        (p as isize, 1),
+                        par,
+                    );
+                    if !d.is_pointwise() {
+                        col2im(&col, &d, dxn);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(dx), Shape::from(xdims.to_vec())))
+    }
+}
+
+/// Gradient of the convolution with respect to its weight: (`x`, `dy`) -> `dw`.
+#[derive(Debug, Clone, Copy)]
+struct Conv2dBackwardWeight {
+    geometry: ConvGeometry,
+    kernel: (usize, usize),
+}
+
+impl CustomOp2 for Conv2dBackwardWeight {
+    fn name(&self) -> &'static str {
+        "dsnn-conv2d-backward-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let xdims = l1.dims();
+        let cout = l2.dims()[1];
+        let wdims = [cout, xdims[1], self.kernel.0, self.kernel.1];
+        let d = Dims::new(xdims, &wdims, self.geometry)?;
+        let (x, dy) = (slice_f32(s1, l1)?, slice_f32(s2, l2)?);
+        let (k, p) = (d.k(), d.p());
+        let (per_task, par) = plan(d.n);
+        let tasks = d.n.div_ceil(per_task);
+        let partials: Vec<Vec<f32>> = (0..tasks)
+            .into_par_iter()
+            .map(|t| {
+                let mut dw = vec![0f32; cout * k];
+                let mut col = if d.is_pointwise() {
+                    Vec::new()
+                } else {
+                    vec![0f32; k * p]
+                };
+                for i in t * per_task..((t + 1) * per_task).min(d.n) {
+                    let xn = &x[i * d.in_len()..(i + 1) * d.in_len()];
+                    let col: &[f32] = if d.is_pointwise() {
+                        xn
+                    } else {
+                        im2col(xn, &d, &mut col);
+                        &col
+                    };
+                    let dyn_ = &dy[i * d.out_len()..(i + 1) * d.out_len()];
+                    // dy (cout x p) * col^T (p x k)
+                    matmul(
+                        cout,
+                        k,
+                        p,
+                        &mut dw,
+                        true,
+                        dyn_,
+                        (p as isize, 1),
+                        col,
+                        (1, p as isize),
+                        par,
+                    );
+                }
+                dw
+            })
+            .collect();
+        let mut dw = vec![0f32; cout * k];
+        for part in &partials {
+            for (a, b) in dw.iter_mut().zip(part) {
+                *a += b;
+            }
+        }
+        Ok((CpuStorage::F32(dw), Shape::from(wdims.to_vec())))
+    }
+}
+
+/// Convolves `x` (`n x cin x h x w`) with `w` (`cout x cin x kh x kw`), with a
+/// backward pass for both; no bias.
+pub fn conv2d(x: &Tensor, w: &Tensor, geometry: ConvGeometry) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, Conv2dOp(geometry))
+}

@@ -1,0 +1,144 @@
+//! The trainable parameters and buffers of a network, with the projections
+//! DeepShift applies to them after every update.
+
+use crate::error::{CoreError, Result};
+use crate::quant::{clamp_abs, clamp_ps_shift, q_shift_range};
+use candle_core::{Tensor, Var};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// What a parameter is, which decides how it is kept in range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamRole {
+    /// A float weight or bias, or a batch-norm scale or shift.
+    Plain,
+    /// The float master weight of a DeepShift-Q layer; `|w|` is kept in
+    /// `[2^lo, 1]` (zeros stay zero), as the reference does in place.
+    QWeight {
+        /// Bits per weight.
+        weight_bits: u32,
+    },
+    /// The shift parameter of a DeepShift-PS layer, kept in `[lo, 0]`.
+    PsShift {
+        /// Bits per weight.
+        weight_bits: u32,
+    },
+    /// The sign parameter of a DeepShift-PS layer (not clamped, as the reference).
+    PsSign,
+}
+
+/// One trainable tensor.
+#[derive(Debug, Clone)]
+pub struct Param {
+    /// Dotted name, for example `layer1.0.conv1.weight`.
+    pub name: String,
+    /// The tensor, updated in place by optimisers.
+    pub var: Var,
+    /// How it is projected after updates.
+    pub role: ParamRole,
+}
+
+/// All parameters and non-trainable buffers (batch-norm running statistics).
+#[derive(Debug, Clone, Default)]
+pub struct ParamStore {
+    params: Vec<Param>,
+    buffers: Vec<(String, Var)>,
+}
+
+impl ParamStore {
+    /// Registers a trainable parameter.
+    pub fn add(&mut self, name: String, var: Var, role: ParamRole) {
+        self.params.push(Param { name, var, role });
+    }
+
+    /// Registers a buffer: saved with the model but not trained.
+    pub fn add_buffer(&mut self, name: String, var: Var) {
+        self.buffers.push((name, var));
+    }
+
+    /// The trainable parameters in registration order.
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// Number of trainable scalars.
+    pub fn num_scalars(&self) -> usize {
+        self.params.iter().map(|p| p.var.elem_count()).sum()
+    }
+
+    /// Applies DeepShift's in-range projections (Q `clampabs`, PS shift
+    /// clamp). The trainer calls it once after building and after every step,
+    /// which is what the reference's in-place clamping in `forward` amounts to.
+    pub fn project(&self) -> Result<()> {
+        for p in &self.params {
+            let f: Box<dyn Fn(f32) -> f32> = match p.role {
+                ParamRole::QWeight { weight_bits } => {
+                    let lo = q_shift_range(weight_bits).0;
+                    Box::new(move |w| clamp_abs(w, lo))
+                }
+                ParamRole::PsShift { weight_bits } => {
+                    Box::new(move |s| clamp_ps_shift(s, weight_bits))
+                }
+                ParamRole::Plain | ParamRole::PsSign => continue,
+            };
+            let t = p.var.as_tensor();
+            let values: Vec<f32> = t.flatten_all()?.to_vec1::<f32>()?;
+            let projected: Vec<f32> = values.iter().map(|&v| f(v)).collect();
+            if projected != values {
+                p.var
+                    .set(&Tensor::from_vec(projected, t.shape(), t.device())?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every tensor (parameters and buffers) by name.
+    pub fn named_tensors(&self) -> HashMap<String, Tensor> {
+        self.params
+            .iter()
+            .map(|p| (p.name.clone(), p.var.as_tensor().clone()))
+            .chain(
+                self.buffers
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.as_tensor().clone())),
+            )
+            .collect()
+    }
+
+    /// Writes every parameter and buffer to a safetensors file.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        candle_core::safetensors::save(&self.named_tensors(), path).map_err(|e| CoreError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+
+    /// Loads parameters and buffers saved by [`ParamStore::save`] from a
+    /// network with the same architecture and configuration.
+    pub fn load(&self, path: &Path) -> Result<()> {
+        let tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+            .map_err(|e| CoreError::data(path, e.to_string()))?;
+        let all = self
+            .params
+            .iter()
+            .map(|p| (&p.name, &p.var))
+            .chain(self.buffers.iter().map(|(n, v)| (n, v)));
+        for (name, var) in all {
+            let t = tensors
+                .get(name)
+                .ok_or_else(|| CoreError::data(path, format!("has no tensor `{name}`")))?;
+            if t.shape() != var.shape() {
+                return Err(CoreError::data(
+                    path,
+                    format!(
+                        "tensor `{name}` has shape {:?}, the network expects {:?}",
+                        t.dims(),
+                        var.dims()
+                    ),
+                ));
+            }
+            var.set(&t.to_device(var.device())?)?;
+        }
+        Ok(())
+    }
+}

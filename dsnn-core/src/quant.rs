@@ -1,0 +1,375 @@
+//! DeepShift quantisers: the element-wise rules and their candle ops.
+//!
+//! The scalar functions reproduce the reference DeepShift code exactly,
+//! quirks included (see `docs/deepshift.md` and the golden tests):
+//! * [`round_to_fixed`]: fixed-point activations, floor to a `2^-F` grid and
+//!   clamp to `[-2^(I-1), 2^(I-1) - 1]`;
+//! * [`quantize_q`]: DeepShift-Q weights, `sign(w) * 2^round(ln|w| / ln 2)`
+//!   after clamping `|w|` into `[2^lo, 1]`;
+//! * [`ps_weight`]: DeepShift-PS weights `2^round(clamp(shift)) * sign(round(sign))`.
+//!
+//! The candle ops wrap them with straight-through backward passes.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::f32::consts::LN_2;
+
+/// How a float is rounded to an integer in the quantisers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Rounding {
+    /// Round to nearest, ties to even (as `torch.round`).
+    #[default]
+    Deterministic,
+    /// `floor(x) + Bernoulli(x - floor(x))`: unbiased, seeded, reproducible.
+    Stochastic,
+}
+
+impl std::str::FromStr for Rounding {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "deterministic" | "nearest" => Ok(Rounding::Deterministic),
+            "stochastic" => Ok(Rounding::Stochastic),
+            other => Err(format!(
+                "unknown rounding `{other}` (allowed: deterministic, stochastic)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Rounding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Rounding::Deterministic => "deterministic",
+            Rounding::Stochastic => "stochastic",
+        })
+    }
+}
+
+/// A counter-based source of uniform numbers for stochastic rounding.
+///
+/// The number for element `i` depends only on `(seed, step, i)`, so results
+/// are reproducible for a seed whatever the thread schedule, and a GPU kernel
+/// can produce the same stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RandomStream {
+    /// The seed of the layer or tensor being rounded.
+    pub seed: u64,
+    /// Which forward pass this is (advanced by the layer on every call).
+    pub step: u64,
+}
+
+impl RandomStream {
+    /// A uniform number in `[0, 1)` for element `index`, with 24 random bits.
+    pub fn uniform(&self, index: u64) -> f32 {
+        let h = splitmix64(
+            self.seed
+                ^ splitmix64(self.step.wrapping_add(0x9E37_79B9_7F4A_7C15))
+                ^ index.wrapping_mul(0xD6E8_FEB8_6659_FD93),
+        );
+        (h >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
+    }
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Rounds `x` to an integer: ties to even, or stochastically with uniform `u`.
+#[inline]
+pub fn round_with(x: f32, rounding: Rounding, u: f32) -> f32 {
+    match rounding {
+        Rounding::Deterministic => x.round_ties_even(),
+        Rounding::Stochastic => {
+            let fl = x.floor();
+            // frac is NaN for infinite x; then keep floor (DeepShift guards -inf the same way).
+            let frac = x - fl;
+            if u < frac {
+                fl + 1.0
+            } else {
+                fl
+            }
+        }
+    }
+}
+
+/// DeepShift's fixed-point rounding of an activation.
+///
+/// `integer_bits == 1` reproduces the reference special case `sign(x) - 1`.
+#[inline]
+pub fn round_to_fixed(x: f32, integer_bits: u32, fraction_bits: u32) -> f32 {
+    if integer_bits == 1 {
+        return sign(x) - 1.0;
+    }
+    let delta = (-(fraction_bits as f32)).exp2();
+    let bound = ((integer_bits - 1) as f32).exp2();
+    ((x / delta).floor() * delta).clamp(-bound, bound - 1.0)
+}
+
+/// `torch.sign`: -1, 0 or +1 (NaN stays NaN).
+#[inline]
+pub fn sign(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        x
+    }
+}
+
+/// The range of the shift exponent for DeepShift-Q: `[-(2^(b-1) - 1), 0]`.
+pub fn q_shift_range(weight_bits: u32) -> (i32, i32) {
+    (-((1i32 << (weight_bits - 1)) - 1), 0)
+}
+
+/// The range of the shift exponent for DeepShift-PS: `[-(2^(b-1) - 2), 0]`,
+/// one code fewer than Q because the sign is ternary.
+pub fn ps_shift_range(weight_bits: u32) -> (i32, i32) {
+    (-((1i32 << (weight_bits - 1)) - 2), 0)
+}
+
+/// DeepShift's `clampabs`: `|w|` into `[2^lo, 1]`, exact zeros stay zero.
+#[inline]
+pub fn clamp_abs(w: f32, lo: i32) -> f32 {
+    let min = (lo as f32).exp2();
+    let c = w.clamp(-1.0, 1.0);
+    if c != 0.0 && c.abs() < min {
+        sign(c) * min
+    } else {
+        c
+    }
+}
+
+/// DeepShift-Q weight: `sign(w) * 2^round(ln|w| / ln 2)` after [`clamp_abs`].
+/// The rounding is in the log domain (0.70 -> 0.5, 0.72 -> 1.0).
+#[inline]
+pub fn quantize_q(w: f32, weight_bits: u32, rounding: Rounding, u: f32) -> f32 {
+    let (lo, _) = q_shift_range(weight_bits);
+    let c = clamp_abs(w, lo);
+    if c == 0.0 {
+        return 0.0;
+    }
+    let shift = round_with(c.abs().ln() / LN_2, rounding, u);
+    sign(c) * shift.exp2()
+}
+
+/// DeepShift-PS weight `2^round(clamp(shift, lo, 0)) * sign(round(sign))`.
+/// `u_shift` and `u_sign` are the uniforms for stochastic rounding.
+#[inline]
+pub fn ps_weight(
+    shift: f32,
+    sign_param: f32,
+    weight_bits: u32,
+    rounding: Rounding,
+    u_shift: f32,
+    u_sign: f32,
+) -> f32 {
+    let (lo, hi) = ps_shift_range(weight_bits);
+    let s = round_with(shift.clamp(lo as f32, hi as f32), rounding, u_shift);
+    sign(round_with(sign_param, rounding, u_sign)) * s.exp2()
+}
+
+/// Clamps a PS shift parameter into its range (done to the stored parameter
+/// after every update, as the reference does in place in every forward).
+#[inline]
+pub fn clamp_ps_shift(shift: f32, weight_bits: u32) -> f32 {
+    let (lo, hi) = ps_shift_range(weight_bits);
+    shift.clamp(lo as f32, hi as f32)
+}
+
+/// The fixed-point format of the activations entering a shift layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FixedPoint {
+    /// Integer bits, sign included (`activation_integer_bits`).
+    pub integer_bits: u32,
+    /// Fraction bits (`activation_fraction_bits`).
+    pub fraction_bits: u32,
+}
+
+impl Default for FixedPoint {
+    fn default() -> Self {
+        FixedPoint {
+            integer_bits: 16,
+            fraction_bits: 16,
+        }
+    }
+}
+
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let data = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("dsnn quantiser ops need contiguous f32 input"),
+    }
+}
+
+/// Applies `f(index, value)` to every element in parallel.
+fn map_indexed(src: &[f32], f: impl Fn(usize, f32) -> f32 + Sync) -> Vec<f32> {
+    const CHUNK: usize = 1 << 14;
+    let mut out = vec![0f32; src.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .enumerate()
+        .for_each(|(c, (o, s))| {
+            let base = c * CHUNK;
+            for (i, (o, &x)) in o.iter_mut().zip(s).enumerate() {
+                *o = f(base + i, x);
+            }
+        });
+    out
+}
+
+/// Straight-through fixed-point activation quantiser (a candle op).
+#[derive(Debug, Clone, Copy)]
+pub struct QuantizeActivation(pub FixedPoint);
+
+impl CustomOp1 for QuantizeActivation {
+    fn name(&self) -> &'static str {
+        "dsnn-round-to-fixed"
+    }
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(storage, layout)?;
+        let FixedPoint {
+            integer_bits,
+            fraction_bits,
+        } = self.0;
+        let out = map_indexed(x, |_, v| round_to_fixed(v, integer_bits, fraction_bits));
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad_res.clone()))
+    }
+}
+
+/// Straight-through DeepShift-Q weight quantiser (a candle op).
+#[derive(Debug, Clone, Copy)]
+pub struct QuantizeWeightQ {
+    /// Bits per weight (2..=8).
+    pub weight_bits: u32,
+    /// Rounding of the log-domain exponent.
+    pub rounding: Rounding,
+    /// Random stream for stochastic rounding.
+    pub stream: RandomStream,
+}
+
+impl CustomOp1 for QuantizeWeightQ {
+    fn name(&self) -> &'static str {
+        "dsnn-quantize-q"
+    }
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let w = contiguous_f32(storage, layout)?;
+        let out = map_indexed(w, |i, v| {
+            let u = match self.rounding {
+                Rounding::Deterministic => 0.0,
+                Rounding::Stochastic => self.stream.uniform(i as u64),
+            };
+            quantize_q(v, self.weight_bits, self.rounding, u)
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad_res.clone()))
+    }
+}
+
+/// DeepShift-PS weight from `(shift, sign)` parameters (a candle op).
+///
+/// Backward (the reference's `unsym_grad_mul`): `dL/dsign = dL/dW` and
+/// `dL/dshift = dL/dW * W * ln 2`, where `W = sign_r * 2^shift_r`.
+#[derive(Debug, Clone, Copy)]
+pub struct PsWeight {
+    /// Bits per weight (2..=8).
+    pub weight_bits: u32,
+    /// Rounding of shift and sign.
+    pub rounding: Rounding,
+    /// Random stream for stochastic rounding.
+    pub stream: RandomStream,
+}
+
+impl CustomOp2 for PsWeight {
+    fn name(&self) -> &'static str {
+        "dsnn-ps-weight"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let shift = contiguous_f32(s1, l1)?;
+        let sign_p = contiguous_f32(s2, l2)?;
+        if shift.len() != sign_p.len() {
+            candle_core::bail!("PS shift and sign parameters differ in size");
+        }
+        let n = shift.len() as u64;
+        let out = map_indexed(shift, |i, s| {
+            let (us, ug) = match self.rounding {
+                Rounding::Deterministic => (0.0, 0.0),
+                Rounding::Stochastic => (
+                    self.stream.uniform(i as u64),
+                    self.stream.uniform(n + i as u64),
+                ),
+            };
+            ps_weight(s, sign_p[i], self.weight_bits, self.rounding, us, ug)
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        _shift: &Tensor,
+        _sign: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad_shift = (grad_res.mul(res)? * f64::from(LN_2))?;
+        Ok((Some(grad_shift), Some(grad_res.clone())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_match_deepshift() {
+        assert_eq!(q_shift_range(5), (-15, 0));
+        assert_eq!(q_shift_range(2), (-1, 0));
+        assert_eq!(ps_shift_range(5), (-14, 0));
+        assert_eq!(ps_shift_range(2), (0, 0));
+    }
+
+    #[test]
+    fn stochastic_rounding_is_unbiased_and_in_range() {
+        let stream = RandomStream { seed: 7, step: 3 };
+        for &x in &[0.3f32, -2.25, 5.0, -0.999] {
+            let n = 200_000;
+            let mut sum = 0f64;
+            for i in 0..n {
+                let r = round_with(x, Rounding::Stochastic, stream.uniform(i));
+                assert!(r == x.floor() || r == x.floor() + 1.0, "{x} -> {r}");
+                sum += f64::from(r);
+            }
+            let mean = sum / n as f64;
+            assert!((mean - f64::from(x)).abs() < 0.005, "{x}: mean {mean}");
+        }
+    }
+
+    #[test]
+    fn random_stream_depends_on_seed_and_step() {
+        let a = RandomStream { seed: 1, step: 0 };
+        let b = RandomStream { seed: 2, step: 0 };
+        let c = RandomStream { seed: 1, step: 1 };
+        let va: Vec<f32> = (0..8).map(|i| a.uniform(i)).collect();
+        assert_eq!(va, (0..8).map(|i| a.uniform(i)).collect::<Vec<_>>());
+        assert_ne!(va, (0..8).map(|i| b.uniform(i)).collect::<Vec<_>>());
+        assert_ne!(va, (0..8).map(|i| c.uniform(i)).collect::<Vec<_>>());
+        assert!(va.iter().all(|u| (0.0..1.0).contains(u)));
+    }
+}
