@@ -16,6 +16,8 @@
 //!   an [`OpProfile`]: deterministic inference energy per image.
 //! * [`rapl`]: RAPL counters via powercap sysfs (packages, sub-domains,
 //!   wrap-around).
+//! * [`nvml`]: NVIDIA GPU energy counter (or integrated power samples),
+//!   NVML loaded at run time.
 //! * [`emissions_log`]: an `emissions.csv` in CodeCarbon's columns.
 //! * [`units`]: joules and kilowatt-hours.
 //!
@@ -28,6 +30,7 @@ pub mod emissions_log;
 pub mod error;
 pub mod estimator;
 pub mod meter;
+pub mod nvml;
 pub mod opcount;
 pub mod profile;
 pub mod rapl;
@@ -41,6 +44,7 @@ pub use meter::{
     measure, CombinedMeter, Component, ComponentEnergy, CpuClock, EnergyMeter, EnergyReading,
     Provenance, RegionSpan, RegionTimer, RusageClock,
 };
+pub use nvml::NvmlMeter;
 pub use opcount::{InferenceEnergy, MemoryLevel, OpCountMeter, OpCountModel, OpEnergyTable};
 pub use profile::{LayerKind, LayerOps, OpProfile};
 pub use rapl::RaplMeter;
