@@ -98,6 +98,7 @@ impl Nvml {
         for name in NVML_LIBRARY_NAMES {
             match Self::load_from(name) {
                 Ok(n) => return Ok(n),
+                Err(EnergyError::Unavailable { reason, .. }) => reasons.push(reason),
                 Err(e) => reasons.push(e.to_string()),
             }
         }
@@ -381,6 +382,18 @@ impl NvmlMeter {
         self
     }
 
+    /// Meters every GPU by integrating power samples, even where an energy
+    /// counter exists (to cross-check the two methods on one region).
+    pub fn force_power_sampling(mut self) -> Result<Self> {
+        for g in &mut self.gpus {
+            self.backend.power_mw(g.index).map_err(|e| {
+                EnergyError::unavailable("nvml", format!("GPU {} power: {e}", g.index))
+            })?;
+            g.method = GpuMethod::PowerSampling;
+        }
+        Ok(self)
+    }
+
     /// The GPUs watched and how.
     pub fn gpus(&self) -> &[GpuInfo] {
         &self.gpus
@@ -610,6 +623,16 @@ mod tests {
             "{sampled} J in {wall} s"
         );
         assert_eq!(r.components[0].energy.joules(), 0.0);
+
+        // Forcing sampling on the GPU that has a counter samples it too.
+        let mut m = NvmlMeter::with_backend(fake(), Some(&[0]))
+            .unwrap()
+            .sample_interval(Duration::from_millis(5))
+            .force_power_sampling()
+            .unwrap();
+        assert_eq!(m.gpus()[0].method, GpuMethod::PowerSampling);
+        let ((), r) = measure(&mut m, || std::thread::sleep(Duration::from_millis(20))).unwrap();
+        assert!(r.joules() > 0.0);
     }
 
     #[test]
