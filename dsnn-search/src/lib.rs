@@ -2,10 +2,24 @@
 //!
 //! Independent of neural networks and of every other dsnn crate.
 
+pub mod fidelity;
+pub mod hyperband;
+pub mod nsga2;
+pub mod optimizer;
 pub mod pareto;
 pub mod problems;
+pub mod single;
 pub mod space;
 
+pub use fidelity::{Bracket, FidelitySchedule, FixedBudget, Hyperband, Rung, SuccessiveHalving};
+pub use hyperband::HyperbandOptimizer;
+pub use nsga2::{Nsga2, Nsga2Settings};
+pub use optimizer::{
+    replay, Event, Observation, Optimizer, OptimizerError, Outcome, Proposer, Recorded, Trial,
+    TrialId,
+};
+pub use pareto::TieBreak;
+pub use single::{ProposerOptimizer, RandomProposer, RandomSearch};
 pub use space::{
     Condition, Configuration, ConfigurationSpace, DimKind, Forbidden, Hyperparameter, SearchSpace,
     SpaceError, Value,

@@ -393,6 +393,63 @@ pub fn hypervolume_contributions<P: AsRef<[f64]>>(points: &[P], reference: &[f64
     out
 }
 
+/// How to break ties within the last non-dominated front that only partly fits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TieBreak {
+    /// Prefer larger crowding distance (NSGA-II).
+    #[default]
+    Crowding,
+    /// Prefer larger hypervolume contribution (objectives min-max normalised over
+    /// the candidates, reference 1.1), removing the least contributor one at a time.
+    HypervolumeContribution,
+}
+
+/// Choose `k` of `points` by non-dominated rank, breaking ties in the last front
+/// by `tie`; returns indices, best fronts first. Deterministic: equal scores keep
+/// index order.
+pub fn select_by_rank<P: AsRef<[f64]>>(points: &[P], k: usize, tie: TieBreak) -> Vec<usize> {
+    let mut chosen = Vec::with_capacity(k.min(points.len()));
+    for front in non_dominated_sort(points) {
+        if chosen.len() >= k {
+            break;
+        }
+        let room = k - chosen.len();
+        if front.len() <= room {
+            chosen.extend(front);
+            continue;
+        }
+        match tie {
+            TieBreak::Crowding => {
+                let cd = crowding_distance(points, &front);
+                let mut order: Vec<usize> = (0..front.len()).collect();
+                order.sort_by(|&a, &b| cd[b].total_cmp(&cd[a]));
+                chosen.extend(order.into_iter().take(room).map(|i| front[i]));
+            }
+            TieBreak::HypervolumeContribution => {
+                let pts: Vec<&[f64]> = points.iter().map(|p| p.as_ref()).collect();
+                let norm = Normalizer::fit(&pts).expect("non-empty");
+                let mut left: Vec<usize> = front.clone();
+                while left.len() > room {
+                    let sub: Vec<Vec<f64>> = left.iter().map(|&i| norm.transform(pts[i])).collect();
+                    let r = vec![1.1; sub[0].len()];
+                    let c = hypervolume_contributions(&sub, &r);
+                    let mut worst = 0;
+                    for (j, cj) in c.iter().enumerate() {
+                        if *cj < c[worst] {
+                            worst = j;
+                        }
+                    }
+                    left.remove(worst);
+                }
+                chosen.extend(left);
+            }
+        }
+        break;
+    }
+    chosen
+}
+
 /// Inverted generational distance plus (Ishibuchi et al. 2015) of `approximation`
 /// against a dense sample `reference_front` of the true front: the mean over
 /// reference points z of min over a of sqrt(sum max(a_i - z_i, 0)^2).
@@ -621,6 +678,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn selection_by_rank_then_tie_break() {
+        let pts = vec![
+            vec![0.0, 1.0],
+            vec![0.1, 0.8],
+            vec![0.5, 0.5],
+            vec![0.52, 0.48],
+            vec![1.0, 0.0],
+            vec![0.6, 0.9],
+        ];
+        // Front 0 has 5 points; keep 4: crowding drops one of the close pair.
+        let s = select_by_rank(&pts, 4, TieBreak::Crowding);
+        assert_eq!(s.len(), 4);
+        assert!(s.contains(&0) && s.contains(&4) && s.contains(&1));
+        assert!(s.contains(&2) ^ s.contains(&3));
+        let s = select_by_rank(&pts, 4, TieBreak::HypervolumeContribution);
+        assert!(s.contains(&2) ^ s.contains(&3));
+        // All of front 0, then the dominated point.
+        let s = select_by_rank(&pts, 6, TieBreak::Crowding);
+        assert_eq!(s, vec![0, 1, 2, 3, 4, 5]);
+        assert!(select_by_rank::<Vec<f64>>(&[], 3, TieBreak::Crowding).is_empty());
     }
 
     #[test]

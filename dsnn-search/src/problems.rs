@@ -2,6 +2,7 @@
 //! defined in pymoo 0.6.2, with samples of their true fronts and their optimal
 //! hypervolumes, for testing and benchmarking optimizers.
 
+use crate::optimizer::{Optimizer, OptimizerError, Outcome};
 use crate::pareto;
 use crate::space::{Configuration, ConfigurationSpace, Hyperparameter};
 use std::f64::consts::PI;
@@ -252,6 +253,34 @@ impl TestProblem {
                     .collect()
             }
         }
+    }
+
+    /// Drive `opt` on this problem for `evaluations` trials, asking up to `batch`
+    /// at a time and telling every result before the next ask (budgets are
+    /// ignored: these problems have one fidelity). Returns the objective vectors
+    /// in evaluation order.
+    pub fn minimise(
+        &self,
+        opt: &mut dyn Optimizer,
+        evaluations: usize,
+        batch: usize,
+    ) -> Result<Vec<Vec<f64>>, OptimizerError> {
+        let mut out = Vec::with_capacity(evaluations);
+        while out.len() < evaluations {
+            let trials = opt.ask(batch.max(1).min(evaluations - out.len()))?;
+            if trials.is_empty() {
+                return Err(OptimizerError::Invalid(format!(
+                    "{} returned no trial with none pending",
+                    opt.name()
+                )));
+            }
+            for t in trials {
+                let f = self.evaluate_config(&t.config);
+                opt.tell(t.id, Outcome::Success(f.clone()))?;
+                out.push(f);
+            }
+        }
+        Ok(out)
     }
 
     /// The exact hypervolume of the true front at reference point 1.1 in every

@@ -1,0 +1,369 @@
+//! NSGA-II (Deb et al. 2002) in ask/tell form, on the unit-cube encoding.
+//!
+//! Defaults follow pymoo: population 100, as many offspring per generation,
+//! binary tournament, SBX crossover (probability 0.9, eta 15, each variable
+//! exchanged with probability 0.5), polynomial mutation (eta 20, probability
+//! 1/n per variable), duplicate elimination. Integer and ordinal coordinates are
+//! varied on the cube and rounded by decoding (their bins have equal width);
+//! categorical coordinates are inherited from either parent with equal
+//! probability and mutate to a uniformly drawn other category.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::optimizer::{
+    Observation, Optimizer, OptimizerError, Outcome, Trial, TrialBook, TrialId,
+};
+use crate::pareto::{crowding_distance, non_dominated_sort, select_by_rank, TieBreak};
+use crate::space::{Configuration, DimKind, SearchSpace};
+
+/// NSGA-II settings (pymoo's defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Nsga2Settings {
+    /// Population size (survivors per generation).
+    pub population: usize,
+    /// Offspring per generation.
+    pub offspring: usize,
+    /// Probability that a mating pair is recombined.
+    pub crossover_prob: f64,
+    /// SBX distribution index.
+    pub crossover_eta: f64,
+    /// Per-variable exchange probability inside SBX.
+    pub crossover_var_prob: f64,
+    /// Polynomial mutation distribution index.
+    pub mutation_eta: f64,
+    /// Per-variable mutation probability; `None` means 1/n.
+    pub mutation_prob: Option<f64>,
+    /// Budget every trial runs at.
+    pub budget: f64,
+}
+
+impl Default for Nsga2Settings {
+    fn default() -> Self {
+        Nsga2Settings {
+            population: 100,
+            offspring: 100,
+            crossover_prob: 0.9,
+            crossover_eta: 15.0,
+            crossover_var_prob: 0.5,
+            mutation_eta: 20.0,
+            mutation_prob: None,
+            budget: 1.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Individual {
+    genome: Vec<f64>,
+    config: Configuration,
+    objectives: Vec<f64>,
+}
+
+/// The NSGA-II optimizer.
+///
+/// Generational: `ask` hands out the current generation's offspring and returns
+/// fewer trials (possibly none) once they are all out, until every one has been
+/// told; then survival selection runs and the next generation is bred. Failed
+/// trials never survive and never enter the ranking.
+pub struct Nsga2 {
+    space: Arc<dyn SearchSpace>,
+    kinds: Vec<DimKind>,
+    settings: Nsga2Settings,
+    rng: ChaCha8Rng,
+    book: TrialBook,
+    population: Vec<Individual>,
+    queue: VecDeque<(Vec<f64>, Configuration)>,
+    outstanding: BTreeMap<TrialId, (Vec<f64>, Configuration)>,
+    finished: Vec<Individual>,
+    generation: usize,
+}
+
+impl Nsga2 {
+    /// NSGA-II over `space` with `settings`, seeded by `seed`.
+    pub fn new(
+        space: Arc<dyn SearchSpace>,
+        settings: Nsga2Settings,
+        seed: u64,
+    ) -> Result<Self, OptimizerError> {
+        if settings.population < 2 || settings.offspring < 1 {
+            return Err(OptimizerError::Invalid(
+                "NSGA-II needs a population of at least 2 and at least 1 offspring".into(),
+            ));
+        }
+        let kinds = space.kinds();
+        let mut opt = Nsga2 {
+            space,
+            kinds,
+            settings,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            book: TrialBook::default(),
+            population: Vec::new(),
+            queue: VecDeque::new(),
+            outstanding: BTreeMap::new(),
+            finished: Vec::new(),
+            generation: 0,
+        };
+        let n = opt.settings.population;
+        for _ in 0..n {
+            let c = opt.random_individual()?;
+            opt.queue.push_back(c);
+        }
+        Ok(opt)
+    }
+
+    /// The current surviving population's configurations and objectives.
+    pub fn population(&self) -> Vec<(Configuration, Vec<f64>)> {
+        self.population
+            .iter()
+            .map(|i| (i.config.clone(), i.objectives.clone()))
+            .collect()
+    }
+
+    /// Number of completed generations.
+    pub fn generation(&self) -> usize {
+        self.generation
+    }
+
+    /// Every finished trial, in the order told.
+    pub fn history(&self) -> &[Observation] {
+        self.book.history()
+    }
+
+    fn random_individual(&mut self) -> Result<(Vec<f64>, Configuration), OptimizerError> {
+        let c = self.space.sample(&mut self.rng)?;
+        let mut g = self.space.encode(&c)?;
+        // Inactive coordinates still carry genes, so that they can be inherited.
+        for v in g.iter_mut() {
+            if v.is_nan() {
+                *v = self.rng.random();
+            }
+        }
+        Ok((g, c))
+    }
+
+    /// Decode a genome; `None` if the result is forbidden.
+    fn express(&self, genome: &[f64]) -> Option<Configuration> {
+        let c = self.space.decode(genome).ok()?;
+        (!self.space.is_forbidden(&c)).then_some(c)
+    }
+
+    fn tournament(&mut self, rank: &[usize], crowd: &[f64]) -> usize {
+        let n = self.population.len();
+        let a = self.rng.random_range(0..n);
+        let b = self.rng.random_range(0..n);
+        if rank[a] != rank[b] {
+            return if rank[a] < rank[b] { a } else { b };
+        }
+        if crowd[a] != crowd[b] {
+            return if crowd[a] > crowd[b] { a } else { b };
+        }
+        if self.rng.random::<bool>() {
+            a
+        } else {
+            b
+        }
+    }
+
+    fn sbx(&mut self, p1: &[f64], p2: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let (mut c1, mut c2) = (p1.to_vec(), p2.to_vec());
+        if self.rng.random::<f64>() >= self.settings.crossover_prob {
+            return (c1, c2);
+        }
+        let eta = self.settings.crossover_eta;
+        for k in 0..p1.len() {
+            match self.kinds[k] {
+                DimKind::Constant => continue,
+                DimKind::Categorical(_) => {
+                    if self.rng.random::<f64>() < 0.5 {
+                        std::mem::swap(&mut c1[k], &mut c2[k]);
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            if self.rng.random::<f64>() >= self.settings.crossover_var_prob {
+                continue;
+            }
+            let (y1, y2) = if p1[k] < p2[k] {
+                (p1[k], p2[k])
+            } else {
+                (p2[k], p1[k])
+            };
+            if y2 - y1 < 1e-14 {
+                continue;
+            }
+            let u: f64 = self.rng.random();
+            let betaq = |beta: f64| {
+                let alpha = 2.0 - beta.powf(-(eta + 1.0));
+                if u <= 1.0 / alpha {
+                    (u * alpha).powf(1.0 / (eta + 1.0))
+                } else {
+                    (1.0 / (2.0 - u * alpha)).powf(1.0 / (eta + 1.0))
+                }
+            };
+            let b1 = betaq(1.0 + 2.0 * y1 / (y2 - y1));
+            let b2 = betaq(1.0 + 2.0 * (1.0 - y2) / (y2 - y1));
+            let mut x1 = (0.5 * ((y1 + y2) - b1 * (y2 - y1))).clamp(0.0, 1.0);
+            let mut x2 = (0.5 * ((y1 + y2) + b2 * (y2 - y1))).clamp(0.0, 1.0);
+            if self.rng.random::<bool>() {
+                std::mem::swap(&mut x1, &mut x2);
+            }
+            c1[k] = x1;
+            c2[k] = x2;
+        }
+        (c1, c2)
+    }
+
+    fn mutate(&mut self, g: &mut [f64]) {
+        let varying = self
+            .kinds
+            .iter()
+            .filter(|k| **k != DimKind::Constant)
+            .count()
+            .max(1);
+        let prob = self.settings.mutation_prob.unwrap_or(1.0 / varying as f64);
+        let eta = self.settings.mutation_eta;
+        for (k, gk) in g.iter_mut().enumerate() {
+            if self.kinds[k] == DimKind::Constant || self.rng.random::<f64>() >= prob {
+                continue;
+            }
+            if let DimKind::Categorical(n) = self.kinds[k] {
+                if n > 1 {
+                    let cur = ((*gk * n as f64).floor() as usize).min(n - 1);
+                    let mut other = self.rng.random_range(0..n - 1);
+                    if other >= cur {
+                        other += 1;
+                    }
+                    *gk = (other as f64 + 0.5) / n as f64;
+                }
+                continue;
+            }
+            let y = *gk;
+            let u: f64 = self.rng.random();
+            let pow = 1.0 / (eta + 1.0);
+            let dq = if u < 0.5 {
+                let v = 2.0 * u + (1.0 - 2.0 * u) * (1.0 - y).powf(eta + 1.0);
+                v.powf(pow) - 1.0
+            } else {
+                let v = 2.0 * (1.0 - u) + 2.0 * (u - 0.5) * y.powf(eta + 1.0);
+                1.0 - v.powf(pow)
+            };
+            *gk = (y + dq).clamp(0.0, 1.0);
+        }
+    }
+
+    /// Survival of the fittest among parents and finished offspring, then breed.
+    fn next_generation(&mut self) -> Result<(), OptimizerError> {
+        let mut pool = std::mem::take(&mut self.population);
+        pool.append(&mut self.finished);
+        let objs: Vec<&Vec<f64>> = pool.iter().map(|i| &i.objectives).collect();
+        let keep = select_by_rank(&objs, self.settings.population, TieBreak::Crowding);
+        let mut keep_sorted = keep.clone();
+        keep_sorted.sort_unstable();
+        self.population = keep_sorted.into_iter().map(|i| pool[i].clone()).collect();
+        self.generation += 1;
+        log::debug!(
+            "nsga2: generation {} survivors {}",
+            self.generation,
+            self.population.len()
+        );
+        if self.population.len() < 2 {
+            // Too few successes to mate: sample afresh.
+            for _ in 0..self.settings.offspring {
+                let c = self.random_individual()?;
+                self.queue.push_back(c);
+            }
+            return Ok(());
+        }
+        let objs: Vec<&Vec<f64>> = self.population.iter().map(|i| &i.objectives).collect();
+        let mut rank = vec![0; objs.len()];
+        let mut crowd = vec![0.0; objs.len()];
+        for (r, front) in non_dominated_sort(&objs).iter().enumerate() {
+            let cd = crowding_distance(&objs, front);
+            for (j, &i) in front.iter().enumerate() {
+                rank[i] = r;
+                crowd[i] = cd[j];
+            }
+        }
+        let mut seen: Vec<Configuration> =
+            self.population.iter().map(|i| i.config.clone()).collect();
+        let mut tries = 0;
+        while self.queue.len() < self.settings.offspring {
+            let a = self.tournament(&rank, &crowd);
+            let b = self.tournament(&rank, &crowd);
+            let (pa, pb) = (
+                self.population[a].genome.clone(),
+                self.population[b].genome.clone(),
+            );
+            let (mut c1, mut c2) = self.sbx(&pa, &pb);
+            self.mutate(&mut c1);
+            self.mutate(&mut c2);
+            for g in [c1, c2] {
+                if self.queue.len() >= self.settings.offspring {
+                    break;
+                }
+                tries += 1;
+                match self.express(&g) {
+                    Some(c) if !seen.contains(&c) => {
+                        seen.push(c.clone());
+                        self.queue.push_back((g, c));
+                    }
+                    _ if tries > 50 * self.settings.offspring => {
+                        // The population has converged onto few points: diversify.
+                        let c = self.random_individual()?;
+                        self.queue.push_back(c);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Optimizer for Nsga2 {
+    fn name(&self) -> String {
+        "nsga2".into()
+    }
+
+    fn ask(&mut self, n: usize) -> Result<Vec<Trial>, OptimizerError> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            if self.queue.is_empty() {
+                if self.outstanding.is_empty() {
+                    self.next_generation()?;
+                } else {
+                    break;
+                }
+            }
+            let Some((g, c)) = self.queue.pop_front() else {
+                break;
+            };
+            let t = self.book.issue(c.clone(), self.settings.budget);
+            self.outstanding.insert(t.id, (g, c));
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    fn tell(&mut self, id: TrialId, outcome: Outcome) -> Result<(), OptimizerError> {
+        let obs = self.book.accept(id, outcome)?;
+        let (genome, config) = self
+            .outstanding
+            .remove(&id)
+            .ok_or(OptimizerError::UnknownTrial(id))?;
+        if let Outcome::Success(f) = obs.outcome {
+            self.finished.push(Individual {
+                genome,
+                config,
+                objectives: f,
+            });
+        }
+        debug_assert_eq!(self.outstanding.len(), self.book.n_pending());
+        Ok(())
+    }
+}
