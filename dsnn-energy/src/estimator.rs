@@ -251,6 +251,14 @@ pub struct EstimatorConfig {
     pub ram_size: RamSize,
     /// Constant GPU power in W, if the user gives one.
     pub gpu_w: Option<f64>,
+    /// Whether to report CPU energy; off when a RAPL meter measures the CPU
+    /// and this estimator only supplies RAM (and GPU) figures.
+    #[serde(default = "default_true")]
+    pub include_cpu: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl EstimatorConfig {
@@ -268,6 +276,7 @@ impl EstimatorConfig {
             },
             ram_size: RamSize::ProcessRss,
             gpu_w: None,
+            include_cpu: true,
         })
     }
 }
@@ -484,10 +493,11 @@ impl EnergyMeter for EstimatorMeter {
             source: format!("codecarbon-estimate:{what}"),
             provenance: Provenance::Estimated,
         };
-        let mut components = vec![
-            part(Component::Cpu, est.cpu, "cpu"),
-            part(Component::Ram, est.ram, "ram"),
-        ];
+        let mut components = Vec::with_capacity(3);
+        if self.config.include_cpu {
+            components.push(part(Component::Cpu, est.cpu, "cpu"));
+        }
+        components.push(part(Component::Ram, est.ram, "ram"));
         if self.config.gpu_w.is_some() {
             components.push(part(Component::Gpu, est.gpu, "gpu"));
         }
@@ -605,6 +615,7 @@ mod tests {
             ram: RamPowerModel::Dimms { arm: false },
             ram_size: RamSize::Fixed { gb: 0.5 },
             gpu_w: Some(50.0),
+            include_cpu: true,
         }
     }
 
@@ -675,6 +686,14 @@ mod tests {
         assert_eq!(r.provenance, Provenance::Estimated);
         assert_eq!(r.source, "codecarbon-estimate");
         assert!(matches!(m.stop(), Err(EnergyError::NotStarted(_))));
+
+        // RAM and GPU only (the CPU measured elsewhere).
+        let mut cfg = config(CpuPowerMode::ProcessShare);
+        cfg.include_cpu = false;
+        let mut m = EstimatorMeter::with_clock(cfg, Box::new(clock.clone()));
+        let ((), r) = measure(&mut m, || clock.set(Duration::from_secs(9))).unwrap();
+        assert_eq!(r.energy_of(Component::Cpu).joules(), 0.0);
+        assert_eq!(r.components.len(), 2);
     }
 
     #[test]

@@ -83,6 +83,7 @@ fn estimator_agrees_with_codecarbon_offline_tracker() {
         ram: RamPowerModel::Dimms { arm: false },
         ram_size: RamSize::Fixed { gb: 0.2 },
         gpu_w: None,
+        include_cpu: true,
     };
     let est = config.estimate(&EstimateInputs {
         wall_s: cc_duration_s,
