@@ -697,6 +697,27 @@ mod tests {
     }
 
     #[test]
+    fn machine_load_meter_reads_proc_stat() {
+        let mut cfg = config(CpuPowerMode::MachineLoad);
+        cfg.gpu_w = None;
+        let mut m = EstimatorMeter::new(cfg);
+        let (_, r) = measure(&mut m, || {
+            let t = std::time::Instant::now();
+            let mut x = 0u64;
+            while t.elapsed() < Duration::from_millis(50) {
+                x = x.wrapping_add(1);
+            }
+            std::hint::black_box(x)
+        })
+        .unwrap();
+        let cpu_w = m.last_estimate().unwrap().cpu_w;
+        // Between the 10% floor and the full budget of 120 W.
+        assert!((12.0..=120.0).contains(&cpu_w), "{cpu_w} W");
+        let wall = r.wall.as_secs_f64();
+        assert!((r.energy_of(Component::Cpu).joules() - cpu_w * wall).abs() < 1e-9);
+    }
+
+    #[test]
     fn detected_meter_runs_on_this_machine() {
         let mut m = EstimatorMeter::detect().unwrap();
         let (_, r) = measure(&mut m, || (0..200_000u64).sum::<u64>()).unwrap();

@@ -6,12 +6,14 @@
 //! `dram`), each with `name`, `energy_uj` (a cumulative counter in
 //! microjoules) and `max_energy_range_uj` (where the counter wraps to 0).
 //!
-//! The meter reads every package counter at start and stop and adds the
-//! deltas; a counter that went backwards has wrapped once, and the delta is
-//! `max - start + end`. A counter can wrap more than once in a long region
-//! only if nobody looks: call [`RaplMeter::sample`] more often than the wrap
-//! period (max range / power; about 20 minutes for 262 kJ at 200 W) and each
-//! interval is accounted separately. Core and uncore sub-domains are part of
+//! The meter reads every counter at start and stop and adds the deltas; a
+//! counter that went backwards has wrapped once, and the delta is
+//! `max - start + end`. Two wraps between two reads would be invisible, so
+//! a background thread also reads the counters every
+//! [`DEFAULT_POLL_INTERVAL`] during a region (configurable with
+//! [`RaplMeter::poll_interval`]; client CPUs with a 2^32 uJ range wrap after
+//! about 11 s at 400 W, servers with 262 kJ after about 20 minutes at 200 W).
+//! [`RaplMeter::sample`] reads them on demand. Core and uncore sub-domains are part of
 //! their package: they are reported in [`RaplMeter::domain_energies`] but not
 //! added to the total. DRAM is a separate domain, added as RAM energy when
 //! `include_dram` is set (off by default, as in CodeCarbon). `psys` is used
@@ -30,7 +32,10 @@ use crate::meter::{
 use crate::units::Energy;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// The default powercap root.
 pub const DEFAULT_POWERCAP_ROOT: &str = "/sys/class/powercap";
@@ -129,17 +134,59 @@ pub fn counter_delta_uj(start: u64, end: u64, max: u64) -> (u64, bool) {
     }
 }
 
+/// Counter state of a region, shared with the poller thread.
+#[derive(Debug, Default)]
+struct Counters {
+    last: Vec<u64>,
+    acc_uj: Vec<u128>,
+    wraps: Vec<u32>,
+    error: Option<EnergyError>,
+}
+
+impl Counters {
+    /// Reads every counter and adds the energy since the previous read.
+    fn accumulate(&mut self, domains: &[RaplDomain], reader: &dyn SysfsReader) -> Result<()> {
+        let now = read_counters(domains, reader)?;
+        for (i, d) in domains.iter().enumerate() {
+            let (delta, wrapped) = counter_delta_uj(self.last[i], now[i], d.max_energy_range_uj);
+            if wrapped {
+                log::debug!("rapl: {} ({}) counter wrapped", d.id, d.name);
+                self.wraps[i] += 1;
+            }
+            self.acc_uj[i] += u128::from(delta);
+        }
+        self.last = now;
+        Ok(())
+    }
+}
+
+fn read_counters(domains: &[RaplDomain], reader: &dyn SysfsReader) -> Result<Vec<u64>> {
+    domains
+        .iter()
+        .map(|d| read_u64(reader, &d.energy_path()))
+        .collect()
+}
+
+struct Poller {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+/// The default interval of the background poller: short enough for a
+/// 2^32 uJ counter (4.3 kJ) at 400 W, which wraps after about 11 s.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The RAPL meter.
 pub struct RaplMeter {
     root: PathBuf,
     reader: Arc<dyn SysfsReader>,
     clock: Box<dyn CpuClock>,
-    domains: Vec<RaplDomain>,
+    domains: Arc<Vec<RaplDomain>>,
     include_dram: bool,
+    poll_interval: Option<Duration>,
     timer: Option<RegionTimer>,
-    last: Vec<u64>,
-    acc_uj: Vec<u128>,
-    wraps: Vec<u32>,
+    counters: Arc<Mutex<Counters>>,
+    poller: Option<Poller>,
     finished: Vec<DomainEnergy>,
 }
 
@@ -206,17 +253,16 @@ impl RaplMeter {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let n = domains.len();
         Ok(RaplMeter {
             root,
             reader,
             clock: Box::new(RusageClock),
-            domains,
+            domains: Arc::new(domains),
             include_dram: false,
+            poll_interval: Some(DEFAULT_POLL_INTERVAL),
             timer: None,
-            last: vec![0; n],
-            acc_uj: vec![0; n],
-            wraps: vec![0; n],
+            counters: Arc::new(Mutex::new(Counters::default())),
+            poller: None,
             finished: Vec::new(),
         })
     }
@@ -224,6 +270,14 @@ impl RaplMeter {
     /// Adds DRAM domains to the total (as RAM energy).
     pub fn include_dram(mut self, yes: bool) -> Self {
         self.include_dram = yes;
+        self
+    }
+
+    /// Sets how often a background thread reads the counters during a
+    /// region, so that no wrap-around is missed (`None`: only at start, stop
+    /// and explicit [`RaplMeter::sample`] calls).
+    pub fn poll_interval(mut self, interval: Option<Duration>) -> Self {
+        self.poll_interval = interval.map(|d| d.max(Duration::from_millis(1)));
         self
     }
 
@@ -242,30 +296,20 @@ impl RaplMeter {
         &self.finished
     }
 
-    fn read_all(&self) -> Result<Vec<u64>> {
-        self.domains
-            .iter()
-            .map(|d| read_u64(self.reader.as_ref(), &d.energy_path()))
-            .collect()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reads every counter and accumulates the energy since the previous
-    /// read; call it periodically in long regions (see the module docs).
+    /// read. The background poller does this on its own; without it, call
+    /// this more often than the counters wrap (see the module docs).
     pub fn sample(&mut self) -> Result<()> {
         if self.timer.is_none() {
             return Err(EnergyError::NotStarted("rapl".into()));
         }
-        let now = self.read_all()?;
-        for (i, d) in self.domains.iter().enumerate() {
-            let (delta, wrapped) = counter_delta_uj(self.last[i], now[i], d.max_energy_range_uj);
-            if wrapped {
-                log::debug!("rapl: {} ({}) counter wrapped", d.id, d.name);
-                self.wraps[i] += 1;
-            }
-            self.acc_uj[i] += u128::from(delta);
-        }
-        self.last = now;
-        Ok(())
+        let domains = self.domains.clone();
+        let reader = self.reader.clone();
+        self.lock().accumulate(&domains, reader.as_ref())
     }
 
     /// Which domains count towards the total, and as what.
@@ -289,31 +333,79 @@ impl EnergyMeter for RaplMeter {
         if self.timer.is_some() {
             return Err(EnergyError::AlreadyStarted("rapl".into()));
         }
-        self.last = self.read_all()?;
-        self.acc_uj.iter_mut().for_each(|a| *a = 0);
-        self.wraps.iter_mut().for_each(|w| *w = 0);
+        let first = read_counters(&self.domains, self.reader.as_ref())?;
+        {
+            let n = self.domains.len();
+            let mut c = self.lock();
+            *c = Counters {
+                last: first,
+                acc_uj: vec![0; n],
+                wraps: vec![0; n],
+                error: None,
+            };
+        }
+        if let Some(interval) = self.poll_interval {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (flag, counters, domains, reader) = (
+                stop.clone(),
+                self.counters.clone(),
+                self.domains.clone(),
+                self.reader.clone(),
+            );
+            let handle = std::thread::Builder::new()
+                .name("rapl-poller".into())
+                .spawn(move || loop {
+                    std::thread::park_timeout(interval);
+                    if flag.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let mut c = counters.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(e) = c.accumulate(&domains, reader.as_ref()) {
+                        c.error.get_or_insert(e);
+                        break;
+                    }
+                })
+                .map_err(|e| EnergyError::Io {
+                    path: "rapl poller thread".into(),
+                    source: e,
+                })?;
+            self.poller = Some(Poller { stop, handle });
+        }
         self.timer = Some(RegionTimer::start(self.clock.as_ref())?);
         Ok(())
     }
 
     fn stop(&mut self) -> Result<EnergyReading> {
+        if let Some(p) = self.poller.take() {
+            p.stop.store(true, Ordering::Release);
+            p.handle.thread().unpark();
+            if p.handle.join().is_err() {
+                log::warn!("rapl: the poller thread panicked");
+            }
+        }
         let sampled = self.sample();
         let timer = self
             .timer
             .take()
             .ok_or_else(|| EnergyError::NotStarted("rapl".into()))?;
+        if let Some(e) = self.lock().error.take() {
+            return Err(e);
+        }
         sampled?;
         let span = timer.finish(self.clock.as_ref())?;
-        self.finished = self
-            .domains
-            .iter()
-            .enumerate()
-            .map(|(i, d)| DomainEnergy {
-                domain: d.clone(),
-                energy: Energy::from_joules(self.acc_uj[i] as f64 * 1e-6),
-                wraps: self.wraps[i],
-            })
-            .collect();
+        let finished: Vec<DomainEnergy> = {
+            let c = self.lock();
+            self.domains
+                .iter()
+                .enumerate()
+                .map(|(i, d)| DomainEnergy {
+                    domain: d.clone(),
+                    energy: Energy::from_joules(c.acc_uj[i] as f64 * 1e-6),
+                    wraps: c.wraps[i],
+                })
+                .collect()
+        };
+        self.finished = finished;
         let components = self
             .finished
             .iter()
@@ -398,8 +490,12 @@ mod tests {
         d
     }
 
+    /// Replaces the counter atomically, as sysfs would show it (a poller
+    /// must never see a half-written file).
     fn set(dir: &Path, energy: u64) {
-        fs::write(dir.join("energy_uj"), format!("{energy}\n")).unwrap();
+        let tmp = dir.join(".energy_uj.tmp");
+        fs::write(&tmp, format!("{energy}\n")).unwrap();
+        fs::rename(&tmp, dir.join("energy_uj")).unwrap();
     }
 
     /// The flat layout of /sys/class/powercap on a two-socket server.
@@ -478,12 +574,41 @@ mod tests {
     }
 
     #[test]
+    fn poller_catches_wraps_between_start_and_stop_and_reports_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = domain(dir.path(), "intel-rapl:0", "package-0", 900, 1000);
+        let mut m = RaplMeter::open(dir.path())
+            .unwrap()
+            .poll_interval(Some(Duration::from_millis(2)));
+        let wait = || std::thread::sleep(Duration::from_millis(80));
+        m.start().unwrap();
+        set(&p, 100); // wrap: 200 uJ
+        wait();
+        set(&p, 950); // 850 uJ
+        wait();
+        set(&p, 50); // wrap: 100 uJ
+        wait();
+        let r = m.stop().unwrap();
+        assert!((r.joules() - 1150e-6).abs() < 1e-15, "{}", r.joules());
+        assert_eq!(m.domain_energies()[0].wraps, 2);
+
+        // A counter that becomes unreadable fails the region at stop.
+        m.start().unwrap();
+        fs::remove_file(p.join("energy_uj")).unwrap();
+        wait();
+        assert!(matches!(m.stop(), Err(EnergyError::Io { .. })));
+        set(&p, 60);
+        m.start().unwrap();
+        assert!(m.stop().is_ok());
+    }
+
+    #[test]
     fn wrap_around_is_handled() {
         assert_eq!(counter_delta_uj(900, 100, 1000), (200, true));
         assert_eq!(counter_delta_uj(100, 900, 1000), (800, false));
         let dir = tempfile::tempdir().unwrap();
         let p = domain(dir.path(), "intel-rapl:0", "package-0", 900_000, 1_000_000);
-        let mut m = RaplMeter::open(dir.path()).unwrap();
+        let mut m = RaplMeter::open(dir.path()).unwrap().poll_interval(None);
         m.start().unwrap();
         set(&p, 100_000); // wrapped: 100_000 + 100_000 uJ
         m.sample().unwrap();
