@@ -381,6 +381,18 @@ pub fn parse_meminfo_total(text: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
+#[cfg(unix)]
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(page).unwrap_or(4096)
+}
+
+#[cfg(not(unix))]
+fn page_size() -> u64 {
+    4096
+}
+
 fn read_machine_stat() -> Option<(u64, u64)> {
     parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
 }
@@ -390,11 +402,7 @@ fn read_ram_gb(size: RamSize) -> f64 {
         RamSize::Fixed { gb } => return gb,
         RamSize::ProcessRss => std::fs::read_to_string("/proc/self/statm")
             .ok()
-            .and_then(|t| {
-                // SAFETY: sysconf has no preconditions.
-                let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-                parse_statm_rss(&t, u64::try_from(page).unwrap_or(4096))
-            }),
+            .and_then(|t| parse_statm_rss(&t, page_size())),
         RamSize::MachineTotal => std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|t| parse_meminfo_total(&t)),

@@ -197,6 +197,7 @@ pub trait CpuClock: Send + Sync {
 pub struct RusageClock;
 
 impl CpuClock for RusageClock {
+    #[cfg(unix)]
     fn process_cpu_time(&self) -> Result<Duration> {
         // SAFETY: getrusage writes into the zeroed struct we own and reads nothing else.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -212,6 +213,14 @@ impl CpuClock for RusageClock {
                 + Duration::from_micros(t.tv_usec.max(0) as u64)
         };
         Ok(tv(usage.ru_utime) + tv(usage.ru_stime))
+    }
+
+    #[cfg(not(unix))]
+    fn process_cpu_time(&self) -> Result<Duration> {
+        Err(EnergyError::unavailable(
+            "cpu clock",
+            "process CPU time is read with getrusage, which this platform lacks",
+        ))
     }
 }
 
