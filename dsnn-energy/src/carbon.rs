@@ -340,6 +340,53 @@ pub struct Footprint {
     pub pue: f64,
 }
 
+/// Everything worth keeping about one metered region, flat and
+/// serialisable, for a trial log: energy (IT and facility), emissions, time,
+/// and where the figures came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnergyRecord {
+    /// Energy the machine used, J.
+    pub joules: f64,
+    /// Energy the facility drew (x PUE), kWh: CodeCarbon's `energy_consumed`,
+    /// the paper's energy objective.
+    pub kwh: f64,
+    /// Emissions, gCO2e.
+    pub emissions_g: f64,
+    /// Wall time, s.
+    pub wall_s: f64,
+    /// Process CPU time, s.
+    pub cpu_s: f64,
+    /// The meter(s).
+    pub source: String,
+    /// Measured or estimated.
+    pub provenance: crate::meter::Provenance,
+    /// Grid intensity used, gCO2e/kWh.
+    pub g_per_kwh: f64,
+    /// Where the intensity came from.
+    pub intensity_source: String,
+    /// PUE used.
+    pub pue: f64,
+}
+
+impl EnergyRecord {
+    /// The record of `reading` under `account`.
+    pub fn new(reading: &crate::meter::EnergyReading, account: &CarbonAccount) -> Self {
+        let f = account.footprint(reading.energy);
+        EnergyRecord {
+            joules: reading.joules(),
+            kwh: f.facility_energy.kwh(),
+            emissions_g: f.emissions_g,
+            wall_s: reading.wall.as_secs_f64(),
+            cpu_s: reading.cpu_time.as_secs_f64(),
+            source: reading.source.clone(),
+            provenance: reading.provenance,
+            g_per_kwh: f.g_per_kwh,
+            intensity_source: account.intensity.source.clone(),
+            pue: f.pue,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +461,42 @@ mod tests {
         assert!(t
             .intensity(&GridLocation::Fixed { g_per_kwh: -1.0 })
             .is_err());
+    }
+
+    #[test]
+    fn record_flattens_a_reading() {
+        use crate::meter::{Component, ComponentEnergy, EnergyReading, Provenance, RegionSpan};
+        use std::time::{Duration, SystemTime};
+        let reading = EnergyReading::from_components(
+            "rapl",
+            RegionSpan {
+                started_at: SystemTime::UNIX_EPOCH,
+                wall: Duration::from_secs(3),
+                cpu_time: Duration::from_secs(2),
+            },
+            vec![ComponentEnergy {
+                component: Component::Cpu,
+                energy: Energy::from_kwh(0.5),
+                source: "rapl:package-0".into(),
+                provenance: Provenance::Measured,
+            }],
+        );
+        let acc = CarbonAccount::new(
+            tables()
+                .intensity(&GridLocation::Country { iso3: "FRA".into() })
+                .unwrap(),
+            1.2,
+        )
+        .unwrap();
+        let r = EnergyRecord::new(&reading, &acc);
+        assert_eq!(r.joules, 1.8e6);
+        assert!((r.kwh - 0.6).abs() < 1e-12);
+        assert!((r.emissions_g - 0.6 * 56.039).abs() < 1e-9);
+        assert_eq!((r.wall_s, r.cpu_s), (3.0, 2.0));
+        assert_eq!(r.provenance, Provenance::Measured);
+        assert_eq!(r.intensity_source, "global_energy_mix.json[FRA]");
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<EnergyRecord>(&json).unwrap(), r);
     }
 
     #[test]

@@ -58,7 +58,9 @@ pub mod profile;
 pub mod rapl;
 pub mod units;
 
-pub use carbon::{CarbonAccount, CarbonIntensity, CarbonTables, Footprint, GridLocation};
+pub use carbon::{
+    CarbonAccount, CarbonIntensity, CarbonTables, EnergyRecord, Footprint, GridLocation,
+};
 pub use config::{BuiltMeter, MeterSpec};
 pub use emissions_log::{EmissionsLog, EmissionsRow, RunInfo};
 pub use error::{EnergyError, Result};
