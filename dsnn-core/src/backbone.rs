@@ -146,12 +146,12 @@ fn geometry(stride: usize, padding: usize) -> ConvGeometry {
 
 fn relu(x: &Tensor, name: &str, ctx: Forward) -> Result<Tensor> {
     ctx.record_elementwise(name, x);
-    Ok(x.relu()?)
+    Ok(crate::ops::relu(x)?)
 }
 
 fn max_pool2(x: &Tensor, name: &str, ctx: Forward) -> Result<Tensor> {
     ctx.record_elementwise(name, x);
-    Ok(x.max_pool2d(2)?)
+    Ok(crate::ops::max_pool2x2(x)?)
 }
 
 fn collect_shift(convs: &[&Conv2dLayer], linears: &[&LinearLayer]) -> Vec<String> {

@@ -96,6 +96,24 @@ pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
+/// Checks an IDX file's magic number, then that its header is complete.
+fn check_idx_header(path: &Path, b: &[u8], magic: u32, header: usize, what: &str) -> Result<()> {
+    let found = if b.len() >= 4 { be_u32(b, 0) } else { 0 };
+    if found != magic {
+        return Err(CoreError::data(
+            path,
+            format!("wrong magic number {found:#010x}, expected {magic:#010x} (IDX {what})"),
+        ));
+    }
+    if b.len() < header {
+        return Err(CoreError::data(
+            path,
+            format!("too short for an IDX {what} header ({header} bytes)"),
+        ));
+    }
+    Ok(())
+}
+
 fn be_u32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
@@ -103,19 +121,7 @@ fn be_u32(b: &[u8], at: usize) -> u32 {
 /// Reads an IDX image file (magic `0x00000803`): returns (rows, cols, pixels).
 pub fn read_idx_images(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
     let b = read_maybe_gzip(path)?;
-    if b.len() < 16 {
-        return Err(CoreError::data(
-            path,
-            "too short for an IDX image header (16 bytes)",
-        ));
-    }
-    let magic = be_u32(&b, 0);
-    if magic != 0x0803 {
-        return Err(CoreError::data(
-            path,
-            format!("wrong magic number {magic:#010x}, expected 0x00000803 (IDX images)"),
-        ));
-    }
+    check_idx_header(path, &b, 0x0803, 16, "images")?;
     let (n, rows, cols) = (
         be_u32(&b, 4) as usize,
         be_u32(&b, 8) as usize,
@@ -137,19 +143,7 @@ pub fn read_idx_images(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
 /// Reads an IDX label file (magic `0x00000801`).
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
     let b = read_maybe_gzip(path)?;
-    if b.len() < 8 {
-        return Err(CoreError::data(
-            path,
-            "too short for an IDX label header (8 bytes)",
-        ));
-    }
-    let magic = be_u32(&b, 0);
-    if magic != 0x0801 {
-        return Err(CoreError::data(
-            path,
-            format!("wrong magic number {magic:#010x}, expected 0x00000801 (IDX labels)"),
-        ));
-    }
+    check_idx_header(path, &b, 0x0801, 8, "labels")?;
     let n = be_u32(&b, 4) as usize;
     if b.len() - 8 != n {
         return Err(CoreError::data(

@@ -280,7 +280,7 @@ impl Conv2dLayer {
             } else {
                 b.as_tensor().clone()
             };
-            y = y.broadcast_add(&b.reshape((1, (), 1, 1))?)?;
+            y = crate::ops::add_channel_bias(&y, &b)?;
         }
         if ctx.trace.is_some() {
             let (_, cin, kh, kw) = w.dims4()?;
@@ -336,7 +336,7 @@ impl LinearLayer {
         let w = self.core.effective_weight()?;
         let mut y = x.matmul(&w.t()?)?;
         if let Some(b) = &self.bias {
-            y = y.broadcast_add(b.as_tensor())?;
+            y = crate::ops::add_channel_bias(&y, b.as_tensor())?;
         }
         if ctx.trace.is_some() {
             let (out, inp) = w.dims2()?;

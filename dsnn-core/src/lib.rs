@@ -12,6 +12,7 @@ pub mod conv;
 pub mod data;
 pub mod error;
 pub mod layers;
+pub mod ops;
 pub mod optim;
 pub mod params;
 pub mod quant;

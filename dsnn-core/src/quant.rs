@@ -98,17 +98,72 @@ pub fn round_with(x: f32, rounding: Rounding, u: f32) -> f32 {
     }
 }
 
+/// `2^e` for an integer-valued `e`, built from the exponent bits when it is a
+/// normal float (much faster than `exp2`), else via `exp2`.
+#[inline]
+pub fn pow2(e: f32) -> f32 {
+    if (-126.0..=127.0).contains(&e) {
+        f32::from_bits(((e as i32 + 127) as u32) << 23)
+    } else {
+        e.exp2()
+    }
+}
+
 /// DeepShift's fixed-point rounding of an activation.
 ///
 /// `integer_bits == 1` reproduces the reference special case `sign(x) - 1`.
 #[inline]
 pub fn round_to_fixed(x: f32, integer_bits: u32, fraction_bits: u32) -> f32 {
-    if integer_bits == 1 {
-        return sign(x) - 1.0;
+    FixedPointGrid::new(integer_bits, fraction_bits).round(x)
+}
+
+/// The constants of one fixed-point format, computed once per tensor.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedPointGrid {
+    special: bool,
+    scale: f32,
+    delta: f32,
+    bound: f32,
+}
+
+impl FixedPointGrid {
+    /// The grid of `integer_bits` (sign included) and `fraction_bits`.
+    pub fn new(integer_bits: u32, fraction_bits: u32) -> Self {
+        FixedPointGrid {
+            special: integer_bits == 1,
+            scale: pow2(fraction_bits as f32),
+            delta: pow2(-(fraction_bits as f32)),
+            bound: pow2(integer_bits.max(1) as f32 - 1.0),
+        }
     }
-    let delta = (-(fraction_bits as f32)).exp2();
-    let bound = ((integer_bits - 1) as f32).exp2();
-    ((x / delta).floor() * delta).clamp(-bound, bound - 1.0)
+
+    /// Floors `x` to the grid and clamps it to `[-2^(I-1), 2^(I-1) - 1]`.
+    #[inline]
+    pub fn round(&self, x: f32) -> f32 {
+        if self.special {
+            return sign(x) - 1.0;
+        }
+        // x * 2^F equals x / 2^-F exactly: both scale by a power of two.
+        (floor_fast(x * self.scale) * self.delta).clamp(-self.bound, self.bound - 1.0)
+    }
+}
+
+/// `x.floor()` without a libm call (the baseline x86-64 target has no
+/// rounding instruction, and `floorf` dominated activation quantisation).
+#[inline]
+pub fn floor_fast(x: f32) -> f32 {
+    // Floats of magnitude >= 2^23 are integers already; this also passes NaN and inf through.
+    if !(x.abs() < 8_388_608.0) {
+        return x;
+    }
+    let t = x as i32 as f32;
+    if t == x {
+        x // keeps the sign of -0.0
+    } else if t > x {
+        t - 1.0
+    } else {
+        t
+    }
 }
 
 /// `torch.sign`: -1, 0 or +1 (NaN stays NaN).
@@ -137,7 +192,7 @@ pub fn ps_shift_range(weight_bits: u32) -> (i32, i32) {
 /// DeepShift's `clampabs`: `|w|` into `[2^lo, 1]`, exact zeros stay zero.
 #[inline]
 pub fn clamp_abs(w: f32, lo: i32) -> f32 {
-    let min = (lo as f32).exp2();
+    let min = pow2(lo as f32);
     let c = w.clamp(-1.0, 1.0);
     if c != 0.0 && c.abs() < min {
         sign(c) * min
@@ -156,7 +211,7 @@ pub fn quantize_q(w: f32, weight_bits: u32, rounding: Rounding, u: f32) -> f32 {
         return 0.0;
     }
     let shift = round_with(c.abs().ln() / LN_2, rounding, u);
-    sign(c) * shift.exp2()
+    sign(c) * pow2(shift)
 }
 
 /// DeepShift-PS weight `2^round(clamp(shift, lo, 0)) * sign(round(sign))`.
@@ -172,7 +227,7 @@ pub fn ps_weight(
 ) -> f32 {
     let (lo, hi) = ps_shift_range(weight_bits);
     let s = round_with(shift.clamp(lo as f32, hi as f32), rounding, u_shift);
-    sign(round_with(sign_param, rounding, u_sign)) * s.exp2()
+    sign(round_with(sign_param, rounding, u_sign)) * pow2(s)
 }
 
 /// Clamps a PS shift parameter into its range (done to the stored parameter
@@ -235,11 +290,8 @@ impl CustomOp1 for QuantizeActivation {
     }
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(storage, layout)?;
-        let FixedPoint {
-            integer_bits,
-            fraction_bits,
-        } = self.0;
-        let out = map_indexed(x, |_, v| round_to_fixed(v, integer_bits, fraction_bits));
+        let grid = FixedPointGrid::new(self.0.integer_bits, self.0.fraction_bits);
+        let out = map_indexed(x, |_, v| grid.round(v));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -336,6 +388,30 @@ impl CustomOp2 for PsWeight {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floor_fast_equals_floor() {
+        let mut x = -70_000.0f32;
+        while x < 70_000.0 {
+            for v in [x, -x, x + 0.5, x - 1e-3] {
+                assert_eq!(floor_fast(v).to_bits(), v.floor().to_bits(), "{v}");
+            }
+            x += 0.37;
+        }
+        for v in [
+            0.0f32,
+            -0.0,
+            1e30,
+            -1e30,
+            8_388_607.5,
+            -8_388_607.5,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ] {
+            assert_eq!(floor_fast(v).to_bits(), v.floor().to_bits(), "{v}");
+        }
+        assert!(floor_fast(f32::NAN).is_nan());
+    }
 
     #[test]
     fn ranges_match_deepshift() {

@@ -1,0 +1,166 @@
+//! Training and inference throughput of ResNet20 and LeNet (float, DeepShift-Q,
+//! DeepShift-PS) on the CPU, with dsnn's convolution and with candle's stock
+//! conv2d, printed as a table. Variants are interleaved step by step so that
+//! machine noise hits them alike; figures are medians.
+//!
+//! `cargo run --release -p dsnn-core --example train_throughput -- [--steps N] [--models resnet20,lenet5] [--json out.json]`
+
+use candle_core::{DType, Device, Tensor};
+use dsnn_core::layers::ConvEngine;
+use dsnn_core::optim::{Optimizer, OptimizerSettings};
+use dsnn_core::train::train_step;
+use dsnn_core::{
+    backbone_by_name, Forward, ModelSpec, Network, ShiftEnd, ShiftSettings, ShiftType,
+};
+use std::time::Instant;
+
+struct Variant {
+    model: &'static str,
+    label: &'static str,
+    engine: ConvEngine,
+    net: Box<dyn Network>,
+    opt: Optimizer,
+    train_ms: Vec<f64>,
+    infer_ms: Vec<f64>,
+    infer1_ms: Vec<f64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s[s.len() / 2]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let steps: usize = opt("--steps").map(|s| s.parse()).transpose()?.unwrap_or(10);
+    let models = opt("--models").unwrap_or_else(|| "resnet20,lenet5".into());
+    let with_candle = !args.iter().any(|a| a == "--no-candle");
+    let batch = 128;
+    let dev = Device::Cpu;
+    let mut variants = Vec::new();
+    for model in models.split(',') {
+        let backbone = backbone_by_name(model)?;
+        let model: &'static str = backbone.name();
+        for (label, shift) in [
+            ("float", None),
+            ("Q", Some(ShiftType::Q)),
+            ("PS", Some(ShiftType::PS)),
+        ] {
+            let engines: &[ConvEngine] = if with_candle {
+                &[ConvEngine::Dsnn, ConvEngine::Candle]
+            } else {
+                &[ConvEngine::Dsnn]
+            };
+            for &engine in engines {
+                let spec = ModelSpec {
+                    input: backbone.default_input(),
+                    classes: 10,
+                    shift: shift.map(|t| ShiftSettings {
+                        shift_type: t,
+                        ..Default::default()
+                    }),
+                    shift_depth: usize::MAX,
+                    shift_end: ShiftEnd::Output,
+                    seed: 0,
+                };
+                let net = backbone.build_with(&spec, &dev, engine)?;
+                let opt = Optimizer::new(
+                    OptimizerSettings {
+                        lr: 0.01,
+                        ..Default::default()
+                    },
+                    net.params().params().len(),
+                )?;
+                variants.push(Variant {
+                    model,
+                    label,
+                    engine,
+                    net,
+                    opt,
+                    train_ms: vec![],
+                    infer_ms: vec![],
+                    infer1_ms: vec![],
+                });
+            }
+        }
+    }
+    let input = |model: &str, n: usize| -> candle_core::Result<(Tensor, Tensor)> {
+        let (c, h) = if model == "resnet20" {
+            (3, 32)
+        } else {
+            (1, 28)
+        };
+        let x = Tensor::randn(0f32, 1.0, (n, c, h, h), &dev)?;
+        let y = Tensor::from_vec((0..n as u32).map(|i| i % 10).collect::<Vec<_>>(), n, &dev)?;
+        Ok((x, y))
+    };
+    // One warm-up round, then `steps` interleaved rounds.
+    for round in 0..=steps {
+        for v in variants.iter_mut() {
+            let (x, y) = input(v.model, batch)?;
+            let t = Instant::now();
+            train_step(v.net.as_ref(), &mut v.opt, &x, &y, 0.01)?;
+            let train = t.elapsed().as_secs_f64() * 1e3;
+            let t = Instant::now();
+            v.net
+                .forward(&x, Forward::eval())?
+                .to_dtype(DType::F32)?
+                .sum_all()?
+                .to_scalar::<f32>()?;
+            let infer = t.elapsed().as_secs_f64() * 1e3;
+            let (x1, _) = input(v.model, 1)?;
+            let t = Instant::now();
+            v.net
+                .forward(&x1, Forward::eval())?
+                .sum_all()?
+                .to_scalar::<f32>()?;
+            let infer1 = t.elapsed().as_secs_f64() * 1e3;
+            if round > 0 {
+                v.train_ms.push(train);
+                v.infer_ms.push(infer);
+                v.infer1_ms.push(infer1);
+            }
+        }
+        eprint!("\rround {round}/{steps}");
+    }
+    eprintln!();
+    println!("| model | variant | conv engine | train ms/step (b{batch}) | train img/s | infer b{batch} img/s | infer b1 img/s |");
+    println!("|---|---|---|---:|---:|---:|---:|");
+    let mut json = Vec::new();
+    for v in &variants {
+        let (tm, im, i1) = (
+            median(&v.train_ms),
+            median(&v.infer_ms),
+            median(&v.infer1_ms),
+        );
+        let engine = match v.engine {
+            ConvEngine::Dsnn => "dsnn",
+            ConvEngine::Candle => "candle",
+        };
+        println!(
+            "| {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0} |",
+            v.model,
+            v.label,
+            engine,
+            tm,
+            batch as f64 / tm * 1e3,
+            batch as f64 / im * 1e3,
+            1e3 / i1
+        );
+        json.push(format!(
+            "{{\"model\":\"{}\",\"variant\":\"{}\",\"engine\":\"{engine}\",\"train_img_s\":{:.1},\"infer_b128_img_s\":{:.1},\"infer_b1_img_s\":{:.1}}}",
+            v.model, v.label, batch as f64 / tm * 1e3, batch as f64 / im * 1e3, 1e3 / i1
+        ));
+    }
+    if let Some(path) = opt("--json") {
+        std::fs::write(path, format!("[{}]\n", json.join(",\n")))?;
+    }
+    Ok(())
+}

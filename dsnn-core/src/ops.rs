@@ -1,0 +1,260 @@
+//! Fused element-wise ops for the training hot path.
+//!
+//! candle composes ReLU's and max pooling's backward passes from four to
+//! seven full-size tensor passes each; on the CPU these dominate a LeNet
+//! training step. The ops here do each direction in one parallel pass.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+const CHUNK: usize = 1 << 14;
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
+        None => candle_core::bail!("dsnn fused ops need contiguous f32 tensors"),
+    }
+}
+
+/// `max(x, 0)` with a one-pass backward (`dy` where the output is positive).
+#[derive(Debug, Clone, Copy)]
+pub struct Relu;
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "dsnn-relu"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s, l)?;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(y, x)| {
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y = x.max(0.0);
+                }
+            });
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            grad.contiguous()?.apply_op2_no_bwd(res, &ReluBackward)?,
+        ))
+    }
+}
+
+/// (`dy`, `y`) -> `dy * (y > 0)`.
+#[derive(Debug, Clone, Copy)]
+struct ReluBackward;
+
+impl CustomOp2 for ReluBackward {
+    fn name(&self) -> &'static str {
+        "dsnn-relu-backward"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (g, y) = (slice(s1, l1)?, slice(s2, l2)?);
+        let mut dx = vec![0f32; g.len()];
+        dx.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
+            .for_each(|(d, (g, y))| {
+                for ((d, &g), &y) in d.iter_mut().zip(g).zip(y) {
+                    *d = if y > 0.0 { g } else { 0.0 };
+                }
+            });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// Applies the fused ReLU.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Relu)
+}
+
+fn pool_dims(l: &Layout) -> Result<(usize, usize, usize, usize, usize)> {
+    match l.dims() {
+        &[n, c, h, w] if h >= 2 && w >= 2 => Ok((n * c, h, w, h / 2, w / 2)),
+        d => candle_core::bail!("max pool 2x2 needs N x C x H x W with H, W >= 2, got {d:?}"),
+    }
+}
+
+/// 2x2 max pooling with stride 2 (odd trailing rows/columns dropped, as PyTorch).
+#[derive(Debug, Clone, Copy)]
+pub struct MaxPool2x2;
+
+impl CustomOp1 for MaxPool2x2 {
+    fn name(&self) -> &'static str {
+        "dsnn-max-pool-2x2"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (planes, h, w, ho, wo) = pool_dims(l)?;
+        let x = slice(s, l)?;
+        let mut y = vec![0f32; planes * ho * wo];
+        y.par_chunks_mut(ho * wo).enumerate().for_each(|(p, out)| {
+            let src = &x[p * h * w..(p + 1) * h * w];
+            for oy in 0..ho {
+                let (r0, r1) = (&src[2 * oy * w..], &src[(2 * oy + 1) * w..]);
+                for ox in 0..wo {
+                    let i = 2 * ox;
+                    out[oy * wo + ox] = r0[i].max(r0[i + 1]).max(r1[i].max(r1[i + 1]));
+                }
+            }
+        });
+        let d = l.dims();
+        Ok((CpuStorage::F32(y), Shape::from((d[0], d[1], ho, wo))))
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &MaxPool2x2Backward,
+        )?))
+    }
+}
+
+/// (`x`, `dy`) -> `dx`: each window's gradient goes to its first maximum.
+#[derive(Debug, Clone, Copy)]
+struct MaxPool2x2Backward;
+
+impl CustomOp2 for MaxPool2x2Backward {
+    fn name(&self) -> &'static str {
+        "dsnn-max-pool-2x2-backward"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (planes, h, w, ho, wo) = pool_dims(l1)?;
+        let (x, g) = (slice(s1, l1)?, slice(s2, l2)?);
+        if g.len() != planes * ho * wo {
+            candle_core::bail!(
+                "max pool backward: gradient has {} elements, expected {}",
+                g.len(),
+                planes * ho * wo
+            );
+        }
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(h * w).enumerate().for_each(|(p, d)| {
+            let src = &x[p * h * w..(p + 1) * h * w];
+            let gp = &g[p * ho * wo..(p + 1) * ho * wo];
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let cands = [
+                        2 * oy * w + 2 * ox,
+                        2 * oy * w + 2 * ox + 1,
+                        (2 * oy + 1) * w + 2 * ox,
+                        (2 * oy + 1) * w + 2 * ox + 1,
+                    ];
+                    let mut best = cands[0];
+                    for &c in &cands[1..] {
+                        if src[c] > src[best] {
+                            best = c;
+                        }
+                    }
+                    d[best] += gp[oy * wo + ox];
+                }
+            }
+        });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// Applies fused 2x2 max pooling.
+pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(MaxPool2x2)
+}
+
+/// Adds a per-channel bias to `N x C x ...`, with a fused backward
+/// (the bias gradient is the per-channel sum of `dy`).
+#[derive(Debug, Clone, Copy)]
+pub struct AddChannelBias;
+
+fn nc_rest(l: &Layout) -> Result<(usize, usize, usize)> {
+    let d = l.dims();
+    if d.len() < 2 {
+        candle_core::bail!("channel bias needs at least N x C, got {d:?}");
+    }
+    Ok((d[0], d[1], d[2..].iter().product()))
+}
+
+impl CustomOp2 for AddChannelBias {
+    fn name(&self) -> &'static str {
+        "dsnn-add-channel-bias"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, hw) = nc_rest(l1)?;
+        let (x, b) = (slice(s1, l1)?, slice(s2, l2)?);
+        if b.len() != c {
+            candle_core::bail!("channel bias has {} values for {c} channels", b.len());
+        }
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(hw.max(1))
+            .enumerate()
+            .for_each(|(row, out)| {
+                let bias = b[row % c];
+                for (o, &v) in out.iter_mut().zip(&x[row * hw..(row + 1) * hw]) {
+                    *o = v + bias;
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let db = grad.apply_op1_no_bwd(&ChannelSum)?;
+        Ok((Some(grad), Some(db)))
+    }
+}
+
+/// `N x C x ...` -> `C`: the sum over every axis but the channel one.
+#[derive(Debug, Clone, Copy)]
+struct ChannelSum;
+
+impl CustomOp1 for ChannelSum {
+    fn name(&self) -> &'static str {
+        "dsnn-channel-sum"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, hw) = nc_rest(l)?;
+        let g = slice(s, l)?;
+        let sums: Vec<f32> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let mut acc = 0f64;
+                for i in 0..n {
+                    let base = (i * c + ch) * hw;
+                    acc += g[base..base + hw]
+                        .iter()
+                        .map(|&v| f64::from(v))
+                        .sum::<f64>();
+                }
+                acc as f32
+            })
+            .collect();
+        Ok((CpuStorage::F32(sums), Shape::from(c)))
+    }
+}
+
+/// Adds `bias` (`C`) to every channel of `x` (`N x C x ...`).
+pub fn add_channel_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&bias.contiguous()?, AddChannelBias)
+}

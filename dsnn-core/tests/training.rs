@@ -1,0 +1,299 @@
+//! End-to-end training on real (bundled) data: DSNNs learn, runs are
+//! reproducible, divergence is reported, weights round-trip.
+
+use candle_core::Device;
+use dsnn_core::data::{load_dataset, read_cifar10_batches, Augment, Batcher, DatasetName, Splits};
+use dsnn_core::optim::{OptimizerKind, OptimizerSettings};
+use dsnn_core::train::{evaluate, train, TrainConfig};
+use dsnn_core::{
+    backbone_by_name, CoreError, Forward, ModelSpec, ShiftEnd, ShiftSettings, ShiftType,
+};
+use std::path::Path;
+
+fn bundled(name: &str, dataset: DatasetName) -> Splits {
+    load_dataset(
+        dataset,
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../data")
+            .join(name),
+        0,
+    )
+    .unwrap()
+}
+
+fn spec(
+    backbone: &str,
+    shift: Option<ShiftType>,
+    seed: u64,
+) -> (Box<dyn dsnn_core::Backbone>, ModelSpec) {
+    let b = backbone_by_name(backbone).unwrap();
+    let spec = ModelSpec {
+        input: b.default_input(),
+        classes: 10,
+        shift: shift.map(|t| ShiftSettings {
+            shift_type: t,
+            ..Default::default()
+        }),
+        shift_depth: 1000,
+        shift_end: ShiftEnd::Output,
+        seed,
+    };
+    (b, spec)
+}
+
+fn cfg(epochs: usize, kind: OptimizerKind, lr: f64) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 64,
+        test_batch_size: 500,
+        optimizer: OptimizerSettings {
+            kind,
+            lr,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+        },
+        cosine_schedule: true,
+        seed: 3,
+    }
+}
+
+fn batcher(s: &Splits) -> Batcher {
+    Batcher {
+        normalization: s.train.channel_stats(),
+        augment: Augment::default(),
+    }
+}
+
+#[test]
+fn deepshift_q_and_ps_learn_the_digits() {
+    let d = bundled("digits", DatasetName::Digits);
+    for t in [ShiftType::Q, ShiftType::PS] {
+        let (b, spec) = spec("digits_cnn", Some(t), 1);
+        let net = b.build(&spec, &Device::Cpu).unwrap();
+        let mut epochs = 0;
+        let report = train(
+            net.as_ref(),
+            &d.train,
+            &d.test,
+            &batcher(&d),
+            &cfg(4, OptimizerKind::SGD, 0.05),
+            &Device::Cpu,
+            &mut |_| epochs += 1,
+        )
+        .unwrap();
+        assert_eq!(epochs, 4);
+        let acc = report.final_validation().unwrap().accuracy;
+        assert!(acc > 0.90, "{t}: test accuracy {acc}");
+        assert!(report.epochs[3].train_loss < report.epochs[0].train_loss);
+    }
+}
+
+#[test]
+fn lenet_deepshift_q_learns_fashion_mnist_subset() {
+    let f = bundled("fashion-mnist-small", DatasetName::FashionMnist);
+    let train_set = f.train.head(3000);
+    let (b, mut spec) = spec("lenet5", Some(ShiftType::Q), 0);
+    spec.shift.as_mut().unwrap().weight_bits = 5;
+    let net = b.build(&spec, &Device::Cpu).unwrap();
+    let report = train(
+        net.as_ref(),
+        &train_set,
+        &f.test,
+        &batcher(&f),
+        &cfg(2, OptimizerKind::SGD, 0.05),
+        &Device::Cpu,
+        &mut |_| {},
+    )
+    .unwrap();
+    let acc = report.final_validation().unwrap().accuracy;
+    assert!(acc > 0.72, "test accuracy {acc}");
+}
+
+#[test]
+fn every_optimizer_reduces_the_loss() {
+    let d = bundled("digits", DatasetName::Digits);
+    let train_set = d.train.head(512);
+    for kind in OptimizerKind::ALL {
+        let (b, spec) = spec("digits_cnn", Some(ShiftType::PS), 2);
+        let net = b.build(&spec, &Device::Cpu).unwrap();
+        let lr = match kind {
+            OptimizerKind::SGD | OptimizerKind::Adagrad => 0.05,
+            OptimizerKind::Adadelta => 1.0,
+            _ => 0.003,
+        };
+        let before = evaluate(net.as_ref(), &train_set, &batcher(&d), 512, &Device::Cpu)
+            .unwrap()
+            .loss;
+        train(
+            net.as_ref(),
+            &train_set,
+            &d.test,
+            &batcher(&d),
+            &cfg(3, kind, lr),
+            &Device::Cpu,
+            &mut |_| {},
+        )
+        .unwrap();
+        let after = evaluate(net.as_ref(), &train_set, &batcher(&d), 512, &Device::Cpu)
+            .unwrap()
+            .loss;
+        assert!(after < 0.7 * before, "{kind}: loss {before} -> {after}");
+    }
+}
+
+#[test]
+fn same_seed_gives_the_same_network() {
+    let d = bundled("digits", DatasetName::Digits);
+    let run = |seed: u64| {
+        let (b, mut spec) = spec("digits_cnn", Some(ShiftType::Q), seed);
+        spec.shift.as_mut().unwrap().rounding = dsnn_core::Rounding::Stochastic;
+        let net = b.build(&spec, &Device::Cpu).unwrap();
+        let r = train(
+            net.as_ref(),
+            &d.train.head(640),
+            &d.test,
+            &batcher(&d),
+            &cfg(1, OptimizerKind::Adam, 0.01),
+            &Device::Cpu,
+            &mut |_| {},
+        )
+        .unwrap();
+        let w = net.params().named_tensors()["fc2.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        (
+            r.epochs[0].train_loss,
+            r.final_validation().unwrap().accuracy,
+            w,
+        )
+    };
+    let a = run(5);
+    assert_eq!(a, run(5));
+    assert_ne!(a.2, run(6).2);
+}
+
+#[test]
+fn a_diverging_run_is_reported_as_failed() {
+    let d = bundled("digits", DatasetName::Digits);
+    let (b, spec) = spec("digits_cnn", None, 0);
+    let net = b.build(&spec, &Device::Cpu).unwrap();
+    let mut c = cfg(2, OptimizerKind::SGD, 1e30);
+    c.cosine_schedule = false;
+    let err = train(
+        net.as_ref(),
+        &d.train.head(256),
+        &d.test,
+        &batcher(&d),
+        &c,
+        &Device::Cpu,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, CoreError::Diverged { .. }), "{err}");
+    assert!(err.to_string().contains("diverged"));
+}
+
+#[test]
+fn resnet20_fits_the_cifar10_sample() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cifar10-sample");
+    let file = dir.join("test_batch_first20.bin");
+    if !file.is_file() {
+        eprintln!("SKIPPED: {} not found", file.display());
+        return;
+    }
+    let data = read_cifar10_batches(&[file]).unwrap();
+    let batcher = Batcher {
+        normalization: data.channel_stats(),
+        augment: Augment::default(),
+    };
+    let (b, spec) = spec("resnet20", Some(ShiftType::PS), 0);
+    let net = b.build(&spec, &Device::Cpu).unwrap();
+    let mut c = cfg(40, OptimizerKind::Adam, 0.01);
+    c.batch_size = 20;
+    let report = train(
+        net.as_ref(),
+        &data,
+        &data,
+        &batcher,
+        &c,
+        &Device::Cpu,
+        &mut |_| {},
+    )
+    .unwrap();
+    let first = report.epochs[0].train_loss;
+    let last = report.epochs.last().unwrap();
+    assert!(
+        last.train_loss < 0.1 * first,
+        "loss {first} -> {}",
+        last.train_loss
+    );
+    assert_eq!(last.train_accuracy, 1.0, "the 20 images are fitted");
+}
+
+#[test]
+fn saved_weights_reload_to_the_same_predictions() {
+    let d = bundled("digits", DatasetName::Digits);
+    let (b, spec1) = spec("digits_cnn", Some(ShiftType::PS), 4);
+    let net = b.build(&spec1, &Device::Cpu).unwrap();
+    train(
+        net.as_ref(),
+        &d.train.head(256),
+        &d.test,
+        &batcher(&d),
+        &cfg(1, OptimizerKind::SGD, 0.05),
+        &Device::Cpu,
+        &mut |_| {},
+    )
+    .unwrap();
+    let path =
+        std::env::temp_dir().join(format!("dsnn-weights-{}.safetensors", std::process::id()));
+    net.params().save(&path).unwrap();
+    let (_, spec2) = spec("digits_cnn", Some(ShiftType::PS), 99);
+    let other = b.build(&spec2, &Device::Cpu).unwrap();
+    let (x, _) = batcher(&d)
+        .batch(&d.test, &[0, 1, 2, 3], None, &Device::Cpu)
+        .unwrap();
+    let logits = |n: &dyn dsnn_core::Network| {
+        n.forward(&x, Forward::eval())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    assert_ne!(logits(net.as_ref()), logits(other.as_ref()));
+    other.params().load(&path).unwrap();
+    assert_eq!(logits(net.as_ref()), logits(other.as_ref()));
+    // A file from another architecture is refused with the tensor's name.
+    let (lb, lspec) = spec("lenet5", Some(ShiftType::PS), 0);
+    let lenet = lb.build(&lspec, &Device::Cpu).unwrap();
+    let err = lenet.params().load(&path).unwrap_err().to_string();
+    assert!(err.contains("conv1") && err.contains("shape"), "{err}");
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn op_profile_counts_lenet_work() {
+    let (b, mut spec) = spec("lenet5", Some(ShiftType::Q), 0);
+    spec.shift_depth = 1;
+    let p = b.op_profile(&spec).unwrap();
+    // conv1 24x24x20x25, conv2 8x8x50x500, fc1 800x500, fc2 500x10.
+    assert_eq!(p.total_macs(), 288_000 + 1_600_000 + 400_000 + 5_000);
+    assert_eq!(p.shift_macs(), 1_600_000 + 400_000 + 5_000);
+    assert_eq!(p.shift_layer_count(), 3);
+    let conv2 = p.layers.iter().find(|l| l.name == "conv2").unwrap();
+    assert_eq!(
+        (conv2.weight_bits, conv2.activation_bits, conv2.params),
+        (5, 32, 25_000)
+    );
+    let float = b
+        .op_profile(&ModelSpec {
+            shift: None,
+            ..spec
+        })
+        .unwrap();
+    assert_eq!(float.shift_macs(), 0);
+    assert!(float.weight_storage_bits() > 6 * p.weight_storage_bits() / 2);
+}
