@@ -3,9 +3,11 @@
 //! Independent of neural networks and of every other dsnn crate.
 
 pub mod fidelity;
+pub mod forest;
 pub mod hyperband;
 pub mod nsga2;
 pub mod optimizer;
+pub mod parego;
 pub mod pareto;
 pub mod problems;
 pub mod single;
@@ -18,6 +20,7 @@ pub use optimizer::{
     replay, Event, Observation, Optimizer, OptimizerError, Outcome, Proposer, Recorded, Trial,
     TrialId,
 };
+pub use parego::{ParEgo, ParEgoProposer, ParEgoSettings};
 pub use pareto::TieBreak;
 pub use single::{ProposerOptimizer, RandomProposer, RandomSearch};
 pub use space::{

@@ -993,6 +993,18 @@ pub trait SearchSpace: Send + Sync {
         rng: &mut dyn RngCore,
         per_numeric: usize,
     ) -> Vec<Configuration>;
+
+    /// The encoding of the configuration that the cube point `u` decodes to
+    /// (rounded to bins, `NaN` for inactive), or `None` if that configuration is
+    /// forbidden. Model-based optimizers call this in their inner loops; the
+    /// default goes through [`SearchSpace::decode`] and [`SearchSpace::encode`].
+    fn canonical_encoding(&self, u: &[f64]) -> Option<Vec<f64>> {
+        let c = self.decode(u).ok()?;
+        if self.is_forbidden(&c) {
+            return None;
+        }
+        self.encode(&c).ok()
+    }
 }
 
 /// The standard search space: hyperparameters, conditions and forbidden clauses.
@@ -1308,6 +1320,33 @@ impl SearchSpace for ConfigurationSpace {
         self.forbidden.iter().any(|f| f.matches(config))
     }
 
+    fn canonical_encoding(&self, u: &[f64]) -> Option<Vec<f64>> {
+        if !(self.conditions.is_empty() && self.forbidden.is_empty()) || u.len() != self.dim() {
+            let c = self.decode(u).ok()?;
+            if self.is_forbidden(&c) {
+                return None;
+            }
+            return self.encode(&c).ok();
+        }
+        // No conditions and no forbidden clauses: round each coordinate alone.
+        Some(
+            self.hyperparameters
+                .iter()
+                .zip(u)
+                .map(|(hp, &x)| {
+                    let x = if x.is_nan() { 0.5 } else { x.clamp(0.0, 1.0) };
+                    match hp.kind() {
+                        DimKind::Continuous => x,
+                        DimKind::Constant => 0.5,
+                        DimKind::Integer(_) | DimKind::Categorical(_) => {
+                            hp.encode(&hp.decode(x)).unwrap_or(x)
+                        }
+                    }
+                })
+                .collect(),
+        )
+    }
+
     fn neighbours(
         &self,
         config: &Configuration,
@@ -1522,6 +1561,42 @@ mod tests {
         // Ordinal neighbours are adjacent: from 1 only 2.
         assert!(ns.iter().any(|n| n.get("depth") == Some(&Value::Int(2))));
         assert!(!ns.iter().any(|n| n.get("depth") == Some(&Value::Int(4))));
+    }
+
+    #[test]
+    fn canonical_encoding_agrees_with_decode_then_encode() {
+        let plain = ConfigurationSpace::new(
+            vec![
+                Hyperparameter::float("a", 1e-3, 1.0, true, None),
+                Hyperparameter::int("b", 1, 7, false, None),
+                Hyperparameter::categorical("c", &["x", "y", "z"], None),
+            ],
+            vec![],
+            vec![],
+        )
+        .unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        for s in [&plain as &dyn SearchSpace, &small_space()] {
+            for _ in 0..200 {
+                let u: Vec<f64> = (0..s.dim()).map(|_| rng.random::<f64>()).collect();
+                let fast = s.canonical_encoding(&u);
+                let c = s.decode(&u).unwrap();
+                let slow = if s.is_forbidden(&c) {
+                    None
+                } else {
+                    Some(s.encode(&c).unwrap())
+                };
+                match (fast, slow) {
+                    (Some(a), Some(b)) => {
+                        for (x, y) in a.iter().zip(&b) {
+                            assert!((x.is_nan() && y.is_nan()) || (x - y).abs() < 1e-12);
+                        }
+                    }
+                    (None, None) => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
     }
 
     #[test]
