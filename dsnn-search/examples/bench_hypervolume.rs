@@ -3,6 +3,9 @@
 //! 1.6 ms in 2-D and 3.7 ms in 3-D for 10,000 points).
 //!
 //! Run with `cargo run --release -p dsnn-search --example bench_hypervolume`.
+//! With `-- --write DIR` it also writes the 2-D and 3-D point sets as
+//! whitespace-separated text (`sphere2d.txt`, `sphere3d.txt`), so that another
+//! implementation (e.g. moocore) can be timed on exactly the same input.
 
 use std::time::Instant;
 
@@ -41,6 +44,25 @@ fn time_ms(reps: usize, mut f: impl FnMut() -> f64) -> (f64, f64) {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(dir) = args
+        .iter()
+        .position(|a| a == "--write")
+        .and_then(|i| args.get(i + 1))
+    {
+        for d in [2, 3] {
+            let text: String = sphere_points(10_000, d, 1)
+                .iter()
+                .map(|p| {
+                    let cols: Vec<String> = p.iter().map(|v| format!("{v:.17e}")).collect();
+                    cols.join(" ") + "\n"
+                })
+                .collect();
+            let path = format!("{dir}/sphere{d}d.txt");
+            std::fs::write(&path, text).expect("write point file");
+            eprintln!("wrote {path}");
+        }
+    }
     println!("| what | d | n | median ms | value |");
     println!("|---|---|---|---|---|");
     for (d, n, reps) in [(2, 10_000, 51), (3, 10_000, 21), (4, 1_000, 3), (5, 300, 3)] {

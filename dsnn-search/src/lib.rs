@@ -1,6 +1,87 @@
-//! Generic multi-objective, multi-fidelity hyperparameter optimisation.
+//! Generic multi-objective, multi-fidelity hyperparameter optimisation (MO-MF HPO).
 //!
-//! Independent of neural networks and of every other dsnn crate.
+//! `dsnn-search` is the optimisation engine of dsnn, usable for any problem: it
+//! depends on no other dsnn crate and knows nothing of neural networks. All
+//! objectives are **minimised** (negate maximised ones before telling them).
+//!
+//! - [`space`]: the [`SearchSpace`] trait and its standard implementation
+//!   [`ConfigurationSpace`]: float / integer (linear or log), categorical, ordinal
+//!   and constant hyperparameters with defaults, [`Condition`]s, [`Forbidden`]
+//!   clauses, seeded sampling, validation with errors that name the
+//!   hyperparameter and its allowed range, unit-cube encoding (inactive = `NaN`),
+//!   neighbours for local search; read and written as TOML and as the JSON of
+//!   Python's `ConfigSpace`.
+//! - [`pareto`]: dominance, non-dominated sorting, crowding distance, exact
+//!   hypervolume (O(n log n) in 2-D and 3-D, WFG above), contributions, IGD+,
+//!   normalisation.
+//! - [`optimizer`]: the ask/tell [`Optimizer`] trait, [`Trial`]s and
+//!   [`Outcome`]s (failures are first-class, never fake objective values),
+//!   [`Recorded`] and [`replay`] for resuming a run from its history.
+//! - Optimizers: [`RandomSearch`], [`Nsga2`], [`ParEgo`], and
+//!   [`HyperbandOptimizer`] (MO-Hyperband) with any [`Proposer`] for its new
+//!   configurations ([`RandomProposer`], [`ParEgoProposer`]).
+//! - [`fidelity`]: [`FidelitySchedule`]s: [`FixedBudget`], [`SuccessiveHalving`],
+//!   [`Hyperband`] with SMAC's bracket arithmetic.
+//! - [`problems`]: ZDT1-4, ZDT6, DTLZ1, DTLZ2 with true fronts and optimal
+//!   hypervolumes, for tests and benchmarks.
+//!
+//! # Example
+//!
+//! MO-Hyperband with ParEGO proposals (the combination of Hennig and Lindauer)
+//! on a small space; a failed trial is reported as a failure.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use dsnn_search::*;
+//!
+//! let space = ConfigurationSpace::from_toml_str(r#"
+//!     [[hyperparameters]]
+//!     name = "lr"
+//!     type = "float"
+//!     lower = 0.001
+//!     upper = 0.2
+//!     log = true
+//!     [[hyperparameters]]
+//!     name = "weight_bits"
+//!     type = "int"
+//!     lower = 2
+//!     upper = 5
+//! "#)?;
+//! let space: Arc<dyn SearchSpace> = Arc::new(space);
+//! let schedule = Hyperband::new(2.0, 20.0, 3.0)?;
+//! let proposer = ParEgoProposer::new(space.clone(), ParEgoSettings::default());
+//! let mut opt = HyperbandOptimizer::new(&schedule, proposer, 42)?;
+//!
+//! let mut finished = Vec::new();
+//! for _ in 0..30 {
+//!     for trial in opt.ask(2)? {
+//!         let lr = trial.config.get_f64("lr").unwrap();
+//!         let bits = trial.config.get_i64("weight_bits").unwrap() as f64;
+//!         // A stand-in for "train for `trial.budget` epochs, measure loss and energy".
+//!         let outcome = if lr > 0.19 {
+//!             Outcome::Failure("diverged".into())
+//!         } else {
+//!             let loss = (lr.ln() + 4.0).abs() / trial.budget + 1.0 / bits;
+//!             Outcome::Success(vec![loss, bits * bits])
+//!         };
+//!         if let Outcome::Success(f) = &outcome {
+//!             finished.push((trial.budget, f.clone()));
+//!         }
+//!         opt.tell(trial.id, outcome)?;
+//!     }
+//! }
+//! // The Pareto front of the trials at the full budget.
+//! let full: Vec<Vec<f64>> = finished
+//!     .iter()
+//!     .filter(|(b, _)| *b == 20.0)
+//!     .map(|(_, f)| f.clone())
+//!     .collect();
+//! let front = pareto::non_dominated(&full);
+//! assert!(!front.is_empty());
+//! let hv = pareto::hypervolume(&full, &[10.0, 30.0]);
+//! assert!(hv > 0.0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod fidelity;
 pub mod forest;
