@@ -79,10 +79,6 @@ impl Dims {
     fn out_len(&self) -> usize {
         self.cout * self.p()
     }
-    /// A 1x1 stride-1 unpadded convolution needs no unfolding.
-    fn is_pointwise(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
-    }
     /// The valid output columns `[lo, hi)` for kernel column `j`.
     fn ow_range(&self, j: usize) -> (usize, usize) {
         let lo = (self.pad.saturating_sub(j))
@@ -95,15 +91,16 @@ impl Dims {
     }
 }
 
-/// Unfolds one sample `x` (`cin x h x w`) into `col` (`k x p`).
-fn im2col(x: &[f32], d: &Dims, col: &mut [f32]) {
+/// Unfolds one sample `x` (`cin x h x w`) into columns `offset..offset + p`
+/// of `col` (`k` rows of length `ld`).
+fn im2col(x: &[f32], d: &Dims, col: &mut [f32], ld: usize, offset: usize) {
     let p = d.p();
     for c in 0..d.cin {
         let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
         for i in 0..d.kh {
             for j in 0..d.kw {
                 let row = (c * d.kh + i) * d.kw + j;
-                let dst = &mut col[row * p..(row + 1) * p];
+                let dst = &mut col[row * ld + offset..row * ld + offset + p];
                 let (lo, hi) = d.ow_range(j);
                 for oh in 0..d.ho {
                     let out = &mut dst[oh * d.wo..(oh + 1) * d.wo];
@@ -129,8 +126,9 @@ fn im2col(x: &[f32], d: &Dims, col: &mut [f32]) {
     }
 }
 
-/// Folds `col` (`k x p`) back onto one sample's gradient `dx`, summing overlaps.
-fn col2im(col: &[f32], d: &Dims, dx: &mut [f32]) {
+/// Folds columns `offset..offset + p` of `col` (`k` rows of length `ld`) back
+/// onto one sample's gradient `dx`, summing overlaps.
+fn col2im(col: &[f32], d: &Dims, dx: &mut [f32], ld: usize, offset: usize) {
     let p = d.p();
     dx.fill(0.0);
     for c in 0..d.cin {
@@ -138,7 +136,7 @@ fn col2im(col: &[f32], d: &Dims, dx: &mut [f32]) {
         for i in 0..d.kh {
             for j in 0..d.kw {
                 let row = (c * d.kh + i) * d.kw + j;
-                let src = &col[row * p..(row + 1) * p];
+                let src = &col[row * ld + offset..row * ld + offset + p];
                 let (lo, hi) = d.ow_range(j);
                 for oh in 0..d.ho {
                     let ih = (oh * d.stride + i) as isize - d.pad as isize;
@@ -199,6 +197,12 @@ fn matmul(
     }
 }
 
+/// Samples unfolded side by side into one column matrix, so that each gemm
+/// is wide enough to run efficiently (about 4096 columns).
+fn group_size(d: &Dims, per_task: usize) -> usize {
+    (4096 / d.p().max(1)).clamp(1, per_task.max(1))
+}
+
 /// How to split a batch: samples per task, and the gemm parallelism inside a task.
 fn plan(n: usize) -> (usize, Parallelism) {
     let threads = rayon::current_num_threads().max(1);
@@ -238,38 +242,42 @@ impl CustomOp2 for Conv2dOp {
     ) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(l1.dims(), l2.dims(), self.0)?;
         let (x, w) = (slice_f32(s1, l1)?, slice_f32(s2, l2)?);
-        let (k, p) = (d.k(), d.p());
-        let mut y = vec![0f32; d.n * d.out_len()];
+        let (k, p, ol) = (d.k(), d.p(), d.out_len());
+        let mut y = vec![0f32; d.n * ol];
         let (per_task, par) = plan(d.n);
-        y.par_chunks_mut(per_task * d.out_len())
+        let g = group_size(&d, per_task);
+        y.par_chunks_mut(per_task * ol)
             .enumerate()
             .for_each(|(t, ys)| {
-                let mut col = if d.is_pointwise() {
-                    Vec::new()
-                } else {
-                    vec![0f32; k * p]
-                };
-                for (s, yn) in ys.chunks_mut(d.out_len()).enumerate() {
-                    let n = t * per_task + s;
-                    let xn = &x[n * d.in_len()..(n + 1) * d.in_len()];
-                    let col: &[f32] = if d.is_pointwise() {
-                        xn
-                    } else {
-                        im2col(xn, &d, &mut col);
-                        &col
-                    };
+                let mut col = vec![0f32; k * p * g];
+                let mut out = vec![0f32; d.cout * p * g];
+                for (gi, yg) in ys.chunks_mut(g * ol).enumerate() {
+                    let first = t * per_task + gi * g;
+                    let s = yg.len() / ol;
+                    let ld = s * p;
+                    for j in 0..s {
+                        let xn = &x[(first + j) * d.in_len()..(first + j + 1) * d.in_len()];
+                        im2col(xn, &d, &mut col, ld, j * p);
+                    }
+                    // out (cout x s*p) = W (cout x k) * col (k x s*p)
                     matmul(
                         d.cout,
-                        p,
+                        ld,
                         k,
-                        yn,
+                        &mut out,
                         false,
                         w,
                         (k as isize, 1),
-                        col,
-                        (p as isize, 1),
+                        &col,
+                        (ld as isize, 1),
                         par,
                     );
+                    for j in 0..s {
+                        for c in 0..d.cout {
+                            yg[j * ol + c * p..j * ol + (c + 1) * p]
+                                .copy_from_slice(&out[c * ld + j * p..c * ld + (j + 1) * p]);
+                        }
+                    }
                 }
             });
         Ok((CpuStorage::F32(y), Shape::from((d.n, d.cout, d.ho, d.wo))))
@@ -298,6 +306,19 @@ impl CustomOp2 for Conv2dOp {
             },
         )?;
         Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// Copies the gradients of samples `first..first + s` (each `cout x p`) side
+/// by side into `cat` (`cout x s*p`).
+fn gather_grad(dy: &[f32], d: &Dims, first: usize, s: usize, cat: &mut [f32]) {
+    let (p, ol) = (d.p(), d.out_len());
+    let ld = s * p;
+    for j in 0..s {
+        let src = &dy[(first + j) * ol..(first + j + 1) * ol];
+        for c in 0..d.cout {
+            cat[c * ld + j * p..c * ld + (j + 1) * p].copy_from_slice(&src[c * p..(c + 1) * p]);
+        }
     }
 }
 
@@ -330,36 +351,35 @@ impl CustomOp2 for Conv2dBackwardInput {
             );
         }
         let (dy, w) = (slice_f32(s1, l1)?, slice_f32(s2, l2)?);
-        let (k, p) = (d.k(), d.p());
-        let mut dx = vec![0f32; n * d.in_len()];
+        let (k, p, il) = (d.k(), d.p(), d.in_len());
+        let mut dx = vec![0f32; n * il];
         let (per_task, par) = plan(n);
-        dx.par_chunks_mut(per_task * d.in_len())
+        let g = group_size(&d, per_task);
+        dx.par_chunks_mut(per_task * il)
             .enumerate()
             .for_each(|(t, dxs)| {
-                let mut col = if d.is_pointwise() {
-                    Vec::new()
-                } else {
-                    vec![0f32; k * p]
-                };
-                for (s, dxn) in dxs.chunks_mut(d.in_len()).enumerate() {
-                    let i = t * per_task + s;
-                    let dyn_ = &dy[i * d.out_len()..(i + 1) * d.out_len()];
-                    let target: &mut [f32] = if d.is_pointwise() { dxn } else { &mut col };
-                    // W^T (k x cout) * dy (cout x p)
+                let mut col = vec![0f32; k * p * g];
+                let mut cat = vec![0f32; d.cout * p * g];
+                for (gi, dxg) in dxs.chunks_mut(g * il).enumerate() {
+                    let first = t * per_task + gi * g;
+                    let s = dxg.len() / il;
+                    let ld = s * p;
+                    gather_grad(dy, &d, first, s, &mut cat);
+                    // col (k x s*p) = W^T (k x cout) * dy (cout x s*p)
                     matmul(
                         k,
-                        p,
+                        ld,
                         d.cout,
-                        target,
+                        &mut col,
                         false,
                         w,
                         (1, k as isize),
-                        dyn_,
-                        (p as isize, 1),
+                        &cat,
+                        (ld as isize, 1),
                         par,
                     );
-                    if !d.is_pointwise() {
-                        col2im(&col, &d, dxn);
+                    for (j, dxn) in dxg.chunks_mut(il).enumerate() {
+                        col2im(&col, &d, dxn, ld, j * p);
                     }
                 }
             });
@@ -393,38 +413,38 @@ impl CustomOp2 for Conv2dBackwardWeight {
         let (x, dy) = (slice_f32(s1, l1)?, slice_f32(s2, l2)?);
         let (k, p) = (d.k(), d.p());
         let (per_task, par) = plan(d.n);
+        let g = group_size(&d, per_task);
         let tasks = d.n.div_ceil(per_task);
         let partials: Vec<Vec<f32>> = (0..tasks)
             .into_par_iter()
             .map(|t| {
                 let mut dw = vec![0f32; cout * k];
-                let mut col = if d.is_pointwise() {
-                    Vec::new()
-                } else {
-                    vec![0f32; k * p]
-                };
-                for i in t * per_task..((t + 1) * per_task).min(d.n) {
-                    let xn = &x[i * d.in_len()..(i + 1) * d.in_len()];
-                    let col: &[f32] = if d.is_pointwise() {
-                        xn
-                    } else {
-                        im2col(xn, &d, &mut col);
-                        &col
-                    };
-                    let dyn_ = &dy[i * d.out_len()..(i + 1) * d.out_len()];
-                    // dy (cout x p) * col^T (p x k)
+                let mut col = vec![0f32; k * p * g];
+                let mut cat = vec![0f32; cout * p * g];
+                let end = ((t + 1) * per_task).min(d.n);
+                let mut first = t * per_task;
+                while first < end {
+                    let s = g.min(end - first);
+                    let ld = s * p;
+                    for j in 0..s {
+                        let xn = &x[(first + j) * d.in_len()..(first + j + 1) * d.in_len()];
+                        im2col(xn, &d, &mut col, ld, j * p);
+                    }
+                    gather_grad(dy, &d, first, s, &mut cat);
+                    // dw (cout x k) += dy (cout x s*p) * col^T (s*p x k)
                     matmul(
                         cout,
                         k,
-                        p,
+                        ld,
                         &mut dw,
                         true,
-                        dyn_,
-                        (p as isize, 1),
-                        col,
-                        (1, p as isize),
+                        &cat,
+                        (ld as isize, 1),
+                        &col,
+                        (1, ld as isize),
                         par,
                     );
+                    first += s;
                 }
                 dw
             })
