@@ -84,16 +84,16 @@ fn main() {
         ),
         (
             "nsga2 (pop 100)",
-            vec![1000],
+            vec![100, 1000],
             Box::new(|s, seed| Box::new(Nsga2::new(s, Nsga2Settings::default(), seed).unwrap())),
         ),
         (
-            "nsga2 (pop 50)",
+            "nsga2 (pop 40)",
             vec![1000],
             Box::new(|s, seed| {
                 let st = Nsga2Settings {
-                    population: 50,
-                    offspring: 50,
+                    population: 40,
+                    offspring: 40,
                     ..Default::default()
                 };
                 Box::new(Nsga2::new(s, st, seed).unwrap())

@@ -83,6 +83,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod fidelity;
 pub mod forest;
 pub mod hyperband;
