@@ -25,6 +25,9 @@
 //! - [`problems`]: ZDT1-4, ZDT6, DTLZ1, DTLZ2 with true fronts and optimal
 //!   hypervolumes, for tests and benchmarks.
 //!
+//! `docs/search.md` in the repository describes the file formats, the
+//! algorithms' settings and measured benchmarks.
+//!
 //! # Example
 //!
 //! MO-Hyperband with ParEGO proposals (the combination of Hennig and Lindauer)
@@ -70,7 +73,9 @@
 //!         opt.tell(trial.id, outcome)?;
 //!     }
 //! }
-//! // The Pareto front of the trials at the full budget.
+//! // The Pareto front of the trials at the full budget, from the optimizer's
+//! // history or from one's own records.
+//! assert!(!pareto_front(opt.history(), None).is_empty());
 //! let full: Vec<Vec<f64>> = finished
 //!     .iter()
 //!     .filter(|(b, _)| *b == 20.0)
@@ -100,8 +105,8 @@ pub use fidelity::{Bracket, FidelitySchedule, FixedBudget, Hyperband, Rung, Succ
 pub use hyperband::HyperbandOptimizer;
 pub use nsga2::{Nsga2, Nsga2Settings};
 pub use optimizer::{
-    replay, Event, Observation, Optimizer, OptimizerError, Outcome, Proposer, Recorded, Trial,
-    TrialId,
+    pareto_front, replay, Event, Observation, Optimizer, OptimizerError, Outcome, Proposer,
+    Recorded, Trial, TrialId,
 };
 pub use parego::{ParEgo, ParEgoProposer, ParEgoSettings};
 pub use pareto::TieBreak;

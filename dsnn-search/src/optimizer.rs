@@ -220,6 +220,32 @@ impl<O: Optimizer> Optimizer for Recorded<O> {
     }
 }
 
+/// The Pareto-optimal successful trials of a history at one budget: `budget`
+/// if given, else the largest budget any successful trial reached (the "full"
+/// fidelity of a multi-fidelity run). Failed trials never count. Returned in
+/// history order.
+pub fn pareto_front(history: &[Observation], budget: Option<f64>) -> Vec<&Observation> {
+    let target = budget.or_else(|| {
+        history
+            .iter()
+            .filter(|o| o.outcome.objectives().is_some())
+            .map(|o| o.budget)
+            .reduce(f64::max)
+    });
+    let Some(target) = target else {
+        return Vec::new();
+    };
+    let at: Vec<&Observation> = history
+        .iter()
+        .filter(|o| o.budget == target && o.outcome.objectives().is_some())
+        .collect();
+    let objs: Vec<&[f64]> = at.iter().filter_map(|o| o.outcome.objectives()).collect();
+    crate::pareto::non_dominated(&objs)
+        .into_iter()
+        .map(|i| at[i])
+        .collect()
+}
+
 /// Bookkeeping shared by the optimizers: trial ids, pending trials, checks on
 /// told outcomes, and the history of observations.
 #[derive(Debug, Default)]
@@ -294,5 +320,35 @@ impl TrialBook {
     /// All finished trials in the order they were told.
     pub(crate) fn history(&self) -> &[Observation] {
         &self.history
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(id: TrialId, budget: f64, outcome: Outcome) -> Observation {
+        Observation {
+            id,
+            config: Configuration::new(),
+            budget,
+            outcome,
+        }
+    }
+
+    #[test]
+    fn pareto_front_uses_the_full_budget_and_skips_failures() {
+        let h = vec![
+            obs(0, 1.0, Outcome::Success(vec![0.0, 0.0])),
+            obs(1, 9.0, Outcome::Success(vec![1.0, 2.0])),
+            obs(2, 9.0, Outcome::Success(vec![2.0, 1.0])),
+            obs(3, 9.0, Outcome::Success(vec![2.0, 2.0])),
+            obs(4, 27.0, Outcome::Failure("oom".into())),
+        ];
+        let ids: Vec<TrialId> = pareto_front(&h, None).iter().map(|o| o.id).collect();
+        assert_eq!(ids, vec![1, 2]);
+        let ids: Vec<TrialId> = pareto_front(&h, Some(1.0)).iter().map(|o| o.id).collect();
+        assert_eq!(ids, vec![0]);
+        assert!(pareto_front(&h[4..], None).is_empty());
     }
 }
