@@ -254,9 +254,9 @@ impl Optimizer {
                 OptimizerKind::RAdam | OptimizerKind::Ranger => {
                     radam_update(&mut w, &g, slot, t, lr);
                     if s.kind == OptimizerKind::Ranger && t % LOOKAHEAD_K == 0 {
-                        for i in 0..n {
-                            slot.slow[i] += LOOKAHEAD_ALPHA * (w[i] - slot.slow[i]);
-                            w[i] = slot.slow[i];
+                        for (slow, fast) in slot.slow.iter_mut().zip(w.iter_mut()) {
+                            *slow += LOOKAHEAD_ALPHA * (*fast - *slow);
+                            *fast = *slow;
                         }
                     }
                 }

@@ -152,17 +152,15 @@ impl FixedPointGrid {
 /// rounding instruction, and `floorf` dominated activation quantisation).
 #[inline]
 pub fn floor_fast(x: f32) -> f32 {
-    // Floats of magnitude >= 2^23 are integers already; this also passes NaN and inf through.
-    if !(x.abs() < 8_388_608.0) {
-        return x;
-    }
+    // Branch-free so that loops over it vectorise. Floats of magnitude >= 2^23
+    // are integers already (and NaN and infinities pass through).
     let t = x as i32 as f32;
-    if t == x {
-        x // keeps the sign of -0.0
-    } else if t > x {
-        t - 1.0
+    let f = t - if t > x { 1.0 } else { 0.0 };
+    // `f` equals x for integers but loses the sign of -0.0: keep x then.
+    if x.abs() < 8_388_608.0 && f != x {
+        f
     } else {
-        t
+        x
     }
 }
 
@@ -291,7 +289,15 @@ impl CustomOp1 for QuantizeActivation {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(storage, layout)?;
         let grid = FixedPointGrid::new(self.0.integer_bits, self.0.fraction_bits);
-        let out = map_indexed(x, |_, v| grid.round(v));
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(1 << 14)
+            .zip(x.par_chunks(1 << 14))
+            .for_each(|(o, x)| {
+                let g = grid;
+                for (o, &v) in o.iter_mut().zip(x) {
+                    *o = g.round(v);
+                }
+            });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
