@@ -3,6 +3,8 @@
 //! (against a 1,000-point sample of the true front), mean normalised hypervolume
 //! at reference 1.1 per objective (and at 11 for ZDT), and the optimizer's own
 //! time per trial (ask + tell, evaluation excluded; median and mean).
+//! MO-Hyperband runs with budgets ignored (these problems have one fidelity),
+//! so its promotions cost evaluations without gaining information.
 //!
 //! Run with `cargo run --release -p dsnn-search --example bench_optimizers`
 //! (`-- --seeds 2` for a quicker look).
@@ -13,8 +15,8 @@ use std::time::Instant;
 use dsnn_search::pareto::{hypervolume, igd_plus};
 use dsnn_search::problems::TestProblem;
 use dsnn_search::{
-    Nsga2, Nsga2Settings, Optimizer, Outcome, ParEgoProposer, ParEgoSettings, RandomSearch,
-    SearchSpace,
+    Hyperband, HyperbandOptimizer, Nsga2, Nsga2Settings, Optimizer, Outcome, ParEgoProposer,
+    ParEgoSettings, RandomProposer, RandomSearch, SearchSpace,
 };
 
 struct RunResult {
@@ -109,6 +111,25 @@ fn main() {
                     1.0,
                     seed,
                 ))
+            }),
+        ),
+        // MO-Hyperband on single-fidelity problems: the budget is ignored, so every
+        // promotion re-evaluates a configuration and costs an evaluation.
+        (
+            "hyperband(1,9,3)+random",
+            vec![100, 1000],
+            Box::new(|s, seed| {
+                let hb = Hyperband::new(1.0, 9.0, 3.0).unwrap();
+                Box::new(HyperbandOptimizer::new(&hb, RandomProposer::new(s), seed).unwrap())
+            }),
+        ),
+        (
+            "hyperband(1,9,3)+parego",
+            vec![100],
+            Box::new(|s, seed| {
+                let hb = Hyperband::new(1.0, 9.0, 3.0).unwrap();
+                let p = ParEgoProposer::new(s, ParEgoSettings::default());
+                Box::new(HyperbandOptimizer::new(&hb, p, seed).unwrap())
             }),
         ),
     ];
