@@ -411,6 +411,7 @@ impl Proposer for ParEgoProposer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     #[test]
     fn scalarisation_and_expected_improvement() {
@@ -431,7 +432,6 @@ mod tests {
             assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12 && w.iter().all(|v| *v >= 0.0));
         }
     }
-    use rand::SeedableRng;
 }
 
 #[cfg(test)]

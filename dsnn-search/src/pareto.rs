@@ -657,10 +657,10 @@ mod tests {
         assert_eq!(non_dominated(&pts), vec![0, 1, 3, 5]);
         let cd = crowding_distance(&pts, &fronts[0]);
         assert!(cd[0].is_infinite() && cd[2].is_infinite());
-        // Points 1 and 5 are equal: sorted neighbours give (2-1)/3+0 ... finite and positive.
+        // Points 1 and 5 coincide: interior, finite, and together not crowded out.
         assert!(cd[1].is_finite() && cd[3].is_finite());
         assert!(cd[1] + cd[3] > 0.0);
-        // Middle point of a line: (3-1)/4 + (5-1)/4 ... check a clean case.
+        // The middle of three points: each objective adds (4 - 0) / 4.
         let line = vec![vec![0.0, 4.0], vec![1.0, 3.0], vec![4.0, 0.0]];
         let cd = crowding_distance(&line, &[0, 1, 2]);
         assert!((cd[1] - (4.0 / 4.0 + 4.0 / 4.0)).abs() < 1e-15);

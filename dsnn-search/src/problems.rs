@@ -330,6 +330,7 @@ fn lattice(m: usize, dim: usize, left: usize, cur: &mut Vec<usize>, out: &mut Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::space::SearchSpace;
 
     #[test]
     fn dense_fronts_reach_the_optimal_hypervolume() {
@@ -381,5 +382,4 @@ mod tests {
             .decode(&[0.25, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]);
         assert_eq!(p.evaluate_config(&cfg.unwrap()), vec![0.25, 0.5]);
     }
-    use crate::space::SearchSpace;
 }
