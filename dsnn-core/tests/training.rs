@@ -213,7 +213,10 @@ fn a_diverging_run_is_reported_as_failed() {
 
 #[test]
 fn resnet20_fits_the_cifar10_sample() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cifar10-sample");
+    let shared = std::env::var_os("DSNN_SHARED_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    let dir = shared.join("cifar10-sample");
     let file = dir.join("test_batch_first20.bin");
     if !file.is_file() {
         eprintln!("SKIPPED: {} not found", file.display());

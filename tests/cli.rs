@@ -1,0 +1,86 @@
+//! The `dsnn` binary end to end: training on the bundled data, saving
+//! weights, and clear errors for bad input.
+
+use std::process::Command;
+
+fn dsnn(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .args(args)
+        .output()
+        .expect("run dsnn")
+}
+
+#[test]
+fn train_on_bundled_digits_reports_accuracy_and_saves_weights() {
+    let save = std::env::temp_dir().join(format!("dsnn-cli-{}.safetensors", std::process::id()));
+    let out = dsnn(&[
+        "train",
+        "--dataset",
+        "digits",
+        "--shift-type",
+        "q",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.05",
+        "--batch-size",
+        "32",
+        "--save",
+        save.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("epoch   1/2") && stderr.contains("epoch   2/2"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("DeepShift-Q, 5-bit weights"), "{stderr}");
+    let acc: f64 = stdout
+        .split("test accuracy ")
+        .nth(1)
+        .and_then(|s| s.split('%').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy in {stdout}"));
+    assert!(acc > 80.0, "{stdout}");
+    assert!(std::fs::metadata(&save).unwrap().len() > 1000);
+    std::fs::remove_file(&save).unwrap();
+}
+
+#[test]
+fn bad_settings_are_clear_errors() {
+    let out = dsnn(&[
+        "train",
+        "--dataset",
+        "digits",
+        "--weight-bits",
+        "9",
+        "--epochs",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("weight_bits") && stderr.contains("2..=8"),
+        "{stderr}"
+    );
+
+    let out = dsnn(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        "/nonexistent/mnist",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/mnist"), "{stderr}");
+
+    let out = dsnn(&["train", "--optimizer", "lbfgs"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lbfgs") && stderr.contains("RAdam"),
+        "{stderr}"
+    );
+}
