@@ -3,7 +3,7 @@
 //! conv2d, printed as a table. Variants are interleaved step by step so that
 //! machine noise hits them alike; figures are medians.
 //!
-//! `cargo run --release -p dsnn-core --example train_throughput -- [--steps N] [--models resnet20,lenet5] [--json out.json]`
+//! `cargo run --release -p dsnn-core --example train_throughput -- [--steps N] [--models resnet20,lenet5] [--variants float,Q,PS] [--no-candle] [--json out.json]`
 
 use candle_core::{DType, Device, Tensor};
 use dsnn_core::layers::ConvEngine;
@@ -32,6 +32,7 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    dsnn_core::runtime::tune_process();
     let args: Vec<String> = std::env::args().collect();
     let opt = |name: &str| {
         args.iter()
@@ -42,6 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let steps: usize = opt("--steps").map(|s| s.parse()).transpose()?.unwrap_or(10);
     let models = opt("--models").unwrap_or_else(|| "resnet20,lenet5".into());
     let with_candle = !args.iter().any(|a| a == "--no-candle");
+    let wanted = opt("--variants").unwrap_or_else(|| "float,Q,PS".into());
     let batch = 128;
     let dev = Device::Cpu;
     let mut variants = Vec::new();
@@ -53,6 +55,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ("Q", Some(ShiftType::Q)),
             ("PS", Some(ShiftType::PS)),
         ] {
+            if !wanted.split(',').any(|w| w == label) {
+                continue;
+            }
             let engines: &[ConvEngine] = if with_candle {
                 &[ConvEngine::Dsnn, ConvEngine::Candle]
             } else {

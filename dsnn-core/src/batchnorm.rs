@@ -27,27 +27,21 @@ fn nchw(l: &Layout) -> Result<(usize, usize, usize)> {
     }
 }
 
-/// Mean and biased variance of channel `c` (two-pass, in f64 for accuracy).
+/// Mean and biased variance of channel `ch`, in one pass with f64 sums
+/// (exact enough for activations: the f64 mantissa holds 2^53).
 fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize, ch: usize) -> (f32, f32) {
     let count = (n * hw) as f64;
-    let mut sum = 0f64;
+    let (mut sum, mut sq) = (0f64, 0f64);
     for i in 0..n {
         let base = (i * c + ch) * hw;
-        sum += x[base..base + hw]
+        let (s1, s2) = x[base..base + hw]
             .iter()
-            .map(|&v| f64::from(v))
-            .sum::<f64>();
+            .fold((0f32, 0f32), |(a, b), &v| (a + v, b + v * v));
+        sum += f64::from(s1);
+        sq += f64::from(s2);
     }
     let mean = sum / count;
-    let mut sq = 0f64;
-    for i in 0..n {
-        let base = (i * c + ch) * hw;
-        sq += x[base..base + hw]
-            .iter()
-            .map(|&v| (f64::from(v) - mean).powi(2))
-            .sum::<f64>();
-    }
-    (mean as f32, (sq / count) as f32)
+    (mean as f32, (sq / count - mean * mean).max(0.0) as f32)
 }
 
 /// Training-mode batch norm (`x`, `gamma`, `beta`) -> `y`, normalising with
@@ -148,17 +142,26 @@ impl CustomOp3 for BatchNormBackward {
         let per_channel: Vec<(f32, f32, f64, f64)> = (0..c)
             .into_par_iter()
             .map(|ch| {
-                let (mean, var) = channel_stats(x, n, c, hw, ch);
-                let inv = 1.0 / (var + self.eps).sqrt();
-                let (mut sg, mut sgx) = (0f64, 0f64);
+                // One pass: sums of x, x^2, dy and dy*x.
+                let (mut sx, mut sxx, mut sg, mut sgx) = (0f64, 0f64, 0f64, 0f64);
                 for i in 0..n {
                     let base = (i * c + ch) * hw;
-                    for (&g, &v) in dy[base..base + hw].iter().zip(&x[base..base + hw]) {
-                        sg += f64::from(g);
-                        sgx += f64::from(g) * f64::from((v - mean) * inv);
-                    }
+                    let (a, b, g, gx) = dy[base..base + hw]
+                        .iter()
+                        .zip(&x[base..base + hw])
+                        .fold((0f32, 0f32, 0f32, 0f32), |(a, b, g, gx), (&d, &v)| {
+                            (a + v, b + v * v, g + d, gx + d * v)
+                        });
+                    sx += f64::from(a);
+                    sxx += f64::from(b);
+                    sg += f64::from(g);
+                    sgx += f64::from(gx);
                 }
-                (mean, inv, sg, sgx)
+                let mean = sx / count;
+                let var = (sxx / count - mean * mean).max(0.0);
+                let inv = 1.0 / (var + f64::from(self.eps)).sqrt();
+                // sum(dy * xhat) = inv * (sum(dy * x) - mean * sum(dy))
+                (mean as f32, inv as f32, sg, inv * (sgx - mean * sg))
             })
             .collect();
         let numel = x.len();

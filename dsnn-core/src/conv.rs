@@ -10,6 +10,29 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
+use std::cell::RefCell;
+
+thread_local! {
+    /// Per-thread work buffers (column matrix and gemm staging), kept between
+    /// calls so that the hot loop neither allocates nor zero-fills them.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's two scratch buffers, grown to `a` and `b`
+/// elements. Their contents are stale: callers overwrite what they read.
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let (x, y) = &mut *guard;
+        if x.len() < a {
+            x.resize(a, 0.0);
+        }
+        if y.len() < b {
+            y.resize(b, 0.0);
+        }
+        f(&mut x[..a], &mut y[..b])
+    })
+}
 
 /// Stride and zero padding of a square-kernel convolution (same on both axes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +223,7 @@ fn matmul(
 /// Samples unfolded side by side into one column matrix, so that each gemm
 /// is wide enough to run efficiently (about 4096 columns).
 fn group_size(d: &Dims, per_task: usize) -> usize {
-    (4096 / d.p().max(1)).clamp(1, per_task.max(1))
+    (2048 / d.p().max(1)).clamp(1, per_task.max(1))
 }
 
 /// How to split a batch: samples per task, and the gemm parallelism inside a task.
@@ -249,36 +272,36 @@ impl CustomOp2 for Conv2dOp {
         y.par_chunks_mut(per_task * ol)
             .enumerate()
             .for_each(|(t, ys)| {
-                let mut col = vec![0f32; k * p * g];
-                let mut out = vec![0f32; d.cout * p * g];
-                for (gi, yg) in ys.chunks_mut(g * ol).enumerate() {
-                    let first = t * per_task + gi * g;
-                    let s = yg.len() / ol;
-                    let ld = s * p;
-                    for j in 0..s {
-                        let xn = &x[(first + j) * d.in_len()..(first + j + 1) * d.in_len()];
-                        im2col(xn, &d, &mut col, ld, j * p);
-                    }
-                    // out (cout x s*p) = W (cout x k) * col (k x s*p)
-                    matmul(
-                        d.cout,
-                        ld,
-                        k,
-                        &mut out,
-                        false,
-                        w,
-                        (k as isize, 1),
-                        &col,
-                        (ld as isize, 1),
-                        par,
-                    );
-                    for j in 0..s {
-                        for c in 0..d.cout {
-                            yg[j * ol + c * p..j * ol + (c + 1) * p]
-                                .copy_from_slice(&out[c * ld + j * p..c * ld + (j + 1) * p]);
+                with_scratch(k * p * g, d.cout * p * g, |col, out| {
+                    for (gi, yg) in ys.chunks_mut(g * ol).enumerate() {
+                        let first = t * per_task + gi * g;
+                        let s = yg.len() / ol;
+                        let ld = s * p;
+                        for j in 0..s {
+                            let xn = &x[(first + j) * d.in_len()..(first + j + 1) * d.in_len()];
+                            im2col(xn, &d, col, ld, j * p);
+                        }
+                        // out (cout x s*p) = W (cout x k) * col (k x s*p)
+                        matmul(
+                            d.cout,
+                            ld,
+                            k,
+                            out,
+                            false,
+                            w,
+                            (k as isize, 1),
+                            col,
+                            (ld as isize, 1),
+                            par,
+                        );
+                        for j in 0..s {
+                            for c in 0..d.cout {
+                                yg[j * ol + c * p..j * ol + (c + 1) * p]
+                                    .copy_from_slice(&out[c * ld + j * p..c * ld + (j + 1) * p]);
+                            }
                         }
                     }
-                }
+                });
             });
         Ok((CpuStorage::F32(y), Shape::from((d.n, d.cout, d.ho, d.wo))))
     }
@@ -291,13 +314,18 @@ impl CustomOp2 for Conv2dOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(
-            w,
-            &Conv2dBackwardInput {
-                geometry: self.0,
-                input_hw: (x.dim(2)?, x.dim(3)?),
-            },
-        )?;
+        // The first layer's input is data: its gradient would be thrown away.
+        let dx = if x.track_op() {
+            Some(grad.apply_op2_no_bwd(
+                w,
+                &Conv2dBackwardInput {
+                    geometry: self.0,
+                    input_hw: (x.dim(2)?, x.dim(3)?),
+                },
+            )?)
+        } else {
+            None
+        };
         let dw = x.apply_op2_no_bwd(
             &grad,
             &Conv2dBackwardWeight {
@@ -305,7 +333,7 @@ impl CustomOp2 for Conv2dOp {
                 kernel: (w.dim(2)?, w.dim(3)?),
             },
         )?;
-        Ok((Some(dx), Some(dw)))
+        Ok((dx, Some(dw)))
     }
 }
 
@@ -358,30 +386,30 @@ impl CustomOp2 for Conv2dBackwardInput {
         dx.par_chunks_mut(per_task * il)
             .enumerate()
             .for_each(|(t, dxs)| {
-                let mut col = vec![0f32; k * p * g];
-                let mut cat = vec![0f32; d.cout * p * g];
-                for (gi, dxg) in dxs.chunks_mut(g * il).enumerate() {
-                    let first = t * per_task + gi * g;
-                    let s = dxg.len() / il;
-                    let ld = s * p;
-                    gather_grad(dy, &d, first, s, &mut cat);
-                    // col (k x s*p) = W^T (k x cout) * dy (cout x s*p)
-                    matmul(
-                        k,
-                        ld,
-                        d.cout,
-                        &mut col,
-                        false,
-                        w,
-                        (1, k as isize),
-                        &cat,
-                        (ld as isize, 1),
-                        par,
-                    );
-                    for (j, dxn) in dxg.chunks_mut(il).enumerate() {
-                        col2im(&col, &d, dxn, ld, j * p);
+                with_scratch(k * p * g, d.cout * p * g, |col, cat| {
+                    for (gi, dxg) in dxs.chunks_mut(g * il).enumerate() {
+                        let first = t * per_task + gi * g;
+                        let s = dxg.len() / il;
+                        let ld = s * p;
+                        gather_grad(dy, &d, first, s, cat);
+                        // col (k x s*p) = W^T (k x cout) * dy (cout x s*p)
+                        matmul(
+                            k,
+                            ld,
+                            d.cout,
+                            col,
+                            false,
+                            w,
+                            (1, k as isize),
+                            cat,
+                            (ld as isize, 1),
+                            par,
+                        );
+                        for (j, dxn) in dxg.chunks_mut(il).enumerate() {
+                            col2im(col, &d, dxn, ld, j * p);
+                        }
                     }
-                }
+                });
             });
         Ok((CpuStorage::F32(dx), Shape::from(xdims.to_vec())))
     }
@@ -419,33 +447,33 @@ impl CustomOp2 for Conv2dBackwardWeight {
             .into_par_iter()
             .map(|t| {
                 let mut dw = vec![0f32; cout * k];
-                let mut col = vec![0f32; k * p * g];
-                let mut cat = vec![0f32; cout * p * g];
-                let end = ((t + 1) * per_task).min(d.n);
-                let mut first = t * per_task;
-                while first < end {
-                    let s = g.min(end - first);
-                    let ld = s * p;
-                    for j in 0..s {
-                        let xn = &x[(first + j) * d.in_len()..(first + j + 1) * d.in_len()];
-                        im2col(xn, &d, &mut col, ld, j * p);
+                with_scratch(k * p * g, cout * p * g, |col, cat| {
+                    let end = ((t + 1) * per_task).min(d.n);
+                    let mut first = t * per_task;
+                    while first < end {
+                        let s = g.min(end - first);
+                        let ld = s * p;
+                        for j in 0..s {
+                            let xn = &x[(first + j) * d.in_len()..(first + j + 1) * d.in_len()];
+                            im2col(xn, &d, col, ld, j * p);
+                        }
+                        gather_grad(dy, &d, first, s, cat);
+                        // dw (cout x k) += dy (cout x s*p) * col^T (s*p x k)
+                        matmul(
+                            cout,
+                            k,
+                            ld,
+                            &mut dw,
+                            true,
+                            cat,
+                            (ld as isize, 1),
+                            col,
+                            (1, ld as isize),
+                            par,
+                        );
+                        first += s;
                     }
-                    gather_grad(dy, &d, first, s, &mut cat);
-                    // dw (cout x k) += dy (cout x s*p) * col^T (s*p x k)
-                    matmul(
-                        cout,
-                        k,
-                        ld,
-                        &mut dw,
-                        true,
-                        &cat,
-                        (ld as isize, 1),
-                        &col,
-                        (1, ld as isize),
-                        par,
-                    );
-                    first += s;
-                }
+                });
                 dw
             })
             .collect();

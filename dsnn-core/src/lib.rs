@@ -16,6 +16,7 @@ pub mod ops;
 pub mod optim;
 pub mod params;
 pub mod quant;
+pub mod runtime;
 pub mod train;
 
 pub use backbone::{backbone_by_name, Backbone, InputShape, ModelSpec, Network};
