@@ -29,7 +29,9 @@ fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// (batch, cin, h, w, cout, k, stride, padding)
-const CASES: [(usize, usize, usize, usize, usize, usize, usize, usize); 7] = [
+type ConvCase = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+const CASES: [ConvCase; 7] = [
     (2, 3, 8, 8, 4, 3, 1, 1),
     (3, 2, 9, 7, 5, 3, 2, 1),
     (4, 4, 6, 6, 3, 1, 1, 0),
