@@ -257,8 +257,8 @@ struct BasicBlock {
 
 impl BasicBlock {
     fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
-        let out = self.bn1.forward(&self.conv1.forward(x, ctx)?, ctx)?;
-        let out = relu(&out, &format!("{}.relu1", self.name), ctx)?;
+        let out = self.bn1.forward_relu(&self.conv1.forward(x, ctx)?, ctx)?;
+        ctx.record_elementwise(&format!("{}.relu1", self.name), &out);
         let out = self.bn2.forward(&self.conv2.forward(&out, ctx)?, ctx)?;
         let short = match self.shortcut_pad {
             None => x.clone(),
@@ -274,7 +274,8 @@ impl BasicBlock {
             }
         };
         ctx.record_elementwise(&format!("{}.add", self.name), &out);
-        relu(&(out + short)?, &format!("{}.relu2", self.name), ctx)
+        ctx.record_elementwise(&format!("{}.relu2", self.name), &out);
+        Ok(crate::ops::add_relu(&out, &short)?)
     }
 }
 
@@ -288,11 +289,8 @@ struct ResNet20Net {
 
 impl Network for ResNet20Net {
     fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
-        let mut out = relu(
-            &self.bn1.forward(&self.conv1.forward(x, ctx)?, ctx)?,
-            "relu1",
-            ctx,
-        )?;
+        let mut out = self.bn1.forward_relu(&self.conv1.forward(x, ctx)?, ctx)?;
+        ctx.record_elementwise("relu1", &out);
         for block in &self.blocks {
             out = block.forward(&out, ctx)?;
         }

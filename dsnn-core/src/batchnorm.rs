@@ -52,6 +52,8 @@ pub struct BatchNormTrain {
     pub eps: f32,
     /// Receives the batch mean and biased variance.
     pub stats: BatchStats,
+    /// Apply a ReLU to the output (fused: one pass, no extra graph node).
+    pub relu: bool,
 }
 
 impl CustomOp3 for BatchNormTrain {
@@ -83,8 +85,15 @@ impl CustomOp3 for BatchNormTrain {
             let (mean, var) = stats[ch];
             let scale = gamma[ch] / (var + self.eps).sqrt();
             let shift = beta[ch] - mean * scale;
-            for (o, &v) in out.iter_mut().zip(&x[row * hw..(row + 1) * hw]) {
-                *o = v * scale + shift;
+            let src = &x[row * hw..(row + 1) * hw];
+            if self.relu {
+                for (o, &v) in out.iter_mut().zip(src) {
+                    *o = (v * scale + shift).max(0.0);
+                }
+            } else {
+                for (o, &v) in out.iter_mut().zip(src) {
+                    *o = v * scale + shift;
+                }
             }
         });
         let (means, vars) = stats.into_iter().unzip();
@@ -97,15 +106,15 @@ impl CustomOp3 for BatchNormTrain {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let c = gamma.dim(0)?;
-        let packed = x.apply_op3_no_bwd(
-            gamma,
-            &grad.contiguous()?,
-            &BatchNormBackward { eps: self.eps },
-        )?;
+        let mut grad = grad.contiguous()?;
+        if self.relu {
+            grad = grad.apply_op2_no_bwd(res, &crate::ops::ReluBackward)?;
+        }
+        let packed = x.apply_op3_no_bwd(gamma, &grad, &BatchNormBackward { eps: self.eps })?;
         let numel = x.elem_count();
         let dx = packed.narrow(0, 0, numel)?.reshape(x.shape())?;
         let dgamma = packed.narrow(0, numel, c)?;

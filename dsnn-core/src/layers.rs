@@ -2,7 +2,7 @@
 //! linear layers, batch norm, and the builder that creates them.
 
 use crate::batchnorm::{BatchNormTrain, BatchStats};
-use crate::conv::{conv2d, ConvGeometry};
+use crate::conv::{conv2d_quantized, ConvGeometry};
 use crate::error::{CoreError, Result};
 use crate::params::{ParamRole, ParamStore};
 use crate::quant::{
@@ -262,15 +262,16 @@ impl Conv2dLayer {
     /// Applies the convolution.
     pub fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
         let shift = self.core.is_shift();
-        let x = if shift {
-            self.core.quantize_activation(x)?
-        } else {
-            x.clone()
-        };
+        let input_quant = shift.then_some(self.core.settings.activation);
         let w = self.core.effective_weight()?;
         let mut y = match self.engine {
-            ConvEngine::Dsnn => conv2d(&x, &w, self.geometry)?,
+            ConvEngine::Dsnn => conv2d_quantized(x, &w, self.geometry, input_quant)?,
             ConvEngine::Candle => {
+                let x = if shift {
+                    self.core.quantize_activation(x)?
+                } else {
+                    x.clone()
+                };
                 x.conv2d(&w, self.geometry.padding, self.geometry.stride, 1, 1)?
             }
         };
@@ -373,6 +374,15 @@ impl BatchNorm2d {
     /// Normalises `x` (`N x C x H x W`): with batch statistics in training
     /// (updating the running ones), with running statistics in inference.
     pub fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
+        self.forward_fused(x, ctx, false)
+    }
+
+    /// [`BatchNorm2d::forward`] followed by a ReLU, fused in training.
+    pub fn forward_relu(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
+        self.forward_fused(x, ctx, true)
+    }
+
+    fn forward_fused(&self, x: &Tensor, ctx: Forward, relu: bool) -> Result<Tensor> {
         ctx.record(LayerOps {
             name: self.name.clone(),
             kind: LayerKind::BatchNorm,
@@ -391,6 +401,7 @@ impl BatchNorm2d {
                 BatchNormTrain {
                     eps: self.eps as f32,
                     stats: stats.clone(),
+                    relu,
                 },
             )?;
             if let Some((mean, var)) = stats.lock().expect("stats lock").take() {
@@ -412,8 +423,14 @@ impl BatchNorm2d {
             let scale = (self.gamma.as_tensor() * inv)?;
             let shift = (self.beta.as_tensor() - (self.running_mean.as_tensor() * &scale)?)?;
             let shape = (1, scale.dim(0)?, 1, 1);
-            Ok(x.broadcast_mul(&scale.reshape(shape)?)?
-                .broadcast_add(&shift.reshape(shape)?)?)
+            let y = x
+                .broadcast_mul(&scale.reshape(shape)?)?
+                .broadcast_add(&shift.reshape(shape)?)?;
+            if relu {
+                Ok(crate::ops::relu(&y)?)
+            } else {
+                Ok(y)
+            }
         }
     }
 }

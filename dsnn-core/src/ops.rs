@@ -43,9 +43,9 @@ impl CustomOp1 for Relu {
     }
 }
 
-/// (`dy`, `y`) -> `dy * (y > 0)`.
+/// (`dy`, `y`) -> `dy * (y > 0)`: the backward pass of any op ending in a ReLU.
 #[derive(Debug, Clone, Copy)]
-struct ReluBackward;
+pub(crate) struct ReluBackward;
 
 impl CustomOp2 for ReluBackward {
     fn name(&self) -> &'static str {
@@ -257,4 +257,55 @@ impl CustomOp1 for ChannelSum {
 pub fn add_channel_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     x.contiguous()?
         .apply_op2(&bias.contiguous()?, AddChannelBias)
+}
+
+/// `max(a + b, 0)`: a residual connection and its ReLU in one pass, with a
+/// one-pass backward (the same gradient goes to both inputs).
+#[derive(Debug, Clone, Copy)]
+pub struct AddRelu;
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "dsnn-add-relu"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!(
+                "add_relu: shapes {:?} and {:?} differ",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        let (a, b) = (slice(s1, l1)?, slice(s2, l2)?);
+        let mut y = vec![0f32; a.len()];
+        y.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(y, (a, b))| {
+                for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                    *y = (a + b).max(0.0);
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        _a: &Tensor,
+        _b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let d = grad.contiguous()?.apply_op2_no_bwd(res, &ReluBackward)?;
+        Ok((Some(d.clone()), Some(d)))
+    }
+}
+
+/// Applies the fused residual add and ReLU.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
 }

@@ -137,8 +137,16 @@ fn conv2d_gradients_match_finite_differences() {
 
 fn batch_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Tensor {
     let stats = Arc::new(Mutex::new(None));
-    x.apply_op3(gamma, beta, BatchNormTrain { eps: 1e-5, stats })
-        .unwrap()
+    x.apply_op3(
+        gamma,
+        beta,
+        BatchNormTrain {
+            eps: 1e-5,
+            stats,
+            relu: false,
+        },
+    )
+    .unwrap()
 }
 
 /// Batch norm written with candle's elementwise ops, as a second opinion.
@@ -259,5 +267,97 @@ fn fused_relu_pool_and_bias_match_candle_and_finite_differences() {
             let d = max_rel_diff(&analytic, &numeric);
             assert!(d < 5e-3, "{name} {shape:?}: {d}");
         }
+    }
+}
+
+/// Rounding the input inside the convolution equals rounding it first.
+#[test]
+fn fused_input_quantisation_equals_quantise_then_convolve() {
+    use dsnn_core::conv::conv2d_quantized;
+    use dsnn_core::quant::{FixedPoint, QuantizeActivation};
+    let mut rng = StdRng::seed_from_u64(5);
+    let fp = FixedPoint {
+        integer_bits: 3,
+        fraction_bits: 3,
+    };
+    for &(n, cin, h, w, cout, k, stride, padding) in &CASES {
+        let x = Var::from_tensor(&(random(&mut rng, &[n, cin, h, w]) * 6.0).unwrap()).unwrap();
+        let wt = Var::from_tensor(&random(&mut rng, &[cout, cin, k, k])).unwrap();
+        let g = ConvGeometry { stride, padding };
+        let fused = conv2d_quantized(x.as_tensor(), wt.as_tensor(), g, Some(fp)).unwrap();
+        let xq = x.as_tensor().apply_op1(QuantizeActivation(fp)).unwrap();
+        let plain = conv2d(&xq, wt.as_tensor(), g).unwrap();
+        assert_eq!(flat(&fused), flat(&plain));
+        let r = random(&mut rng, fused.dims());
+        let g1 = (&fused * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (&plain * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for v in [&x, &wt] {
+            assert_eq!(
+                flat(g1.get(v.as_tensor()).unwrap()),
+                flat(g2.get(v.as_tensor()).unwrap())
+            );
+        }
+    }
+}
+
+/// Batch norm with a fused ReLU, and the fused residual add + ReLU, equal
+/// their unfused compositions in value and gradient.
+#[test]
+fn fused_batch_norm_relu_and_add_relu_equal_their_compositions() {
+    use dsnn_core::ops::{add_relu, relu};
+    let mut rng = StdRng::seed_from_u64(6);
+    let x = Var::from_tensor(&random(&mut rng, &[4, 3, 5, 5])).unwrap();
+    let s = Var::from_tensor(&random(&mut rng, &[4, 3, 5, 5])).unwrap();
+    let gamma = Var::from_tensor(&random(&mut rng, &[3])).unwrap();
+    let beta = Var::from_tensor(&random(&mut rng, &[3])).unwrap();
+    let bn = |relu_fused: bool| {
+        let stats = Arc::new(Mutex::new(None));
+        x.as_tensor()
+            .apply_op3(
+                gamma.as_tensor(),
+                beta.as_tensor(),
+                BatchNormTrain {
+                    eps: 1e-5,
+                    stats,
+                    relu: relu_fused,
+                },
+            )
+            .unwrap()
+    };
+    let fused = add_relu(&bn(true), s.as_tensor()).unwrap();
+    let composed = (relu(&bn(false)).unwrap() + s.as_tensor())
+        .unwrap()
+        .relu()
+        .unwrap();
+    assert!(max_rel_diff(&flat(&fused), &flat(&composed)) < 1e-6);
+    let r = random(&mut rng, fused.dims());
+    let g1 = (&fused * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let g2 = (&composed * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for (name, v) in [("x", &x), ("s", &s), ("gamma", &gamma), ("beta", &beta)] {
+        let d = max_rel_diff(
+            &flat(g1.get(v.as_tensor()).unwrap()),
+            &flat(g2.get(v.as_tensor()).unwrap()),
+        );
+        assert!(d < 1e-5, "{name}: {d}");
     }
 }
