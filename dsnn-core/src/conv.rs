@@ -168,9 +168,17 @@ fn col2im(col: &[f32], d: &Dims, dx: &mut [f32], ld: usize, offset: usize) {
                         continue;
                     }
                     let dst = &mut plane[ih as usize * d.w..(ih as usize + 1) * d.w];
-                    let s = &src[oh * d.wo..(oh + 1) * d.wo];
-                    for ow in lo..hi {
-                        dst[ow * d.stride + j - d.pad] += s[ow];
+                    let s = &src[oh * d.wo + lo..oh * d.wo + hi];
+                    if d.stride == 1 {
+                        // Contiguous on both sides: written as zipped slices so it vectorises.
+                        let start = lo + j - d.pad;
+                        for (a, &b) in dst[start..start + s.len()].iter_mut().zip(s) {
+                            *a += b;
+                        }
+                    } else {
+                        for (k, &b) in s.iter().enumerate() {
+                            dst[(lo + k) * d.stride + j - d.pad] += b;
+                        }
                     }
                 }
             }
