@@ -230,7 +230,8 @@ fn matmul(
 }
 
 /// Samples unfolded side by side into one column matrix, so that each gemm
-/// is wide enough to run efficiently (about 4096 columns).
+/// is wide enough to run efficiently (at least 1024 columns; wider planes
+/// are multiplied one sample at a time, straight into NCHW order).
 fn group_size(d: &Dims, per_task: usize) -> usize {
     (2048 / d.p().max(1)).clamp(1, per_task.max(1))
 }
@@ -290,12 +291,14 @@ impl CustomOp2 for Conv2dOp {
                             let xn = &x[(first + j) * d.in_len()..(first + j + 1) * d.in_len()];
                             im2col(xn, &d, col, ld, j * p);
                         }
-                        // out (cout x s*p) = W (cout x k) * col (k x s*p)
+                        // out (cout x s*p) = W (cout x k) * col (k x s*p); a single
+                        // sample's output is already in NCHW order, so write it in place.
+                        let dst: &mut [f32] = if s == 1 { yg } else { out };
                         matmul(
                             d.cout,
                             ld,
                             k,
-                            out,
+                            dst,
                             false,
                             w,
                             (k as isize, 1),
@@ -303,6 +306,9 @@ impl CustomOp2 for Conv2dOp {
                             (ld as isize, 1),
                             par,
                         );
+                        if s == 1 {
+                            continue;
+                        }
                         for j in 0..s {
                             for c in 0..d.cout {
                                 yg[j * ol + c * p..j * ol + (c + 1) * p]
@@ -359,6 +365,17 @@ fn gather_grad(dy: &[f32], d: &Dims, first: usize, s: usize, cat: &mut [f32]) {
     }
 }
 
+/// The gradients of samples `first..first + s` as one `cout x s*p` matrix:
+/// a single sample's slice of `dy` as it is, several gathered into `cat`.
+fn gathered<'a>(dy: &'a [f32], d: &Dims, first: usize, s: usize, cat: &'a mut [f32]) -> &'a [f32] {
+    if s == 1 {
+        &dy[first * d.out_len()..(first + 1) * d.out_len()]
+    } else {
+        gather_grad(dy, d, first, s, cat);
+        cat
+    }
+}
+
 /// Gradient of the convolution with respect to its input: (`dy`, `w`) -> `dx`.
 #[derive(Debug, Clone, Copy)]
 struct Conv2dBackwardInput {
@@ -400,7 +417,7 @@ impl CustomOp2 for Conv2dBackwardInput {
                         let first = t * per_task + gi * g;
                         let s = dxg.len() / il;
                         let ld = s * p;
-                        gather_grad(dy, &d, first, s, cat);
+                        let dyg = gathered(dy, &d, first, s, cat);
                         // col (k x s*p) = W^T (k x cout) * dy (cout x s*p)
                         matmul(
                             k,
@@ -410,7 +427,7 @@ impl CustomOp2 for Conv2dBackwardInput {
                             false,
                             w,
                             (1, k as isize),
-                            cat,
+                            dyg,
                             (ld as isize, 1),
                             par,
                         );
@@ -466,7 +483,7 @@ impl CustomOp2 for Conv2dBackwardWeight {
                             let xn = &x[(first + j) * d.in_len()..(first + j + 1) * d.in_len()];
                             im2col(xn, &d, col, ld, j * p);
                         }
-                        gather_grad(dy, &d, first, s, cat);
+                        let dyg = gathered(dy, &d, first, s, cat);
                         // dw (cout x k) += dy (cout x s*p) * col^T (s*p x k)
                         matmul(
                             cout,
@@ -474,7 +491,7 @@ impl CustomOp2 for Conv2dBackwardWeight {
                             ld,
                             &mut dw,
                             true,
-                            cat,
+                            dyg,
                             (ld as isize, 1),
                             col,
                             (1, ld as isize),
