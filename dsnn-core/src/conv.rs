@@ -151,10 +151,9 @@ fn im2col(x: &[f32], d: &Dims, col: &mut [f32], ld: usize, offset: usize) {
 }
 
 /// Folds columns `offset..offset + p` of `col` (`k` rows of length `ld`) back
-/// onto one sample's gradient `dx`, summing overlaps.
+/// onto one sample's gradient `dx`, summing overlaps. `dx` must start zeroed.
 fn col2im(col: &[f32], d: &Dims, dx: &mut [f32], ld: usize, offset: usize) {
     let p = d.p();
-    dx.fill(0.0);
     for c in 0..d.cin {
         let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
         for i in 0..d.kh {
@@ -406,6 +405,7 @@ impl CustomOp2 for Conv2dBackwardInput {
         }
         let (dy, w) = (slice_f32(s1, l1)?, slice_f32(s2, l2)?);
         let (k, p, il) = (d.k(), d.p(), d.in_len());
+        // Zeroed here once: col2im accumulates into it.
         let mut dx = vec![0f32; n * il];
         let (per_task, par) = plan(n);
         let g = group_size(&d, per_task);
