@@ -12,13 +12,6 @@ use std::sync::{Arc, Mutex};
 /// Per-channel mean and biased variance of the last training batch.
 pub type BatchStats = Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>;
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
-        None => candle_core::bail!("dsnn batch norm needs contiguous f32 tensors"),
-    }
-}
-
 fn nchw(l: &Layout) -> Result<(usize, usize, usize)> {
     match l.dims() {
         &[n, c, h, w] => Ok((n, c, h * w)),
@@ -71,7 +64,11 @@ impl CustomOp3 for BatchNormTrain {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, hw) = nchw(l1)?;
-        let (x, gamma, beta) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (x, gamma, beta) = (
+            crate::ops::slice(s1, l1)?,
+            crate::ops::slice(s2, l2)?,
+            crate::ops::slice(s3, l3)?,
+        );
         if gamma.len() != c || beta.len() != c {
             candle_core::bail!("batch norm: {c} channels but {} scales", gamma.len());
         }
@@ -145,7 +142,11 @@ impl CustomOp3 for BatchNormBackward {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, hw) = nchw(l1)?;
-        let (x, gamma, dy) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (x, gamma, dy) = (
+            crate::ops::slice(s1, l1)?,
+            crate::ops::slice(s2, l2)?,
+            crate::ops::slice(s3, l3)?,
+        );
         let count = (n * hw) as f64;
         // Per channel: mean, inverse std, sum(dy), sum(dy * xhat).
         let per_channel: Vec<(f32, f32, f64, f64)> = (0..c)

@@ -249,13 +249,6 @@ fn plan(n: usize) -> (usize, Parallelism) {
     }
 }
 
-fn slice_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
-        None => candle_core::bail!("dsnn conv2d needs contiguous f32 tensors"),
-    }
-}
-
 /// The forward convolution op (`x`, `w`) -> `y`, with a backward pass.
 #[derive(Debug, Clone, Copy)]
 pub struct Conv2dOp(pub ConvGeometry);
@@ -273,7 +266,7 @@ impl CustomOp2 for Conv2dOp {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(l1.dims(), l2.dims(), self.0)?;
-        let (x, w) = (slice_f32(s1, l1)?, slice_f32(s2, l2)?);
+        let (x, w) = (crate::ops::slice(s1, l1)?, crate::ops::slice(s2, l2)?);
         let (k, p, ol) = (d.k(), d.p(), d.out_len());
         let mut y = vec![0f32; d.n * ol];
         let (per_task, par) = plan(d.n);
@@ -403,7 +396,7 @@ impl CustomOp2 for Conv2dBackwardInput {
                 l1.dims()
             );
         }
-        let (dy, w) = (slice_f32(s1, l1)?, slice_f32(s2, l2)?);
+        let (dy, w) = (crate::ops::slice(s1, l1)?, crate::ops::slice(s2, l2)?);
         let (k, p, il) = (d.k(), d.p(), d.in_len());
         // Zeroed here once: col2im accumulates into it.
         let mut dx = vec![0f32; n * il];
@@ -464,7 +457,7 @@ impl CustomOp2 for Conv2dBackwardWeight {
         let cout = l2.dims()[1];
         let wdims = [cout, xdims[1], self.kernel.0, self.kernel.1];
         let d = Dims::new(xdims, &wdims, self.geometry)?;
-        let (x, dy) = (slice_f32(s1, l1)?, slice_f32(s2, l2)?);
+        let (x, dy) = (crate::ops::slice(s1, l1)?, crate::ops::slice(s2, l2)?);
         let (k, p) = (d.k(), d.p());
         let (per_task, par) = plan(d.n);
         let g = group_size(&d, per_task);

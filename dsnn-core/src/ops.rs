@@ -9,10 +9,12 @@ use rayon::prelude::*;
 
 const CHUNK: usize = 1 << 14;
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+/// The f32 data of a contiguous CPU tensor, the input every dsnn op expects
+/// (callers make tensors contiguous before applying an op).
+pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
-        None => candle_core::bail!("dsnn fused ops need contiguous f32 tensors"),
+        None => candle_core::bail!("dsnn ops need contiguous f32 tensors"),
     }
 }
 

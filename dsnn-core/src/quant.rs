@@ -254,14 +254,6 @@ impl Default for FixedPoint {
     }
 }
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let data = storage.as_slice::<f32>()?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("dsnn quantiser ops need contiguous f32 input"),
-    }
-}
-
 /// Applies `f(index, value)` to every element in parallel.
 fn map_indexed(src: &[f32], f: impl Fn(usize, f32) -> f32 + Sync) -> Vec<f32> {
     const CHUNK: usize = 1 << 14;
@@ -287,7 +279,7 @@ impl CustomOp1 for QuantizeActivation {
         "dsnn-round-to-fixed"
     }
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(storage, layout)?;
+        let x = crate::ops::slice(storage, layout)?;
         let grid = FixedPointGrid::new(self.0.integer_bits, self.0.fraction_bits);
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(1 << 14)
@@ -321,7 +313,7 @@ impl CustomOp1 for QuantizeWeightQ {
         "dsnn-quantize-q"
     }
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let w = contiguous_f32(storage, layout)?;
+        let w = crate::ops::slice(storage, layout)?;
         let out = map_indexed(w, |i, v| {
             let u = match self.rounding {
                 Rounding::Deterministic => 0.0,
@@ -361,8 +353,8 @@ impl CustomOp2 for PsWeight {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let shift = contiguous_f32(s1, l1)?;
-        let sign_p = contiguous_f32(s2, l2)?;
+        let shift = crate::ops::slice(s1, l1)?;
+        let sign_p = crate::ops::slice(s2, l2)?;
         if shift.len() != sign_p.len() {
             candle_core::bail!("PS shift and sign parameters differ in size");
         }
