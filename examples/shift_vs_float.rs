@@ -23,7 +23,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let backbone = backbone_by_name("digits_cnn")?;
     let energy_model = OpCountModel::default();
-    println!("| network | test accuracy | shift MACs | weight storage | predicted energy per image |");
+    println!(
+        "| network | test accuracy | shift MACs | weight storage | predicted energy per image |"
+    );
     println!("|---|---:|---:|---:|---:|");
     for shift in [None, Some(ShiftType::PS)] {
         let spec = ModelSpec {
@@ -48,7 +50,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             ..Default::default()
         };
-        train(net.as_ref(), &splits.train, &splits.test, &batcher, &cfg, &Device::Cpu, &mut |_| {})?;
+        train(
+            net.as_ref(),
+            &splits.train,
+            &splits.test,
+            &batcher,
+            &cfg,
+            &Device::Cpu,
+            &mut |_| {},
+        )?;
         let result = evaluate(net.as_ref(), &splits.test, &batcher, 512, &Device::Cpu)?;
         let profile = backbone.op_profile(&spec)?;
         let energy = energy_model.predict(&profile);

@@ -250,6 +250,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    dsnn_core::runtime::tune_process();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match Cli::parse().command {
         Command::Train(a) => run_train(a),
