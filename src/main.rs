@@ -133,6 +133,12 @@ fn run_train(a: TrainArgs) -> Result<()> {
             .build_global()
             .context("setting --threads")?;
     }
+    if !(a.validation_fraction > 0.0 && a.validation_fraction < 1.0) {
+        bail!(
+            "--validation-fraction {} is out of range (allowed: strictly between 0 and 1)",
+            a.validation_fraction
+        );
+    }
     let dir = match &a.data_dir {
         Some(d) => d.clone(),
         None => bundled_dir(a.dataset)?,
@@ -184,13 +190,9 @@ fn run_train(a: TrainArgs) -> Result<()> {
     eprintln!(
         "  {} shift layers ({}), {:.1}% of {} MACs per image are shifts, {} parameters",
         net.shift_layers().len(),
-        match a.shift_type {
-            ShiftKind::Float => "float network".to_string(),
-            _ => format!(
-                "DeepShift-{}, {}-bit weights",
-                shift.unwrap().shift_type,
-                a.weight_bits
-            ),
+        match shift {
+            None => "float network".to_string(),
+            Some(s) => format!("DeepShift-{}, {}-bit weights", s.shift_type, s.weight_bits),
         },
         100.0 * profile.shift_macs() as f64 / profile.total_macs().max(1) as f64,
         profile.total_macs(),
@@ -249,10 +251,18 @@ fn run_train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     dsnn_core::runtime::tune_process();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    match Cli::parse().command {
+    let result = match Cli::parse().command {
         Command::Train(a) => run_train(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole cause chain on one line, without a backtrace.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -76,6 +76,15 @@ fn bad_settings_are_clear_errors() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/mnist"), "{stderr}");
 
+    let out = dsnn(&["train", "--validation-fraction", "1.5"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: --validation-fraction 1.5"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+
     let out = dsnn(&["train", "--optimizer", "lbfgs"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

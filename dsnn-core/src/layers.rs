@@ -383,15 +383,17 @@ impl BatchNorm2d {
     }
 
     fn forward_fused(&self, x: &Tensor, ctx: Forward, relu: bool) -> Result<Tensor> {
-        ctx.record(LayerOps {
-            name: self.name.clone(),
-            kind: LayerKind::BatchNorm,
-            macs: if ctx.trace.is_some() { per_image(x) } else { 0 },
-            shift: false,
-            weight_bits: 32,
-            activation_bits: 32,
-            params: 0,
-        });
+        if ctx.trace.is_some() {
+            ctx.record(LayerOps {
+                name: self.name.clone(),
+                kind: LayerKind::BatchNorm,
+                macs: per_image(x),
+                shift: false,
+                weight_bits: 32,
+                activation_bits: 32,
+                params: 0,
+            });
+        }
         if ctx.train {
             let stats: BatchStats = Arc::new(Mutex::new(None));
             let x = x.contiguous()?;
