@@ -358,46 +358,14 @@ impl Backbone for LeNet5 {
             ));
         }
         let mut b = builder(spec, &self.conv_layers(), device, engine)?;
-        Ok(Box::new(LeNetNet {
+        Ok(Box::new(TwoConvNet {
             conv1: b.conv2d("conv1", channels, 20, 5, geometry(1, 0), true)?,
             conv2: b.conv2d("conv2", 20, 50, 5, geometry(1, 0), true)?,
             fc1: b.linear("fc1", 50 * fh * fw, 500)?,
             fc2: b.linear("fc2", 500, spec.classes)?,
+            pool_after_conv1: true,
             params: b.store,
         }))
-    }
-}
-
-struct LeNetNet {
-    conv1: Conv2dLayer,
-    conv2: Conv2dLayer,
-    fc1: LinearLayer,
-    fc2: LinearLayer,
-    params: ParamStore,
-}
-
-impl Network for LeNetNet {
-    fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
-        let x = max_pool2(
-            &relu(&self.conv1.forward(x, ctx)?, "relu1", ctx)?,
-            "pool1",
-            ctx,
-        )?;
-        let x = max_pool2(
-            &relu(&self.conv2.forward(&x, ctx)?, "relu2", ctx)?,
-            "pool2",
-            ctx,
-        )?;
-        let x = relu(&self.fc1.forward(&x.flatten_from(1)?, ctx)?, "relu3", ctx)?;
-        self.fc2.forward(&x, ctx)
-    }
-
-    fn params(&self) -> &ParamStore {
-        &self.params
-    }
-
-    fn shift_layers(&self) -> Vec<String> {
-        collect_shift(&[&self.conv1, &self.conv2], &[&self.fc1, &self.fc2])
     }
 }
 
@@ -444,30 +412,38 @@ impl Backbone for DigitsCnn {
             ));
         }
         let mut b = builder(spec, &self.conv_layers(), device, engine)?;
-        Ok(Box::new(DigitsNet {
+        Ok(Box::new(TwoConvNet {
             conv1: b.conv2d("conv1", channels, 16, 3, geometry(1, 1), true)?,
             conv2: b.conv2d("conv2", 16, 32, 3, geometry(1, 1), true)?,
             fc1: b.linear("fc1", 32 * (height / 2) * (width / 2), 64)?,
             fc2: b.linear("fc2", 64, spec.classes)?,
+            pool_after_conv1: false,
             params: b.store,
         }))
     }
 }
 
-struct DigitsNet {
+/// LeNet-5 and the digits CNN: two convolutions with ReLU (and 2x2 max
+/// pooling after the second, and after the first when `pool_after_conv1`),
+/// then two fully connected layers.
+struct TwoConvNet {
     conv1: Conv2dLayer,
     conv2: Conv2dLayer,
     fc1: LinearLayer,
     fc2: LinearLayer,
+    pool_after_conv1: bool,
     params: ParamStore,
 }
 
-impl Network for DigitsNet {
+impl Network for TwoConvNet {
     fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
-        let x = relu(&self.conv1.forward(x, ctx)?, "relu1", ctx)?;
+        let mut x = relu(&self.conv1.forward(x, ctx)?, "relu1", ctx)?;
+        if self.pool_after_conv1 {
+            x = max_pool2(&x, "pool1", ctx)?;
+        }
         let x = max_pool2(
             &relu(&self.conv2.forward(&x, ctx)?, "relu2", ctx)?,
-            "pool",
+            "pool2",
             ctx,
         )?;
         let x = relu(&self.fc1.forward(&x.flatten_from(1)?, ctx)?, "relu3", ctx)?;
