@@ -18,6 +18,32 @@ pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     }
 }
 
+/// `f` applied to every element, in parallel chunks.
+pub(crate) fn par_map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(y, x)| {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = f(x);
+            }
+        });
+    y
+}
+
+/// `f` applied to every pair of elements of two equally long slices, in parallel chunks.
+fn par_zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut y = vec![0f32; a.len()];
+    y.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(y, (a, b))| {
+            for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                *y = f(a, b);
+            }
+        });
+    y
+}
+
 /// `max(x, 0)` with a one-pass backward (`dy` where the output is positive).
 #[derive(Debug, Clone, Copy)]
 pub struct Relu;
@@ -27,15 +53,7 @@ impl CustomOp1 for Relu {
         "dsnn-relu"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s, l)?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(y, x)| {
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = x.max(0.0);
-                }
-            });
+        let y = par_map(slice(s, l)?, |x| x.max(0.0));
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -61,14 +79,7 @@ impl CustomOp2 for ReluBackward {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (g, y) = (slice(s1, l1)?, slice(s2, l2)?);
-        let mut dx = vec![0f32; g.len()];
-        dx.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
-            .for_each(|(d, (g, y))| {
-                for ((d, &g), &y) in d.iter_mut().zip(g).zip(y) {
-                    *d = if y > 0.0 { g } else { 0.0 };
-                }
-            });
+        let dx = par_zip_map(g, y, |g, y| if y > 0.0 { g } else { 0.0 });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -285,14 +296,7 @@ impl CustomOp2 for AddRelu {
             );
         }
         let (a, b) = (slice(s1, l1)?, slice(s2, l2)?);
-        let mut y = vec![0f32; a.len()];
-        y.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(|(y, (a, b))| {
-                for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
-                    *y = (a + b).max(0.0);
-                }
-            });
+        let y = par_zip_map(a, b, |a, b| (a + b).max(0.0));
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
     fn bwd(

@@ -281,15 +281,7 @@ impl CustomOp1 for QuantizeActivation {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = crate::ops::slice(storage, layout)?;
         let grid = FixedPointGrid::new(self.0.integer_bits, self.0.fraction_bits);
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(1 << 14)
-            .zip(x.par_chunks(1 << 14))
-            .for_each(|(o, x)| {
-                let g = grid;
-                for (o, &v) in o.iter_mut().zip(x) {
-                    *o = g.round(v);
-                }
-            });
+        let out = crate::ops::par_map(x, |v| grid.round(v));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
