@@ -210,3 +210,33 @@ fn batches_are_normalised_and_augmentation_is_seeded() {
     assert_ne!(first(1), first(2));
     assert_ne!(first(1), v[..8 * 784].to_vec());
 }
+
+#[test]
+fn cifar10_directory_layout_loads_batches_and_test_set() {
+    let Some(dir) = shared_data() else { return };
+    let sample = std::fs::read(dir.join("cifar10-sample/test_batch_first20.bin")).unwrap();
+    let cifar = scratch("cifar-dir");
+    // The real layout: five training batches and a test batch.
+    for i in 1..=5 {
+        std::fs::write(
+            cifar.join(format!("data_batch_{i}.bin")),
+            &sample[..(4 * i) * 3073],
+        )
+        .unwrap();
+    }
+    std::fs::write(cifar.join("test_batch.bin"), &sample).unwrap();
+    let s = load_dataset(DatasetName::Cifar10, &cifar, 0).unwrap();
+    assert_eq!(s.train.len(), 4 + 8 + 12 + 16 + 20);
+    assert_eq!(s.test.len(), 20);
+    assert_eq!(&s.train.labels[..4], &[3, 8, 8, 0]);
+    assert_eq!((s.train.shape.channels, s.train.shape.height), (3, 32));
+    std::fs::remove_file(cifar.join("data_batch_3.bin")).unwrap();
+    let e = load_dataset(DatasetName::Cifar10, &cifar, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("data_batch_3.bin") && e.contains("not found"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&cifar).unwrap();
+}
