@@ -38,14 +38,58 @@ pub struct ParEgoSettings {
     pub n_local_starts: usize,
     /// Maximum improving steps of each local search.
     pub local_steps: usize,
+    /// Sideways moves each local search may take on a plateau of the
+    /// (piecewise-constant) acquisition.
+    pub plateau_steps: usize,
     /// Fewest successful trials at one budget for the surrogate to train on that
     /// budget alone (multi-fidelity); otherwise all budgets are pooled.
     pub min_points_per_budget: usize,
     /// Probability that a model-based proposal is replaced by a random one
     /// (SMAC's random interleaving), to keep exploring.
     pub random_fraction: f64,
+    /// How candidate steps that leave the unit cube are brought back.
+    pub bounds: BoundHandling,
+    /// Train the surrogate on `ln(eps + y)` of the scalarised costs `y`
+    /// rescaled to [0, 1] (`Some(eps)`), as SMAC3 does, or on `y` itself.
+    pub log_offset: Option<f64>,
+    /// Most observations the surrogate is trained on per proposal. Above it the
+    /// forest sees the `max_training_points / 2` best under the proposal's
+    /// scalarisation and as many drawn at random from the rest, so the cost of
+    /// a proposal stops growing with the history while the incumbents (where
+    /// expected improvement is decided) and a picture of the whole space stay
+    /// in. The normalisation bounds still come from all successful trials.
+    pub max_training_points: usize,
+    /// How each proposal's weight vector is drawn.
+    pub weights: WeightSampling,
     /// The surrogate's settings.
     pub forest: ForestSettings,
+}
+
+/// How ParEGO brings a candidate step that leaves the unit cube back into it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoundHandling {
+    /// Onto the face it crossed: every such step lands exactly on a bound,
+    /// which favours optima at the bounds and hurts optima inside.
+    Clamp,
+    /// Reflected at the face: no pile-up on the bounds.
+    Reflect,
+    /// Half of the candidates (and of the local-search steps) clamped, half
+    /// reflected, so that expected improvement, not the step rule, decides
+    /// whether the bounds are worth evaluating.
+    Both,
+}
+
+/// How ParEGO draws the weight vector of a proposal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightSampling {
+    /// Uniform on the simplex (Knowles' lattice, made continuous).
+    Simplex,
+    /// Uniform in the unit cube, then divided by its sum (SMAC3's ParEGO).
+    Cube,
+    /// The direction `1/w` uniform on the simplex: the augmented Chebyshev
+    /// optimum of weights `w` lies on the ray `f ∝ 1/w` of the normalised
+    /// objectives, so this spreads the targets evenly over the front.
+    InverseSimplex,
 }
 
 impl Default for ParEgoSettings {
@@ -58,8 +102,13 @@ impl Default for ParEgoSettings {
             perturbation_sd: 0.3,
             n_local_starts: 10,
             local_steps: 10,
+            plateau_steps: 5,
             min_points_per_budget: 8,
             random_fraction: 0.0,
+            weights: WeightSampling::Simplex,
+            bounds: BoundHandling::Clamp,
+            max_training_points: 100,
+            log_offset: None,
             forest: ForestSettings::default(),
         }
     }
@@ -80,11 +129,32 @@ pub type ParEgo = ProposerOptimizer<ParEgoProposer>;
 /// so that trees can split on activity).
 const INACTIVE: f64 = -1.0;
 
-/// Sideways moves a local search may take on a plateau of the acquisition.
-const PLATEAU_STEPS: usize = 5;
-
 /// Expected number of coordinates moved in a perturbation candidate.
 const PERTURBED_COORDINATES: f64 = 20.0;
+
+/// `v` folded back into [0, 1] by reflection at the faces of the cube.
+///
+/// Clamping would put every step that leaves the cube exactly on a face (with a
+/// step sd of 0.3 that is a large share of the candidates near the faces),
+/// biasing the search towards the bounds of every coordinate.
+fn reflect(v: f64) -> f64 {
+    let r = v.rem_euclid(2.0);
+    if r > 1.0 {
+        2.0 - r
+    } else {
+        r
+    }
+}
+
+/// `ln(eps + (y - min) / (max - min))`: scalarised costs rescaled to [0, 1]
+/// and log-transformed, as SMAC3's hyperparameter-optimisation facade encodes
+/// its costs, so that the surrogate resolves differences among the good points.
+fn log_scaled(y: &[f64], eps: f64) -> Vec<f64> {
+    let lo = y.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = y.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    y.iter().map(|v| (eps + (v - lo) / span).ln()).collect()
+}
 
 /// Standard normal cumulative distribution function (via `erfc`, |error| < 1.2e-7).
 fn normal_cdf(z: f64) -> f64 {
@@ -140,6 +210,20 @@ fn simplex_weights(m: usize, rng: &mut dyn RngCore) -> Vec<f64> {
     e.into_iter().map(|v| v / s).collect()
 }
 
+/// A weight vector on the simplex drawn as `sampling` says.
+fn draw_weights(m: usize, sampling: WeightSampling, rng: &mut dyn RngCore) -> Vec<f64> {
+    let raw: Vec<f64> = match sampling {
+        WeightSampling::Simplex => return simplex_weights(m, rng),
+        WeightSampling::Cube => (0..m).map(|_| rng.random::<f64>().max(1e-12)).collect(),
+        WeightSampling::InverseSimplex => simplex_weights(m, rng)
+            .into_iter()
+            .map(|d| 1.0 / d.max(1e-12))
+            .collect(),
+    };
+    let s: f64 = raw.iter().sum();
+    raw.into_iter().map(|v| v / s).collect()
+}
+
 impl ParEgoProposer {
     /// ParEGO over `space` with `settings`.
     pub fn new(space: Arc<dyn SearchSpace>, settings: ParEgoSettings) -> Self {
@@ -159,6 +243,17 @@ impl ParEgoProposer {
         seed: u64,
     ) -> ParEgo {
         ProposerOptimizer::new(ParEgoProposer::new(space, settings), budget, seed)
+    }
+
+    /// A moved cube coordinate of the `k`-th candidate brought back into
+    /// [0, 1] as the settings say.
+    fn bound(&self, v: f64, k: usize) -> f64 {
+        match self.settings.bounds {
+            BoundHandling::Clamp => v.clamp(0.0, 1.0),
+            BoundHandling::Reflect => reflect(v),
+            BoundHandling::Both if k % 2 == 0 => reflect(v),
+            BoundHandling::Both => v.clamp(0.0, 1.0),
+        }
     }
 
     /// Surrogate input of a configuration: its encoding, inactive set to -1.
@@ -214,31 +309,31 @@ impl ParEgoProposer {
         let mut out = Vec::new();
         for (k, kind) in self.kinds.iter().enumerate() {
             let base = if u[k].is_nan() { 0.5 } else { u[k] };
-            let mut push = |v: f64| {
+            let mut push = |v: f64, j: usize| {
                 let mut w = u.to_vec();
-                w[k] = v.clamp(0.0, 1.0);
+                w[k] = self.bound(v, j);
                 out.push(w);
             };
             match *kind {
                 DimKind::Constant => {}
                 DimKind::Continuous => {
-                    for _ in 0..2 {
-                        push(base + 0.1 * crate::space::standard_normal(rng));
+                    for j in 0..2 {
+                        push(base + 0.1 * crate::space::standard_normal(rng), j);
                     }
                 }
                 DimKind::Integer(n) => {
                     let w = 1.0 / n as f64;
                     if base - w >= 0.0 {
-                        push(base - w);
+                        push(base - w, 0);
                     }
                     if base + w <= 1.0 {
-                        push(base + w);
+                        push(base + w, 0);
                     }
                 }
                 DimKind::Categorical(n) => {
                     let cur = ((base * n as f64).floor() as usize).min(n.saturating_sub(1));
                     for j in (0..n).filter(|&j| j != cur).take(8) {
-                        push((j as f64 + 0.5) / n as f64);
+                        push((j as f64 + 0.5) / n as f64, 0);
                     }
                 }
             }
@@ -255,13 +350,39 @@ impl ParEgoProposer {
     ) -> Result<Configuration, OptimizerError> {
         let objs: Vec<&[f64]> = train.iter().map(|t| t.1).collect();
         let norm = Normalizer::fit(&objs).expect("training set is not empty");
-        let w = simplex_weights(objs[0].len(), rng);
+        let w = draw_weights(objs[0].len(), self.settings.weights, rng);
         let y: Vec<f64> = objs
             .iter()
             .map(|f| augmented_chebyshev(&norm.transform(f), &w, self.settings.rho))
             .collect();
+        let y: Vec<f64> = match self.settings.log_offset {
+            Some(eps) => log_scaled(&y, eps),
+            None => y,
+        };
         let best = y.iter().cloned().fold(f64::INFINITY, f64::min);
-        let forest = RandomForest::fit(xs, &y, &self.settings.forest, rng)
+        // The best under this scalarisation first (ties by position, so that
+        // the order is deterministic).
+        let mut order: Vec<usize> = (0..y.len()).collect();
+        order.sort_by(|&a, &b| y[a].total_cmp(&y[b]).then(a.cmp(&b)));
+        let cap = self.settings.max_training_points.max(2);
+        let (fit_x, fit_y): (Vec<Vec<f64>>, Vec<f64>);
+        let (xs_fit, y_fit): (&[Vec<f64>], &[f64]) = if y.len() > cap {
+            let n_best = cap / 2;
+            let mut keep: Vec<usize> = order[..n_best].to_vec();
+            let mut rest: Vec<usize> = order[n_best..].to_vec();
+            // Partial Fisher-Yates: a uniform subsample of the rest.
+            for k in 0..cap - n_best {
+                let j = rng.random_range(k..rest.len());
+                rest.swap(k, j);
+            }
+            keep.extend_from_slice(&rest[..cap - n_best]);
+            fit_x = keep.iter().map(|&i| xs[i].clone()).collect();
+            fit_y = keep.iter().map(|&i| y[i]).collect();
+            (&fit_x, &fit_y)
+        } else {
+            (xs, &y)
+        };
+        let forest = RandomForest::fit(xs_fit, y_fit, &self.settings.forest, rng)
             .ok_or_else(|| OptimizerError::Invalid("surrogate could not be fitted".into()))?;
         let ei = |x: &[f64]| {
             let (m, v) = forest.predict(x);
@@ -280,8 +401,6 @@ impl ParEgoProposer {
         // Perturbations of the best observed points under this weight vector:
         // candidates near the incumbents, which random points in many dimensions
         // rarely are.
-        let mut order: Vec<usize> = (0..y.len()).collect();
-        order.sort_by(|&a, &b| y[a].total_cmp(&y[b]));
         let n_best = order.len().min(self.settings.n_local_starts.max(1));
         for k in 0..self.settings.n_perturbed_candidates {
             let base = &xs[order[k % n_best]];
@@ -293,7 +412,7 @@ impl ParEgoProposer {
                 .map(|&v| {
                     let v = if v < 0.0 { rng.random::<f64>() } else { v };
                     if rng.random::<f64>() < p_move {
-                        v + sd * crate::space::standard_normal(rng)
+                        self.bound(v + sd * crate::space::standard_normal(rng), k / 3)
                     } else {
                         v
                     }
@@ -343,7 +462,7 @@ impl ParEgoProposer {
                         (score, u, x_best) = (e, nb, x);
                     }
                     // Walk along a plateau of the piecewise-constant forest a little.
-                    Some((e, nb, x)) if e >= score && plateau < PLATEAU_STEPS => {
+                    Some((e, nb, x)) if e >= score && plateau < self.settings.plateau_steps => {
                         plateau += 1;
                         (score, u, x_best) = (e, nb, x);
                     }
@@ -427,10 +546,40 @@ mod tests {
         assert!((normal_cdf(1.0) - 0.841_344_746).abs() < 2e-7);
         assert!((normal_cdf(-2.0) - 0.022_750_132).abs() < 2e-7);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        for _ in 0..100 {
-            let w = simplex_weights(3, &mut rng);
-            assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12 && w.iter().all(|v| *v >= 0.0));
+        for sampling in [
+            WeightSampling::Simplex,
+            WeightSampling::Cube,
+            WeightSampling::InverseSimplex,
+        ] {
+            let mut mean = [0.0; 3];
+            for _ in 0..3000 {
+                let w = draw_weights(3, sampling, &mut rng);
+                assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12 && w.iter().all(|v| *v >= 0.0));
+                for (m, v) in mean.iter_mut().zip(&w) {
+                    *m += v / 3000.0;
+                }
+            }
+            // All three are symmetric in the objectives.
+            assert!(
+                mean.iter().all(|m| (m - 1.0 / 3.0).abs() < 0.02),
+                "{mean:?}"
+            );
         }
+    }
+
+    #[test]
+    fn reflection_and_log_scaling() {
+        assert_eq!(reflect(0.25), 0.25);
+        assert!((reflect(1.25) - 0.75).abs() < 1e-12);
+        assert!((reflect(-0.3) - 0.3).abs() < 1e-12);
+        assert!((reflect(2.5) - 0.5).abs() < 1e-12);
+        assert_eq!(reflect(1.0), 1.0);
+        let z = log_scaled(&[3.0, 1.0, 2.0], 0.01);
+        assert!((z[1] - 0.01f64.ln()).abs() < 1e-12);
+        assert!((z[0] - 1.01f64.ln()).abs() < 1e-12);
+        assert!((z[2] - 0.51f64.ln()).abs() < 1e-12);
+        // Constant costs do not divide by zero.
+        assert!(log_scaled(&[2.0, 2.0], 0.01).iter().all(|v| v.is_finite()));
     }
 }
 
