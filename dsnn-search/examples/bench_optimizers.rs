@@ -6,8 +6,10 @@
 //! MO-Hyperband runs with budgets ignored (these problems have one fidelity),
 //! so its promotions cost evaluations without gaining information.
 //!
-//! Run with `cargo run --release -p dsnn-search --example bench_optimizers`
-//! (`-- --seeds 2` for a quicker look).
+//! Run with `cargo run --release -p dsnn-search --example bench_optimizers`.
+//! Options for a quicker look: `--seeds 2`; `--problems ZDT2,DTLZ2-M3` (problem
+//! names as printed); `--optimizers parego`
+//! (optimizer names containing the text); `--evals 100`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,14 +63,23 @@ fn run(p: &TestProblem, opt: &mut dyn Optimizer, evals: usize) -> RunResult {
 
 type Factory = Box<dyn Fn(Arc<dyn SearchSpace>, u64) -> Box<dyn Optimizer>>;
 
+/// The value following `flag` on the command line.
+fn arg(args: &[String], flag: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let seeds: u64 = args
-        .iter()
-        .position(|a| a == "--seeds")
-        .and_then(|i| args.get(i + 1))
+    let seeds: u64 = arg(&args, "--seeds")
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
+    let problem_filter: Option<Vec<String>> =
+        arg(&args, "--problems").map(|s| s.split(',').map(str::to_string).collect());
+    let optimizer_filter = arg(&args, "--optimizers");
+    let evals_filter: Option<usize> = arg(&args, "--evals").and_then(|s| s.parse().ok());
     let problems = [
         TestProblem::zdt1(),
         TestProblem::zdt2(),
@@ -91,7 +102,7 @@ fn main() {
         ),
         (
             "nsga2 (pop 40)",
-            vec![1000],
+            vec![100, 1000],
             Box::new(|s, seed| {
                 let st = Nsga2Settings {
                     population: 40,
@@ -103,7 +114,7 @@ fn main() {
         ),
         (
             "parego",
-            vec![100],
+            vec![100, 1000],
             Box::new(|s, seed| {
                 Box::new(ParEgoProposer::optimizer(
                     s,
@@ -125,7 +136,7 @@ fn main() {
         ),
         (
             "hyperband(1,9,3)+parego",
-            vec![100],
+            vec![100, 1000],
             Box::new(|s, seed| {
                 let hb = Hyperband::new(1.0, 9.0, 3.0).unwrap();
                 let p = ParEgoProposer::new(s, ParEgoSettings::default());
@@ -142,8 +153,23 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|");
     for p in &problems {
+        if problem_filter
+            .as_ref()
+            .is_some_and(|f| !f.iter().any(|n| n.eq_ignore_ascii_case(&p.name())))
+        {
+            continue;
+        }
         for (name, budgets, make) in &optimizers {
+            if optimizer_filter
+                .as_ref()
+                .is_some_and(|f| !name.contains(f.as_str()))
+            {
+                continue;
+            }
             for &evals in budgets {
+                if evals_filter.is_some_and(|e| e != evals) {
+                    continue;
+                }
                 let mut acc = [0.0f64; 5];
                 for seed in 0..seeds {
                     let space: Arc<dyn SearchSpace> = Arc::new(p.space());

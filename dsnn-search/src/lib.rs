@@ -108,7 +108,7 @@ pub use optimizer::{
     pareto_front, replay, Event, Observation, Optimizer, OptimizerError, Outcome, Proposer,
     Recorded, Trial, TrialId,
 };
-pub use parego::{ParEgo, ParEgoProposer, ParEgoSettings};
+pub use parego::{BoundHandling, ParEgo, ParEgoProposer, ParEgoSettings, WeightSampling};
 pub use pareto::TieBreak;
 pub use single::{ProposerOptimizer, RandomProposer, RandomSearch};
 pub use space::{

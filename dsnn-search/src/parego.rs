@@ -31,6 +31,9 @@ pub struct ParEgoSettings {
     /// Candidates made by perturbing the best observed points (under the
     /// proposal's weights) with Gaussian steps in the unit cube.
     pub n_perturbed_candidates: usize,
+    /// Expected numbers of coordinates moved in a perturbation candidate
+    /// `(many, few)`: half of the candidates move `many`, half `few`.
+    pub perturbed_coordinates: (f64, f64),
     /// Standard deviation of those steps.
     pub perturbation_sd: f64,
     /// Local searches started from the best observed points and as many from
@@ -99,16 +102,17 @@ impl Default for ParEgoSettings {
             rho: 0.05,
             n_random_candidates: 1000,
             n_perturbed_candidates: 1000,
+            perturbed_coordinates: (20.0, 4.0),
             perturbation_sd: 0.3,
             n_local_starts: 10,
             local_steps: 10,
             plateau_steps: 5,
             min_points_per_budget: 8,
             random_fraction: 0.0,
-            weights: WeightSampling::Simplex,
-            bounds: BoundHandling::Clamp,
+            weights: WeightSampling::Cube,
+            bounds: BoundHandling::Reflect,
             max_training_points: 100,
-            log_offset: None,
+            log_offset: Some(0.01),
             forest: ForestSettings::default(),
         }
     }
@@ -128,9 +132,6 @@ pub type ParEgo = ProposerOptimizer<ParEgoProposer>;
 /// Value for inactive coordinates in the surrogate's inputs (outside the cube,
 /// so that trees can split on activity).
 const INACTIVE: f64 = -1.0;
-
-/// Expected number of coordinates moved in a perturbation candidate.
-const PERTURBED_COORDINATES: f64 = 20.0;
 
 /// `v` folded back into [0, 1] by reflection at the faces of the cube.
 ///
@@ -404,7 +405,15 @@ impl ParEgoProposer {
         let n_best = order.len().min(self.settings.n_local_starts.max(1));
         for k in 0..self.settings.n_perturbed_candidates {
             let base = &xs[order[k % n_best]];
-            let p_move = (PERTURBED_COORDINATES / d as f64).min(1.0);
+            // Alternately few and many coordinates moved (expected numbers),
+            // so that expected improvement chooses between keeping most of an
+            // incumbent and moving much of it.
+            let moved = if k % 2 == 0 {
+                self.settings.perturbed_coordinates.1
+            } else {
+                self.settings.perturbed_coordinates.0
+            };
+            let p_move = (moved / d as f64).min(1.0);
             // Step sizes from sd/4 to sd, cycling, for both fine and coarse moves.
             let sd = self.settings.perturbation_sd * [1.0, 0.5, 0.25][k % 3];
             let u: Vec<f64> = base
