@@ -17,8 +17,8 @@ use std::time::Instant;
 use dsnn_search::pareto::{hypervolume, igd_plus};
 use dsnn_search::problems::TestProblem;
 use dsnn_search::{
-    Hyperband, HyperbandOptimizer, Nsga2, Nsga2Settings, Optimizer, Outcome, ParEgoProposer,
-    ParEgoSettings, RandomProposer, RandomSearch, SearchSpace,
+    Crossover, Hyperband, HyperbandOptimizer, Mutation, Nsga2, Nsga2Settings, Optimizer, Outcome,
+    ParEgoProposer, ParEgoSettings, RandomProposer, RandomSearch, SearchSpace,
 };
 
 struct RunResult {
@@ -107,6 +107,22 @@ fn main() {
                 let st = Nsga2Settings {
                     population: 40,
                     offspring: 40,
+                    ..Default::default()
+                };
+                Box::new(Nsga2::new(s, st, seed).unwrap())
+            }),
+        ),
+        // Optuna's operators: uniform crossover (swap probability 0.5) and
+        // mutation by resampling (probability 1/n).
+        (
+            "nsga2 (pop 40, uniform operators)",
+            vec![100, 1000],
+            Box::new(|s, seed| {
+                let st = Nsga2Settings {
+                    population: 40,
+                    offspring: 40,
+                    crossover: Crossover::Uniform,
+                    mutation: Mutation::Uniform,
                     ..Default::default()
                 };
                 Box::new(Nsga2::new(s, st, seed).unwrap())

@@ -103,7 +103,7 @@ pub mod space;
 
 pub use fidelity::{Bracket, FidelitySchedule, FixedBudget, Hyperband, Rung, SuccessiveHalving};
 pub use hyperband::HyperbandOptimizer;
-pub use nsga2::{Nsga2, Nsga2Settings};
+pub use nsga2::{Crossover, Mutation, Nsga2, Nsga2Settings};
 pub use optimizer::{
     pareto_front, replay, Event, Observation, Optimizer, OptimizerError, Outcome, Proposer,
     Recorded, Trial, TrialId,

@@ -7,6 +7,11 @@
 //! varied on the cube and rounded by decoding (their bins have equal width);
 //! categorical coordinates are inherited from either parent with equal
 //! probability and mutate to a uniformly drawn other category.
+//!
+//! Optuna's operators are available too ([`Crossover::Uniform`],
+//! [`Mutation::Uniform`]): with a population of 40 at 1,000 evaluations they
+//! do better than SBX and polynomial mutation on five of the seven benchmark
+//! problems (ZDT2 0.95 against 1.35 IGD+), see `docs/search.md`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -37,8 +42,33 @@ pub struct Nsga2Settings {
     pub mutation_eta: f64,
     /// Per-variable mutation probability; `None` means 1/n.
     pub mutation_prob: Option<f64>,
+    /// Recombination of numeric coordinates.
+    pub crossover: Crossover,
+    /// Mutation of numeric coordinates.
+    pub mutation: Mutation,
     /// Budget every trial runs at.
     pub budget: f64,
+}
+
+/// How NSGA-II recombines the numeric coordinates of two parents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Crossover {
+    /// Simulated binary crossover (pymoo's default), each variable with
+    /// probability `crossover_var_prob`.
+    Sbx,
+    /// Each variable swapped between the children with probability
+    /// `crossover_var_prob` (Optuna's default, with 0.5).
+    Uniform,
+}
+
+/// How NSGA-II mutates a numeric coordinate selected for mutation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// Polynomial mutation with index `mutation_eta` (pymoo's default).
+    Polynomial,
+    /// A fresh uniform value in the unit cube (Optuna's default: resampling
+    /// from the prior).
+    Uniform,
 }
 
 impl Default for Nsga2Settings {
@@ -51,6 +81,8 @@ impl Default for Nsga2Settings {
             crossover_var_prob: 0.5,
             mutation_eta: 20.0,
             mutation_prob: None,
+            crossover: Crossover::Sbx,
+            mutation: Mutation::Polynomial,
             budget: 1.0,
         }
     }
@@ -188,6 +220,10 @@ impl Nsga2 {
             if self.rng.random::<f64>() >= self.settings.crossover_var_prob {
                 continue;
             }
+            if self.settings.crossover == Crossover::Uniform {
+                std::mem::swap(&mut c1[k], &mut c2[k]);
+                continue;
+            }
             let (y1, y2) = if p1[k] < p2[k] {
                 (p1[k], p2[k])
             } else {
@@ -240,6 +276,10 @@ impl Nsga2 {
                     }
                     *gk = (other as f64 + 0.5) / n as f64;
                 }
+                continue;
+            }
+            if self.settings.mutation == Mutation::Uniform {
+                *gk = self.rng.random();
                 continue;
             }
             let y = *gk;
@@ -365,5 +405,61 @@ impl Optimizer for Nsga2 {
         }
         debug_assert_eq!(self.outstanding.len(), self.book.n_pending());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::problems::TestProblem;
+
+    fn nsga2(settings: Nsga2Settings) -> Nsga2 {
+        Nsga2::new(Arc::new(TestProblem::zdt1().space()), settings, 5).unwrap()
+    }
+
+    #[test]
+    fn uniform_crossover_swaps_whole_genes() {
+        let mut o = nsga2(Nsga2Settings {
+            crossover: Crossover::Uniform,
+            crossover_prob: 1.0,
+            ..Default::default()
+        });
+        let p1: Vec<f64> = (0..30).map(|k| k as f64 / 100.0).collect();
+        let p2: Vec<f64> = (0..30).map(|k| 0.5 + k as f64 / 100.0).collect();
+        let (c1, c2) = o.sbx(&p1, &p2);
+        let mut swapped = 0;
+        for k in 0..30 {
+            if c1[k] == p2[k] {
+                assert_eq!(c2[k], p1[k]);
+                swapped += 1;
+            } else {
+                assert_eq!((c1[k], c2[k]), (p1[k], p2[k]));
+            }
+        }
+        // About half of 30 genes swap (probability 0.5 each).
+        assert!((5..=25).contains(&swapped), "{swapped}");
+    }
+
+    #[test]
+    fn uniform_mutation_resamples_selected_genes() {
+        let g0 = vec![0.5; 30];
+        let mut o = nsga2(Nsga2Settings {
+            mutation: Mutation::Uniform,
+            mutation_prob: Some(1.0),
+            ..Default::default()
+        });
+        let mut g = g0.clone();
+        o.mutate(&mut g);
+        assert!(g.iter().all(|v| (0.0..1.0).contains(v) && *v != 0.5));
+        // Spread over the cube, unlike polynomial mutation's small steps.
+        assert!(g.iter().any(|v| *v < 0.2) && g.iter().any(|v| *v > 0.8));
+        let mut o = nsga2(Nsga2Settings {
+            mutation: Mutation::Uniform,
+            mutation_prob: Some(0.0),
+            ..Default::default()
+        });
+        let mut g = g0.clone();
+        o.mutate(&mut g);
+        assert_eq!(g, g0);
     }
 }
