@@ -7,7 +7,6 @@
 //! batch. The op is a plain float convolution; shift layers feed it weights
 //! already rounded to powers of two.
 
-use crate::quant::{FixedPoint, QuantizeActivation};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -511,26 +510,4 @@ impl CustomOp2 for Conv2dBackwardWeight {
 pub fn conv2d(x: &Tensor, w: &Tensor, geometry: ConvGeometry) -> Result<Tensor> {
     x.contiguous()?
         .apply_op2(&w.contiguous()?, Conv2dOp(geometry))
-}
-
-/// [`conv2d`] of `x` rounded to the fixed-point format `input` (when given),
-/// with a straight-through gradient for `x`, as a DeepShift layer computes.
-///
-/// The rounding is a separate pass over the input: fusing it into im2col
-/// would repeat it for every kernel position (9 times for a 3x3 kernel),
-/// which measured slower.
-pub fn conv2d_quantized(
-    x: &Tensor,
-    w: &Tensor,
-    geometry: ConvGeometry,
-    input: Option<FixedPoint>,
-) -> Result<Tensor> {
-    match input {
-        Some(fp) => conv2d(
-            &x.contiguous()?.apply_op1(QuantizeActivation(fp))?,
-            w,
-            geometry,
-        ),
-        None => conv2d(x, w, geometry),
-    }
 }

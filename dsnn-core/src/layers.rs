@@ -2,7 +2,7 @@
 //! linear layers, batch norm, and the builder that creates them.
 
 use crate::batchnorm::{BatchNormTrain, BatchStats};
-use crate::conv::{conv2d_quantized, ConvGeometry};
+use crate::conv::{conv2d, ConvGeometry};
 use crate::error::{CoreError, Result};
 use crate::params::{ParamRole, ParamStore};
 use crate::quant::{
@@ -262,16 +262,15 @@ impl Conv2dLayer {
     /// Applies the convolution.
     pub fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
         let shift = self.core.is_shift();
-        let input_quant = shift.then_some(self.core.settings.activation);
+        let x = if shift {
+            self.core.quantize_activation(x)?
+        } else {
+            x.clone()
+        };
         let w = self.core.effective_weight()?;
         let mut y = match self.engine {
-            ConvEngine::Dsnn => conv2d_quantized(x, &w, self.geometry, input_quant)?,
+            ConvEngine::Dsnn => conv2d(&x, &w, self.geometry)?,
             ConvEngine::Candle => {
-                let x = if shift {
-                    self.core.quantize_activation(x)?
-                } else {
-                    x.clone()
-                };
                 x.conv2d(&w, self.geometry.padding, self.geometry.stride, 1, 1)?
             }
         };

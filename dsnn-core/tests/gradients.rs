@@ -270,46 +270,6 @@ fn fused_relu_pool_and_bias_match_candle_and_finite_differences() {
     }
 }
 
-/// Rounding the input inside the convolution equals rounding it first.
-#[test]
-fn fused_input_quantisation_equals_quantise_then_convolve() {
-    use dsnn_core::conv::conv2d_quantized;
-    use dsnn_core::quant::{FixedPoint, QuantizeActivation};
-    let mut rng = StdRng::seed_from_u64(5);
-    let fp = FixedPoint {
-        integer_bits: 3,
-        fraction_bits: 3,
-    };
-    for &(n, cin, h, w, cout, k, stride, padding) in &CASES {
-        let x = Var::from_tensor(&(random(&mut rng, &[n, cin, h, w]) * 6.0).unwrap()).unwrap();
-        let wt = Var::from_tensor(&random(&mut rng, &[cout, cin, k, k])).unwrap();
-        let g = ConvGeometry { stride, padding };
-        let fused = conv2d_quantized(x.as_tensor(), wt.as_tensor(), g, Some(fp)).unwrap();
-        let xq = x.as_tensor().apply_op1(QuantizeActivation(fp)).unwrap();
-        let plain = conv2d(&xq, wt.as_tensor(), g).unwrap();
-        assert_eq!(flat(&fused), flat(&plain));
-        let r = random(&mut rng, fused.dims());
-        let g1 = (&fused * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g2 = (&plain * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        for v in [&x, &wt] {
-            assert_eq!(
-                flat(g1.get(v.as_tensor()).unwrap()),
-                flat(g2.get(v.as_tensor()).unwrap())
-            );
-        }
-    }
-}
-
 /// Batch norm with a fused ReLU, and the fused residual add + ReLU, equal
 /// their unfused compositions in value and gradient.
 #[test]
