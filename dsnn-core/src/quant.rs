@@ -152,15 +152,21 @@ impl FixedPointGrid {
 /// rounding instruction, and `floorf` dominated activation quantisation).
 #[inline]
 pub fn floor_fast(x: f32) -> f32 {
-    // Branch-free so that loops over it vectorise. Floats of magnitude >= 2^23
-    // are integers already (and NaN and infinities pass through).
-    let t = x as i32 as f32;
-    let f = t - if t > x { 1.0 } else { 0.0 };
-    // `f` equals x for integers but loses the sign of -0.0: keep x then.
-    if x.abs() < 8_388_608.0 && f != x {
-        f
+    // Pure float arithmetic and selects, so loops over it vectorise (a
+    // float-to-int cast is a saturating scalar conversion on x86-64).
+    // Adding and removing 2^23 rounds a magnitude below 2^23 to the nearest
+    // integer; larger floats, NaN and infinities are already integral.
+    const TWO_23: f32 = 8_388_608.0;
+    let a = x.abs();
+    let nearest = if a < TWO_23 {
+        ((a + TWO_23) - TWO_23).copysign(x)
     } else {
         x
+    };
+    if nearest > x {
+        nearest - 1.0
+    } else {
+        nearest
     }
 }
 
@@ -281,7 +287,17 @@ impl CustomOp1 for QuantizeActivation {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = crate::ops::slice(storage, layout)?;
         let grid = FixedPointGrid::new(self.0.integer_bits, self.0.fraction_bits);
-        let out = crate::ops::par_map(x, |v| grid.round(v));
+        let mut out = vec![0f32; x.len()];
+        // Written out rather than through `ops::par_map`: with the grid copied
+        // into each chunk's loop this measured about 4x faster.
+        out.par_chunks_mut(1 << 14)
+            .zip(x.par_chunks(1 << 14))
+            .for_each(|(o, x)| {
+                let g = grid;
+                for (o, &v) in o.iter_mut().zip(x) {
+                    *o = g.round(v);
+                }
+            });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
