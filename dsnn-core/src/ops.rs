@@ -31,6 +31,21 @@ pub(crate) fn par_map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     y
 }
 
+/// `f(index, value)` applied to every element, in parallel chunks (the index
+/// feeds counter-based random streams).
+pub(crate) fn par_map_indexed(x: &[f32], f: impl Fn(usize, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .enumerate()
+        .for_each(|(c, (y, x))| {
+            for (i, (y, &x)) in y.iter_mut().zip(x).enumerate() {
+                *y = f(c * CHUNK + i, x);
+            }
+        });
+    y
+}
+
 /// `f` applied to every pair of elements of two equally long slices, in parallel chunks.
 fn par_zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     let mut y = vec![0f32; a.len()];

@@ -260,22 +260,6 @@ impl Default for FixedPoint {
     }
 }
 
-/// Applies `f(index, value)` to every element in parallel.
-fn map_indexed(src: &[f32], f: impl Fn(usize, f32) -> f32 + Sync) -> Vec<f32> {
-    const CHUNK: usize = 1 << 14;
-    let mut out = vec![0f32; src.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(src.par_chunks(CHUNK))
-        .enumerate()
-        .for_each(|(c, (o, s))| {
-            let base = c * CHUNK;
-            for (i, (o, &x)) in o.iter_mut().zip(s).enumerate() {
-                *o = f(base + i, x);
-            }
-        });
-    out
-}
-
 /// Straight-through fixed-point activation quantiser (a candle op).
 #[derive(Debug, Clone, Copy)]
 pub struct QuantizeActivation(pub FixedPoint);
@@ -322,7 +306,7 @@ impl CustomOp1 for QuantizeWeightQ {
     }
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let w = crate::ops::slice(storage, layout)?;
-        let out = map_indexed(w, |i, v| {
+        let out = crate::ops::par_map_indexed(w, |i, v| {
             let u = match self.rounding {
                 Rounding::Deterministic => 0.0,
                 Rounding::Stochastic => self.stream.uniform(i as u64),
@@ -367,7 +351,7 @@ impl CustomOp2 for PsWeight {
             candle_core::bail!("PS shift and sign parameters differ in size");
         }
         let n = shift.len() as u64;
-        let out = map_indexed(shift, |i, s| {
+        let out = crate::ops::par_map_indexed(shift, |i, s| {
             let (us, ug) = match self.rounding {
                 Rounding::Deterministic => (0.0, 0.0),
                 Rounding::Stochastic => (
