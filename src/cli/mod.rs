@@ -1,0 +1,3 @@
+//! One module per `dsnn` subcommand: its arguments and its handler.
+
+pub mod train;
