@@ -1,0 +1,423 @@
+//! The SLURM executor against a real cluster (`scripts/slurm-dev-cluster.sh
+//! start`). Without a cluster these tests skip with the reason, or fail when
+//! `DSNN_REQUIRE_SLURM=1` (CI starts the cluster and sets it).
+//!
+//! The jobs run a small shell script in place of `dsnn trial`: it reads the
+//! trial file, then succeeds, sleeps, exits 3 or exits without a result as
+//! the trial's `mode` says, writing its report atomically like `dsnn trial`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dsnn::executor::{Executor, ExecutorContext, TrialReport, TrialTask};
+use dsnn::slurm::{SlurmExecutor, SlurmSettings};
+use dsnn_search::{Configuration, Outcome, Trial};
+
+/// Why the cluster cannot be used, if it cannot.
+fn cluster_problem() -> Option<String> {
+    match Command::new("sbatch").arg("--version").output() {
+        Err(e) => return Some(format!("`sbatch` cannot be run ({e})")),
+        Ok(o) if !o.status.success() => return Some("`sbatch --version` fails".into()),
+        Ok(_) => {}
+    }
+    match Command::new("scontrol").arg("ping").output() {
+        Ok(o) if o.status.success() && String::from_utf8_lossy(&o.stdout).contains("UP") => None,
+        Ok(o) => Some(format!(
+            "the SLURM controller is not up: {}",
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+        )),
+        Err(e) => Some(format!("`scontrol` cannot be run ({e})")),
+    }
+}
+
+/// Skip the test (return) without a cluster, or fail if one is required.
+macro_rules! require_cluster {
+    () => {
+        if let Some(why) = cluster_problem() {
+            if std::env::var("DSNN_REQUIRE_SLURM").as_deref() == Ok("1") {
+                panic!(
+                    "DSNN_REQUIRE_SLURM=1 but {why}; start one with \
+                     `scripts/slurm-dev-cluster.sh start`"
+                );
+            }
+            eprintln!("skipped: {why} (start one with `scripts/slurm-dev-cluster.sh start`)");
+            return;
+        }
+    };
+}
+
+const FAKE_DSNN: &str = r#"#!/bin/sh
+# Stands in for `dsnn trial --input IN --output OUT`.
+[ "$1" = trial ] && [ "$2" = --input ] && [ "$4" = --output ] || { echo "bad args: $*" >&2; exit 64; }
+in="$3"; out="$5"
+id=$(sed -n 's/^ *"id": *\([0-9][0-9]*\).*/\1/p' "$in" | head -n 1)
+mode=$(sed -n 's/^ *"mode": *"\([a-z0-9]*\)".*/\1/p' "$in" | head -n 1)
+secs=$(sed -n 's/^ *"secs": *\([0-9.]*\).*/\1/p' "$in" | head -n 1)
+grep -q '"experiment_file": "/' "$in" || { echo "no absolute experiment_file in $in" >&2; exit 65; }
+echo "fake trial $id mode $mode"
+[ -n "$secs" ] && sleep "$secs"
+case "$mode" in
+  exit3) echo "failing on purpose" >&2; exit 3 ;;
+  noresult) exit 0 ;;
+esac
+printf '{"id":%s,"outcome":{"Success":[%s.0]},"metrics":{"accuracy":0.5},"duration_s":0.01,"worker":"pid %s"}' \
+  "$id" "$id" "$$" > "$out.tmp"
+mv "$out.tmp" "$out"
+"#;
+
+/// A fresh run directory with an experiment file and the fake binary.
+fn setup(name: &str, limit: Option<Duration>) -> ExecutorContext {
+    let run_dir =
+        std::env::temp_dir().join(format!("dsnn-slurm-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&run_dir);
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let experiment_file = run_dir.join("experiment.toml");
+    std::fs::write(&experiment_file, "# not read by the fake trial\n").unwrap();
+    let dsnn_exe = run_dir.join("fake-dsnn");
+    write_executable(&dsnn_exe, FAKE_DSNN);
+    ExecutorContext {
+        run_dir,
+        experiment_file,
+        dsnn_exe,
+        trial_time_limit: limit,
+    }
+}
+
+fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn settings() -> SlurmSettings {
+    SlurmSettings {
+        poll_interval_s: 0.2,
+        result_grace_s: 1.0,
+        ..SlurmSettings::default()
+    }
+}
+
+fn task(id: u64, mode: &str, secs: f64) -> TrialTask {
+    let mut config = Configuration::new();
+    config.insert("mode", mode.to_string());
+    if secs > 0.0 {
+        config.insert("secs", secs);
+    }
+    TrialTask {
+        trial: Trial {
+            id,
+            config,
+            budget: 1.0,
+        },
+        attempt: 0,
+    }
+}
+
+/// Wait until `n` reports came back (or fail after `limit`).
+fn collect(ex: &mut SlurmExecutor, n: usize, limit: Duration) -> BTreeMap<u64, TrialReport> {
+    let start = Instant::now();
+    let mut got = BTreeMap::new();
+    while got.len() < n {
+        assert!(
+            start.elapsed() < limit,
+            "only {} of {n} reports after {limit:?}: {got:?}",
+            got.len()
+        );
+        for r in ex.wait(Duration::from_secs(1)).unwrap() {
+            assert!(got.insert(r.id, r).is_none(), "trial reported twice");
+        }
+    }
+    got
+}
+
+fn squeue_state(job: u64) -> String {
+    let out = Command::new("squeue")
+        .args(["-h", "-t", "all", "-j", &job.to_string(), "-o", "%T"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn wait_for_state(job: u64, state: &str, limit: Duration) {
+    let start = Instant::now();
+    while squeue_state(job) != state {
+        assert!(
+            start.elapsed() < limit,
+            "job {job} is {} after {limit:?}, expected {state}",
+            squeue_state(job)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn failure(r: &TrialReport) -> &str {
+    match &r.outcome {
+        Outcome::Failure(m) => m,
+        Outcome::Success(f) => panic!("trial {} succeeded with {f:?}", r.id),
+    }
+}
+
+fn records(ctx: &ExecutorContext) -> String {
+    std::fs::read_to_string(ctx.run_dir.join("slurm/jobs.jsonl")).unwrap()
+}
+
+#[test]
+fn all_trials_run_as_jobs_and_failures_carry_state_and_exit_code() {
+    require_cluster!();
+    let ctx = setup("all", None);
+    let mut ex = SlurmExecutor::new(settings(), ctx.clone()).unwrap();
+    assert_eq!(ex.slots(), 16);
+    for id in 0..5 {
+        ex.submit(task(id, "ok", 0.0)).unwrap();
+    }
+    ex.submit(task(5, "exit3", 0.0)).unwrap();
+    ex.submit(task(6, "noresult", 0.0)).unwrap();
+    assert_eq!(ex.in_flight(), 7);
+    let jobs = ex.job_ids();
+    assert_eq!(jobs.len(), 7);
+    let got = collect(&mut ex, 7, Duration::from_secs(60));
+    assert_eq!(ex.in_flight(), 0);
+    for id in 0..5 {
+        let r = &got[&id];
+        assert_eq!(r.outcome, Outcome::Success(vec![id as f64]), "{r:?}");
+        assert_eq!(r.metrics["accuracy"], 0.5);
+        assert_eq!(r.worker, format!("slurm job {}", jobs[&id]));
+    }
+    let m = failure(&got[&5]);
+    assert!(m.contains("FAILED (exit code 3:0)"), "{m}");
+    assert!(m.contains("failing on purpose"), "the log's tail: {m}");
+    let m = failure(&got[&6]);
+    assert!(
+        m.contains("COMPLETED") && m.contains("without a result file"),
+        "{m}"
+    );
+    assert_eq!(records(&ctx).matches("\"event\":\"submitted\"").count(), 7);
+    // Nothing left: wait returns at once.
+    let t = Instant::now();
+    assert!(ex.wait(Duration::from_secs(5)).unwrap().is_empty());
+    assert!(t.elapsed() < Duration::from_secs(1));
+    std::fs::remove_dir_all(&ctx.run_dir).unwrap();
+}
+
+#[test]
+fn a_job_cancelled_from_outside_is_a_failed_trial() {
+    require_cluster!();
+    let ctx = setup("scancel", None);
+    let mut ex = SlurmExecutor::new(settings(), ctx.clone()).unwrap();
+    ex.submit(task(1, "ok", 30.0)).unwrap();
+    ex.submit(task(2, "ok", 0.0)).unwrap();
+    let job = ex.job_ids()[&1];
+    wait_for_state(job, "RUNNING", Duration::from_secs(30));
+    let st = Command::new("scancel")
+        .arg(job.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let got = collect(&mut ex, 2, Duration::from_secs(30));
+    let m = failure(&got[&1]);
+    assert!(m.contains(&format!("slurm job {job} CANCELLED")), "{m}");
+    assert!(matches!(got[&2].outcome, Outcome::Success(_)));
+    std::fs::remove_dir_all(&ctx.run_dir).unwrap();
+}
+
+#[test]
+fn a_trial_over_its_time_limit_is_cancelled_and_recorded() {
+    require_cluster!();
+    let ctx = setup("limit", Some(Duration::from_millis(1500)));
+    let mut ex = SlurmExecutor::new(settings(), ctx.clone()).unwrap();
+    let start = Instant::now();
+    ex.submit(task(1, "ok", 60.0)).unwrap();
+    ex.submit(task(2, "ok", 0.0)).unwrap();
+    let job = ex.job_ids()[&1];
+    let got = collect(&mut ex, 2, Duration::from_secs(30));
+    let m = failure(&got[&1]);
+    assert!(m.contains("exceeded the trial time limit of 1.5 s"), "{m}");
+    assert!(
+        got[&1].duration_s >= 1.5 && got[&1].duration_s < 10.0,
+        "{}",
+        got[&1].duration_s
+    );
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert!(matches!(got[&2].outcome, Outcome::Success(_)));
+    // The job itself is gone, not just forgotten.
+    wait_for_state(job, "CANCELLED", Duration::from_secs(15));
+    std::fs::remove_dir_all(&ctx.run_dir).unwrap();
+}
+
+#[test]
+fn a_fresh_executor_collects_the_jobs_of_a_killed_one() {
+    require_cluster!();
+    let ctx = setup("resume", None);
+    let mut first = SlurmExecutor::new(settings(), ctx.clone()).unwrap();
+    first.submit(task(1, "ok", 0.0)).unwrap();
+    first.submit(task(2, "exit3", 0.0)).unwrap();
+    first.submit(task(3, "ok", 4.0)).unwrap();
+    let before = first.job_ids();
+    // The first executor dies without a word (no shutdown).
+    drop(first);
+    wait_for_state(before[&1], "COMPLETED", Duration::from_secs(30));
+    wait_for_state(before[&2], "FAILED", Duration::from_secs(30));
+    // A job the first run recorded that SLURM never heard of (lost).
+    let lost = r#"{"event":"submitted","trial_id":4,"attempt":0,"job_id":"987654","job_name":"dsnn-gone-t4"}"#;
+    let mut text = records(&ctx);
+    text.push_str(lost);
+    text.push('\n');
+    std::fs::write(ctx.run_dir.join("slurm/jobs.jsonl"), text).unwrap();
+
+    let mut second = SlurmExecutor::new(settings(), ctx.clone()).unwrap();
+    let mut tasks: Vec<TrialTask> = (1..=4).map(|id| task(id, "ok", 0.0)).collect();
+    tasks[1] = task(2, "exit3", 0.0);
+    tasks.push(task(5, "ok", 0.0)); // never submitted before
+    for t in &mut tasks {
+        t.attempt = 1;
+    }
+    second.resume(tasks).unwrap();
+    let after = second.job_ids();
+    assert_eq!(
+        after[&3], before[&3],
+        "the running job is awaited, not resubmitted"
+    );
+    assert!(
+        after.contains_key(&4) && after[&4] != 987654,
+        "lost job resubmitted"
+    );
+    assert!(after.contains_key(&5));
+    assert!(
+        !after.contains_key(&1) && !after.contains_key(&2),
+        "finished ones collected"
+    );
+    let got = collect(&mut second, 5, Duration::from_secs(60));
+    assert_eq!(got[&1].worker, format!("slurm job {}", before[&1]));
+    assert_eq!(got[&1].outcome, Outcome::Success(vec![1.0]));
+    let m = failure(&got[&2]);
+    assert!(
+        m.contains(&format!("slurm job {} FAILED (exit code 3:0)", before[&2])),
+        "{m}"
+    );
+    assert_eq!(got[&3].worker, format!("slurm job {}", before[&3]));
+    assert_eq!(got[&3].outcome, Outcome::Success(vec![3.0]));
+    assert_eq!(got[&4].outcome, Outcome::Success(vec![4.0]));
+    assert_eq!(got[&5].outcome, Outcome::Success(vec![5.0]));
+    // 3 first submissions, the lost one, then the lost one and trial 5 again.
+    assert_eq!(records(&ctx).matches("\"event\":\"submitted\"").count(), 6);
+    std::fs::remove_dir_all(&ctx.run_dir).unwrap();
+}
+
+#[test]
+fn shutdown_cancels_the_jobs_and_a_resume_submits_them_again() {
+    require_cluster!();
+    let ctx = setup("shutdown", None);
+    let mut ex = SlurmExecutor::new(settings(), ctx.clone()).unwrap();
+    ex.submit(task(1, "ok", 60.0)).unwrap();
+    ex.submit(task(2, "ok", 60.0)).unwrap();
+    let before = ex.job_ids();
+    ex.shutdown(true).unwrap();
+    assert_eq!(ex.in_flight(), 0);
+    for job in before.values() {
+        wait_for_state(*job, "CANCELLED", Duration::from_secs(15));
+    }
+    let e = ex.submit(task(3, "ok", 0.0)).unwrap_err().to_string();
+    assert!(e.contains("shut down"), "{e}");
+    assert_eq!(records(&ctx).matches("\"event\":\"cancelled\"").count(), 2);
+
+    let mut again = SlurmExecutor::new(settings(), ctx.clone()).unwrap();
+    again
+        .resume(vec![task(1, "ok", 0.0), task(2, "ok", 0.0)])
+        .unwrap();
+    let after = again.job_ids();
+    assert!(after[&1] != before[&1] && after[&2] != before[&2]);
+    let got = collect(&mut again, 2, Duration::from_secs(30));
+    assert!(got
+        .values()
+        .all(|r| matches!(r.outcome, Outcome::Success(_))));
+    std::fs::remove_dir_all(&ctx.run_dir).unwrap();
+}
+
+#[test]
+fn a_rejected_submission_shows_sbatch_message() {
+    require_cluster!();
+    let ctx = setup("rejected", None);
+    let s = SlurmSettings {
+        partition: Some("no-such-partition".into()),
+        ..settings()
+    };
+    let mut ex = SlurmExecutor::new(s, ctx.clone()).unwrap();
+    let e = ex.submit(task(1, "ok", 0.0)).unwrap_err().to_string();
+    assert!(e.contains("sbatch rejected trial 1"), "{e}");
+    assert!(e.contains("invalid partition"), "{e}");
+    assert_eq!(ex.in_flight(), 0);
+    std::fs::remove_dir_all(&ctx.run_dir).unwrap();
+}
+
+#[test]
+fn missing_sbatch_is_a_clear_error() {
+    // Needs no cluster: the commands are looked up in an empty directory.
+    let ctx = setup("nosbatch", None);
+    let empty = ctx.run_dir.join("empty-bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    let s = SlurmSettings {
+        bin_dir: Some(empty),
+        ..settings()
+    };
+    let e = SlurmExecutor::new(s, ctx.clone()).unwrap_err().to_string();
+    assert!(e.contains("`sbatch` not found in"), "{e}");
+    assert!(e.contains("executor.slurm.bin_dir"), "{e}");
+    std::fs::remove_dir_all(&ctx.run_dir).unwrap();
+}
+
+#[test]
+fn an_unreachable_controller_is_a_clear_error() {
+    require_cluster!();
+    // The real commands, with a configuration whose controller port is closed.
+    let ctx = setup("unreachable", None);
+    let conf = std::fs::read_to_string(slurm_conf()).unwrap();
+    let bad: String = conf
+        .lines()
+        .filter(|l| !l.starts_with("SlurmctldPort") && !l.starts_with("MessageTimeout"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        + "SlurmctldPort=1\nMessageTimeout=1\n";
+    let bad_conf = ctx.run_dir.join("bad-slurm.conf");
+    std::fs::write(&bad_conf, bad).unwrap();
+    let bin = ctx.run_dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for cmd in ["sbatch", "scontrol", "squeue", "scancel", "sacct"] {
+        let real = which(cmd);
+        write_executable(
+            &bin.join(cmd),
+            &format!(
+                "#!/bin/sh\nSLURM_CONF='{}' exec '{}' \"$@\"\n",
+                bad_conf.display(),
+                real.display()
+            ),
+        );
+    }
+    let s = SlurmSettings {
+        bin_dir: Some(bin),
+        ..settings()
+    };
+    let e = SlurmExecutor::new(s, ctx.clone()).unwrap_err().to_string();
+    assert!(e.contains("the SLURM controller is unreachable"), "{e}");
+    assert!(e.contains("DOWN"), "{e}");
+    std::fs::remove_dir_all(&ctx.run_dir).unwrap();
+}
+
+fn slurm_conf() -> PathBuf {
+    std::env::var_os("SLURM_CONF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/slurm/slurm.conf"))
+}
+
+fn which(cmd: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(cmd))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{cmd} not on PATH"))
+}
