@@ -8,3 +8,9 @@
 #![warn(missing_docs)]
 
 pub mod executor;
+pub mod experiment;
+pub mod local;
+pub mod objective;
+pub mod report;
+pub mod runner;
+pub mod store;
