@@ -431,9 +431,11 @@ impl ProblemSection {
             "zdt6" => ProblemKind::Zdt6,
             "dtlz1" => ProblemKind::Dtlz1,
             "dtlz2" => ProblemKind::Dtlz2,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown problem `{other}` (allowed: zdt1, zdt2, zdt3, zdt4, zdt6, dtlz1, dtlz2)"
-            )),
+            ))
+            }
         };
         let base = match kind {
             ProblemKind::Dtlz1 => TestProblem::dtlz1(self.objectives.unwrap_or(3)),

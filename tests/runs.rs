@@ -494,3 +494,50 @@ trials = 6
         "{md}"
     );
 }
+
+#[test]
+fn wall_time_stops_the_run_and_trial_reads_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = problem("threads", 1, 0.2, "").replace("trials = 1", "wall_time_s = 1.0");
+    let f = write(dir.path(), "exp.toml", &exp);
+    let start = Instant::now();
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(
+        text(&out).contains("wall time of 1 s reached"),
+        "{}",
+        text(&out)
+    );
+    let run = dir.path().join("out/zdt");
+    let n = results(&run).len();
+    assert!(
+        (3..=12).contains(&n),
+        "{n} results in 1 s of 0.2 s trials on 2 workers"
+    );
+
+    // `dsnn trial` without files: JSON in on stdin, the report out on stdout.
+    let input = serde_json::json!({
+        "experiment_file": run.join("experiment.toml"),
+        "task": { "trial": { "id": 5, "budget": 1.0, "config": { "x0": 0.0, "x1": 0.0, "x2": 0.0, "x3": 0.0 } }, "attempt": 0 }
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .arg("trial")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["id"], 5);
+    // ZDT1 at x = 0: f1 = 0, g = 1, f2 = 1.
+    assert_eq!(report["outcome"]["Success"], serde_json::json!([0.0, 1.0]));
+}
