@@ -61,6 +61,36 @@ impl Source<'_> {
         }
     }
 
+    /// The dotted key whose value covers byte `offset`, if any.
+    fn key_at(&self, offset: usize) -> Option<String> {
+        fn walk(v: &toml::de::DeValue, offset: usize, path: &mut Vec<String>) -> bool {
+            if let Some(t) = v.as_table() {
+                for (k, child) in t.iter() {
+                    path.push(k.get_ref().to_string());
+                    if walk(child.get_ref(), offset, path)
+                        || (child.span().contains(&offset) && child.get_ref().as_table().is_none())
+                    {
+                        return true;
+                    }
+                    path.pop();
+                }
+            } else if let Some(a) = v.as_array() {
+                for (i, child) in a.iter().enumerate() {
+                    path.push(i.to_string());
+                    if walk(child.get_ref(), offset, path) || child.span().contains(&offset) {
+                        return true;
+                    }
+                    path.pop();
+                }
+            }
+            false
+        }
+        let root = toml::de::DeTable::parse(self.text).ok()?;
+        let mut path = Vec::new();
+        let doc = toml::de::DeValue::Table(root.into_inner());
+        walk(&doc, offset, &mut path).then(|| path.join("."))
+    }
+
     /// Byte span of the value at dotted path `key` (`a.b.0.c`).
     fn span_of(&self, key: &str) -> Option<std::ops::Range<usize>> {
         let root = toml::de::DeTable::parse(self.text).ok()?;
@@ -433,7 +463,7 @@ impl ProblemSection {
             "dtlz2" => ProblemKind::Dtlz2,
             other => {
                 return Err(format!(
-                "unknown problem `{other}` (allowed: zdt1, zdt2, zdt3, zdt4, zdt6, dtlz1, dtlz2)"
+                "`problem.name`: unknown problem `{other}` (allowed: zdt1, zdt2, zdt3, zdt4, zdt6, dtlz1, dtlz2)"
             ))
             }
         };
@@ -442,7 +472,9 @@ impl ProblemSection {
             ProblemKind::Dtlz2 => TestProblem::dtlz2(self.objectives.unwrap_or(3)),
             _ => {
                 if self.objectives.is_some_and(|m| m != 2) {
-                    return Err("ZDT problems have exactly 2 objectives".into());
+                    return Err(
+                        "`problem.objectives`: ZDT problems have exactly 2 objectives".into(),
+                    );
                 }
                 TestProblem::new(kind, 30, 2)
             }
@@ -580,7 +612,7 @@ fn default_pue() -> f64 {
 
 /// A meter: one of dsnn-energy's, or the op-count model of the trained
 /// network's shift and float operations, or a plugin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum MeterChoice {
     /// The deterministic op-count model (`kind = "opcount"`).
@@ -618,13 +650,59 @@ pub struct PluginChoice {
 }
 
 /// The optimizer: a built-in one (`kind`) or a plugin (`plugin`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum OptimizerSection {
     /// A plugin.
     Plugin(PluginChoice),
     /// A built-in optimizer.
     BuiltIn(BuiltInOptimizer),
+}
+
+/// Reads a table as `T`, prefixing errors with the table's key.
+fn table_as<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    key: &str,
+    t: toml::Table,
+) -> Result<T, E> {
+    toml::Value::Table(t)
+        .try_into()
+        .map_err(|e: toml::de::Error| E::custom(format!("in `{key}`: {}", e.message().trim())))
+}
+
+impl<'de> Deserialize<'de> for OptimizerSection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let t = toml::Table::deserialize(d)?;
+        if t.contains_key("plugin") {
+            return table_as("optimizer", t).map(OptimizerSection::Plugin);
+        }
+        if !t.contains_key("kind") {
+            return Err(serde::de::Error::custom(
+                "`optimizer` needs `kind` (allowed: random, parego, nsga2) or `plugin = \"NAME\"`",
+            ));
+        }
+        table_as("optimizer", t).map(OptimizerSection::BuiltIn)
+    }
+}
+
+impl<'de> Deserialize<'de> for MeterChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let t = toml::Table::deserialize(d)?;
+        if t.contains_key("plugin") {
+            return table_as("energy.meter", t).map(MeterChoice::Plugin);
+        }
+        match t.get("kind").and_then(|k| k.as_str()) {
+            Some("opcount") => table_as("energy.meter", t).map(MeterChoice::OpCount),
+            Some("auto" | "rapl" | "nvml" | "estimator") => {
+                table_as("energy.meter", t).map(MeterChoice::Meter)
+            }
+            Some(other) => Err(serde::de::Error::custom(format!(
+                "`energy.meter.kind`: unknown meter `{other}` (allowed: auto, rapl, nvml, estimator, opcount, or `plugin = \"NAME\"`)"
+            ))),
+            None => Err(serde::de::Error::custom(
+                "`energy.meter` needs `kind` (allowed: auto, rapl, nvml, estimator, opcount) or `plugin = \"NAME\"`",
+            )),
+        }
+    }
 }
 
 impl Default for OptimizerSection {
@@ -871,10 +949,19 @@ impl CheckedExperiment {
                     format!(":{l}:{c}")
                 })
                 .unwrap_or_default();
+            let message = e.message().trim().to_string();
+            // Name the key whose value is wrong (unknown keys name themselves).
+            let key = e
+                .span()
+                .filter(|_| !message.starts_with("unknown field"))
+                .and_then(|s| src.key_at(s.start));
             ConfigError {
                 file: file.to_string(),
                 location,
-                message: e.message().trim().to_string(),
+                message: match key {
+                    Some(k) if !k.is_empty() => format!("`{k}`: {message}"),
+                    _ => message,
+                },
             }
         })?;
         let base_dir = std::path::absolute(base_dir).unwrap_or_else(|_| base_dir.to_path_buf());
@@ -945,7 +1032,7 @@ fn check_experiment(exp: &mut Experiment, src: &Source, base: &Path) -> Result<(
         _ => {}
     }
     if let Some(p) = &exp.problem {
-        let problem = p.problem().map_err(|m| err("problem", m))?;
+        let problem = p.problem().map_err(|m| err(&key_in(&m, "problem"), m))?;
         if exp.model.is_some() {
             return Err(err(
                 "model",
@@ -1001,7 +1088,7 @@ fn check_experiment(exp: &mut Experiment, src: &Source, base: &Path) -> Result<(
                 .nth(1)
                 .map(|k| format!("model.{k}"))
                 .unwrap_or_else(|| "model".into());
-            err(&key, m)
+            err(&key, format!("in `[model]`: {m}"))
         })?;
         if exp.objectives.is_empty() {
             return Err(err(
@@ -1350,6 +1437,17 @@ fn check_space_against_objective(
         .with_config(&default)
         .map_err(|m| src.error_at("space", format!("the space's default configuration: {m}")))?;
     Ok(())
+}
+
+/// The first backticked dotted key in `message` (`problem.name`), else `default`.
+fn key_in(message: &str, default: &str) -> String {
+    message
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .find(|k| k.contains('.'))
+        .unwrap_or(default)
+        .to_string()
 }
 
 /// The directory of the bundled copy of a data set, if dsnn ships one.

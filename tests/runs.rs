@@ -58,7 +58,7 @@ fn check_names_key_line_and_allowed_values() {
         ),
         (
             "name = \"x\"\n[problem]\nname = \"zdt1\"\n[executor]\nkind = \"gpu-farm\"\n[stop]\ntrials = 3\n",
-            &[":5:8", "gpu-farm", "`threads`", "`processes`", "`slurm`"],
+            &[":5:8", "`executor.kind`", "gpu-farm", "`threads`", "`processes`", "`slurm`"],
         ),
         (
             "name = \"x\"\n[problem]\nname = \"zdt1\"\n[executor]\nworkers = 0\n[stop]\ntrials = 3\n",
@@ -66,7 +66,7 @@ fn check_names_key_line_and_allowed_values() {
         ),
         (
             "name = \"x\"\n[problem]\nname = \"zdt1\"\n[stop]\ntrials = \"many\"\n",
-            &[":5:10", "invalid type"],
+            &[":5:10", "`stop.trials`", "invalid type"],
         ),
         (
             "name = \"x\"\n[problem]\nname = \"zdt1\"\n",
@@ -90,7 +90,7 @@ fn check_names_key_line_and_allowed_values() {
         ),
         (
             "name = \"x\"\nobjectives = [\"loss\", \"joules\"]\n[data]\ndataset = \"digits\"\n[space]\nhyperparameters = [{ name = \"lr\", type = \"float\", lower = 0.01, upper = 0.1 }]\n[stop]\ntrials = 3\n",
-            &[":2:", "joules", "`loss`", "`energy`", "`model_size`"],
+            &[":2:", "`objectives.1`", "joules", "`loss`", "`energy`", "`model_size`"],
         ),
     ];
     for (i, (toml, expected)) in cases.iter().enumerate() {
