@@ -8,4 +8,10 @@
 #![warn(missing_docs)]
 
 pub mod executor;
+pub mod experiment;
+pub mod local;
+pub mod objective;
+pub mod report;
+pub mod runner;
 pub mod slurm;
+pub mod store;

@@ -16,6 +16,14 @@ struct Cli {
 enum Command {
     /// Train one DSNN configuration and report its test accuracy.
     Train(cli::train::TrainArgs),
+    /// Carry out the search an experiment file describes (or resume it).
+    Run(cli::run::RunArgs),
+    /// Validate an experiment file without running it.
+    Check(cli::run::CheckArgs),
+    /// Evaluate one trial (used by the process and cluster executors).
+    Trial(cli::trial::TrialArgs),
+    /// Show the Pareto front and summary of a run directory.
+    Pareto(cli::pareto::ParetoArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -23,6 +31,10 @@ fn main() -> std::process::ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let result = match Cli::parse().command {
         Command::Train(a) => cli::train::run(a),
+        Command::Run(a) => cli::run::run(a),
+        Command::Check(a) => cli::run::check(a),
+        Command::Trial(a) => cli::trial::run(a),
+        Command::Pareto(a) => cli::pareto::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

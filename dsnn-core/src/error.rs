@@ -34,6 +34,12 @@ pub enum CoreError {
         /// Step within the epoch (0-based).
         step: usize,
     },
+    /// Training was stopped from outside (a deadline passed or it was cancelled).
+    #[error("training stopped: {reason}")]
+    Interrupted {
+        /// Why it stopped.
+        reason: String,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

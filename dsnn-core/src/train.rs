@@ -12,7 +12,41 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
+
+/// Stops training from outside: a deadline and a cancel flag, both checked
+/// before every step and every evaluation batch. Runs use it for per-trial
+/// time limits in worker threads, where a thread cannot be killed.
+#[derive(Debug, Clone, Default)]
+pub struct TrainControl {
+    /// Stop with [`CoreError::Interrupted`] once this instant has passed.
+    pub deadline: Option<Instant>,
+    /// Stop with [`CoreError::Interrupted`] once this flag is set.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl TrainControl {
+    /// `Err(Interrupted)` if the deadline has passed or the flag is set.
+    pub fn check(&self) -> Result<()> {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(CoreError::Interrupted {
+                reason: "the time limit passed".into(),
+            });
+        }
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            return Err(CoreError::Interrupted {
+                reason: "cancelled".into(),
+            });
+        }
+        Ok(())
+    }
+}
 
 /// How to train.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,10 +150,30 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<Evaluation> {
+    evaluate_with_control(
+        net,
+        data,
+        batcher,
+        batch_size,
+        device,
+        &TrainControl::default(),
+    )
+}
+
+/// [`evaluate`], checking `control` before every batch.
+pub fn evaluate_with_control(
+    net: &dyn Network,
+    data: &Dataset,
+    batcher: &Batcher,
+    batch_size: usize,
+    device: &Device,
+    control: &TrainControl,
+) -> Result<Evaluation> {
     let start = Instant::now();
     let (mut loss_sum, mut hits) = (0f64, 0usize);
     let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(batch_size.max(1)) {
+        control.check()?;
         let (x, y) = batcher.batch(data, chunk, None, device)?;
         let logits = net.forward(&x, Forward::eval())?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()?;
@@ -168,6 +222,30 @@ pub fn train(
     device: &Device,
     on_epoch: &mut dyn FnMut(&EpochReport),
 ) -> Result<TrainReport> {
+    train_with_control(
+        net,
+        train_set,
+        validation,
+        batcher,
+        cfg,
+        device,
+        &TrainControl::default(),
+        on_epoch,
+    )
+}
+
+/// [`train`], checking `control` before every step and evaluation batch.
+#[allow(clippy::too_many_arguments)]
+pub fn train_with_control(
+    net: &dyn Network,
+    train_set: &Dataset,
+    validation: &Dataset,
+    batcher: &Batcher,
+    cfg: &TrainConfig,
+    device: &Device,
+    control: &TrainControl,
+    on_epoch: &mut dyn FnMut(&EpochReport),
+) -> Result<TrainReport> {
     if cfg.batch_size == 0 || cfg.test_batch_size == 0 {
         return Err(CoreError::config("batch_size", "must be at least 1"));
     }
@@ -186,6 +264,7 @@ pub fn train(
         let start = Instant::now();
         let (mut loss_sum, mut hits, mut lr) = (0f64, 0usize, cfg.optimizer.lr);
         for (step, chunk) in order.chunks(cfg.batch_size).enumerate() {
+            control.check()?;
             let global = (epoch - 1) * steps_per_epoch + step;
             lr = cosine_lr(cfg.optimizer.lr, global, total, cfg.cosine_schedule);
             let (x, y) = batcher.batch(train_set, chunk, Some(&mut rng), device)?;
@@ -197,7 +276,14 @@ pub fn train(
             hits += ok;
         }
         let train_seconds = start.elapsed().as_secs_f64();
-        let validation = evaluate(net, validation, batcher, cfg.test_batch_size, device)?;
+        let validation = evaluate_with_control(
+            net,
+            validation,
+            batcher,
+            cfg.test_batch_size,
+            device,
+            control,
+        )?;
         let report = EpochReport {
             epoch,
             train_loss: loss_sum / train_set.len() as f64,

@@ -1,3 +1,7 @@
 //! One module per `dsnn` subcommand: its arguments and its handler.
 
+pub mod pareto;
+pub mod plugin_support;
+pub mod run;
 pub mod train;
+pub mod trial;

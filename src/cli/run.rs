@@ -1,0 +1,116 @@
+//! `dsnn run EXP.toml` (carry out or resume a search) and `dsnn check
+//! EXP.toml` (validate without running).
+
+use anyhow::{Context, Result};
+use clap::Args;
+use dsnn::experiment::{describe, CheckedExperiment};
+use dsnn::runner::{run_experiment, RunOptions};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Arguments of `dsnn run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The experiment file (see docs/config.md).
+    pub experiment: PathBuf,
+}
+
+/// Arguments of `dsnn check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The experiment file to validate.
+    pub experiment: PathBuf,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Stop cleanly on the first Ctrl-C or SIGTERM: the run cancels its trials
+/// and keeps its trial log; a second signal kills the process as usual.
+fn install_interrupt_handler() {
+    #[cfg(unix)]
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+/// Run `dsnn check`.
+pub fn check(a: CheckArgs) -> Result<()> {
+    let exp = CheckedExperiment::from_file(&a.experiment)?;
+    println!("{}: valid", a.experiment.display());
+    for (k, v) in describe(&exp) {
+        println!("  {k}: {v}");
+    }
+    println!("  run directory: {}", exp.run_dir().display());
+    Ok(())
+}
+
+/// Run `dsnn run`.
+pub fn run(a: RunArgs) -> Result<()> {
+    let exp = CheckedExperiment::from_file(&a.experiment)?;
+    let info = describe(&exp);
+    eprintln!(
+        "dsnn run: {} ({}; objectives {}; {} hyperparameters) -> {}",
+        exp.experiment.name,
+        info["target"],
+        info["objectives"],
+        info["hyperparameters"],
+        exp.run_dir().display()
+    );
+    install_interrupt_handler();
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    // Forward the signal flag to the run loop.
+    std::thread::spawn(move || loop {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            flag.store(true, Ordering::SeqCst);
+            unsafe_reset_signals();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    });
+    let base_dir = exp.base_dir.clone();
+    let options = RunOptions {
+        dsnn_exe: std::env::current_exe().context("locating the dsnn binary")?,
+        plugins: crate::cli::plugin_support::optimizer_factory(&exp, &base_dir),
+        executors: crate::cli::plugin_support::executor_factory(),
+        meters: crate::cli::plugin_support::meter_factory(&exp, &base_dir),
+        interrupt,
+        progress: Box::new(|line| eprintln!("{line}")),
+    };
+    let outcome = run_experiment(exp, options)?;
+    let s = &outcome.summary;
+    eprintln!(
+        "stopped: {}. {} trials ({} failed); Pareto front of {} at budget {}",
+        outcome.reason,
+        s.trials,
+        s.failed,
+        s.front.len(),
+        s.budget.map_or("-".into(), |b| b.to_string())
+    );
+    print!("{}", dsnn::report::summary_markdown(s));
+    eprintln!(
+        "results in {} (summary.md, pareto.csv, pareto.svg, trials.jsonl, emissions.csv)",
+        outcome.run_dir.display()
+    );
+    if outcome.reason == "interrupted" {
+        anyhow::bail!("interrupted; run `dsnn run` on the same file again to resume");
+    }
+    Ok(())
+}
+
+/// After the first signal, let a second one stop the process at once.
+fn unsafe_reset_signals() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition is always allowed.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+    }
+}

@@ -1,0 +1,55 @@
+//! `dsnn trial`: evaluate one trial of an experiment, for the process and
+//! cluster executors. Reads a `TrialInput` (JSON) from `--input` or stdin and
+//! writes the `TrialReport` (JSON) to `--output` (atomically) or stdout.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use dsnn::experiment::CheckedExperiment;
+use dsnn::local::{write_atomically, TrialInput};
+use dsnn::objective::Objective;
+use dsnn_core::train::TrainControl;
+use std::io::Read;
+use std::path::PathBuf;
+
+/// Arguments of `dsnn trial`.
+#[derive(Args, Debug)]
+pub struct TrialArgs {
+    /// The trial (JSON: `{"experiment_file": ..., "task": ...}`); default stdin.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Where to write the report (JSON); default stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Run `dsnn trial`.
+pub fn run(a: TrialArgs) -> Result<()> {
+    let text = match &a.input {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the trial from stdin")?;
+            s
+        }
+    };
+    let input: TrialInput = serde_json::from_str(&text).context("parsing the trial input")?;
+    let exp = CheckedExperiment::from_file(&input.experiment_file)?;
+    let run_dir = input.experiment_file.parent().map(|p| p.to_path_buf());
+    let mut objective = Objective::new(exp.clone(), run_dir);
+    if let Some(m) = crate::cli::plugin_support::meter_factory(&exp, &exp.base_dir) {
+        objective = objective.with_meter_factory(m);
+    }
+    let worker = format!("pid {}", std::process::id());
+    let report = objective.evaluate(&input.task, &TrainControl::default(), &worker);
+    let json = serde_json::to_string_pretty(&report)?;
+    match &a.output {
+        Some(p) => write_atomically(p, json.as_bytes())
+            .with_context(|| format!("writing {}", p.display()))?,
+        None => println!("{json}"),
+    }
+    Ok(())
+}

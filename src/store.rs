@@ -1,0 +1,297 @@
+//! The run store: `runs/<name>/` and its append-only trial log.
+//!
+//! Files of a run directory:
+//! - `experiment.toml`: the resolved experiment (absolute paths, the space
+//!   inline); `dsnn trial` reads it, and a resumed run must match it.
+//! - `trials.jsonl`: one JSON record per line (see [`LogRecord`]); a trial
+//!   counts once its `result` line is written and synced to disk. A line cut
+//!   short by a crash at the end of the file is ignored on resume.
+//! - `pareto.csv`, `summary.json`, `summary.md`, `pareto.svg`: written at the
+//!   end of every session from the log (see [`crate::report`]).
+//! - `emissions.csv`: one CodeCarbon-style row per metered validation pass.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use dsnn_search::{Event, Trial, TrialId};
+use serde::{Deserialize, Serialize};
+
+use crate::executor::TrialReport;
+use crate::objective::DEFAULT_TRIAL_ID;
+
+/// Errors of the run store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The trial log has a broken line that is not the last one.
+    #[error(
+        "{path}:{line}: corrupt trial log line ({reason}); only a cut-off last line is tolerated"
+    )]
+    Corrupt {
+        /// The log.
+        path: PathBuf,
+        /// Line number (1-based).
+        line: usize,
+        /// The parse error.
+        reason: String,
+    },
+    /// The run directory holds a different experiment.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+/// One line of `trials.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LogRecord {
+    /// A `dsnn run` session started.
+    Session {
+        /// Seconds since the Unix epoch.
+        started_at: f64,
+        /// dsnn's version.
+        version: String,
+    },
+    /// The default configuration's trial was submitted.
+    Default {
+        /// The trial (id [`DEFAULT_TRIAL_ID`]).
+        trial: Trial,
+    },
+    /// `optimizer.ask(n)` returned these trials.
+    Ask {
+        /// Requested number.
+        n: usize,
+        /// Returned trials.
+        trials: Vec<Trial>,
+    },
+    /// A trial finished (successfully or not) and was told to the optimizer.
+    Result {
+        /// The trial's budget (for reports without the ask record at hand).
+        budget: f64,
+        /// The report.
+        report: TrialReport,
+        /// Run wall-clock seconds so far, summed over sessions.
+        elapsed_s: f64,
+    },
+    /// The session ended.
+    Stop {
+        /// Why.
+        reason: String,
+        /// Run wall-clock seconds so far, summed over sessions.
+        elapsed_s: f64,
+    },
+}
+
+/// What the log of an earlier session says.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    /// Ask/tell events for replaying the optimizer.
+    pub events: Vec<Event>,
+    /// Every finished trial: the trial and its report, in log order.
+    pub results: Vec<(Trial, TrialReport)>,
+    /// Trials asked (or the default trial submitted) with no result yet.
+    pub in_flight: Vec<Trial>,
+    /// The default configuration's trial, if submitted.
+    pub default_trial: Option<Trial>,
+    /// Wall-clock seconds of the earlier sessions.
+    pub elapsed_s: f64,
+    /// How many times each trial was started before (sessions that ended
+    /// with it in flight).
+    pub sessions: usize,
+}
+
+impl History {
+    /// Finished optimizer trials (the default trial not counted).
+    pub fn finished_trials(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|(t, _)| t.id != DEFAULT_TRIAL_ID)
+            .count()
+    }
+
+    /// Optimizer trials asked so far.
+    pub fn asked_trials(&self) -> usize {
+        self.events
+            .iter()
+            .map(|e| match e {
+                Event::Ask { trials, .. } => trials.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// The run directory and its open trial log.
+pub struct RunStore {
+    dir: PathBuf,
+    log_path: PathBuf,
+    log: File,
+}
+
+impl RunStore {
+    /// The trial log's file name.
+    pub const LOG: &'static str = "trials.jsonl";
+    /// The resolved experiment's file name.
+    pub const EXPERIMENT: &'static str = "experiment.toml";
+
+    /// Opens (creating if needed) the run directory `dir` for an experiment
+    /// whose resolved form is `resolved`. An existing directory must hold the
+    /// same experiment.
+    pub fn open(dir: &Path, resolved: &str) -> Result<(Self, History), StoreError> {
+        let io = |p: &Path, e| StoreError::Io {
+            path: p.to_path_buf(),
+            source: e,
+        };
+        fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let exp_path = dir.join(Self::EXPERIMENT);
+        match fs::read_to_string(&exp_path) {
+            Ok(existing) if existing != resolved => {
+                return Err(StoreError::Mismatch(format!(
+                    "{} holds a different experiment than the one given (compare with {}); choose another `name`, or delete the directory to start over",
+                    dir.display(),
+                    exp_path.display()
+                )))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                crate::local::write_atomically(&exp_path, resolved.as_bytes())
+                    .map_err(|e| io(&exp_path, e))?;
+            }
+            Err(e) => return Err(io(&exp_path, e)),
+        }
+        let log_path = dir.join(Self::LOG);
+        let history = read_history(&log_path)?;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| io(&log_path, e))?;
+        // End a line cut short by a crash so the next record starts cleanly.
+        let len = log.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > 0 {
+            let text = fs::read(&log_path).map_err(|e| io(&log_path, e))?;
+            if text.last() != Some(&b'\n') {
+                log.write_all(b"\n").map_err(|e| io(&log_path, e))?;
+            }
+        }
+        Ok((
+            RunStore {
+                dir: dir.to_path_buf(),
+                log_path,
+                log,
+            },
+            history,
+        ))
+    }
+
+    /// The run directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends a record and syncs it to disk before returning.
+    pub fn append(&mut self, record: &LogRecord) -> Result<(), StoreError> {
+        let mut line = serde_json::to_string(record).map_err(|e| StoreError::Io {
+            path: self.log_path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        line.push('\n');
+        self.log
+            .write_all(line.as_bytes())
+            .and_then(|_| self.log.sync_data())
+            .map_err(|e| StoreError::Io {
+                path: self.log_path.clone(),
+                source: e,
+            })
+    }
+}
+
+/// Reads a trial log (missing: empty history).
+pub fn read_history(path: &Path) -> Result<History, StoreError> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(History::default()),
+        Err(e) => {
+            return Err(StoreError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })
+        }
+    };
+    let mut h = History::default();
+    let mut asked: Vec<Trial> = Vec::new();
+    let lines: Vec<&str> = text.split('\n').collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: LogRecord = match serde_json::from_str(line) {
+            Ok(r) => r,
+            Err(e) => {
+                // Only the last (unterminated) line may be cut off by a crash;
+                // a broken line followed by more lines was ended on resume.
+                let last_nonempty = lines[i + 1..].iter().all(|l| l.trim().is_empty());
+                let cut_off = last_nonempty || e.is_eof();
+                if cut_off {
+                    log::warn!(
+                        "{}:{}: ignoring a trial log line cut off by a crash",
+                        path.display(),
+                        i + 1
+                    );
+                    continue;
+                }
+                return Err(StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        match record {
+            LogRecord::Session { .. } => h.sessions += 1,
+            LogRecord::Default { trial } => {
+                asked.push(trial.clone());
+                h.default_trial = Some(trial);
+            }
+            LogRecord::Ask { n, trials } => {
+                asked.extend(trials.iter().cloned());
+                h.events.push(Event::Ask { n, trials });
+            }
+            LogRecord::Result {
+                report, elapsed_s, ..
+            } => {
+                h.elapsed_s = h.elapsed_s.max(elapsed_s);
+                let Some(pos) = asked.iter().position(|t| t.id == report.id) else {
+                    return Err(StoreError::Corrupt {
+                        path: path.to_path_buf(),
+                        line: i + 1,
+                        reason: format!("a result for trial {} that was never asked", report.id),
+                    });
+                };
+                let trial = asked.remove(pos);
+                if trial.id != DEFAULT_TRIAL_ID {
+                    h.events.push(Event::Tell {
+                        id: report.id,
+                        outcome: report.outcome.clone(),
+                    });
+                }
+                h.results.push((trial, report));
+            }
+            LogRecord::Stop { elapsed_s, .. } => h.elapsed_s = h.elapsed_s.max(elapsed_s),
+        }
+    }
+    h.in_flight = asked;
+    Ok(h)
+}
+
+/// Identifier of a trial for file names and tables.
+pub fn trial_key(id: TrialId) -> String {
+    crate::objective::trial_label(id)
+}

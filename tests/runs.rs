@@ -1,0 +1,543 @@
+//! `dsnn run`, `dsnn check`, `dsnn trial` and `dsnn pareto` end to end:
+//! experiment-file errors, both local executors, failing trials, and a run
+//! killed with SIGKILL and resumed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn dsnn(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run dsnn")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Parsed `trials.jsonl` records.
+fn log_records(run_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run_dir.join("trials.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn results(run_dir: &Path) -> Vec<serde_json::Value> {
+    log_records(run_dir)
+        .into_iter()
+        .filter(|r| r["event"] == "result")
+        .collect()
+}
+
+fn is_default(r: &serde_json::Value) -> bool {
+    r["report"]["id"].as_u64() == Some(u64::MAX)
+}
+
+#[test]
+fn check_names_key_line_and_allowed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "name = \"x\"\nseeed = 3\n[problem]\nname = \"zdt1\"\n[stop]\ntrials = 3\n",
+            &[":2:1", "unknown field `seeed`", "`seed`"],
+        ),
+        (
+            "name = \"x\"\n[problem]\nname = \"zdt1\"\n[executor]\nkind = \"gpu-farm\"\n[stop]\ntrials = 3\n",
+            &[":5:8", "`executor.kind`", "gpu-farm", "`threads`", "`processes`", "`slurm`"],
+        ),
+        (
+            "name = \"x\"\n[problem]\nname = \"zdt1\"\n[executor]\nworkers = 0\n[stop]\ntrials = 3\n",
+            &[":5:11", "executor.workers", "allowed: 1..=1024"],
+        ),
+        (
+            "name = \"x\"\n[problem]\nname = \"zdt1\"\n[stop]\ntrials = \"many\"\n",
+            &[":5:10", "`stop.trials`", "invalid type"],
+        ),
+        (
+            "name = \"x\"\n[problem]\nname = \"zdt1\"\n",
+            &["stopping rule", "stop.trials"],
+        ),
+        (
+            "name = \"x\"\n[data]\ndataset = \"digits\"\n[space]\nhyperparameters = [{ name = \"dropout\", type = \"float\", lower = 0.0, upper = 0.5 }]\n[stop]\ntrials = 3\n",
+            &[":5:", "dropout", "allowed:", "weight_bits"],
+        ),
+        (
+            "name = \"x\"\n[data]\ndataset = \"digits\"\n[model]\nweight_bits = 12\n[space]\nhyperparameters = [{ name = \"lr\", type = \"float\", lower = 0.01, upper = 0.1 }]\n[stop]\ntrials = 3\n",
+            &[":5:15", "weight_bits", "2..=8"],
+        ),
+        (
+            "name = \"x\"\n[data]\ndataset = \"digits\"\n[space]\nhyperparameters = [{ name = \"epochs\", type = \"int\", lower = 1, upper = 5 }]\n[stop]\ntrials = 3\n",
+            &["`epochs` cannot be searched", "data_fraction"],
+        ),
+        (
+            "name = \"x\"\n[data]\ndataset = \"mnist\"\n[space]\nhyperparameters = [{ name = \"lr\", type = \"float\", lower = 0.01, upper = 0.1 }]\n[stop]\ntrials = 3\n",
+            &["no bundled copy of mnist", "data.path"],
+        ),
+        (
+            "name = \"x\"\nobjectives = [\"loss\", \"joules\"]\n[data]\ndataset = \"digits\"\n[space]\nhyperparameters = [{ name = \"lr\", type = \"float\", lower = 0.01, upper = 0.1 }]\n[stop]\ntrials = 3\n",
+            &[":2:", "`objectives.1`", "joules", "`loss`", "`energy`", "`model_size`"],
+        ),
+    ];
+    for (i, (toml, expected)) in cases.iter().enumerate() {
+        let f = write(dir.path(), &format!("bad{i}.toml"), toml);
+        let out = dsnn(&["check", f.to_str().unwrap()], dir.path());
+        let msg = text(&out);
+        assert!(!out.status.success(), "case {i} passed:\n{toml}");
+        for e in *expected {
+            assert!(msg.contains(e), "case {i}: `{e}` not in:\n{msg}");
+        }
+        assert!(
+            msg.contains(&format!("bad{i}.toml")),
+            "case {i}: no file name in {msg}"
+        );
+        // Nothing ran: no run directory.
+        assert!(!dir.path().join("runs").exists(), "case {i} created a run");
+    }
+}
+
+/// The shared data directory (as in dsnn-core's data tests).
+fn shared_data() -> PathBuf {
+    std::env::var_os("DSNN_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+}
+
+#[test]
+fn bundled_examples_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("examples/experiments");
+    // CIFAR-10 is not bundled: the paper example is checked against a
+    // directory of CIFAR-10 batch files made from the shared 20-image sample.
+    let tmp = tempfile::tempdir().unwrap();
+    let cifar = tmp.path().join("cifar");
+    std::fs::create_dir(&cifar).unwrap();
+    let sample = shared_data().join("cifar10-sample/test_batch_first20.bin");
+    for f in [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ] {
+        std::fs::copy(&sample, cifar.join(f)).unwrap();
+    }
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            let content = std::fs::read_to_string(&p).unwrap();
+            let file = if content.contains("dataset = \"cifar10\"") {
+                let patched = content.replace(
+                    "path = \"data/cifar-10-batches-bin\"",
+                    &format!("path = {:?}", cifar.to_str().unwrap()),
+                );
+                assert_ne!(patched, content, "{}: data.path not found", p.display());
+                let f = tmp.path().join(p.file_name().unwrap());
+                std::fs::write(
+                    &f,
+                    patched.replace(
+                        "file = \"spaces/",
+                        &format!("file = \"{}/spaces/", dir.display()),
+                    ),
+                )
+                .unwrap();
+                f
+            } else {
+                p.clone()
+            };
+            let out = dsnn(&["check", file.to_str().unwrap()], root);
+            assert!(out.status.success(), "{}: {}", p.display(), text(&out));
+            n += 1;
+        }
+    }
+    assert!(n >= 6, "only {n} example experiments");
+}
+
+const PROBLEM: &str = r#"
+name = "zdt"
+seed = 7
+output_dir = "out"
+[problem]
+name = "zdt1"
+dimensions = 4
+delay_s = DELAY
+[optimizer]
+kind = "random"
+[executor]
+kind = "KIND"
+workers = 2
+[stop]
+trials = TRIALS
+"#;
+
+fn problem(kind: &str, trials: u32, delay: f64, extra: &str) -> String {
+    PROBLEM
+        .replace("KIND", kind)
+        .replace("TRIALS", &trials.to_string())
+        .replace("DELAY", &delay.to_string())
+        + extra
+}
+
+#[test]
+fn threads_and_processes_run_every_trial_and_write_the_run_store() {
+    for kind in ["threads", "processes"] {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(dir.path(), "exp.toml", &problem(kind, 6, 0.0, ""));
+        let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+        assert!(out.status.success(), "{kind}: {}", text(&out));
+        let run = dir.path().join("out/zdt");
+        let res = results(&run);
+        assert_eq!(res.len(), 7, "{kind}: 6 trials + the default");
+        assert!(res
+            .iter()
+            .all(|r| r["report"]["outcome"]["Success"].is_array()));
+        let workers: std::collections::BTreeSet<String> = res
+            .iter()
+            .map(|r| r["report"]["worker"].as_str().unwrap().to_string())
+            .collect();
+        if kind == "processes" {
+            assert!(workers.iter().all(|w| w.starts_with("pid ")), "{workers:?}");
+        } else {
+            assert!(
+                workers.iter().all(|w| w.starts_with("thread ")),
+                "{workers:?}"
+            );
+        }
+        // ZDT1 values are reproduced from the configuration.
+        for r in &res {
+            let f = r["report"]["outcome"]["Success"].as_array().unwrap();
+            assert!(f[0].as_f64().unwrap() >= 0.0 && f[0].as_f64().unwrap() <= 1.0);
+        }
+        for file in [
+            "experiment.toml",
+            "pareto.csv",
+            "summary.json",
+            "summary.md",
+            "pareto.svg",
+        ] {
+            assert!(run.join(file).is_file(), "{kind}: no {file}");
+        }
+        let csv = std::fs::read_to_string(run.join("pareto.csv")).unwrap();
+        assert!(csv.starts_with("trial,budget,f1,f2,x0,x1,x2,x3\n"), "{csv}");
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(summary["trials"], 6);
+        assert_eq!(summary["failed"], 0);
+        assert!(
+            summary["default"].is_array(),
+            "the default configuration is evaluated"
+        );
+        let pareto = dsnn(&["pareto", run.to_str().unwrap(), "--csv"], dir.path());
+        assert_eq!(String::from_utf8_lossy(&pareto.stdout), csv);
+    }
+}
+
+#[test]
+fn failing_trials_are_recorded_and_the_run_goes_on() {
+    // Panics and NaN in threads; aborts and memory exhaustion in child processes.
+    let cases = [
+        ("threads", "panic", "", "panicked: injected failure"),
+        ("threads", "nan", "", "not finite"),
+        ("processes", "abort", "", "signal 6"),
+        (
+            "processes",
+            "out_of_memory",
+            "memory_limit = \"512M\"\n",
+            "out of memory",
+        ),
+    ];
+    for (kind, failure, executor_extra, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let exp = problem(kind, 8, 0.0, "")
+            .replace(
+                "[optimizer]",
+                &format!(
+                    "inject_failure = {{ kind = \"{failure}\", fraction = 0.5 }}\n[optimizer]"
+                ),
+            )
+            .replace("workers = 2", &format!("workers = 2\n{executor_extra}"));
+        let f = write(dir.path(), "exp.toml", &exp);
+        let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+        assert!(out.status.success(), "{failure}: {}", text(&out));
+        let res = results(&dir.path().join("out/zdt"));
+        assert_eq!(res.len(), 9, "{failure}: every trial is recorded");
+        let failed: Vec<&serde_json::Value> = res
+            .iter()
+            .filter(|r| r["report"]["outcome"]["Failure"].is_string())
+            .collect();
+        assert!(
+            !failed.is_empty() && failed.len() < 9,
+            "{failure}: {} failed",
+            failed.len()
+        );
+        for r in &failed {
+            let reason = r["report"]["outcome"]["Failure"].as_str().unwrap();
+            assert!(reason.contains(expected), "{failure}: {reason}");
+        }
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("out/zdt/summary.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            summary["failed"].as_u64().unwrap() as usize,
+            failed.iter().filter(|r| !is_default(r)).count()
+        );
+    }
+}
+
+#[test]
+fn trials_past_their_time_limit_fail_in_both_executors() {
+    for kind in ["threads", "processes"] {
+        let dir = tempfile::tempdir().unwrap();
+        let exp = problem(kind, 3, 30.0, "")
+            .replace("workers = 2", "workers = 2\ntrial_time_limit_s = 0.5");
+        let f = write(dir.path(), "exp.toml", &exp);
+        let start = Instant::now();
+        let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+        assert!(out.status.success(), "{kind}: {}", text(&out));
+        assert!(
+            start.elapsed() < Duration::from_secs(25),
+            "{kind}: limits not enforced"
+        );
+        let res = results(&dir.path().join("out/zdt"));
+        assert_eq!(res.len(), 4);
+        for r in &res {
+            let reason = r["report"]["outcome"]["Failure"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(reason.contains("time limit of 0.5 s"), "{kind}: {r}");
+        }
+    }
+}
+
+/// Configurations of the successful optimizer trials, sorted.
+fn configs(run: &Path) -> Vec<String> {
+    let mut asked: Vec<String> = log_records(run)
+        .into_iter()
+        .filter(|r| r["event"] == "ask")
+        .flat_map(|r| r["trials"].as_array().unwrap().clone())
+        .map(|t| t["config"].to_string())
+        .collect();
+    asked.sort();
+    asked
+}
+
+#[test]
+fn a_run_killed_with_sigkill_resumes_without_losing_or_repeating_trials() {
+    let dir = tempfile::tempdir().unwrap();
+    let trials = 16;
+    let f = write(
+        dir.path(),
+        "exp.toml",
+        &problem("threads", trials, 0.15, ""),
+    );
+    let run = dir.path().join("out/zdt");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .args(["run", f.to_str().unwrap()])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while results(&run).len() < 6 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before: Vec<serde_json::Value> = results(&run);
+    assert!(
+        before.len() < trials as usize + 1,
+        "the run finished before the kill"
+    );
+
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("resuming"), "{}", text(&out));
+    let after = results(&run);
+    // Every completed trial is still there, unchanged, and none ran twice.
+    assert_eq!(&after[..before.len()], &before[..]);
+    let mut ids: Vec<u64> = after
+        .iter()
+        .map(|r| r["report"]["id"].as_u64().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), after.len(), "a trial was recorded twice");
+    assert_eq!(after.len(), trials as usize + 1);
+
+    // The same number of trials, with the same configurations, as a run
+    // that was never interrupted.
+    let dir2 = tempfile::tempdir().unwrap();
+    let f2 = write(
+        dir2.path(),
+        "exp.toml",
+        &problem("threads", trials, 0.0, ""),
+    );
+    let out = dsnn(&["run", f2.to_str().unwrap()], dir2.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let run2 = dir2.path().join("out/zdt");
+    assert_eq!(results(&run2).len(), after.len());
+    assert_eq!(configs(&run2), configs(&run));
+    // Running a finished experiment again adds nothing.
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(results(&run).len(), after.len());
+}
+
+#[test]
+fn a_changed_experiment_does_not_reuse_the_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "exp.toml", &problem("threads", 2, 0.0, ""));
+    assert!(dsnn(&["run", f.to_str().unwrap()], dir.path())
+        .status
+        .success());
+    write(
+        dir.path(),
+        "exp.toml",
+        &problem("threads", 2, 0.0, "").replace("seed = 7", "seed = 8"),
+    );
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("holds a different experiment"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn dsnn_search_on_digits_records_diverged_trials_and_reports_the_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = r#"
+name = "digits"
+output_dir = "out"
+objectives = ["loss", "energy", "model_size"]
+[data]
+dataset = "digits"
+validation_fraction = 0.2
+[model]
+optimizer = "SGD"
+batch_size = 32
+[space]
+hyperparameters = [
+  { name = "lr", type = "float", lower = 0.01, upper = 1e9, log = true, default = 0.05 },
+  { name = "weight_bits", type = "int", lower = 2, upper = 5, default = 5 },
+  { name = "shift_type", type = "categorical", choices = ["Q", "PS"], default = "Q" },
+]
+[energy]
+meter = { kind = "opcount" }
+[fidelity]
+max = 3
+[executor]
+kind = "processes"
+workers = 2
+[stop]
+trials = 6
+"#;
+    let f = write(dir.path(), "exp.toml", exp);
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let run = dir.path().join("out/digits");
+    let res = results(&run);
+    assert_eq!(res.len(), 7);
+    let default = res.iter().find(|r| is_default(r)).unwrap();
+    let f0 = default["report"]["outcome"]["Success"].as_array().unwrap();
+    assert!(
+        f0[0].as_f64().unwrap() < 0.3,
+        "default DSNN learns digits: {default}"
+    );
+    assert!(default["report"]["metrics"]["accuracy"].as_f64().unwrap() > 0.7);
+    // Huge learning rates diverge: failed with the reason, never fake values.
+    let asked: Vec<serde_json::Value> = log_records(&run)
+        .into_iter()
+        .filter(|x| x["event"] == "ask")
+        .flat_map(|x| x["trials"].as_array().unwrap().clone())
+        .collect();
+    let mut diverged = 0;
+    for r in res.iter().filter(|r| !is_default(r)) {
+        let lr = asked
+            .iter()
+            .find(|t| t["id"] == r["report"]["id"])
+            .map(|t| t["config"]["lr"].as_f64().unwrap())
+            .unwrap();
+        if let Some(reason) = r["report"]["outcome"]["Failure"].as_str() {
+            assert!(reason.contains("diverged"), "{reason}");
+            assert!(lr > 1.0, "lr {lr} diverged");
+            diverged += 1;
+        }
+    }
+    assert!(diverged > 0, "no trial diverged: {res:?}");
+    let emissions = std::fs::read_to_string(run.join("emissions.csv")).unwrap();
+    assert!(emissions.lines().count() >= 2, "{emissions}");
+    let md = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(
+        md.contains("Pareto front") && md.contains("vs the default"),
+        "{md}"
+    );
+}
+
+#[test]
+fn wall_time_stops_the_run_and_trial_reads_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = problem("threads", 1, 0.2, "").replace("trials = 1", "wall_time_s = 1.0");
+    let f = write(dir.path(), "exp.toml", &exp);
+    let start = Instant::now();
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(
+        text(&out).contains("wall time of 1 s reached"),
+        "{}",
+        text(&out)
+    );
+    let run = dir.path().join("out/zdt");
+    let n = results(&run).len();
+    assert!(
+        (3..=12).contains(&n),
+        "{n} results in 1 s of 0.2 s trials on 2 workers"
+    );
+
+    // `dsnn trial` without files: JSON in on stdin, the report out on stdout.
+    let input = serde_json::json!({
+        "experiment_file": run.join("experiment.toml"),
+        "task": { "trial": { "id": 5, "budget": 1.0, "config": { "x0": 0.0, "x1": 0.0, "x2": 0.0, "x3": 0.0 } }, "attempt": 0 }
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .arg("trial")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["id"], 5);
+    // ZDT1 at x = 0: f1 = 0, g = 1, f2 = 1.
+    assert_eq!(report["outcome"]["Success"], serde_json::json!([0.0, 1.0]));
+}
