@@ -31,6 +31,7 @@ use dsnn_search::{Outcome, TrialId};
 use serde::{Deserialize, Serialize};
 
 use crate::executor::{Executor, ExecutorContext, ExecutorError, TrialReport, TrialTask};
+use crate::local::TrialInput;
 
 /// Settings of the SLURM executor: the `[executor.slurm]` table of an
 /// experiment file. Every field is optional; unknown keys are errors.
@@ -366,19 +367,19 @@ impl SlurmExecutor {
     }
 
     fn trial_stem(task: &TrialTask) -> String {
-        format!("t{}-a{}", task.trial.id, task.attempt)
+        format!("t{}-a{}", trial_label(task.trial.id), task.attempt)
     }
 
     fn result_path(&self, trial: TrialId, job_id: &str) -> PathBuf {
         self.shared
             .join("results")
-            .join(format!("t{trial}-job{job_id}.json"))
+            .join(format!("t{}-job{job_id}.json", trial_label(trial)))
     }
 
     fn exit_path(&self, trial: TrialId, job_id: &str) -> PathBuf {
         self.shared
             .join("results")
-            .join(format!("t{trial}-job{job_id}.exit"))
+            .join(format!("t{}-job{job_id}.exit", trial_label(trial)))
     }
 
     fn log_path(&self, task: &TrialTask, job_id: &str) -> PathBuf {
@@ -430,7 +431,7 @@ impl SlurmExecutor {
 
     /// The batch script of one trial.
     fn script(&self, task: &TrialTask, input: &Path) -> String {
-        let id = task.trial.id;
+        let id = trial_label(task.trial.id);
         let results = self.shared.join("results");
         let mut s = format!(
             "#!/bin/sh\n# dsnn trial {id} (attempt {}) of run {}, written by the SLURM executor.\n",
@@ -506,10 +507,10 @@ impl SlurmExecutor {
     fn submit_job(&mut self, task: TrialTask) -> Result<(), ExecutorError> {
         let stem = Self::trial_stem(&task);
         let input = self.shared.join("trials").join(format!("{stem}.json"));
-        let body = serde_json::json!({
-            "experiment_file": self.experiment_file,
-            "task": task,
-        });
+        let body = TrialInput {
+            experiment_file: self.experiment_file.clone(),
+            task: task.clone(),
+        };
         write_atomic(
             &input,
             serde_json::to_string_pretty(&body)
@@ -518,7 +519,7 @@ impl SlurmExecutor {
         )?;
         let script = self.shared.join("scripts").join(format!("{stem}.sh"));
         write_atomic(&script, self.script(&task, &input).as_bytes())?;
-        let name = format!("{}-t{}", self.name_prefix, task.trial.id);
+        let name = format!("{}-t{}", self.name_prefix, trial_label(task.trial.id));
         let mut args = self.sbatch_args(&task, &name);
         args.push(script.display().to_string());
         let mut tries = 0;
@@ -962,6 +963,16 @@ impl Executor for SlurmExecutor {
             self.jobs.clear();
         }
         Ok(())
+    }
+}
+
+/// A trial's id in file and job names; the run's default-configuration
+/// trial (id `u64::MAX`) is `default`.
+fn trial_label(id: TrialId) -> String {
+    if id == TrialId::MAX {
+        "default".into()
+    } else {
+        id.to_string()
     }
 }
 

@@ -421,3 +421,216 @@ fn which(cmd: &str) -> PathBuf {
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("{cmd} not on PATH"))
 }
+
+// ---- `dsnn run` end to end, trials as SLURM jobs running the real `dsnn trial`.
+
+const SEARCH: &str = r#"
+name = "zdt"
+seed = 7
+output_dir = "out"
+[problem]
+name = "zdt1"
+dimensions = 4
+delay_s = DELAY
+[optimizer]
+kind = "random"
+[executor]
+kind = "slurm"
+[executor.slurm]
+poll_interval_s = 0.2
+max_jobs_in_flight = 4
+[stop]
+trials = TRIALS
+"#;
+
+fn search(dir: &Path, trials: u32, delay: f64) -> PathBuf {
+    let f = dir.join("exp.toml");
+    let text = SEARCH
+        .replace("TRIALS", &trials.to_string())
+        .replace("DELAY", &delay.to_string());
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+fn dsnn_run(exp: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .arg("run")
+        .arg(exp)
+        .current_dir(exp.parent().unwrap())
+        .output()
+        .unwrap()
+}
+
+fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `result` records of a run's trial log.
+fn run_results(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("trials.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["event"] == "result")
+        .collect()
+}
+
+/// Trial id -> job ids, from the executor's `jobs.jsonl`.
+fn submissions(run: &Path) -> BTreeMap<u64, Vec<u64>> {
+    let mut m: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for l in std::fs::read_to_string(run.join("slurm/jobs.jsonl"))
+        .unwrap_or_default()
+        .lines()
+    {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        if v["event"] == "submitted" {
+            let job = v["job_id"].as_str().unwrap().parse().unwrap();
+            m.entry(v["trial_id"].as_u64().unwrap())
+                .or_default()
+                .push(job);
+        }
+    }
+    m
+}
+
+fn worker_job(r: &serde_json::Value) -> u64 {
+    let w = r["report"]["worker"].as_str().unwrap();
+    w.strip_prefix("slurm job ")
+        .unwrap_or_else(|| panic!("worker {w}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn dsnn_run_searches_with_every_trial_a_slurm_job() {
+    require_cluster!();
+    let dir = tempfile::tempdir().unwrap();
+    let exp = search(dir.path(), 8, 0.0);
+    let out = dsnn_run(&exp);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let run = dir.path().join("out/zdt");
+    let res = run_results(&run);
+    assert_eq!(res.len(), 9, "8 trials and the default");
+    let subs = submissions(&run);
+    assert_eq!(subs.len(), 9);
+    for r in &res {
+        assert!(r["report"]["outcome"]["Success"].is_array(), "{r}");
+        let id = r["report"]["id"].as_u64().unwrap();
+        assert_eq!(
+            subs[&id],
+            vec![worker_job(r)],
+            "trial {id} ran once, as its job"
+        );
+    }
+    let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(summary.contains("8 trials (0 failed)"), "{summary}");
+}
+
+#[test]
+fn a_killed_dsnn_run_resumed_collects_the_jobs_it_submitted() {
+    require_cluster!();
+    let dir = tempfile::tempdir().unwrap();
+    let trials = 8;
+    let exp = search(dir.path(), trials, 1.5);
+    let run = dir.path().join("out/zdt");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .arg("run")
+        .arg(&exp)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it (SIGKILL: no clean-up) once results came back and more jobs
+    // are queued or running.
+    let start = Instant::now();
+    while run_results(&run).len() < 2 || submissions(&run).len() < 6 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done: Vec<u64> = run_results(&run)
+        .iter()
+        .map(|r| r["report"]["id"].as_u64().unwrap())
+        .collect();
+    let left_behind: BTreeMap<u64, u64> = submissions(&run)
+        .into_iter()
+        .filter(|(id, _)| !done.contains(id))
+        .map(|(id, jobs)| (id, jobs[0]))
+        .collect();
+    assert!(!left_behind.is_empty(), "the run finished before the kill");
+
+    let out = dsnn_run(&exp);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("resuming"), "{text}");
+    let res = run_results(&run);
+    assert_eq!(res.len(), trials as usize + 1, "{text}");
+    let subs = submissions(&run);
+    for (id, job) in &left_behind {
+        let r = res
+            .iter()
+            .find(|r| r["report"]["id"].as_u64() == Some(*id))
+            .unwrap_or_else(|| panic!("trial {id} has no result"));
+        assert_eq!(
+            worker_job(r),
+            *job,
+            "trial {id} collected from its first job"
+        );
+        assert_eq!(subs[id], vec![*job], "trial {id} was not submitted again");
+        assert!(r["report"]["outcome"]["Success"].is_array(), "{r}");
+    }
+    // Every trial ran exactly once.
+    assert!(subs.values().all(|jobs| jobs.len() == 1), "{subs:?}");
+}
+
+#[test]
+fn ctrl_c_cancels_the_runs_jobs_and_keeps_the_trial_log() {
+    require_cluster!();
+    let dir = tempfile::tempdir().unwrap();
+    let exp = search(dir.path(), 6, 30.0);
+    let run = dir.path().join("out/zdt");
+    let child = Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .arg("run")
+        .arg(&exp)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while submissions(&run).len() < 4 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no submissions");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let jobs: Vec<u64> = submissions(&run).values().map(|j| j[0]).collect();
+    for job in &jobs {
+        wait_for_state(*job, "RUNNING", Duration::from_secs(30));
+    }
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let text = output_text(&out);
+    assert!(
+        !out.status.success() && text.contains("interrupted"),
+        "{text}"
+    );
+    for job in &jobs {
+        wait_for_state(*job, "CANCELLED", Duration::from_secs(15));
+    }
+    // The trial log is intact: it parses, and records the interruption.
+    let log = std::fs::read_to_string(run.join("trials.jsonl")).unwrap();
+    for l in log.lines() {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+    }
+    assert!(log.contains("interrupted"), "{log}");
+    assert!(run_results(&run).is_empty());
+}

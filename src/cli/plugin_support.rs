@@ -4,6 +4,7 @@
 use dsnn::experiment::CheckedExperiment;
 use dsnn::objective::MeterFactory;
 use dsnn::runner::{ExecutorFactory, PluginOptimizerFactory};
+use dsnn::slurm::{SlurmExecutor, SlurmSettings};
 use std::path::Path;
 
 /// The factory for optimizer plugins named in the experiment.
@@ -19,7 +20,12 @@ pub fn meter_factory(_exp: &CheckedExperiment, _base_dir: &Path) -> Option<Box<M
     None
 }
 
-/// The factory for executors beyond threads and processes.
+/// The factory for executors beyond threads and processes: the SLURM
+/// executor, configured by `[executor.slurm]`.
 pub fn executor_factory() -> Option<Box<ExecutorFactory>> {
-    None
+    Some(Box::new(|exp, ctx| {
+        let table = exp.experiment.executor.slurm.clone().unwrap_or_default();
+        let settings = SlurmSettings::from_toml(&table)?;
+        Ok(Box::new(SlurmExecutor::new(settings, ctx)?))
+    }))
 }
