@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dsnn::executor::{Executor, ExecutorContext, TrialReport, TrialTask};
-use dsnn::slurm::{SlurmExecutor, SlurmSettings};
+use dsnn::slurm::{GpuRequest, SlurmExecutor, SlurmSettings};
 use dsnn_search::{Configuration, Outcome, Trial};
 
 /// Why the cluster cannot be used, if it cannot.
@@ -351,6 +351,65 @@ fn a_rejected_submission_shows_sbatch_message() {
     assert!(e.contains("sbatch rejected trial 1"), "{e}");
     assert!(e.contains("invalid partition"), "{e}");
     assert_eq!(ex.in_flight(), 0);
+    std::fs::remove_dir_all(&ctx.run_dir).unwrap();
+}
+
+#[test]
+fn a_gpu_request_reaches_sbatch() {
+    require_cluster!();
+    // The dev cluster has no GPUs: SLURM itself refuses the --gres request.
+    let ctx = setup("gres", None);
+    let s = SlurmSettings {
+        gpus: Some(GpuRequest::Count(1)),
+        ..settings()
+    };
+    let mut ex = SlurmExecutor::new(s, ctx.clone()).unwrap();
+    let e = ex.submit(task(1, "ok", 0.0)).unwrap_err().to_string();
+    assert!(e.contains("--gres=gpu:1"), "{e}");
+    assert!(e.to_lowercase().contains("gres"), "{e}");
+    std::fs::remove_dir_all(&ctx.run_dir).unwrap();
+}
+
+#[test]
+fn a_shared_dir_of_its_own_and_setup_lines() {
+    require_cluster!();
+    let ctx = setup("shared", None);
+    let shared = ctx.run_dir.join("elsewhere");
+    let s = SlurmSettings {
+        shared_dir: Some(shared.clone()),
+        setup: vec!["echo setup-line-ran".into()],
+        cpus_per_trial: 2,
+        mem: Some("256M".into()),
+        extra_sbatch_args: vec!["--comment=dsnn-test".into()],
+        ..settings()
+    };
+    let mut ex = SlurmExecutor::new(s, ctx.clone()).unwrap();
+    ex.submit(task(1, "ok", 0.0)).unwrap();
+    let job = ex.job_ids()[&1];
+    let out = Command::new("scontrol")
+        .args(["show", "job", "-o", &job.to_string()])
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        info.contains("NumCPUs=2") && info.contains("mem=256M"),
+        "{info}"
+    );
+    assert!(info.contains("Comment=dsnn-test"), "{info}");
+    let got = collect(&mut ex, 1, Duration::from_secs(30));
+    assert_eq!(got[&1].outcome, Outcome::Success(vec![1.0]));
+    // Inputs, results and logs live in the shared directory, with a copy of
+    // the experiment file; the job record stays in the run directory.
+    let input = std::fs::read_to_string(shared.join("trials/t1-a0.json")).unwrap();
+    assert!(
+        input.contains(&shared.join("experiment.toml").display().to_string()),
+        "{input}"
+    );
+    assert!(shared.join("experiment.toml").is_file());
+    assert!(shared.join(format!("results/t1-job{job}.json")).is_file());
+    let log = std::fs::read_to_string(shared.join(format!("logs/t1-a0-{job}.log"))).unwrap();
+    assert!(log.starts_with("setup-line-ran\n"), "{log}");
+    assert!(records(&ctx).contains(&format!("\"job_id\":\"{job}\"")));
     std::fs::remove_dir_all(&ctx.run_dir).unwrap();
 }
 
