@@ -212,6 +212,8 @@ struct Job {
 struct JobState {
     state: String,
     name: String,
+    /// How long it has been running, as SLURM counts (`squeue %M`).
+    run_time: Option<Duration>,
 }
 
 const ACTIVE_STATES: &[&str] = &[
@@ -584,7 +586,7 @@ impl SlurmExecutor {
             "-j".into(),
             ids.join(","),
             "-o".into(),
-            "%i|%T|%j".into(),
+            "%i|%T|%M|%j".into(),
         ];
         let out = self.run("squeue", &args)?;
         let text = output_text(&out);
@@ -600,14 +602,16 @@ impl SlurmExecutor {
         }
         let mut states = HashMap::new();
         for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let mut parts = line.splitn(3, '|');
-            if let (Some(id), Some(state), Some(name)) = (parts.next(), parts.next(), parts.next())
+            let mut parts = line.splitn(4, '|');
+            if let (Some(id), Some(state), Some(time), Some(name)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
             {
                 states.insert(
                     id.trim().to_string(),
                     JobState {
                         state: base_state(state),
                         name: name.trim().to_string(),
+                        run_time: parse_run_time(time.trim()),
                     },
                 );
             }
@@ -766,6 +770,7 @@ impl SlurmExecutor {
                 }
                 None => {}
             }
+            let run_time = listed.as_ref().and_then(|s| s.run_time);
             let state = match listed {
                 Some(s) => Some((s.state, None)),
                 None => self.finished_state(job).map(|(s, c)| (s, Some(c))),
@@ -774,7 +779,11 @@ impl SlurmExecutor {
                 Some((state, _)) if is_active(&state) => {
                     let job = self.jobs.get_mut(&key).expect("present");
                     if state == "RUNNING" && job.started.is_none() {
-                        job.started = Some(Instant::now());
+                        // A job taken over from an earlier process has run
+                        // for a while already: count that time too.
+                        let ran = run_time.filter(|_| job.adopted).unwrap_or_default();
+                        let now = Instant::now();
+                        job.started = Some(now.checked_sub(ran).unwrap_or(now));
                     }
                     if let (Some(limit), Some(started)) = (limit, job.started) {
                         if started.elapsed() > limit {
@@ -980,6 +989,24 @@ fn is_active(state: &str) -> bool {
     ACTIVE_STATES.contains(&state)
 }
 
+/// `squeue`'s `%M`: `[days-][hours:]minutes:seconds`, or `INVALID` for
+/// jobs that have not started.
+fn parse_run_time(s: &str) -> Option<Duration> {
+    let (days, rest) = match s.split_once('-') {
+        Some((d, r)) => (d.parse::<u64>().ok()?, r),
+        None => (0, s),
+    };
+    let mut secs = 0u64;
+    let parts: Vec<&str> = rest.split(':').collect();
+    if parts.len() < 2 || parts.len() > 3 {
+        return None;
+    }
+    for p in parts {
+        secs = secs * 60 + p.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_secs(days * 86_400 + secs))
+}
+
 /// `CANCELLED by 0` -> `CANCELLED`; `OUT_OF_ME+` stays as it is.
 fn base_state(s: &str) -> String {
     s.split_whitespace()
@@ -1126,6 +1153,16 @@ mod tests {
         assert_eq!(shell_quote(Path::new("/a b/it's")), r"'/a b/it'\''s'");
         assert_eq!(run_label(Path::new("/runs/my run!")), "myrun");
         assert_eq!(run_label(Path::new("/")), "run");
+        assert_eq!(parse_run_time("0:05"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_run_time("12:34"), Some(Duration::from_secs(754)));
+        assert_eq!(parse_run_time("1:02:03"), Some(Duration::from_secs(3723)));
+        assert_eq!(
+            parse_run_time("2-01:00:00"),
+            Some(Duration::from_secs(2 * 86_400 + 3600))
+        );
+        assert_eq!(parse_run_time("INVALID"), None);
+        assert_eq!(trial_label(TrialId::MAX), "default");
+        assert_eq!(trial_label(7), "7");
     }
 
     #[test]

@@ -309,6 +309,34 @@ fn a_fresh_executor_collects_the_jobs_of_a_killed_one() {
 }
 
 #[test]
+fn a_taken_over_job_counts_its_earlier_run_time_against_the_limit() {
+    require_cluster!();
+    let ctx = setup("resume-limit", Some(Duration::from_secs(4)));
+    let mut first = SlurmExecutor::new(settings(), ctx.clone()).unwrap();
+    first.submit(task(1, "ok", 60.0)).unwrap();
+    let job = first.job_ids()[&1];
+    drop(first);
+    wait_for_state(job, "RUNNING", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(3));
+    let mut second = SlurmExecutor::new(settings(), ctx.clone()).unwrap();
+    let resumed = Instant::now();
+    second.resume(vec![task(1, "ok", 60.0)]).unwrap();
+    assert_eq!(second.job_ids()[&1], job);
+    let got = collect(&mut second, 1, Duration::from_secs(30));
+    let m = failure(&got[&1]);
+    assert!(m.contains("exceeded the trial time limit of 4 s"), "{m}");
+    // About 1 s after the take-over, not 4: SLURM's run time counts.
+    assert!(
+        resumed.elapsed() < Duration::from_millis(3500),
+        "{:?}",
+        resumed.elapsed()
+    );
+    assert!(got[&1].duration_s >= 4.0, "{}", got[&1].duration_s);
+    wait_for_state(job, "CANCELLED", Duration::from_secs(15));
+    std::fs::remove_dir_all(&ctx.run_dir).unwrap();
+}
+
+#[test]
 fn shutdown_cancels_the_jobs_and_a_resume_submits_them_again() {
     require_cluster!();
     let ctx = setup("shutdown", None);
