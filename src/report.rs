@@ -464,3 +464,80 @@ pub fn write_reports(dir: &Path, s: &Summary, h: &History) -> std::io::Result<()
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dsnn_search::Configuration;
+
+    fn entry(id: u64, budget: f64, outcome: Outcome) -> (Trial, TrialReport) {
+        let mut config = Configuration::new();
+        config.insert("lr", 0.1 * (id % 7) as f64);
+        (
+            Trial { id, config, budget },
+            TrialReport {
+                id,
+                outcome,
+                metrics: Default::default(),
+                duration_s: 1.0,
+                worker: "thread 0".into(),
+            },
+        )
+    }
+
+    fn history() -> History {
+        History {
+            results: vec![
+                entry(DEFAULT_TRIAL_ID, 9.0, Outcome::Success(vec![0.4, 10.0])),
+                entry(0, 1.0, Outcome::Success(vec![0.0, 0.0])), // low budget: not on the front
+                entry(1, 9.0, Outcome::Success(vec![0.3, 8.0])),
+                entry(2, 9.0, Outcome::Success(vec![0.5, 2.0])),
+                entry(3, 9.0, Outcome::Success(vec![0.6, 9.0])), // dominated
+                entry(4, 9.0, Outcome::Failure("diverged: loss NaN".into())),
+                entry(5, 3.0, Outcome::Failure("diverged: loss NaN".into())),
+            ],
+            elapsed_s: 12.0,
+            ..History::default()
+        }
+    }
+
+    #[test]
+    fn the_front_is_taken_at_the_largest_budget_and_compared_with_the_default() {
+        let names = vec!["loss".to_string(), "energy".to_string()];
+        let s = summarize("t", &names, &history());
+        assert_eq!(s.trials, 6);
+        assert_eq!(s.failed, 2);
+        assert_eq!(s.budget, Some(9.0));
+        let on_front: Vec<&str> = s.front.iter().map(|p| p.trial.as_str()).collect();
+        assert_eq!(on_front, vec!["1", "2"]);
+        assert_eq!(s.default, Some(vec![0.4, 10.0]));
+        // Best loss 0.3 vs 0.4: 25% better; best energy 2 vs 10: 80% better.
+        let imp: Vec<f64> = s
+            .improvement_over_default
+            .iter()
+            .map(|i| i.unwrap())
+            .collect();
+        assert!(
+            (imp[0] - 0.25).abs() < 1e-12 && (imp[1] - 0.8).abs() < 1e-12,
+            "{imp:?}"
+        );
+        assert_eq!(s.failures, vec![("diverged: loss NaN".to_string(), 2)]);
+        // Normalised to [0.3, 0.6] x [2, 10]: the front's hypervolume w.r.t. 1.1.
+        let hv = s.normalized_hypervolume.unwrap();
+        let f1 = [0.0, 0.75]; // trial 1
+        let f2 = [2.0 / 3.0, 0.0]; // trial 2
+        let expected = (1.1 - f1[0]) * (1.1 - f1[1]) + (1.1 - f2[0]) * (f1[1] - f2[1]);
+        assert!((hv - expected).abs() < 1e-12, "{hv} vs {expected}");
+        let csv = front_csv(&s);
+        assert_eq!(csv.lines().next(), Some("trial,budget,loss,energy,lr"));
+        assert_eq!(csv.lines().count(), 3);
+        let md = summary_markdown(&s);
+        assert!(md.contains("+25.0%") && md.contains("+80.0%"), "{md}");
+        let svg = pareto_svg(&s, &history()).unwrap();
+        // Three optimizer trials at budget 9 in grey (the front drawn over
+        // them in red), the default as a square; plus the legend's marks.
+        assert_eq!(svg.matches("fill=\"#999\"").count(), 3 + 1);
+        assert_eq!(svg.matches("fill=\"#d62728\"").count(), 2 + 1);
+        assert_eq!(svg.matches("<rect x=").count(), 1 + 1); // + legend
+    }
+}

@@ -295,3 +295,128 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
 pub fn trial_key(id: TrialId) -> String {
     crate::objective::trial_label(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dsnn_search::{Configuration, Outcome};
+
+    fn trial(id: u64) -> Trial {
+        let mut config = Configuration::new();
+        config.insert("x", id as f64 / 10.0);
+        Trial {
+            id,
+            config,
+            budget: 1.0,
+        }
+    }
+
+    fn result(id: u64, outcome: Outcome) -> LogRecord {
+        LogRecord::Result {
+            budget: 1.0,
+            report: TrialReport {
+                id,
+                outcome,
+                metrics: Default::default(),
+                duration_s: 0.1,
+                worker: "thread 0".into(),
+            },
+            elapsed_s: id.min(5) as f64,
+        }
+    }
+
+    #[test]
+    fn history_rebuilds_events_results_and_in_flight_trials() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, h) = RunStore::open(dir.path(), "exp").unwrap();
+        assert!(h.results.is_empty() && h.events.is_empty());
+        let default = Trial {
+            id: DEFAULT_TRIAL_ID,
+            ..trial(9)
+        };
+        for r in [
+            LogRecord::Session {
+                started_at: 0.0,
+                version: "0".into(),
+            },
+            LogRecord::Default {
+                trial: default.clone(),
+            },
+            LogRecord::Ask {
+                n: 3,
+                trials: vec![trial(0), trial(1), trial(2)],
+            },
+            result(1, Outcome::Success(vec![1.0, 2.0])),
+            result(DEFAULT_TRIAL_ID, Outcome::Success(vec![3.0, 3.0])),
+            result(0, Outcome::Failure("diverged".into())),
+        ] {
+            store.append(&r).unwrap();
+        }
+        drop(store);
+        let (_, h) = RunStore::open(dir.path(), "exp").unwrap();
+        assert_eq!(h.sessions, 1);
+        assert_eq!(h.finished_trials(), 2);
+        assert_eq!(h.asked_trials(), 3);
+        assert_eq!(h.in_flight, vec![trial(2)]);
+        assert_eq!(h.default_trial, Some(default));
+        // The default trial is not an optimizer event.
+        assert_eq!(h.events.len(), 3);
+        assert!(matches!(h.events[1], Event::Tell { id: 1, .. }));
+        assert!(matches!(h.events[2], Event::Tell { id: 0, .. }));
+        assert_eq!(h.elapsed_s, 5.0);
+    }
+
+    #[test]
+    fn a_cut_off_last_line_is_ignored_but_a_broken_middle_line_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = RunStore::open(dir.path(), "exp").unwrap();
+        store
+            .append(&LogRecord::Ask {
+                n: 2,
+                trials: vec![trial(0), trial(1)],
+            })
+            .unwrap();
+        store
+            .append(&result(0, Outcome::Success(vec![1.0])))
+            .unwrap();
+        drop(store);
+        let log = dir.path().join(RunStore::LOG);
+        let full = fs::read_to_string(&log).unwrap();
+        // A crash in the middle of writing the second result.
+        let cut = serde_json::to_string(&result(1, Outcome::Success(vec![2.0]))).unwrap();
+        fs::write(&log, format!("{full}{}", &cut[..cut.len() / 2])).unwrap();
+        let (mut store, h) = RunStore::open(dir.path(), "exp").unwrap();
+        assert_eq!(h.results.len(), 1);
+        assert_eq!(h.in_flight, vec![trial(1)]);
+        // Resuming ends the cut line, so new records start cleanly.
+        store
+            .append(&result(1, Outcome::Success(vec![2.0])))
+            .unwrap();
+        drop(store);
+        let h = read_history(&log).unwrap();
+        assert_eq!(h.results.len(), 2);
+        assert!(h.in_flight.is_empty());
+
+        let lines: Vec<String> = fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        fs::write(&log, format!("{}\n{{oops\n{}\n", lines[0], lines[1])).unwrap();
+        match read_history(&log) {
+            Err(StoreError::Corrupt { line: 2, .. }) => {}
+            other => panic!("expected a corrupt-line error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn another_experiment_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        RunStore::open(dir.path(), "exp A").unwrap();
+        match RunStore::open(dir.path(), "exp B") {
+            Err(StoreError::Mismatch(m)) => assert!(m.contains("different experiment")),
+            Err(e) => panic!("wrong error {e}"),
+            Ok(_) => panic!("a different experiment was accepted"),
+        }
+    }
+}
