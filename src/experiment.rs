@@ -1266,6 +1266,18 @@ fn check_experiment(exp: &mut Experiment, src: &Source, base: &Path) -> Result<(
             )
         })?;
     }
+    if x.kind == ExecutorKind::Slurm {
+        let table = x.slurm.clone().unwrap_or_default();
+        crate::slurm::SlurmSettings::from_toml(&table).map_err(|e| {
+            let m = e.to_string();
+            let key = m
+                .strip_prefix("executor.slurm.")
+                .and_then(|r| r.split(':').next())
+                .map(|k| format!("executor.slurm.{k}"))
+                .unwrap_or_else(|| "executor.slurm".into());
+            err(&key, m)
+        })?;
+    }
     if x.slurm.is_some() && x.kind != ExecutorKind::Slurm {
         return Err(err(
             "executor.slurm",

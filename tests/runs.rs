@@ -73,6 +73,10 @@ fn check_names_key_line_and_allowed_values() {
             &["stopping rule", "stop.trials"],
         ),
         (
+            "name = \"x\"\n[problem]\nname = \"zdt1\"\n[executor]\nkind = \"slurm\"\n[executor.slurm]\nmax_jobs_in_flight = 0\n[stop]\ntrials = 3\n",
+            &[":7:22", "executor.slurm.max_jobs_in_flight", "at least 1"],
+        ),
+        (
             "name = \"x\"\n[data]\ndataset = \"digits\"\n[space]\nhyperparameters = [{ name = \"dropout\", type = \"float\", lower = 0.0, upper = 0.5 }]\n[stop]\ntrials = 3\n",
             &[":5:", "dropout", "allowed:", "weight_bits"],
         ),
