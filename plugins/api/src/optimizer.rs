@@ -14,7 +14,7 @@ use abi_stable::sabi_trait;
 use abi_stable::sabi_types::VersionStrings;
 use abi_stable::std_types::{RBox, RResult, RStr, RString, RVec};
 use abi_stable::{declare_root_module_statics, StableAbi};
-use dsnn_search::{ConfigurationSpace, Optimizer, OptimizerError};
+use dsnn_search::{ConfigurationSpace, Optimizer};
 
 use crate::panic::guard;
 use crate::types::{POutcome, PError, PTrial};
@@ -126,22 +126,4 @@ where
             abi_stable::sabi_trait::TD_Opaque,
         ))
     })
-}
-
-impl From<PError> for OptimizerError {
-    /// Back to the search crate's error: the protocol errors keep their kind,
-    /// the rest become [`OptimizerError::Plugin`] with the plugin's message.
-    fn from(e: PError) -> Self {
-        match e {
-            PError::UnknownTrial(id) => OptimizerError::UnknownTrial(id),
-            PError::ObjectiveCount { id, expected, got } => OptimizerError::ObjectiveCount {
-                id,
-                expected: expected as usize,
-                got: got as usize,
-            },
-            PError::NonFinite(id) => OptimizerError::NonFinite(id),
-            PError::Invalid(m) => OptimizerError::Invalid(m.into_string()),
-            other => OptimizerError::Plugin(other.to_string()),
-        }
-    }
 }
