@@ -16,6 +16,8 @@ struct Cli {
 enum Command {
     /// Train one DSNN configuration and report its test accuracy.
     Train(cli::train::TrainArgs),
+    /// List the plugins (optimizers, energy meters) in the plugin directories.
+    Plugins(cli::plugins::PluginsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -23,6 +25,7 @@ fn main() -> std::process::ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let result = match Cli::parse().command {
         Command::Train(a) => cli::train::run(a),
+        Command::Plugins(a) => cli::plugins::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

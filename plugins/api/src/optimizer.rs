@@ -17,7 +17,7 @@ use abi_stable::{declare_root_module_statics, StableAbi};
 use dsnn_search::{ConfigurationSpace, Optimizer};
 
 use crate::panic::guard;
-use crate::types::{POutcome, PError, PTrial};
+use crate::types::{PError, POutcome, PTrial};
 
 /// One optimizer instance, as seen across the library boundary.
 ///

@@ -75,12 +75,7 @@ impl Settings {
     }
 
     /// A string that must be one of `allowed`, or `default` when absent.
-    pub fn choice(
-        &mut self,
-        key: &str,
-        allowed: &[&str],
-        default: &str,
-    ) -> Result<String, PError> {
+    pub fn choice(&mut self, key: &str, allowed: &[&str], default: &str) -> Result<String, PError> {
         match self.take(key).cloned() {
             None => Ok(default.to_string()),
             Some(toml::Value::String(s)) if allowed.contains(&s.as_str()) => Ok(s),
@@ -126,7 +121,9 @@ mod tests {
         assert_eq!(s.usize("neighbours", 20).unwrap(), 10);
         assert_eq!(s.f64("delta", 0.9).unwrap(), 1.0);
         assert_eq!(s.usize("population", 100).unwrap(), 100);
-        let e = s.choice("mode", &["tchebycheff"], "tchebycheff").unwrap_err();
+        let e = s
+            .choice("mode", &["tchebycheff"], "tchebycheff")
+            .unwrap_err();
         assert!(e.to_string().contains("`mode` = \"pbi\""), "{e}");
 
         let mut s = Settings::parse("moead", "neighbors = 10").unwrap();

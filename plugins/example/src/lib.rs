@@ -1,27 +1,22 @@
-//! A tutorial optimizer plugin: Pareto local search. `docs/plugins.md` walks
-//! through this file step by step.
-//!
-//! The first `random_trials` trials are random; after that, each trial is a
-//! neighbour (one hyperparameter changed) of a random non-dominated trial.
+//! Tutorial optimizer plugin (see `docs/plugins.md`): Pareto local search. Random
+//! trials first, then neighbours of randomly chosen non-dominated trials.
 
 // Step 1: imports. The plugin sees dsnn-search through the api crate.
-use std::collections::BTreeMap;
-
-use abi_stable::{export_root_module, prefix_type::PrefixTypeTrait, std_types::{RResult, RStr}};
+use abi_stable::std_types::{RResult, RStr};
+use abi_stable::{export_root_module, prefix_type::PrefixTypeTrait};
 use dsnn_plugin_api::dsnn_search::{pareto, Configuration, ConfigurationSpace, SearchSpace};
 use dsnn_plugin_api::dsnn_search::{Optimizer, OptimizerError, Outcome, Trial, TrialId};
 use dsnn_plugin_api::{optimizer_from, OptimizerBox, OptimizerPlugin, OptimizerPluginRef};
 use dsnn_plugin_api::{PError, Settings};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
 
-// Step 2: the optimizer's state.
-/// Pareto local search over a configuration space.
+/// Step 2: the optimizer's state.
 pub struct LocalSearch {
     space: ConfigurationSpace,
     rng: ChaCha8Rng,
     random_trials: usize,
-    budget: f64,
     next_id: TrialId,
     pending: BTreeMap<TrialId, Configuration>,
     done: Vec<(Configuration, Vec<f64>)>,
@@ -29,15 +24,18 @@ pub struct LocalSearch {
 
 // Step 3: construction from the space, the settings text and the seed.
 impl LocalSearch {
-    /// Reads the settings `random_trials` (default 10) and `budget` (default 1).
-    pub fn new(space: ConfigurationSpace, settings: &str, seed: u64) -> Result<Self, PError> {
+    fn new(space: ConfigurationSpace, settings: &str, seed: u64) -> Result<Self, PError> {
         let mut s = Settings::parse("example", settings)?;
-        let random_trials = s.usize("random_trials", 10)?;
-        let budget = s.f64("budget", 1.0)?;
-        s.finish()?;
-        let rng = ChaCha8Rng::seed_from_u64(seed);
-        let (next_id, pending, done) = (0, BTreeMap::new(), Vec::new());
-        Ok(LocalSearch { space, rng, random_trials, budget, next_id, pending, done })
+        let random_trials = s.usize("random_trials", 10)?; // the one setting
+        s.finish()?; // rejects unknown keys
+        Ok(LocalSearch {
+            space,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            random_trials,
+            next_id: 0,
+            pending: BTreeMap::new(),
+            done: Vec::new(),
+        })
     }
 
     fn propose(&mut self) -> Result<Configuration, OptimizerError> {
@@ -60,21 +58,23 @@ impl Optimizer for LocalSearch {
     fn name(&self) -> String {
         "example-local-search".into()
     }
-
     fn ask(&mut self, n: usize) -> Result<Vec<Trial>, OptimizerError> {
         let mut trials = Vec::with_capacity(n);
         for _ in 0..n {
-            let config = self.propose()?;
-            let (id, budget) = (self.next_id, self.budget);
+            let (id, config) = (self.next_id, self.propose()?);
             self.next_id += 1;
             self.pending.insert(id, config.clone());
-            trials.push(Trial { id, config, budget });
+            trials.push(Trial {
+                id,
+                config,
+                budget: 1.0,
+            });
         }
         Ok(trials)
     }
-
     fn tell(&mut self, id: TrialId, outcome: Outcome) -> Result<(), OptimizerError> {
-        let config = self.pending.remove(&id).ok_or(OptimizerError::UnknownTrial(id))?;
+        let config = self.pending.remove(&id);
+        let config = config.ok_or(OptimizerError::UnknownTrial(id))?;
         if let Outcome::Success(f) = outcome {
             self.done.push((config, f)); // failures are simply forgotten
         }
@@ -83,7 +83,7 @@ impl Optimizer for LocalSearch {
 }
 
 // Step 5: export the plugin. `create` parses the space and catches panics.
-extern "C" fn create(space: RStr<'_>, settings: RStr<'_>, seed: u64) -> RResult<OptimizerBox, PError> {
+extern "C" fn create(space: RStr, settings: RStr, seed: u64) -> RResult<OptimizerBox, PError> {
     optimizer_from(space, settings, seed, LocalSearch::new)
 }
 

@@ -192,8 +192,7 @@ impl PluginMeter {
     }
 
     fn reading(&self, r: PReading, timer: RegionTimer) -> Result<EnergyReading, EnergyError> {
-        if !(r.joules.is_finite() && r.joules >= 0.0 && r.seconds.is_finite() && r.seconds >= 0.0)
-        {
+        if !(r.joules.is_finite() && r.joules >= 0.0 && r.seconds.is_finite() && r.seconds >= 0.0) {
             return Err(EnergyError::Plugin(format!(
                 "`{}` returned an invalid reading ({} J over {} s)",
                 self.plugin, r.joules, r.seconds

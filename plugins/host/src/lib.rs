@@ -201,7 +201,10 @@ impl PluginHost {
         let create = m.create();
         match create(json.as_str().into(), settings_toml.into(), seed) {
             RResult::ROk(inner) => {
-                log::info!("loaded optimizer plugin `{name}` from {}", info.path.display());
+                log::info!(
+                    "loaded optimizer plugin `{name}` from {}",
+                    info.path.display()
+                );
                 Ok(Box::new(adapters::PluginOptimizer::new(
                     info.name,
                     inner,

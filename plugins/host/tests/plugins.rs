@@ -1,10 +1,10 @@
 //! Loading the bundled plugins and the test fixtures from a temporary
 //! plugins directory, as a user would after building them.
 //!
-//! The plugin crates are dev-dependencies of this crate (built as `cdylib`
-//! + `rlib`), so `cargo test` builds their dynamic libraries next to this
-//! test binary; each test links or copies the ones it needs into its own
-//! directory.
+//! The plugin crates are dev-dependencies of this crate (built as both
+//! `cdylib` and `rlib`), so `cargo test` builds their dynamic libraries next
+//! to this test binary; each test links or copies the ones it needs into
+//! its own directory.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -110,7 +110,10 @@ fn list_describes_plugins_and_explains_unusable_libraries_in_one_line() {
     for (lib, expected) in reasons {
         let reason = find(lib).status.as_ref().expect_err("unusable");
         assert!(reason.contains(expected), "{lib}: {reason}");
-        assert!(!reason.contains('\n') && reason.len() < 300, "one line: {reason}");
+        assert!(
+            !reason.contains('\n') && reason.len() < 300,
+            "one line: {reason}"
+        );
     }
     let other = find(OTHER_VERSION).status.as_ref().unwrap_err();
     assert!(other.contains("interface 1.0.0"), "{other}");
@@ -157,7 +160,10 @@ fn moead_plugin_beats_random_search_on_zdt1_and_replays() {
         "ZDT1 (10 variables), {evaluations} evaluations: MOEA/D {hv_moead:.4} (optimum {best:.4}); \
          at (1.1, 10): MOEA/D {wide_moead:.3}, random search {wide_random:.3}"
     );
-    assert!(wide_random > 0.0, "the wide reference is reachable by random search");
+    assert!(
+        wide_random > 0.0,
+        "the wide reference is reachable by random search"
+    );
     assert!(
         wide_moead > wide_random + 1.0,
         "MOEA/D {wide_moead} vs random search {wide_random}"
@@ -179,7 +185,7 @@ fn example_plugin_runs_a_short_search_beside_moead() {
     let space = p.space();
     // Two plugins of the same interface, each from its own library.
     let mut example = h
-        .load_optimizer("example", &space, "random_trials = 20\nbudget = 3", 5)
+        .load_optimizer("example", &space, "random_trials = 20", 5)
         .unwrap();
     let mut moead = h.load_optimizer("moead", &space, "", 5).unwrap();
     assert_eq!(example.name(), "example-local-search");
@@ -188,7 +194,7 @@ fn example_plugin_runs_a_short_search_beside_moead() {
 
     let trials = example.ask(4).unwrap();
     assert_eq!(trials.len(), 4);
-    assert!(trials.iter().all(|t| t.budget == 3.0));
+    assert!(trials.iter().all(|t| t.budget == 1.0));
     for t in &trials {
         space.validate(&t.config).unwrap();
     }
@@ -209,7 +215,10 @@ fn example_plugin_runs_a_short_search_beside_moead() {
     let reference = [1.1, 1.1];
     let first = hv(&f[..20], &reference);
     let all = hv(&f, &reference);
-    assert!(all > first + 0.05, "local search improved nothing: {first} -> {all}");
+    assert!(
+        all > first + 0.05,
+        "local search improved nothing: {first} -> {all}"
+    );
 }
 
 #[test]
@@ -228,10 +237,19 @@ fn bad_settings_unknown_names_and_wrong_kinds_are_clear_errors() {
     let text = e.to_string();
     assert!(matches!(e, PluginError::NotFound { .. }), "{text}");
     assert!(text.contains("moead (optimizer)"), "{text}");
-    assert!(text.contains("interface 2.0.0"), "unusable ones are named: {text}");
+    assert!(
+        text.contains("interface 2.0.0"),
+        "unusable ones are named: {text}"
+    );
     let e = h.load_meter("moead", "").err().unwrap();
     assert!(
-        matches!(e, PluginError::WrongKind { found: PluginKind::Optimizer, .. }),
+        matches!(
+            e,
+            PluginError::WrongKind {
+                found: PluginKind::Optimizer,
+                ..
+            }
+        ),
         "{e}"
     );
 }
@@ -255,7 +273,10 @@ fn panic_in_ask_is_reported_and_the_log_stays_intact() {
     let text = e.to_string();
     assert!(matches!(e, OptimizerError::Plugin(_)), "{text}");
     assert!(text.contains("`panicky` panicked in ask"), "{text}");
-    assert!(text.contains("told to panic in ask after 2 calls"), "{text}");
+    assert!(
+        text.contains("told to panic in ask after 2 calls"),
+        "{text}"
+    );
     // The instance refuses further work instead of running on in an unknown state.
     let again = unwrap_err(opt.ask(1)).to_string();
     assert!(again.contains("unusable after an earlier panic"), "{again}");
@@ -303,11 +324,19 @@ fn meter_plugin_measures_a_region() {
     let r = m.stop().unwrap();
     let wall = r.wall.as_secs_f64();
     assert!(wall >= 0.03, "{wall}");
-    assert!((r.joules() - 50.0 * wall).abs() < 1e-6, "{} J over {wall} s", r.joules());
+    assert!(
+        (r.joules() - 50.0 * wall).abs() < 1e-6,
+        "{} J over {wall} s",
+        r.joules()
+    );
     assert_eq!(r.provenance, Provenance::Estimated);
     assert_eq!(r.source, "constant-power:50W");
 
-    let e = h.load_meter("constant-power", "").err().unwrap().to_string();
+    let e = h
+        .load_meter("constant-power", "")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("needs `watts`"), "{e}");
 }
 

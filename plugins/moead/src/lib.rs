@@ -110,7 +110,7 @@ impl MoeadSettings {
         if out.mutation_prob.is_some_and(|p| p > 1.0) {
             return bad("mutation_prob", "is a probability in [0, 1]");
         }
-        if !(out.budget > 0.0) {
+        if out.budget.is_nan() || out.budget <= 0.0 {
             return bad("budget", "must be positive");
         }
         Ok(out)
@@ -153,6 +153,9 @@ pub fn weight_vectors(m: usize, n: usize) -> Vec<Vec<f64>> {
     simplex_lattice(m, h)
 }
 
+/// A subproblem's solution: configuration, unit-cube point, objectives.
+type Solution = (Configuration, Vec<f64>, Vec<f64>);
+
 /// What a pending trial is for.
 #[derive(Debug, Clone, Copy)]
 enum Role {
@@ -170,8 +173,8 @@ pub struct Moead {
     weights: Vec<Vec<f64>>,
     /// `B(i)`: the indices of the `T` closest weight vectors (itself first).
     neighbourhood: Vec<Vec<usize>>,
-    /// Solution of each subproblem: configuration, unit-cube point, objectives.
-    solutions: Vec<Option<(Configuration, Vec<f64>, Vec<f64>)>>,
+    /// Solution of each subproblem (`None` until its initial trial is told).
+    solutions: Vec<Option<Solution>>,
     /// Subproblems whose initial solution still has to be asked.
     init_queue: Vec<usize>,
     /// The current sweep over subproblems (popped from the back).
@@ -402,7 +405,11 @@ fn polynomial_mutation(x: &mut [f64], pm: f64, eta: f64, rng: &mut impl Rng) {
 
 impl Optimizer for Moead {
     fn name(&self) -> String {
-        format!("moead(N={}, T={})", self.weights.len(), self.neighbourhood[0].len())
+        format!(
+            "moead(N={}, T={})",
+            self.weights.len(),
+            self.neighbourhood[0].len()
+        )
     }
 
     fn ask(&mut self, n: usize) -> Result<Vec<Trial>, OptimizerError> {
@@ -524,7 +531,10 @@ mod tests {
         let mut m = Moead::new(p.space(), s, 3);
         let first = m.ask(10).unwrap();
         assert_eq!(first.len(), 4);
-        assert!(m.ask(1).unwrap().is_empty(), "must wait for the initial trials");
+        assert!(
+            m.ask(1).unwrap().is_empty(),
+            "must wait for the initial trials"
+        );
         m.tell(first[0].id, Outcome::Failure("crash".into()))
             .unwrap();
         for t in &first[1..] {
@@ -533,8 +543,11 @@ mod tests {
         }
         let again = m.ask(3).unwrap();
         assert_eq!(again.len(), 1, "one replacement, then wait again");
-        m.tell(again[0].id, Outcome::Success(p.evaluate_config(&again[0].config)))
-            .unwrap();
+        m.tell(
+            again[0].id,
+            Outcome::Success(p.evaluate_config(&again[0].config)),
+        )
+        .unwrap();
         assert_eq!(m.ask(3).unwrap().len(), 3, "children once initialised");
         assert!(matches!(
             m.tell(999, Outcome::Success(vec![0.0, 0.0])),
@@ -546,7 +559,9 @@ mod tests {
     fn bad_settings_name_the_key() {
         let e = MoeadSettings::parse("delta = 2.0").unwrap_err().to_string();
         assert!(e.contains("`delta`"), "{e}");
-        let e = MoeadSettings::parse("neighbors = 5").unwrap_err().to_string();
+        let e = MoeadSettings::parse("neighbors = 5")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`neighbors`"), "{e}");
     }
 
