@@ -20,6 +20,7 @@ const MOEAD: &str = "dsnn_plugin_moead";
 const EXAMPLE: &str = "dsnn_plugin_example";
 const METER: &str = "dsnn_plugin_constant_power";
 const OTHER_VERSION: &str = "dsnn_fixture_other_version";
+const BAD_LAYOUT: &str = "dsnn_fixture_bad_layout";
 const NOT_A_PLUGIN: &str = "dsnn_fixture_not_a_plugin";
 const PANICKY: &str = "dsnn_fixture_panicky";
 
@@ -78,11 +79,18 @@ fn unwrap_err<T>(r: Result<T, OptimizerError>) -> OptimizerError {
 
 #[test]
 fn list_describes_plugins_and_explains_unusable_libraries_in_one_line() {
-    let dir = plugin_dir(&[MOEAD, EXAMPLE, METER, OTHER_VERSION, NOT_A_PLUGIN]);
+    let dir = plugin_dir(&[
+        MOEAD,
+        EXAMPLE,
+        METER,
+        OTHER_VERSION,
+        BAD_LAYOUT,
+        NOT_A_PLUGIN,
+    ]);
     std::fs::write(dir.path().join(file_name("garbage")), "not a library").unwrap();
     std::fs::write(dir.path().join("README.txt"), "ignored").unwrap();
     let entries = host(dir.path()).list();
-    assert_eq!(entries.len(), 6, "README.txt is not a candidate");
+    assert_eq!(entries.len(), 7, "README.txt is not a candidate");
 
     let find = |lib: &str| {
         entries
@@ -104,6 +112,7 @@ fn list_describes_plugins_and_explains_unusable_libraries_in_one_line() {
 
     let reasons = [
         (OTHER_VERSION, "built against dsnn plugin interface 2.0.0"),
+        (BAD_LAYOUT, "whose types differ from this host's"),
         (NOT_A_PLUGIN, "not a dsnn plugin"),
         ("garbage", "not a loadable dynamic library"),
     ];
