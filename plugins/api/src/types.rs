@@ -9,7 +9,7 @@ use std::fmt;
 
 use abi_stable::std_types::{RString, RVec, Tuple2};
 use abi_stable::StableAbi;
-use dsnn_search::{Configuration, Observation, OptimizerError, Outcome, Trial, Value};
+use dsnn_search::{Configuration, OptimizerError, Outcome, Trial, Value};
 
 /// One hyperparameter value: boolean, integer, real number or string.
 #[repr(u8)]
@@ -242,15 +242,6 @@ pub struct PReading {
     pub component: PComponent,
     /// `true` if read from a hardware counter, `false` if estimated by a model.
     pub measured: bool,
-}
-
-/// The objective vectors of the successful observations, for plugin code
-/// that works on a history (failures never count).
-pub fn successes(history: &[Observation]) -> Vec<(&Configuration, &[f64])> {
-    history
-        .iter()
-        .filter_map(|o| o.outcome.objectives().map(|f| (&o.config, f)))
-        .collect()
 }
 
 #[cfg(test)]
