@@ -64,10 +64,6 @@ pub(crate) enum Module {
     Meter(MeterPluginRef),
 }
 
-// SAFETY: the root modules are immutable 'static tables of function pointers
-// and string slices in a library that is never unloaded.
-unsafe impl Send for Module {}
-
 type Loaded = Result<(PluginInfo, Module), String>;
 
 fn cache() -> &'static Mutex<HashMap<PathBuf, Loaded>> {

@@ -372,3 +372,72 @@ fn standard_directories_come_in_order_of_precedence() {
     assert!(files[0].starts_with(a.path()) && files[1].starts_with(b.path()));
     assert!(h.list().iter().all(|e| e.status.is_ok()));
 }
+
+#[test]
+fn integer_string_and_conditional_values_cross_the_boundary() {
+    let dir = plugin_dir(&[EXAMPLE, MOEAD]);
+    let space = dsnn_search::ConfigurationSpace::from_toml_str(
+        r#"
+        [[hyperparameters]]
+        name = "optimizer"
+        type = "categorical"
+        choices = ["sgd", "adam"]
+        [[hyperparameters]]
+        name = "momentum"
+        type = "float"
+        lower = 0.0
+        upper = 0.99
+        [[hyperparameters]]
+        name = "weight_bits"
+        type = "int"
+        lower = 2
+        upper = 8
+        [[hyperparameters]]
+        name = "lr"
+        type = "float"
+        lower = 0.0001
+        upper = 0.1
+        log = true
+        [[conditions]]
+        child = "momentum"
+        parent = "optimizer"
+        type = "equals"
+        value = "sgd"
+        "#,
+    )
+    .unwrap();
+    for name in ["example", "moead"] {
+        let mut opt = host(dir.path())
+            .load_optimizer(name, &space, "", 2)
+            .unwrap();
+        let (mut sgd, mut adam) = (0, 0);
+        for round in 0..30 {
+            let trials = opt.ask(4).unwrap();
+            assert!(!trials.is_empty(), "{name} round {round}");
+            for t in trials {
+                // The adapter already validated the configuration; check the
+                // types came through as integers and strings.
+                assert!(t.config.get_i64("weight_bits").is_some(), "{}", t.config);
+                match t.config.get_str("optimizer").unwrap() {
+                    "sgd" => {
+                        assert!(t.config.get_f64("momentum").is_some());
+                        sgd += 1;
+                    }
+                    _ => {
+                        assert!(t.config.get("momentum").is_none());
+                        adam += 1;
+                    }
+                }
+                let bits = t.config.get_i64("weight_bits").unwrap() as f64;
+                let lr = t.config.get_f64("lr").unwrap();
+                let outcome = if lr > 0.08 {
+                    Outcome::Failure("diverged".into())
+                } else {
+                    Outcome::Success(vec![(lr.ln() + 5.0).abs(), bits])
+                };
+                opt.tell(t.id, outcome).unwrap();
+            }
+        }
+        assert!(sgd > 0 && adam > 0, "{name}: sgd {sgd}, adam {adam}");
+    }
+}
