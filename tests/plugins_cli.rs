@@ -46,6 +46,7 @@ fn lists_plugins_from_all_three_places_and_explains_unusable_ones() {
     put(&cwd.path().join("plugins"), "dsnn_plugin_example");
     let extra = tempdir();
     put(extra.path(), "dsnn_fixture_other_version");
+    put(extra.path(), "dsnn_plugin_example");
     let from_env = tempdir();
     std::fs::write(from_env.path().join(file_name("broken")), "no ELF here").unwrap();
 
@@ -79,16 +80,26 @@ fn lists_plugins_from_all_three_places_and_explains_unusable_ones() {
     for part in ["example", "optimizer", "1.0.0", "libdsnn_plugin_example"] {
         assert!(example.contains(part), "{part} in {example}");
     }
-    assert_eq!(lines[3], "Unusable libraries:", "{stdout}");
+    assert!(example.starts_with("example") && example.contains("Pareto local search"));
+    // The same plugin further down the search order is shadowed.
     assert!(
-        lines[4].contains("libdsnn_fixture_other_version")
-            && lines[4].contains("built against dsnn plugin interface 2.0.0"),
+        lines[3].starts_with("example") && lines[3].contains("(shadowed"),
         "{stdout}"
     );
-    assert!(lines[5].contains("broken") && lines[5].contains("not a loadable dynamic library"));
+    assert!(
+        lines[3].contains(&extra.path().display().to_string()),
+        "{stdout}"
+    );
+    assert_eq!(lines[4], "Unusable libraries:", "{stdout}");
+    assert!(
+        lines[5].contains("libdsnn_fixture_other_version")
+            && lines[5].contains("built against dsnn plugin interface 2.0.0"),
+        "{stdout}"
+    );
+    assert!(lines[6].contains("broken") && lines[6].contains("not a loadable dynamic library"));
     assert_eq!(
         lines.len(),
-        6,
+        7,
         "one line per library, no layout dump:\n{stdout}"
     );
 }

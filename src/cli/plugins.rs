@@ -51,6 +51,7 @@ pub fn run(args: PluginsArgs) -> Result<()> {
         "DESCRIPTION".to_string(),
     ]];
     let mut unusable = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for e in &entries {
         match &e.status {
             Ok(info) => rows.push([
@@ -58,7 +59,11 @@ pub fn run(args: PluginsArgs) -> Result<()> {
                 info.kind.to_string(),
                 info.interface_version.clone(),
                 info.path.display().to_string(),
-                info.description.clone(),
+                if seen.insert((info.name.clone(), info.kind)) {
+                    info.description.clone()
+                } else {
+                    "(shadowed by the plugin of the same name above)".to_string()
+                },
             ]),
             Err(reason) => unusable.push(format!("{}: {reason}", e.path.display())),
         }
