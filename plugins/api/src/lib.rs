@@ -21,13 +21,14 @@
 //!
 //! # Versioning rule
 //!
-//! The interface version is [`INTERFACE_VERSION`] (semver). The host accepts a
+//! The interface version is [`INTERFACE_VERSION`] (semver), the version of
+//! this crate (kept apart from dsnn's own version). The host accepts a
 //! plugin whose interface has the same major version, then checks the layouts.
 //!
 //! - Add methods to [`OptimizerInstance`] or [`MeterInstance`], and fields to
 //!   [`OptimizerPlugin`] or [`MeterPlugin`], **only after the last prefix
-//!   field** (the one marked `#[sabi(last_prefix_field)]`), bump the minor
-//!   version, and give new trait methods a default body: a plugin built
+//!   field** (the one marked `#[sabi(last_prefix_field)]`), bump this
+//!   crate's minor version, and give new trait methods a default body: a plugin built
 //!   against the older interface then still loads, and the host sees the new
 //!   field as absent (`Option` accessor) or runs the default body.
 //! - Never remove, reorder or retype a field, a method or an enum variant,
@@ -64,8 +65,10 @@ pub use settings::Settings;
 pub use types::{PComponent, PConfiguration, PError, POutcome, PReading, PTrial, PValue};
 
 /// The version of this interface, checked by the host when it loads a
-/// plugin (see the versioning rule in the crate documentation).
-pub const INTERFACE_VERSION: &str = "1.0.0";
+/// plugin (see the versioning rule in the crate documentation). It is the
+/// version of this crate, because `abi_stable`'s layout check also compares
+/// the versions of the packages that define the checked types.
+pub const INTERFACE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The major version of [`INTERFACE_VERSION`]: plugins of another major
 /// version are refused.
@@ -77,3 +80,16 @@ pub const OPTIMIZER_MODULE_NAME: &str = "dsnn_optimizer_plugin";
 
 /// The name of the root module of energy-meter plugins.
 pub const METER_MODULE_NAME: &str = "dsnn_meter_plugin";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn interface_major_matches_the_crate_version() {
+        let major: u32 = super::INTERFACE_VERSION
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .expect("semver");
+        assert_eq!(major, super::INTERFACE_MAJOR);
+    }
+}

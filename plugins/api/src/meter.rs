@@ -46,7 +46,6 @@ pub type MeterBox = MeterInstance_TO<'static, RBox<()>>;
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = MeterPluginRef)))]
-#[sabi(missing_field(panic))]
 pub struct MeterPlugin {
     /// The name experiment files use: `meter = { plugin = "NAME" }`.
     pub name: RStr<'static>,

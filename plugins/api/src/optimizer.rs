@@ -50,7 +50,6 @@ pub type OptimizerBox = OptimizerInstance_TO<'static, RBox<()>>;
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = OptimizerPluginRef)))]
-#[sabi(missing_field(panic))]
 pub struct OptimizerPlugin {
     /// The name experiment files use: `optimizer = { plugin = "NAME" }`.
     pub name: RStr<'static>,
