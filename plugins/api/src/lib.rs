@@ -28,9 +28,10 @@
 //! - Add methods to [`OptimizerInstance`] or [`MeterInstance`], and fields to
 //!   [`OptimizerPlugin`] or [`MeterPlugin`], **only after the last prefix
 //!   field** (the one marked `#[sabi(last_prefix_field)]`), bump this
-//!   crate's minor version, and give new trait methods a default body: a plugin built
-//!   against the older interface then still loads, and the host sees the new
-//!   field as absent (`Option` accessor) or runs the default body.
+//!   crate's minor version, and give new trait methods a default body: a
+//!   plugin built against the older interface then still loads, and the
+//!   host sees the new field as absent (`Option` accessor) or runs the
+//!   default body.
 //! - Never remove, reorder or retype a field, a method or an enum variant,
 //!   and never add a variant to an enum of this crate ([`PValue`],
 //!   [`POutcome`], [`PError`], [`PComponent`]): those changes need a new
