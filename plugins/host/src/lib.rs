@@ -37,7 +37,7 @@ use dsnn_energy::EnergyMeter;
 use dsnn_plugin_api::abi_stable::std_types::RResult;
 use dsnn_search::{ConfigurationSpace, Optimizer};
 
-pub use error::PluginError;
+pub use error::{DirList, PluginError};
 pub use load::{inspect, PluginInfo, PluginKind};
 
 use load::Module;
