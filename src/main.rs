@@ -24,6 +24,8 @@ enum Command {
     Trial(cli::trial::TrialArgs),
     /// Show the Pareto front and summary of a run directory.
     Pareto(cli::pareto::ParetoArgs),
+    /// List the plugins (optimizers, energy meters) in the plugin directories.
+    Plugins(cli::plugins::PluginsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,6 +37,7 @@ fn main() -> std::process::ExitCode {
         Command::Check(a) => cli::run::check(a),
         Command::Trial(a) => cli::trial::run(a),
         Command::Pareto(a) => cli::pareto::run(a),
+        Command::Plugins(a) => cli::plugins::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

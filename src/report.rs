@@ -41,6 +41,8 @@ pub struct Summary {
     pub front: Vec<FrontPoint>,
     /// The default configuration's objectives (at the full budget), if it succeeded.
     pub default: Option<Vec<f64>>,
+    /// The budget the default configuration ran at.
+    pub default_budget: Option<f64>,
     /// Per objective: the best value on the front and its relative
     /// improvement over the default (positive = lower than the default).
     pub improvement_over_default: Vec<Option<f64>>,
@@ -96,6 +98,10 @@ pub fn summarize(name: &str, objectives: &[String], h: &History) -> Summary {
         .iter()
         .find(|(t, _, _)| t.id == DEFAULT_TRIAL_ID)
         .map(|(_, _, f)| f.to_vec());
+    let default_budget = ok
+        .iter()
+        .find(|(t, _, _)| t.id == DEFAULT_TRIAL_ID)
+        .map(|(t, _, _)| t.budget);
     let improvement_over_default = (0..objectives.len())
         .map(|k| {
             let d = default.as_ref()?[k];
@@ -162,6 +168,7 @@ pub fn summarize(name: &str, objectives: &[String], h: &History) -> Summary {
         budget,
         front,
         default,
+        default_budget,
         improvement_over_default,
         normalized_hypervolume,
         failures,
@@ -222,7 +229,7 @@ pub fn summary_markdown(s: &Summary) -> String {
         s.elapsed_s,
         s.objectives.join(", ")
     );
-    match (&s.default, s.budget) {
+    match (&s.default, s.default_budget) {
         (Some(d), Some(b)) => {
             let _ = writeln!(
                 out,

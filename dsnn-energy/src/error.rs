@@ -48,6 +48,10 @@ pub enum EnergyError {
         /// The region as given (for example `europe-west1`).
         region: String,
     },
+    /// A meter loaded from a plugin failed (it panicked, or reported an
+    /// error of its own); the message names the plugin and what happened.
+    #[error("meter plugin: {0}")]
+    Plugin(String),
     /// A configuration value is out of its valid range.
     #[error("invalid {what}: {detail}")]
     Invalid {

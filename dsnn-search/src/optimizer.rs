@@ -85,6 +85,10 @@ pub enum OptimizerError {
     /// A setting is invalid.
     #[error("invalid optimizer setting: {0}")]
     Invalid(String),
+    /// An optimizer loaded from a plugin failed (it panicked, or reported an
+    /// error of its own); the message names the plugin and what happened.
+    #[error("optimizer plugin: {0}")]
+    Plugin(String),
 }
 
 /// An ask/tell optimizer.

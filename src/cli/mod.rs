@@ -2,6 +2,7 @@
 
 pub mod pareto;
 pub mod plugin_support;
+pub mod plugins;
 pub mod run;
 pub mod train;
 pub mod trial;

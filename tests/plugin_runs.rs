@@ -1,0 +1,191 @@
+//! Plugins inside `dsnn run`: an optimizer plugin named in an experiment file
+//! runs a search exactly like a built-in optimizer, a meter plugin meters the
+//! trials, and a plugin that panics stops the run cleanly with its trial log
+//! intact.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn file_name(lib: &str) -> String {
+    format!(
+        "{}{lib}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// A library cargo built for a dev-dependency of this package.
+fn built(lib: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    for dir in [deps, deps.parent().unwrap()] {
+        let p = dir.join(file_name(lib));
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("{} not built in {}", file_name(lib), deps.display());
+}
+
+/// A temporary experiment directory with `plugins/` holding `libs`.
+fn setup(libs: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("plugin-runs-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    for lib in libs {
+        let to = plugins.join(file_name(lib));
+        if std::fs::hard_link(built(lib), &to).is_err() {
+            std::fs::copy(built(lib), &to).unwrap();
+        }
+    }
+    dir
+}
+
+fn run(dir: &Path, experiment: &str) -> Output {
+    std::fs::write(dir.join("exp.toml"), experiment).unwrap();
+    // Run from elsewhere: `./plugins` is found next to the experiment file.
+    Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .arg("run")
+        .arg(dir.join("exp.toml"))
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .output()
+        .unwrap()
+}
+
+fn results(run_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run_dir.join("trials.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("intact log line"))
+        .filter(|r| r["event"] == "result")
+        .collect()
+}
+
+fn experiment(dir: &Path, optimizer: &str, trials: u32) -> String {
+    format!(
+        r#"
+name = "plugged"
+output_dir = {out:?}
+seed = 4
+[problem]
+name = "zdt1"
+dimensions = 6
+[optimizer]
+{optimizer}
+[executor]
+workers = 2
+[stop]
+trials = {trials}
+"#,
+        out = dir.join("runs").to_str().unwrap()
+    )
+}
+
+#[test]
+fn moead_plugin_runs_a_search_like_a_built_in_optimizer() {
+    let dir = setup(&["dsnn_plugin_moead"]);
+    let exp = experiment(
+        dir.path(),
+        "plugin = \"moead\"\npopulation = 20\nneighbours = 5",
+        200,
+    );
+    let out = run(dir.path(), &exp);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let run_dir = dir.path().join("runs/plugged");
+    let res = results(&run_dir);
+    assert_eq!(res.len(), 201);
+    assert!(res.iter().all(|r| r["report"]["outcome"]["Success"].is_array()));
+    // MOEA/D converges towards ZDT1's front (f2 = 1 - sqrt(f1) at g = 1):
+    // the front's g = f2 + sqrt(f1) stays far below a random point's (~5).
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    let front = summary["front"].as_array().unwrap();
+    assert!(front.len() >= 5, "{summary}");
+    let mean_g: f64 = front
+        .iter()
+        .map(|p| {
+            let f = p["objectives"].as_array().unwrap();
+            f[1].as_f64().unwrap() + f[0].as_f64().unwrap().sqrt()
+        })
+        .sum::<f64>()
+        / front.len() as f64;
+    assert!(mean_g < 2.5, "mean g on the front {mean_g}");
+    // Unknown settings of a plugin are an error naming them, before any trial.
+    let bad = experiment(dir.path(), "plugin = \"moead\"\npopulaton = 20", 5)
+        .replace("plugged", "plugged-bad");
+    let out = run(dir.path(), &bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("populaton"), "{stderr}");
+}
+
+#[test]
+fn a_missing_plugin_is_a_clear_error() {
+    let dir = setup(&[]);
+    let out = run(dir.path(), &experiment(dir.path(), "plugin = \"cmaes\"", 5));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cmaes") && stderr.contains("plugins"), "{stderr}");
+}
+
+#[test]
+fn a_plugin_panicking_in_ask_or_tell_stops_the_run_cleanly_with_its_log_intact() {
+    for method in ["ask", "tell"] {
+        let dir = setup(&["dsnn_fixture_panicky"]);
+        let exp = experiment(
+            dir.path(),
+            &format!("plugin = \"panicky\"\npanic_in = \"{method}\"\nafter = 4"),
+            20,
+        );
+        let out = run(dir.path(), &exp);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{method}: {stderr}");
+        assert!(stderr.contains("panic"), "{method}: {stderr}");
+        // The finished trials are in the log, every line parses.
+        let res = results(&dir.path().join("runs/plugged"));
+        assert!(res.len() >= 4, "{method}: {} results", res.len());
+    }
+}
+
+#[test]
+fn a_meter_plugin_meters_the_validation_pass_of_dsnn_trials() {
+    let dir = setup(&["dsnn_plugin_constant_power"]);
+    let exp = format!(
+        r#"
+name = "metered"
+output_dir = {out:?}
+objectives = ["loss", "energy"]
+[data]
+dataset = "digits"
+[model]
+batch_size = 64
+[space]
+hyperparameters = [{{ name = "weight_bits", type = "int", lower = 2, upper = 5, default = 5 }}]
+[energy]
+meter = {{ plugin = "constant-power", watts = 50.0 }}
+[fidelity]
+max = 1
+[stop]
+trials = 1
+"#,
+        out = dir.path().join("runs").to_str().unwrap()
+    );
+    let out = run(dir.path(), &exp);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let res = results(&dir.path().join("runs/metered"));
+    assert_eq!(res.len(), 2);
+    for r in &res {
+        let m = &r["report"]["metrics"];
+        // 50 W over the validation pass: J per image / s per image = 50 W.
+        let watts = m["energy"].as_f64().unwrap() / m["latency"].as_f64().unwrap();
+        assert!((watts - 50.0).abs() < 5.0, "{watts} W from {m}");
+        let train_watts =
+            m["training_energy"].as_f64().unwrap() / m["train_seconds"].as_f64().unwrap();
+        assert!((train_watts - 50.0).abs() < 10.0, "{train_watts} W");
+    }
+}

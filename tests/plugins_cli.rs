@@ -1,0 +1,119 @@
+//! `dsnn plugins`: listing plugins from `--dir`, `./plugins` and
+//! DSNN_PLUGIN_PATH, with one line for each unusable library.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn file_name(lib: &str) -> String {
+    format!(
+        "{}{lib}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// A library cargo built for a dev-dependency of this package.
+fn built(lib: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    for dir in [deps, deps.parent().unwrap()] {
+        let p = dir.join(file_name(lib));
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("{} not built in {}", file_name(lib), deps.display());
+}
+
+fn put(dir: &Path, lib: &str) {
+    let to = dir.join(file_name(lib));
+    if std::fs::hard_link(built(lib), &to).is_err() {
+        std::fs::copy(built(lib), &to).unwrap();
+    }
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("plugins-cli-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+}
+
+#[test]
+fn lists_plugins_from_all_three_places_and_explains_unusable_ones() {
+    let cwd = tempdir();
+    std::fs::create_dir(cwd.path().join("plugins")).unwrap();
+    put(&cwd.path().join("plugins"), "dsnn_plugin_example");
+    let extra = tempdir();
+    put(extra.path(), "dsnn_fixture_other_version");
+    put(extra.path(), "dsnn_plugin_example");
+    let from_env = tempdir();
+    std::fs::write(from_env.path().join(file_name("broken")), "no ELF here").unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .current_dir(cwd.path())
+        .env("DSNN_PLUGIN_PATH", from_env.path())
+        .args(["plugins", "--dir"])
+        .arg(extra.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].contains(&extra.path().display().to_string()),
+        "{stdout}"
+    );
+    assert!(
+        lines[0].contains(&from_env.path().display().to_string()),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("NAME") && lines[1].contains("INTERFACE"),
+        "{stdout}"
+    );
+    let example = lines[2];
+    for part in ["example", "optimizer", "1.0.0", "libdsnn_plugin_example"] {
+        assert!(example.contains(part), "{part} in {example}");
+    }
+    assert!(example.starts_with("example") && example.contains("Pareto local search"));
+    // The same plugin further down the search order is shadowed.
+    assert!(
+        lines[3].starts_with("example") && lines[3].contains("(shadowed"),
+        "{stdout}"
+    );
+    assert!(
+        lines[3].contains(&extra.path().display().to_string()),
+        "{stdout}"
+    );
+    assert_eq!(lines[4], "Unusable libraries:", "{stdout}");
+    assert!(
+        lines[5].contains("libdsnn_fixture_other_version")
+            && lines[5].contains("built against dsnn plugin interface 2.0.0"),
+        "{stdout}"
+    );
+    assert!(lines[6].contains("broken") && lines[6].contains("not a loadable dynamic library"));
+    assert_eq!(
+        lines.len(),
+        7,
+        "one line per library, no layout dump:\n{stdout}"
+    );
+}
+
+#[test]
+fn a_missing_directory_is_an_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .args(["plugins", "--dir", "/nonexistent/dsnn-plugins"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("plugin directory `/nonexistent/dsnn-plugins` does not exist"),
+        "{stderr}"
+    );
+}
