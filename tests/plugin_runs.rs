@@ -98,13 +98,14 @@ fn moead_plugin_runs_a_search_like_a_built_in_optimizer() {
     let run_dir = dir.path().join("runs/plugged");
     let res = results(&run_dir);
     assert_eq!(res.len(), 201);
-    assert!(res.iter().all(|r| r["report"]["outcome"]["Success"].is_array()));
+    assert!(res
+        .iter()
+        .all(|r| r["report"]["outcome"]["Success"].is_array()));
     // MOEA/D converges towards ZDT1's front (f2 = 1 - sqrt(f1) at g = 1):
     // the front's g = f2 + sqrt(f1) stays far below a random point's (~5).
-    let summary: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(run_dir.join("summary.json")).unwrap(),
-    )
-    .unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
+            .unwrap();
     let front = summary["front"].as_array().unwrap();
     assert!(front.len() >= 5, "{summary}");
     let mean_g: f64 = front
@@ -121,7 +122,10 @@ fn moead_plugin_runs_a_search_like_a_built_in_optimizer() {
         .replace("plugged", "plugged-bad");
     let out = run(dir.path(), &bad);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("populaton"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("populaton"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -130,7 +134,10 @@ fn a_missing_plugin_is_a_clear_error() {
     let out = run(dir.path(), &experiment(dir.path(), "plugin = \"cmaes\"", 5));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("cmaes") && stderr.contains("plugins"), "{stderr}");
+    assert!(
+        stderr.contains("cmaes") && stderr.contains("plugins"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -176,7 +183,11 @@ trials = 1
         out = dir.path().join("runs").to_str().unwrap()
     );
     let out = run(dir.path(), &exp);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let res = results(&dir.path().join("runs/metered"));
     assert_eq!(res.len(), 2);
     for r in &res {

@@ -4,11 +4,11 @@
 use dsnn::experiment::CheckedExperiment;
 use dsnn::experiment::MeterChoice;
 use dsnn::objective::{builtin_meter, MeterFactory};
-use dsnn_plugin_host::PluginHost;
-use std::sync::Arc;
 use dsnn::runner::{ExecutorFactory, PluginOptimizerFactory};
 use dsnn::slurm::{SlurmExecutor, SlurmSettings};
+use dsnn_plugin_host::PluginHost;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The plugin host of an experiment: `./plugins` next to the experiment
 /// file, the file's `plugin_dirs`, then `DSNN_PLUGIN_PATH`.
