@@ -173,9 +173,9 @@ impl IntModel {
                 Step::MaxPool2 => cur = max_pool2(&cur, n),
                 Step::SaveResidual => saved.push(cur.clone()),
                 Step::AddResidual { pad } => {
-                    let short = saved
-                        .pop()
-                        .ok_or_else(|| InferError::Input("residual add without a shortcut".into()))?;
+                    let short = saved.pop().ok_or_else(|| {
+                        InferError::Input("residual add without a shortcut".into())
+                    })?;
                     add_residual(&mut cur, &short, *pad, n, &self.act);
                 }
                 Step::GlobalAvgPool => cur = avg_pool(&cur, n),
@@ -252,10 +252,22 @@ impl Ctx {
         let chunks = Self::channel_chunks(self.n * blocks, cout);
         let per_chunk = cout.div_ceil(chunks);
         let logits = matches!(epi.requant, Requant::Logits);
-        let mut out32 = if logits { Vec::new() } else { vec![0i32; self.n * cout * p] };
-        let mut out64 = if logits { vec![0i64; self.n * cout * p] } else { Vec::new() };
+        let mut out32 = if logits {
+            Vec::new()
+        } else {
+            vec![0i32; self.n * cout * p]
+        };
+        let mut out64 = if logits {
+            vec![0i64; self.n * cout * p]
+        } else {
+            Vec::new()
+        };
         let (p32, p64) = (SyncPtr(out32.as_mut_ptr()), SyncPtr(out64.as_mut_ptr()));
-        let out = if logits { Out::Logits(&p64) } else { Out::Act(&p32) };
+        let out = if logits {
+            Out::Logits(&p64)
+        } else {
+            Out::Act(&p32)
+        };
         let in_len = x.c * x.h * x.w;
         (0..self.n * blocks * chunks).into_par_iter().for_each(|t| {
             let (img, rest) = (t / (blocks * chunks), t % (blocks * chunks));
@@ -326,7 +338,9 @@ impl Ctx {
                 let (m, b) = (i128::from(mul[c]), i128::from(add[c]));
                 let sh = s + mul_shift;
                 for (j, &a) in acc.iter().enumerate() {
-                    let mut v = self.act.clamp_wide(floor_shift_wide(i128::from(a) * m + b, sh));
+                    let mut v = self
+                        .act
+                        .clamp_wide(floor_shift_wide(i128::from(a) * m + b, sh));
                     if *relu {
                         v = v.max(0);
                     }
@@ -343,14 +357,31 @@ impl Ctx {
     }
 
     /// A linear layer on the flattened activations; `Err(logits)` for the logits layer.
-    fn linear(&self, x: &Act, layer: &ShiftLayer, epi: &Epilogue) -> std::result::Result<Act, Vec<i64>> {
+    fn linear(
+        &self,
+        x: &Act,
+        layer: &ShiftLayer,
+        epi: &Epilogue,
+    ) -> std::result::Result<Act, Vec<i64>> {
         let plan = layer.plan();
         let (k, cout, n) = (layer.fan_in, layer.cout, self.n);
         let logits = matches!(epi.requant, Requant::Logits);
-        let mut out32 = if logits { Vec::new() } else { vec![0i32; n * cout] };
-        let mut out64 = if logits { vec![0i64; n * cout] } else { Vec::new() };
+        let mut out32 = if logits {
+            Vec::new()
+        } else {
+            vec![0i32; n * cout]
+        };
+        let mut out64 = if logits {
+            vec![0i64; n * cout]
+        } else {
+            Vec::new()
+        };
         let (p32, p64) = (SyncPtr(out32.as_mut_ptr()), SyncPtr(out64.as_mut_ptr()));
-        let out = if logits { Out::Logits(&p64) } else { Out::Act(&p32) };
+        let out = if logits {
+            Out::Logits(&p64)
+        } else {
+            Out::Act(&p32)
+        };
         if n >= 16 {
             // Images are the block's lanes: col[k][j] = x[b0 + j][k].
             let wide = self.wide_for(&x.data, layer);
@@ -501,8 +532,7 @@ fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, n: usize, act: &
                         (None, _) => 0,
                         (Some(sc), None) => short.data[((img * short.c + sc) * h + y) * w + x],
                         (Some(sc), Some(_)) => {
-                            short.data
-                                [((img * short.c + sc) * short.h + 2 * y) * short.w + 2 * x]
+                            short.data[((img * short.c + sc) * short.h + 2 * y) * short.w + 2 * x]
                         }
                     };
                     let v = &mut o[y * w + x];
@@ -518,7 +548,13 @@ fn avg_pool(x: &Act, n: usize) -> Act {
     let data = x
         .data
         .chunks_exact(x.h * x.w)
-        .map(|plane| plane.iter().map(|&v| i64::from(v)).sum::<i64>().div_euclid(hw) as i32)
+        .map(|plane| {
+            plane
+                .iter()
+                .map(|&v| i64::from(v))
+                .sum::<i64>()
+                .div_euclid(hw) as i32
+        })
         .collect::<Vec<_>>();
     debug_assert_eq!(data.len(), n * x.c);
     Act {

@@ -361,7 +361,10 @@ impl Exporter {
         let mean = self.values(&format!("{bn}.running_mean"))?;
         let var = self.values(&format!("{bn}.running_var"))?;
         if [&gamma, &beta, &mean, &var].iter().any(|v| v.len() != c) {
-            return Err(InferError::unsupported(bn, format!("expected {c} channels")));
+            return Err(InferError::unsupported(
+                bn,
+                format!("expected {c} channels"),
+            ));
         }
         let eps = 1e-5f64 as f32;
         let scale: Vec<f32> = (0..c)
@@ -369,7 +372,10 @@ impl Exporter {
             .collect();
         let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
         if scale.iter().chain(&shift).any(|v| !v.is_finite()) {
-            return Err(InferError::unsupported(bn, "batch norm constants are not finite"));
+            return Err(InferError::unsupported(
+                bn,
+                "batch norm constants are not finite",
+            ));
         }
         let max_scale = scale.iter().map(|v| f64::from(v.abs())).fold(0.0, f64::max);
         let max_shift = shift.iter().map(|v| f64::from(v.abs())).fold(0.0, f64::max);
@@ -413,10 +419,14 @@ impl Exporter {
         let ws = self.weights(name, out * inp)?;
         let bias = self.values(&format!("{name}.bias"))?;
         if bias.len() != out {
-            return Err(InferError::unsupported(name, format!("expected {out} biases")));
+            return Err(InferError::unsupported(
+                name,
+                format!("expected {out} biases"),
+            ));
         }
         let f = self.act.fraction_bits;
-        let max_b = bias.iter().map(|v| f64::from(v.abs())).fold(0.0, f64::max) * f64::from(f).exp2();
+        let max_b =
+            bias.iter().map(|v| f64::from(v.abs())).fold(0.0, f64::max) * f64::from(f).exp2();
         let s = self.acc_shift(name, &ws, out, inp, max_b)?;
         Ok(Step::Linear {
             layer: ShiftLayer::new(name, &ws, out, inp, self.settings.weight_bits, s)?,

@@ -75,7 +75,11 @@ pub fn block_channels(
     let k = col.len() / BLOCK;
     assert!(col.len() == k * BLOCK && acc.len() >= cs.len() * BLOCK);
     // Plan::new only stores indices below its fan-in.
-    assert_eq!(plan.fan_in, k, "block has {k} rows, the plan {}", plan.fan_in);
+    assert_eq!(
+        plan.fan_in, k,
+        "block has {k} rows, the plan {}",
+        plan.fan_in
+    );
     if wide {
         return wide_body(col, plan, cs, init, acc);
     }

@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod compare;
 pub mod engine;
 pub mod error;
 pub mod export;

@@ -60,7 +60,12 @@ impl ShiftLayer {
     /// The shift-sorted plan decoded from the packed codes (built once).
     pub fn plan(&self) -> &Plan {
         self.plan.get_or_init(|| {
-            Plan::new(&self.packed.unpack(), self.cout, self.fan_in, self.acc_shift)
+            Plan::new(
+                &self.packed.unpack(),
+                self.cout,
+                self.fan_in,
+                self.acc_shift,
+            )
         })
     }
 }
@@ -370,11 +375,17 @@ impl IntModel {
                 }
             };
             if logits != (i == last) {
-                return bad("model", "the last step, and only it, must produce logits".into());
+                return bad(
+                    "model",
+                    "the last step, and only it, must produce logits".into(),
+                );
             }
         }
         if c * h * w != self.classes {
-            return bad("model", format!("{} outputs for {} classes", c * h * w, self.classes));
+            return bad(
+                "model",
+                format!("{} outputs for {} classes", c * h * w, self.classes),
+            );
         }
         Ok(())
     }

@@ -30,7 +30,10 @@ pub fn reference_logits(model: &IntModel, x: &[i32], n: usize) -> Logits {
     let mut fraction_bits = 0;
     for img in 0..n {
         let mut cur = Img {
-            v: x[img * per..(img + 1) * per].iter().map(|&v| i64::from(v)).collect(),
+            v: x[img * per..(img + 1) * per]
+                .iter()
+                .map(|&v| i64::from(v))
+                .collect(),
             c: model.input.channels,
             h: model.input.height,
             w: model.input.width,
@@ -55,7 +58,8 @@ pub fn reference_logits(model: &IntModel, x: &[i32], n: usize) -> Logits {
                             for xx in 0..w {
                                 let mut m = i64::MIN;
                                 for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                                    m = m.max(cur.v[(c * cur.h + 2 * y + dy) * cur.w + 2 * xx + dx]);
+                                    m = m
+                                        .max(cur.v[(c * cur.h + 2 * y + dy) * cur.w + 2 * xx + dx]);
                                 }
                                 v.push(m);
                             }

@@ -301,7 +301,10 @@ mod tests {
         let b = plan.channel(0)[0];
         assert_eq!((b.shift, b.mid - b.start, b.end - b.mid), (4, 1, 1));
         let b = plan.channel(1)[0];
-        assert_eq!((b.shift, &plan.idx[b.start as usize..b.end as usize]), (2, &[1u32][..]));
+        assert_eq!(
+            (b.shift, &plan.idx[b.start as usize..b.end as usize]),
+            (2, &[1u32][..])
+        );
         assert_eq!(plan.nonzero, 3);
         assert_eq!(plan.max_bucket, 2);
     }

@@ -113,7 +113,9 @@ fn resnet20_matches_the_reference_on_the_cifar_sample_and_random_inputs() {
         let (net, spec) = build("resnet20", st, 5, (16, 16), shape, seed);
         randomize_batch_norm(net.as_ref(), seed);
         let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
-        let images = real.clone().unwrap_or_else(|| random_images(shape, 20, seed));
+        let images = real
+            .clone()
+            .unwrap_or_else(|| random_images(shape, 20, seed));
         check(&model, &model.quantize_input(&images), 20, 2);
         let x = model.quantize_input(&random_images(shape, 2, seed));
         check(&model, &x, 2, 2);
@@ -159,7 +161,9 @@ fn truncated_accumulators_and_wide_sums_match_the_reference() {
     model.validate().unwrap();
     let n = 20;
     let x: Vec<i32> = (0..n * fan_in)
-        .map(|i| ((i as i64 * 2_654_435_761) % (act.hi() - 7)) as i32 * if i % 3 == 0 { -1 } else { 1 })
+        .map(|i| {
+            ((i as i64 * 2_654_435_761) % (act.hi() - 7)) as i32 * if i % 3 == 0 { -1 } else { 1 }
+        })
         .collect();
     assert!(x.iter().any(|&v| v.unsigned_abs() > 1 << 30));
     check(&model, &x, n, n);
@@ -181,13 +185,24 @@ fn model_files_round_trip_and_stay_bit_exact() {
     let bytes = model.to_bytes().unwrap();
     let back = IntModel::from_bytes(&bytes).unwrap();
     let x = model.quantize_input(&random_images(model.input, 5, 3));
-    let a = model.infer_quantized(x.clone(), 5, &EngineOptions::default()).unwrap();
-    let b = back.infer_quantized(x, 5, &EngineOptions::default()).unwrap();
+    let a = model
+        .infer_quantized(x.clone(), 5, &EngineOptions::default())
+        .unwrap();
+    let b = back
+        .infer_quantized(x, 5, &EngineOptions::default())
+        .unwrap();
     assert_eq!(a, b);
     // 4-bit codes: the file is about an eighth of the float weights.
     let float_bytes = 4 * model.num_weights();
-    assert!(bytes.len() * 6 < float_bytes, "{} vs {float_bytes}", bytes.len());
-    assert_eq!(model.packed_weight_bytes(), (model.num_weights() * 4).div_ceil(8));
+    assert!(
+        bytes.len() * 6 < float_bytes,
+        "{} vs {float_bytes}",
+        bytes.len()
+    );
+    assert_eq!(
+        model.packed_weight_bytes(),
+        (model.num_weights() * 4).div_ceil(8)
+    );
     let truncated = &bytes[..bytes.len() - 10];
     assert!(IntModel::from_bytes(truncated).is_err());
 }

@@ -86,7 +86,10 @@ pub fn randomize_batch_norm(net: &dyn Network, seed: u64) {
         let v: Vec<f32> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
         *t = Tensor::from_vec(v, t.shape(), &Device::Cpu).unwrap();
     }
-    let path = std::env::temp_dir().join(format!("dsnn-infer-bn-{}-{seed}.safetensors", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "dsnn-infer-bn-{}-{seed}.safetensors",
+        std::process::id()
+    ));
     candle_core::safetensors::save(&tensors, &path).unwrap();
     net.params().load(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
