@@ -16,6 +16,10 @@ struct Cli {
 enum Command {
     /// Train one DSNN configuration and report its test accuracy.
     Train(cli::train::TrainArgs),
+    /// Export trained weights to an integer shift-add model.
+    Export(cli::export::ExportArgs),
+    /// Run an integer model on a data set: accuracy, latency, throughput.
+    Infer(cli::infer::InferArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -23,6 +27,8 @@ fn main() -> std::process::ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let result = match Cli::parse().command {
         Command::Train(a) => cli::train::run(a),
+        Command::Export(a) => cli::export::run(a),
+        Command::Infer(a) => cli::infer::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -328,6 +328,7 @@ impl Exporter {
             epilogue: Epilogue {
                 acc_init: b.iter().map(|v| v << s).collect(),
                 requant,
+                bias,
             },
         })
     }
@@ -440,6 +441,7 @@ impl Exporter {
                 } else {
                     Requant::Shift { relu: true }
                 },
+                bias: true,
             },
         })
     }

@@ -83,9 +83,11 @@ pub enum Requant {
     /// Folded batch norm: `X = clamp(floor((acc * mul[c] + add[c]) / 2^(S + m)))`
     /// in 128-bit arithmetic, then ReLU if set.
     Affine {
-        /// Per-channel multiplier (the batch-norm scale times `2^m`).
+        /// Per-channel multiplier (the batch-norm scale times `2^m`; stored as a tensor).
+        #[serde(skip)]
         mul: Vec<i32>,
-        /// Per-channel offset (the batch-norm shift times `2^(F + S + m)`).
+        /// Per-channel offset (the batch-norm shift times `2^(F + S + m)`; stored as a tensor).
+        #[serde(skip)]
         add: Vec<i64>,
         /// `m`.
         mul_shift: u32,
@@ -99,10 +101,14 @@ pub enum Requant {
 /// A shift layer with its bias and requantisation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Epilogue {
-    /// Per-channel start value of the accumulator (bias, `F + S` fraction bits).
+    /// Per-channel start value of the accumulator (bias, `F + S` fraction
+    /// bits; stored as a tensor).
+    #[serde(skip)]
     pub acc_init: Vec<i64>,
     /// What the accumulator becomes.
     pub requant: Requant,
+    /// Whether the trained layer has a bias (for the float-size comparison).
+    pub bias: bool,
 }
 
 /// One step of the integer model.
@@ -230,6 +236,27 @@ impl IntModel {
         self.shift_layers().map(|l| l.packed.len).sum()
     }
 
+    /// Bytes of the same network in 32-bit floats: one float per weight,
+    /// bias and batch-norm value (scale, shift, running mean and variance).
+    pub fn float_model_bytes(&self) -> usize {
+        let mut floats = 0;
+        for step in &self.steps {
+            if let Step::Conv {
+                layer, epilogue, ..
+            }
+            | Step::Linear { layer, epilogue } = step
+            {
+                floats += layer.packed.len;
+                floats += match epilogue.requant {
+                    Requant::Affine { .. } => 4 * layer.cout,
+                    _ if epilogue.bias => layer.cout,
+                    _ => 0,
+                };
+            }
+        }
+        4 * floats
+    }
+
     /// Builds every layer's plan now rather than on the first inference.
     pub fn prepare(&self) {
         for l in self.shift_layers() {
@@ -242,15 +269,39 @@ impl IntModel {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let header = serde_json::to_string(self)
             .map_err(|e| InferError::unsupported("model", e.to_string()))?;
+        let mut tensors: Vec<(String, safetensors::Dtype, Vec<u8>)> = Vec::new();
+        for step in &self.steps {
+            if let Step::Conv {
+                layer, epilogue, ..
+            }
+            | Step::Linear { layer, epilogue } = step
+            {
+                let n = &layer.name;
+                tensors.push((
+                    format!("{n}.codes"),
+                    safetensors::Dtype::U8,
+                    layer.packed.bytes.clone(),
+                ));
+                if epilogue.bias {
+                    tensors.push((
+                        format!("{n}.acc_init"),
+                        safetensors::Dtype::I64,
+                        le_bytes(&epilogue.acc_init),
+                    ));
+                }
+                if let Requant::Affine { mul, add, .. } = &epilogue.requant {
+                    let mul: Vec<u8> = mul.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    tensors.push((format!("{n}.mul"), safetensors::Dtype::I32, mul));
+                    tensors.push((format!("{n}.add"), safetensors::Dtype::I64, le_bytes(add)));
+                }
+            }
+        }
         let mut views = Vec::new();
-        for l in self.shift_layers() {
-            let view = safetensors::tensor::TensorView::new(
-                safetensors::Dtype::U8,
-                vec![l.packed.bytes.len()],
-                &l.packed.bytes,
-            )
-            .map_err(|e| InferError::unsupported(&l.name, e.to_string()))?;
-            views.push((format!("{}.codes", l.name), view));
+        for (name, dtype, bytes) in &tensors {
+            let elems = bytes.len() / dtype.bitsize().div_ceil(8).max(1);
+            let view = safetensors::tensor::TensorView::new(*dtype, vec![elems], bytes)
+                .map_err(|e| InferError::unsupported(name, e.to_string()))?;
+            views.push((name.clone(), view));
         }
         let meta = HashMap::from([(MODEL_METADATA_KEY.to_string(), header)]);
         safetensors::serialize(views, Some(meta))
@@ -286,23 +337,59 @@ impl IntModel {
             })?;
         let mut model: IntModel =
             serde_json::from_str(header).map_err(|e| format!("bad model description: {e}"))?;
+        let tensor = |name: String| {
+            st.tensor(&name)
+                .map(|t| t.data().to_vec())
+                .map_err(|_| format!("has no tensor `{name}`"))
+        };
+        let i64s = |name: String, n: usize| -> std::result::Result<Vec<i64>, String> {
+            let b = tensor(name.clone())?;
+            if b.len() != 8 * n {
+                return Err(format!(
+                    "tensor `{name}` has {} bytes, expected {}",
+                    b.len(),
+                    8 * n
+                ));
+            }
+            Ok(b.chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect())
+        };
         for step in &mut model.steps {
-            if let Step::Conv { layer, .. } | Step::Linear { layer, .. } = step {
-                let name = format!("{}.codes", layer.name);
-                let t = st
-                    .tensor(&name)
-                    .map_err(|_| format!("has no tensor `{name}`"))?;
+            if let Step::Conv {
+                layer, epilogue, ..
+            }
+            | Step::Linear { layer, epilogue } = step
+            {
+                let name = &layer.name;
+                let codes = tensor(format!("{name}.codes"))?;
                 let need = (layer.packed.len * layer.packed.code_bits as usize).div_ceil(8);
-                if t.data().len() != need || layer.packed.len != layer.cout * layer.fan_in {
+                if codes.len() != need || layer.packed.len != layer.cout * layer.fan_in {
                     return Err(format!(
-                        "tensor `{name}` has {} bytes, {} x {} codes of {} bits need {need}",
-                        t.data().len(),
+                        "tensor `{name}.codes` has {} bytes, {} x {} codes of {} bits need {need}",
+                        codes.len(),
                         layer.cout,
                         layer.fan_in,
                         layer.packed.code_bits
                     ));
                 }
-                layer.packed.bytes = t.data().to_vec();
+                layer.packed.bytes = codes;
+                epilogue.acc_init = if epilogue.bias {
+                    i64s(format!("{name}.acc_init"), layer.cout)?
+                } else {
+                    vec![0; layer.cout]
+                };
+                if let Requant::Affine { mul, add, .. } = &mut epilogue.requant {
+                    *add = i64s(format!("{name}.add"), layer.cout)?;
+                    let b = tensor(format!("{name}.mul"))?;
+                    if b.len() != 4 * layer.cout {
+                        return Err(format!("tensor `{name}.mul` has {} bytes", b.len()));
+                    }
+                    *mul = b
+                        .chunks_exact(4)
+                        .map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")))
+                        .collect();
+                }
             }
         }
         model.validate().map_err(|e| e.to_string())?;
@@ -389,6 +476,10 @@ impl IntModel {
         }
         Ok(())
     }
+}
+
+fn le_bytes(v: &[i64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 fn check_epilogue(layer: &ShiftLayer, e: &Epilogue) -> Result<()> {

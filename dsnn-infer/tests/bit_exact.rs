@@ -155,6 +155,7 @@ fn truncated_accumulators_and_wide_sums_match_the_reference() {
             epilogue: Epilogue {
                 acc_init: (0..cout as i64).map(|c| c * 1000 - 3000).collect(),
                 requant: Requant::Logits,
+                bias: true,
             },
         }],
     };
