@@ -2,7 +2,7 @@
 //! export to integers, run the integer model, and clear errors for weights
 //! without a model spec and for float networks.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn dsnn(args: &[&str]) -> std::process::Output {
@@ -16,7 +16,7 @@ fn scratch(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("dsnn-int-cli-{}-{name}", std::process::id()))
 }
 
-fn train(shift: &str, save: &PathBuf) {
+fn train(shift: &str, save: &Path) {
     let out = dsnn(&[
         "train",
         "--dataset",
