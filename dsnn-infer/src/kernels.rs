@@ -181,36 +181,47 @@ fn wide_body(col: &[i32], plan: &Plan, cs: Range<usize>, init: &[i64], acc: &mut
     }
 }
 
+/// AVX-512: per output channel, the 64 bucket-sum lanes live in four
+/// registers and the 64 accumulator lanes in eight, so a channel touches
+/// memory only to read its input rows and to store its result.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn narrow_avx512(col: &[i32], plan: &Plan, cs: Range<usize>, init: &[i64], acc: &mut [i64]) {
-    // SAFETY (of the closure): forwarded from `block_channels`.
-    narrow_body(col, plan, cs, init, acc, |c, p, n, o| unsafe {
-        sum_avx512(c, p, n, o)
-    })
-}
-
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn sum_avx512(col: &[i32], pos: &[u32], neg: &[u32], out: &mut [i32; BLOCK]) {
     use std::arch::x86_64::*;
     let base = col.as_ptr();
-    let mut a = [_mm512_setzero_si512(); 4];
-    for &k in pos {
-        let p = base.add(k as usize * BLOCK);
-        for (r, acc) in a.iter_mut().enumerate() {
-            *acc = _mm512_add_epi32(*acc, _mm512_loadu_si512(p.add(16 * r).cast()));
+    for (ci, c) in cs.enumerate() {
+        let mut a = [_mm512_set1_epi64(init[c]); 8];
+        for b in plan.channel(c) {
+            let mut p = [_mm512_setzero_si512(); 4];
+            for &k in &plan.idx[b.start as usize..b.mid as usize] {
+                let row = base.add(k as usize * BLOCK);
+                for (r, pr) in p.iter_mut().enumerate() {
+                    *pr = _mm512_add_epi32(*pr, _mm512_loadu_si512(row.add(16 * r).cast()));
+                }
+            }
+            for &k in &plan.idx[b.mid as usize..b.end as usize] {
+                let row = base.add(k as usize * BLOCK);
+                for (r, pr) in p.iter_mut().enumerate() {
+                    *pr = _mm512_sub_epi32(*pr, _mm512_loadu_si512(row.add(16 * r).cast()));
+                }
+            }
+            let n = _mm_cvtsi32_si128(b.shift.unsigned_abs().min(63) as i32);
+            for (r, pr) in p.iter().enumerate() {
+                let lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(*pr));
+                let hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(*pr));
+                let (lo, hi) = if b.shift >= 0 {
+                    (_mm512_sll_epi64(lo, n), _mm512_sll_epi64(hi, n))
+                } else {
+                    (_mm512_sra_epi64(lo, n), _mm512_sra_epi64(hi, n))
+                };
+                a[2 * r] = _mm512_add_epi64(a[2 * r], lo);
+                a[2 * r + 1] = _mm512_add_epi64(a[2 * r + 1], hi);
+            }
         }
-    }
-    for &k in neg {
-        let p = base.add(k as usize * BLOCK);
-        for (r, acc) in a.iter_mut().enumerate() {
-            *acc = _mm512_sub_epi32(*acc, _mm512_loadu_si512(p.add(16 * r).cast()));
+        let out = acc.as_mut_ptr().add(ci * BLOCK);
+        for (r, ar) in a.iter().enumerate() {
+            _mm512_storeu_si512(out.add(8 * r).cast(), *ar);
         }
-    }
-    for (r, acc) in a.iter().enumerate() {
-        _mm512_storeu_si512(out.as_mut_ptr().add(16 * r).cast(), *acc);
     }
 }
 
