@@ -516,8 +516,33 @@ impl Ctx {
                     seen.fetch_max(m, Ordering::Relaxed);
                 });
             });
+        } else if let Some(d) = layer.dense() {
+            // Few images: eight units at a time, one shift per weight.
+            use crate::weights::DENSE_LANES;
+            (0..n * d.groups).into_par_iter().for_each(|t| {
+                let (img, g) = (t / d.groups, t % d.groups);
+                let xs = &x.data[img * k..(img + 1) * k];
+                let span = g * k * DENSE_LANES..(g + 1) * k * DENSE_LANES;
+                let mut sums = [0i64; 8];
+                crate::kernels::dense_group(
+                    self.isa,
+                    xs,
+                    &d.pos[span.clone()],
+                    &d.neg[span],
+                    &mut sums,
+                );
+                let mut m = 0;
+                for (l, &sum) in sums.iter().enumerate() {
+                    let c = g * DENSE_LANES + l;
+                    if c < cout {
+                        let a = epi.acc_init[c] + sum;
+                        m = m.max(self.requant(&[a], c, layer, epi, &out, img * cout + c, 1));
+                    }
+                }
+                seen.fetch_max(m, Ordering::Relaxed);
+            });
         } else {
-            // Few images: gather the inputs of each bucket, 64-bit sums.
+            // Few images, truncated accumulator: gather the inputs of each bucket.
             let chunks = Self::channel_chunks(n, cout);
             let per_chunk = cout.div_ceil(chunks);
             (0..n * chunks).into_par_iter().for_each(|t| {

@@ -257,3 +257,47 @@ unsafe fn sum_avx2(col: &[i32], pos: &[u32], neg: &[u32], out: &mut [i32; BLOCK]
         _mm256_storeu_si256(out.as_mut_ptr().add(8 * r).cast(), *acc);
     }
 }
+
+/// Accumulators of one [`crate::weights::DenseShifts`] group for one image:
+/// `out[l] = sum_k (x[k] << pos[k][l]) - (x[k] << neg[k][l])` (64-bit lanes,
+/// counts of 64 or more add zero).
+pub fn dense_group(isa: Isa, x: &[i32], pos: &[u8], neg: &[u8], out: &mut [i64; 8]) {
+    assert!(pos.len() == x.len() * 8 && neg.len() == pos.len());
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        assert!(isa.available());
+        // SAFETY: AVX-512F present; every read is inside `pos`/`neg` (checked length).
+        unsafe { dense_group_avx512(x, pos, neg, out) };
+        return;
+    }
+    let _ = isa;
+    let mut p = [0i64; 8];
+    let mut n = [0i64; 8];
+    for (k, &xv) in x.iter().enumerate() {
+        let xv = i64::from(xv);
+        for l in 0..8 {
+            let (cp, cn) = (pos[k * 8 + l], neg[k * 8 + l]);
+            p[l] += if cp < 64 { xv << cp } else { 0 };
+            n[l] += if cn < 64 { xv << cn } else { 0 };
+        }
+    }
+    for l in 0..8 {
+        out[l] = p[l] - n[l];
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dense_group_avx512(x: &[i32], pos: &[u8], neg: &[u8], out: &mut [i64; 8]) {
+    use std::arch::x86_64::*;
+    let (mut p, mut n) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    for (k, &xv) in x.iter().enumerate() {
+        let v = _mm512_set1_epi64(i64::from(xv));
+        let cp = _mm512_cvtepu8_epi64(_mm_loadl_epi64(pos.as_ptr().add(k * 8).cast()));
+        let cn = _mm512_cvtepu8_epi64(_mm_loadl_epi64(neg.as_ptr().add(k * 8).cast()));
+        // vpsllvq gives 0 for counts of 64 or more.
+        p = _mm512_add_epi64(p, _mm512_sllv_epi64(v, cp));
+        n = _mm512_add_epi64(n, _mm512_sllv_epi64(v, cn));
+    }
+    _mm512_storeu_si512(out.as_mut_ptr().cast(), _mm512_sub_epi64(p, n));
+}

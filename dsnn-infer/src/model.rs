@@ -32,6 +32,8 @@ pub struct ShiftLayer {
     pub packed: PackedWeights,
     #[serde(skip)]
     plan: OnceLock<Plan>,
+    #[serde(skip)]
+    dense: OnceLock<Option<crate::weights::DenseShifts>>,
 }
 
 impl ShiftLayer {
@@ -54,7 +56,23 @@ impl ShiftLayer {
             acc_shift,
             packed,
             plan: OnceLock::new(),
+            dense: OnceLock::new(),
         })
+    }
+
+    /// Per-weight left shifts for few-image linear layers, when every
+    /// bucket shift `S - m` is non-negative (built once; `None` otherwise).
+    pub fn dense(&self) -> Option<&crate::weights::DenseShifts> {
+        self.dense
+            .get_or_init(|| {
+                crate::weights::DenseShifts::new(
+                    &self.packed.unpack(),
+                    self.cout,
+                    self.fan_in,
+                    self.acc_shift,
+                )
+            })
+            .as_ref()
     }
 
     /// The shift-sorted plan decoded from the packed codes (built once).

@@ -240,6 +240,61 @@ impl Plan {
     }
 }
 
+/// Lanes of one [`DenseShifts`] group (eight 64-bit lanes).
+pub const DENSE_LANES: usize = 8;
+
+/// The weights of a linear layer as left-shift counts, eight output units
+/// at a time, for few-image inference: unit `c` gets `x[k] << (S - m)`
+/// added to its positive or negative sum. A count of 64 or more adds zero
+/// (zero weights, and the other sign's sum). Only built when every
+/// `S - m >= 0`, where it equals the bucket sums exactly (a linear map).
+#[derive(Debug, Clone)]
+pub struct DenseShifts {
+    /// Groups of eight units; within a group, input after input, eight counts.
+    pub pos: Vec<u8>,
+    /// The same for negative weights.
+    pub neg: Vec<u8>,
+    /// Number of groups (`ceil(cout / 8)`).
+    pub groups: usize,
+    /// Inputs per unit.
+    pub fan_in: usize,
+}
+
+impl DenseShifts {
+    /// The dense form of `cout x fan_in` weights, or `None` when some weight
+    /// has `m > acc_shift`.
+    pub fn new(
+        weights: &[ShiftWeight],
+        cout: usize,
+        fan_in: usize,
+        acc_shift: u32,
+    ) -> Option<Self> {
+        let groups = cout.div_ceil(DENSE_LANES);
+        let mut pos = vec![64u8; groups * fan_in * DENSE_LANES];
+        let mut neg = pos.clone();
+        for c in 0..cout {
+            let (g, lane) = (c / DENSE_LANES, c % DENSE_LANES);
+            for k in 0..fan_in {
+                if let ShiftWeight::Pow { negative, m } = weights[c * fan_in + k] {
+                    let n = acc_shift.checked_sub(u32::from(m))? as u8;
+                    let at = (g * fan_in + k) * DENSE_LANES + lane;
+                    if negative {
+                        neg[at] = n;
+                    } else {
+                        pos[at] = n;
+                    }
+                }
+            }
+        }
+        Some(DenseShifts {
+            pos,
+            neg,
+            groups,
+            fan_in,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
