@@ -401,6 +401,7 @@ impl Ctx {
                     add,
                     mul_shift,
                     relu,
+                    ..
                 },
                 Out::Act(o),
             ) => {

@@ -169,6 +169,7 @@ impl IntModel {
             input,
             classes,
             act,
+            weight_bits: settings.weight_bits,
             input_transform: spec.input_transform.clone(),
             steps,
         };
@@ -400,15 +401,27 @@ impl Exporter {
             });
         }
         let m = m as u32;
+        let top = max_shift * (f + f64::from(m)).exp2();
+        let e = if top >= 1.0 {
+            (top.log2().floor() as i32 + 2 - 31).clamp(0, 32)
+        } else {
+            0
+        };
         Ok(Requant::Affine {
             mul: scale
                 .iter()
                 .map(|&v| (f64::from(v) * f64::from(m).exp2()).round_ties_even() as i32)
                 .collect(),
+            // The offset keeps 31 significant bits: round(shift 2^(F+S+m-e)) 2^e.
             add: shift
                 .iter()
-                .map(|&v| (f64::from(v) * (f + f64::from(m)).exp2()).round_ties_even() as i64)
+                .map(|&v| {
+                    let r = (f64::from(v) * (f + f64::from(m) - f64::from(e)).exp2())
+                        .round_ties_even() as i64;
+                    r << e
+                })
                 .collect(),
+            add_shift: e as u32,
             mul_shift: m,
             relu,
         })

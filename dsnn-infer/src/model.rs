@@ -24,7 +24,8 @@ pub struct ShiftLayer {
     pub cout: usize,
     /// Inputs per output (`cin * kh * kw`, or the linear layer's inputs).
     pub fan_in: usize,
-    /// The trained `weight_bits`.
+    /// The trained `weight_bits` (stored once for the model in the file).
+    #[serde(skip)]
     pub weight_bits: u32,
     /// `S`: the accumulator holds `F + S` fraction bits.
     pub acc_shift: u32,
@@ -109,6 +110,10 @@ pub enum Requant {
         add: Vec<i64>,
         /// `m`.
         mul_shift: u32,
+        /// `e`: every offset is a 31-bit significand times `2^e` (the file
+        /// stores the significands as `i32`).
+        #[serde(default)]
+        add_shift: u32,
         /// Apply ReLU.
         relu: bool,
     },
@@ -192,6 +197,8 @@ pub struct IntModel {
     pub classes: usize,
     /// Activation format.
     pub act: ActFormat,
+    /// The trained `weight_bits` of every shift layer.
+    pub weight_bits: u32,
     /// Pixel normalisation, when known (needed by [`IntModel::infer_pixels`]).
     pub input_transform: Option<InputTransform>,
     /// The steps, in order.
@@ -287,39 +294,56 @@ impl IntModel {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let header = serde_json::to_string(self)
             .map_err(|e| InferError::unsupported("model", e.to_string()))?;
-        let mut tensors: Vec<(String, safetensors::Dtype, Vec<u8>)> = Vec::new();
+        // Four tensors, layer after layer in step order: packed codes, biases
+        // (layers with one), batch-norm multipliers and offsets (offsets
+        // stored as i32 significands; see `add_bytes`).
+        let (mut codes, mut init, mut mul, mut add) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for step in &self.steps {
             if let Step::Conv {
                 layer, epilogue, ..
             }
             | Step::Linear { layer, epilogue } = step
             {
-                let n = &layer.name;
-                tensors.push((
-                    format!("{n}.codes"),
-                    safetensors::Dtype::U8,
-                    layer.packed.bytes.clone(),
-                ));
+                codes.extend_from_slice(&layer.packed.bytes);
                 if epilogue.bias {
-                    tensors.push((
-                        format!("{n}.acc_init"),
-                        safetensors::Dtype::I64,
-                        le_bytes(&epilogue.acc_init),
-                    ));
+                    init.extend(epilogue.acc_init.iter().flat_map(|v| v.to_le_bytes()));
                 }
-                if let Requant::Affine { mul, add, .. } = &epilogue.requant {
-                    let mul: Vec<u8> = mul.iter().flat_map(|v| v.to_le_bytes()).collect();
-                    tensors.push((format!("{n}.mul"), safetensors::Dtype::I32, mul));
-                    tensors.push((format!("{n}.add"), safetensors::Dtype::I64, le_bytes(add)));
+                if let Requant::Affine {
+                    mul: m,
+                    add: a,
+                    add_shift: e,
+                    ..
+                } = &epilogue.requant
+                {
+                    mul.extend(m.iter().flat_map(|v| v.to_le_bytes()));
+                    for &v in a {
+                        let sig = i32::try_from(v >> e)
+                            .ok()
+                            .filter(|&sig| i64::from(sig) << e == v)
+                            .ok_or_else(|| {
+                                InferError::unsupported(
+                                    &layer.name,
+                                    format!("batch-norm offset {v} is not a 31-bit significand times 2^{e}"),
+                                )
+                            })?;
+                        add.extend(sig.to_le_bytes());
+                    }
                 }
             }
         }
+        let tensors = [
+            ("codes", safetensors::Dtype::U8, codes),
+            ("acc_init", safetensors::Dtype::I64, init),
+            ("bn_mul", safetensors::Dtype::I32, mul),
+            ("bn_add", safetensors::Dtype::I32, add),
+        ];
         let mut views = Vec::new();
         for (name, dtype, bytes) in &tensors {
-            let elems = bytes.len() / dtype.bitsize().div_ceil(8).max(1);
+            let elems = bytes.len() / (dtype.bitsize() / 8).max(1);
             let view = safetensors::tensor::TensorView::new(*dtype, vec![elems], bytes)
                 .map_err(|e| InferError::unsupported(name, e.to_string()))?;
-            views.push((name.clone(), view));
+            views.push((name.to_string(), view));
         }
         let meta = HashMap::from([(MODEL_METADATA_KEY.to_string(), header)]);
         safetensors::serialize(views, Some(meta))
@@ -355,23 +379,25 @@ impl IntModel {
             })?;
         let mut model: IntModel =
             serde_json::from_str(header).map_err(|e| format!("bad model description: {e}"))?;
-        let tensor = |name: String| {
-            st.tensor(&name)
+        let tensor = |name: &str| {
+            st.tensor(name)
                 .map(|t| t.data().to_vec())
                 .map_err(|_| format!("has no tensor `{name}`"))
         };
-        let i64s = |name: String, n: usize| -> std::result::Result<Vec<i64>, String> {
-            let b = tensor(name.clone())?;
-            if b.len() != 8 * n {
-                return Err(format!(
-                    "tensor `{name}` has {} bytes, expected {}",
-                    b.len(),
-                    8 * n
-                ));
-            }
-            Ok(b.chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect())
+        let (codes, init, mul, add) = (
+            tensor("codes")?,
+            tensor("acc_init")?,
+            tensor("bn_mul")?,
+            tensor("bn_add")?,
+        );
+        let (mut at_codes, mut at_init, mut at_bn) = (0usize, 0usize, 0usize);
+        let take = |buf: &[u8], at: &mut usize, n: usize, what: &str| {
+            let slice = buf
+                .get(*at..*at + n)
+                .ok_or_else(|| format!("tensor `{what}` is too short ({} bytes)", buf.len()))?
+                .to_vec();
+            *at += n;
+            Ok::<_, String>(slice)
         };
         for step in &mut model.steps {
             if let Step::Conv {
@@ -379,36 +405,45 @@ impl IntModel {
             }
             | Step::Linear { layer, epilogue } = step
             {
-                let name = &layer.name;
-                let codes = tensor(format!("{name}.codes"))?;
+                let cout = layer.cout;
+                layer.packed.len = cout * layer.fan_in;
+                layer.weight_bits = model.weight_bits;
                 let need = (layer.packed.len * layer.packed.code_bits as usize).div_ceil(8);
-                if codes.len() != need || layer.packed.len != layer.cout * layer.fan_in {
-                    return Err(format!(
-                        "tensor `{name}.codes` has {} bytes, {} x {} codes of {} bits need {need}",
-                        codes.len(),
-                        layer.cout,
-                        layer.fan_in,
-                        layer.packed.code_bits
-                    ));
-                }
-                layer.packed.bytes = codes;
+                layer.packed.bytes = take(&codes, &mut at_codes, need, "codes")?;
                 epilogue.acc_init = if epilogue.bias {
-                    i64s(format!("{name}.acc_init"), layer.cout)?
+                    take(&init, &mut at_init, 8 * cout, "acc_init")?
+                        .chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                        .collect()
                 } else {
-                    vec![0; layer.cout]
+                    vec![0; cout]
                 };
-                if let Requant::Affine { mul, add, .. } = &mut epilogue.requant {
-                    *add = i64s(format!("{name}.add"), layer.cout)?;
-                    let b = tensor(format!("{name}.mul"))?;
-                    if b.len() != 4 * layer.cout {
-                        return Err(format!("tensor `{name}.mul` has {} bytes", b.len()));
-                    }
-                    *mul = b
+                if let Requant::Affine {
+                    mul: m,
+                    add: a,
+                    add_shift,
+                    ..
+                } = &mut epilogue.requant
+                {
+                    let word = |c: &[u8]| i32::from_le_bytes(c.try_into().expect("4 bytes"));
+                    *m = take(&mul, &mut at_bn, 4 * cout, "bn_mul")?
                         .chunks_exact(4)
-                        .map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")))
+                        .map(word)
+                        .collect();
+                    at_bn -= 4 * cout;
+                    *a = take(&add, &mut at_bn, 4 * cout, "bn_add")?
+                        .chunks_exact(4)
+                        .map(|c| i64::from(word(c)) << (*add_shift).min(32))
                         .collect();
                 }
             }
+        }
+        if at_codes != codes.len()
+            || at_init != init.len()
+            || at_bn != mul.len()
+            || mul.len() != add.len()
+        {
+            return Err(format!("tensors have more data than the layers use (codes {at_codes}/{}, biases {at_init}/{}, batch norm {at_bn}/{}/{})", codes.len(), init.len(), mul.len(), add.len()));
         }
         model.validate().map_err(|e| e.to_string())?;
         Ok(model)
@@ -494,10 +529,6 @@ impl IntModel {
         }
         Ok(())
     }
-}
-
-fn le_bytes(v: &[i64]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 fn check_epilogue(layer: &ShiftLayer, e: &Epilogue) -> Result<()> {

@@ -186,6 +186,7 @@ pub fn reference_logits(model: &IntModel, x: &[i32], n: usize) -> Logits {
                             add,
                             mul_shift,
                             relu,
+                            ..
                         } => {
                             let t = i128::from(acc) * i128::from(mul[c]) + i128::from(add[c]);
                             let v = clamp(t.div_euclid(1i128 << (s + mul_shift)));

@@ -63,8 +63,10 @@ pub struct PackedWeights {
     /// Bits per code.
     pub code_bits: u32,
     /// Whether the all-ones positive code means zero.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub zero_code: bool,
-    /// Number of codes.
+    /// Number of codes (`cout x fan_in`; not stored in the file).
+    #[serde(skip)]
     pub len: usize,
     /// The codes (not part of the JSON description; stored as a tensor).
     #[serde(skip)]

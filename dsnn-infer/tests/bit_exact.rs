@@ -149,6 +149,7 @@ fn truncated_accumulators_and_wide_sums_match_the_reference() {
         },
         classes: cout,
         act,
+        weight_bits: 5,
         input_transform: None,
         steps: vec![Step::Linear {
             layer,
@@ -206,4 +207,28 @@ fn model_files_round_trip_and_stay_bit_exact() {
     );
     let truncated = &bytes[..bytes.len() - 10];
     assert!(IntModel::from_bytes(truncated).is_err());
+
+    // ResNet20: folded batch norms survive the file, and the file is at
+    // least 6x smaller than the float model with 5-bit weights.
+    let shape = InputShape {
+        channels: 3,
+        height: 32,
+        width: 32,
+    };
+    let (net, spec) = build("resnet20", ShiftType::Q, 5, (16, 16), shape, 12);
+    randomize_batch_norm(net.as_ref(), 12);
+    let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+    let bytes = model.to_bytes().unwrap();
+    let back = IntModel::from_bytes(&bytes).unwrap();
+    let x = model.quantize_input(&random_images(shape, 2, 5));
+    let a = model
+        .infer_quantized(x.clone(), 2, &EngineOptions::default())
+        .unwrap();
+    assert_eq!(
+        a,
+        back.infer_quantized(x, 2, &EngineOptions::default())
+            .unwrap()
+    );
+    let ratio = model.float_model_bytes() as f64 / bytes.len() as f64;
+    assert!(ratio >= 6.0, "{ratio}");
 }
