@@ -32,8 +32,12 @@ struct Act {
     max_abs: i64,
 }
 
+/// Elements per task of element-wise steps: smaller ones run on one thread
+/// (waking another costs more than the work at batch 1).
+const ELEMENTWISE_GRAIN: usize = 1 << 15;
+
 fn max_abs(x: &[i32]) -> i64 {
-    x.par_chunks(4096)
+    x.par_chunks(ELEMENTWISE_GRAIN)
         .map(|c| c.iter().map(|&v| i64::from(v).abs()).max().unwrap_or(0))
         .max()
         .unwrap_or(0)
@@ -787,6 +791,7 @@ fn max_pool2(x: &Act, n: usize) -> Act {
     let (oh, ow) = (x.h / 2, x.w / 2);
     let mut out = vec![0i32; n * x.c * oh * ow];
     out.par_chunks_mut(oh * ow)
+        .with_min_len(ELEMENTWISE_GRAIN.div_ceil(oh * ow))
         .enumerate()
         .for_each(|(plane, o)| {
             let src = &x.data[plane * x.h * x.w..(plane + 1) * x.h * x.w];
@@ -811,6 +816,7 @@ fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, n: usize, act: &
     let data = Arc::make_mut(&mut cur.data);
     let max = data
         .par_chunks_mut(h * w)
+        .with_min_len(ELEMENTWISE_GRAIN.div_ceil(h * w))
         .enumerate()
         .map(|(plane, o)| {
             let (img, ch) = (plane / c, plane % c);
