@@ -393,6 +393,16 @@ impl Ctx {
         match (&epi.requant, out) {
             (Requant::Shift { relu }, Out::Act(o)) => {
                 let floor = if *relu { 0 } else { i64::MIN };
+                #[cfg(target_arch = "x86_64")]
+                if stride == 1 && self.avx512dq {
+                    let o = unsafe { o.0.add(base) };
+                    let (lo, hi) = (self.act.lo(), self.act.hi());
+                    // SAFETY: AVX-512F/DQ/VL checked when the context was
+                    // made; `o` has `acc.len()` elements of this task.
+                    // With m = 1, cq = add >> S = 0, cr = 0 and k = 0 the
+                    // affine form is exactly floor(acc / 2^S).
+                    return unsafe { affine_avx512(acc, o, s, 1, 0, 0, 0, floor, lo, hi) };
+                }
                 for (j, &a) in acc.iter().enumerate() {
                     let v = self.act.clamp((a >> s).max(floor));
                     max = max.max(i64::from(v).abs());
