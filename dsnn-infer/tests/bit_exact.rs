@@ -232,3 +232,81 @@ fn model_files_round_trip_and_stay_bit_exact() {
     let ratio = model.float_model_bytes() as f64 / bytes.len() as f64;
     assert!(ratio >= 6.0, "{ratio}");
 }
+
+/// A hand-built convolution with a folded batch norm whose accumulators
+/// exceed the 64-bit requantisation's range (so it takes the 128-bit path),
+/// followed by a linear layer; engine and reference agree.
+#[test]
+fn wide_batch_norm_requantisation_matches_the_reference() {
+    let act = ActFormat::new(16, 16).unwrap();
+    let w = |negative: bool, m: u8| ShiftWeight::Pow { negative, m };
+    let conv_w: Vec<ShiftWeight> = (0..2 * 9)
+        .map(|i| {
+            if i < 9 {
+                w(false, 0)
+            } else {
+                w(i % 4 == 1, (i % 3) as u8)
+            }
+        })
+        .collect();
+    let fc_w: Vec<ShiftWeight> = (0..3 * 32).map(|i| w(i % 5 == 0, (i % 4) as u8)).collect();
+    let model = IntModel {
+        backbone: "hand".into(),
+        shift_type: ShiftType::Q,
+        input: InputShape {
+            channels: 1,
+            height: 4,
+            width: 4,
+        },
+        classes: 3,
+        act,
+        weight_bits: 5,
+        input_transform: None,
+        steps: vec![
+            Step::Conv {
+                layer: ShiftLayer::new("conv", &conv_w, 2, 9, 5, 2).unwrap(),
+                cin: 1,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+                epilogue: Epilogue {
+                    acc_init: vec![0, 0],
+                    requant: Requant::Affine {
+                        mul: vec![3, -5],
+                        add: vec![7 << 3, -100 << 3],
+                        mul_shift: 2,
+                        add_shift: 3,
+                        relu: false,
+                    },
+                    bias: false,
+                },
+            },
+            Step::Linear {
+                layer: ShiftLayer::new("fc", &fc_w, 3, 32, 5, 3).unwrap(),
+                epilogue: Epilogue {
+                    acc_init: vec![1, -2, 3],
+                    requant: Requant::Logits,
+                    bias: true,
+                },
+            },
+        ],
+    };
+    model.validate().unwrap();
+    let n = 3;
+    let x: Vec<i32> = (0..(n * 16) as i32)
+        .map(|i| match i {
+            // Image 0 is all at the top of the range: the centre accumulator
+            // of channel 0 is about 9 * 2^31 * 2^2, so acc / 2^S >= 2^31.
+            0..16 => act.hi() as i32,
+            _ if i % 2 == 0 => act.hi() as i32 - i,
+            _ => act.lo() as i32 + 3 * i,
+        })
+        .collect();
+    check(&model, &x, n, n);
+    // Survives the file too.
+    let back = IntModel::from_bytes(&model.to_bytes().unwrap()).unwrap();
+    let a = back
+        .infer_quantized(x.clone(), n, &EngineOptions::default())
+        .unwrap();
+    assert_eq!(a, reference_logits(&model, &x, n));
+}
