@@ -61,6 +61,9 @@ pub fn run(a: InferArgs) -> Result<()> {
         Some(n) => test.head(n),
         None => test,
     };
+    if test.is_empty() {
+        bail!("no test images to run (check --limit and the data directory)");
+    }
     if test.shape != model.input || test.classes != model.classes {
         bail!(
             "{} images are {}x{}x{} in {} classes; the model takes {}x{}x{} in {} classes",
