@@ -26,6 +26,10 @@ enum Command {
     Pareto(cli::pareto::ParetoArgs),
     /// List the plugins (optimizers, energy meters) in the plugin directories.
     Plugins(cli::plugins::PluginsArgs),
+    /// Export trained weights to an integer shift-add model.
+    Export(cli::export::ExportArgs),
+    /// Run an integer model on a data set: accuracy, latency, throughput.
+    Infer(cli::infer::InferArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +42,8 @@ fn main() -> std::process::ExitCode {
         Command::Trial(a) => cli::trial::run(a),
         Command::Pareto(a) => cli::pareto::run(a),
         Command::Plugins(a) => cli::plugins::run(a),
+        Command::Export(a) => cli::export::run(a),
+        Command::Infer(a) => cli::infer::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -253,7 +253,7 @@ impl Optimizer {
                 }
                 OptimizerKind::RAdam | OptimizerKind::Ranger => {
                     radam_update(&mut w, &g, slot, t, lr);
-                    if s.kind == OptimizerKind::Ranger && t % LOOKAHEAD_K == 0 {
+                    if s.kind == OptimizerKind::Ranger && t.is_multiple_of(LOOKAHEAD_K) {
                         for (slow, fast) in slot.slow.iter_mut().zip(w.iter_mut()) {
                             *slow += LOOKAHEAD_ALPHA * (*fast - *slow);
                             *fast = *slow;

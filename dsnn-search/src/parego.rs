@@ -252,7 +252,7 @@ impl ParEgoProposer {
         match self.settings.bounds {
             BoundHandling::Clamp => v.clamp(0.0, 1.0),
             BoundHandling::Reflect => reflect(v),
-            BoundHandling::Both if k % 2 == 0 => reflect(v),
+            BoundHandling::Both if k.is_multiple_of(2) => reflect(v),
             BoundHandling::Both => v.clamp(0.0, 1.0),
         }
     }

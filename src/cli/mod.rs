@@ -1,5 +1,7 @@
 //! One module per `dsnn` subcommand: its arguments and its handler.
 
+pub mod export;
+pub mod infer;
 pub mod pareto;
 pub mod plugin_support;
 pub mod plugins;

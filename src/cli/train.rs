@@ -233,8 +233,19 @@ pub fn run(a: TrainArgs) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     if let Some(path) = &a.save {
-        net.params().save(path)?;
-        eprintln!("saved weights to {}", path.display());
+        // The spec travels in the file's metadata, so `dsnn export` can
+        // rebuild the network without being told its settings again.
+        let trained = dsnn_infer::TrainedSpec {
+            backbone: backbone.name().to_string(),
+            model: spec.clone(),
+            dataset: Some(a.dataset.to_string()),
+            input_transform: Some(dsnn_infer::InputTransform {
+                normalization: batcher.normalization.clone(),
+                pixel_max: train_set.pixel_max,
+            }),
+        };
+        dsnn_infer::save_trained(net.as_ref(), &trained, path)?;
+        eprintln!("saved weights and model spec to {}", path.display());
     }
     Ok(())
 }

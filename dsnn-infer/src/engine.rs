@@ -1,0 +1,880 @@
+//! The integer engine: runs an [`IntModel`] on a batch, layer by layer,
+//! in parallel (rayon) over images, position blocks and output channels.
+
+use crate::error::{InferError, Result};
+use crate::format::{floor_shift_wide, shl, ActFormat};
+use crate::kernels::{block_channels, Isa, BLOCK};
+use crate::model::{Epilogue, IntModel, Logits, Requant, ShiftLayer, Step};
+use rayon::prelude::*;
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+/// Engine settings (the defaults pick the fastest exact path).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineOptions {
+    /// Instruction set of the kernels; `None` detects the best one.
+    pub isa: Option<Isa>,
+    /// Always use 64-bit bucket sums (same results, slower; for tests).
+    pub force_wide: bool,
+}
+
+/// Activations of a batch, `n x c x h x w`.
+#[derive(Debug, Clone)]
+struct Act {
+    /// Shared so that a residual shortcut costs no copy.
+    data: Arc<Vec<i32>>,
+    c: usize,
+    h: usize,
+    w: usize,
+    /// An upper bound of `|X|` over the batch (picks the bucket-sum width).
+    max_abs: i64,
+}
+
+/// Elements per task of element-wise steps: smaller ones run on one thread
+/// (waking another costs more than the work at batch 1).
+const ELEMENTWISE_GRAIN: usize = 1 << 15;
+
+fn max_abs(x: &[i32]) -> i64 {
+    x.par_chunks(ELEMENTWISE_GRAIN)
+        .map(|c| c.iter().map(|&v| i64::from(v).abs()).max().unwrap_or(0))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Storage for `len` elements that a layer fills completely through
+/// [`SyncPtr`] before [`assume_init`] turns it into a vector (no zeroing pass).
+fn uninit<T>(len: usize) -> Vec<MaybeUninit<T>> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: `MaybeUninit` needs no initialisation.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// # Safety
+/// Every element of `v` must have been written.
+unsafe fn assume_init<T>(v: Vec<MaybeUninit<T>>) -> Vec<T> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: same allocation, layout and length; elements initialised (caller).
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<T>(), v.len(), v.capacity()) }
+}
+
+struct SyncPtr<T>(*mut T);
+// SAFETY: tasks write disjoint elements through the pointer (see uses).
+unsafe impl<T> Sync for SyncPtr<T> {}
+unsafe impl<T> Send for SyncPtr<T> {}
+impl<T> SyncPtr<T> {
+    /// # Safety
+    /// `i` must be in bounds and written by one task only.
+    #[inline(always)]
+    unsafe fn write(&self, i: usize, v: T) {
+        unsafe { self.0.add(i).write(v) }
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<(Vec<i32>, Vec<i64>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Where a layer's requantised outputs go.
+enum Out<'a> {
+    Act(&'a SyncPtr<i32>),
+    Logits(&'a SyncPtr<i64>),
+}
+
+impl IntModel {
+    /// Quantises normalised float images (`n x C x H x W`, as dsnn's
+    /// `Batcher` makes them) to the activation format: `clamp(floor(x * 2^F))`.
+    pub fn quantize_input(&self, images: &[f32]) -> Vec<i32> {
+        images.iter().map(|&x| self.act.quantize(x)).collect()
+    }
+
+    /// Quantised input of raw pixels (`n x C x H x W` bytes), normalised in
+    /// `f32` exactly as dsnn's `Batcher` does, through a 256-entry table per channel.
+    pub fn quantize_pixels(&self, pixels: &[u8]) -> Result<Vec<i32>> {
+        let t = self.input_transform.as_ref().ok_or_else(|| {
+            InferError::Input("the model has no pixel normalisation; pass float images".into())
+        })?;
+        let c = self.input.channels;
+        if t.normalization.mean.len() != c || t.normalization.std.len() != c {
+            return Err(InferError::Input(format!(
+                "normalisation has {} channels, the model {c}",
+                t.normalization.mean.len()
+            )));
+        }
+        let tables: Vec<Vec<i32>> = (0..c)
+            .map(|ch| {
+                let (m, s) = (t.normalization.mean[ch], t.normalization.std[ch]);
+                let scale = 1.0 / (s * t.pixel_max);
+                let shift = -m / s;
+                (0..256)
+                    .map(|p| self.act.quantize(f32::from(p as u8) * scale + shift))
+                    .collect()
+            })
+            .collect();
+        let hw = self.input.height * self.input.width;
+        Ok(pixels
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| tables[(i / hw) % c][usize::from(p)])
+            .collect())
+    }
+
+    /// Integer logits of normalised float images (`n x C x H x W`).
+    pub fn infer(&self, images: &[f32]) -> Result<Logits> {
+        let n = self.batch_of(images.len())?;
+        self.infer_quantized(self.quantize_input(images), n, &EngineOptions::default())
+    }
+
+    /// Integer logits of raw pixels (`n x C x H x W` bytes).
+    pub fn infer_pixels(&self, pixels: &[u8]) -> Result<Logits> {
+        let n = self.batch_of(pixels.len())?;
+        self.infer_quantized(self.quantize_pixels(pixels)?, n, &EngineOptions::default())
+    }
+
+    fn batch_of(&self, len: usize) -> Result<usize> {
+        let per = self.input.channels * self.input.height * self.input.width;
+        if per == 0 || !len.is_multiple_of(per) {
+            return Err(InferError::Input(format!(
+                "{len} values is not a whole number of {}x{}x{} images",
+                self.input.channels, self.input.height, self.input.width
+            )));
+        }
+        Ok(len / per)
+    }
+
+    /// Integer logits of `n` quantised images (activation integers, see
+    /// [`IntModel::quantize_input`]).
+    pub fn infer_quantized(&self, x: Vec<i32>, n: usize, opts: &EngineOptions) -> Result<Logits> {
+        let isa = opts.isa.unwrap_or_else(Isa::detect);
+        if !isa.available() {
+            return Err(InferError::Input(format!(
+                "this CPU cannot run the {} kernels",
+                isa.name()
+            )));
+        }
+        let per = self.input.channels * self.input.height * self.input.width;
+        if x.len() != n * per {
+            return Err(InferError::Input(format!(
+                "{} values for {n} images of {per}",
+                x.len()
+            )));
+        }
+        let (lo, hi) = (self.act.lo(), self.act.hi());
+        if let Some(v) = x.iter().find(|&&v| i64::from(v) < lo || i64::from(v) > hi) {
+            return Err(InferError::Input(format!(
+                "input integer {v} is outside the activation range [{lo}, {hi}]"
+            )));
+        }
+        let mut cur = Act {
+            max_abs: max_abs(&x),
+            data: Arc::new(x),
+            c: self.input.channels,
+            h: self.input.height,
+            w: self.input.width,
+        };
+        let mut saved: Vec<Act> = Vec::new();
+        let ctx = Ctx {
+            act: self.act,
+            isa,
+            avx512dq: isa == Isa::Avx512 && avx512dq(),
+            wide: opts.force_wide,
+            n,
+        };
+        for step in &self.steps {
+            match step {
+                Step::Conv {
+                    layer,
+                    kernel,
+                    stride,
+                    padding,
+                    epilogue,
+                    ..
+                } => {
+                    let geo = Geo {
+                        k: *kernel,
+                        stride: *stride,
+                        pad: *padding,
+                    };
+                    match ctx.conv(&cur, layer, geo, epilogue)? {
+                        Ok(next) => cur = next,
+                        Err(values) => return Ok(self.logits(values, layer, n)),
+                    }
+                }
+                Step::Linear { layer, epilogue } => match ctx.linear(&cur, layer, epilogue) {
+                    Ok(next) => cur = next,
+                    Err(values) => return Ok(self.logits(values, layer, n)),
+                },
+                Step::MaxPool2 => cur = max_pool2(&cur, n),
+                Step::SaveResidual => saved.push(cur.clone()),
+                Step::AddResidual { pad } => {
+                    let short = saved.pop().ok_or_else(|| {
+                        InferError::Input("residual add without a shortcut".into())
+                    })?;
+                    add_residual(&mut cur, &short, *pad, n, &self.act);
+                }
+                Step::GlobalAvgPool => cur = avg_pool(&cur, n),
+            }
+        }
+        Err(InferError::unsupported("model", "no step produced logits"))
+    }
+
+    fn logits(&self, values: Vec<i64>, layer: &ShiftLayer, n: usize) -> Logits {
+        Logits {
+            n,
+            classes: self.classes,
+            values,
+            fraction_bits: self.act.fraction_bits + layer.acc_shift,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Geo {
+    k: usize,
+    stride: usize,
+    pad: usize,
+}
+
+struct Ctx {
+    act: ActFormat,
+    isa: Isa,
+    /// AVX-512F and DQ (64-bit lane multiplies) for the requantisation.
+    avx512dq: bool,
+    wide: bool,
+    n: usize,
+}
+
+impl Ctx {
+    /// Whether a layer's bucket sums need 64 bits for this input.
+    fn wide_for(&self, x: &Act, layer: &ShiftLayer) -> bool {
+        if self.wide {
+            return true;
+        }
+        let max = x.max_abs;
+        let wide = max.saturating_mul(layer.plan().max_bucket as i64) >= 1 << 31;
+        if wide {
+            log::debug!("{}: 64-bit bucket sums (max |X| = {max})", layer.name);
+        }
+        wide
+    }
+
+    fn threads() -> usize {
+        rayon::current_num_threads().max(1)
+    }
+
+    /// Splits `cout` channels into chunks so that `tasks * chunks` covers the threads.
+    fn channel_chunks(tasks: usize, cout: usize) -> usize {
+        let want = (4 * Self::threads()).div_ceil(tasks.max(1));
+        want.clamp(1, cout.div_ceil(8).max(1))
+    }
+
+    /// A convolution; `Err(logits)` when it is the logits layer.
+    fn conv(
+        &self,
+        x: &Act,
+        layer: &ShiftLayer,
+        g: Geo,
+        epi: &Epilogue,
+    ) -> Result<std::result::Result<Act, Vec<i64>>> {
+        let plan = layer.plan();
+        let wide = self.wide_for(x, layer);
+        let (oh, ow) = (
+            (x.h + 2 * g.pad - g.k) / g.stride + 1,
+            (x.w + 2 * g.pad - g.k) / g.stride + 1,
+        );
+        let p = oh * ow;
+        let cout = layer.cout;
+        let blocks = p.div_ceil(BLOCK);
+        let chunks = Self::channel_chunks(self.n * blocks, cout);
+        let per_chunk = cout.div_ceil(chunks);
+        let logits = matches!(epi.requant, Requant::Logits);
+        let mut out32 = if logits {
+            Vec::new()
+        } else {
+            uninit::<i32>(self.n * cout * p)
+        };
+        let mut out64 = if logits {
+            uninit::<i64>(self.n * cout * p)
+        } else {
+            Vec::new()
+        };
+        let (p32, p64) = (
+            SyncPtr(out32.as_mut_ptr().cast::<i32>()),
+            SyncPtr(out64.as_mut_ptr().cast::<i64>()),
+        );
+        let out = if logits {
+            Out::Logits(&p64)
+        } else {
+            Out::Act(&p32)
+        };
+        let seen = AtomicI64::new(0);
+        let in_len = x.c * x.h * x.w;
+        let col_len = layer.fan_in * BLOCK;
+        // With several channel chunks per block (few images), the blocks'
+        // im2col is built once and shared instead of once per chunk.
+        let isa = self.isa;
+        let shared: Vec<i32> = if chunks > 1 {
+            let mut all = vec![0i32; self.n * blocks * col_len];
+            all.par_chunks_mut(col_len)
+                .enumerate()
+                .for_each(|(t, col)| {
+                    let (img, blk) = (t / blocks, t % blocks);
+                    let src = &x.data[img * in_len..(img + 1) * in_len];
+                    let p0 = blk * BLOCK;
+                    im2col_block(isa, src, x.c, x.h, x.w, g, ow, p0, BLOCK.min(p - p0), col);
+                });
+            all
+        } else {
+            Vec::new()
+        };
+        (0..self.n * blocks * chunks).into_par_iter().for_each(|t| {
+            let (img, rest) = (t / (blocks * chunks), t % (blocks * chunks));
+            let (blk, chunk) = (rest / chunks, rest % chunks);
+            let cs = (chunk * per_chunk).min(cout)..((chunk + 1) * per_chunk).min(cout);
+            if cs.is_empty() {
+                return;
+            }
+            let p0 = blk * BLOCK;
+            let valid = BLOCK.min(p - p0);
+            SCRATCH.with_borrow_mut(|(col, acc)| {
+                acc.resize(cs.len() * BLOCK, 0);
+                let col: &[i32] = if chunks > 1 {
+                    let at = (img * blocks + blk) * col_len;
+                    &shared[at..at + col_len]
+                } else {
+                    col.resize(col_len, 0);
+                    let src = &x.data[img * in_len..(img + 1) * in_len];
+                    im2col_block(self.isa, src, x.c, x.h, x.w, g, ow, p0, valid, col);
+                    col
+                };
+                block_channels(self.isa, wide, col, plan, cs.clone(), &epi.acc_init, acc);
+                let mut m = 0;
+                for (ci, c) in cs.clone().enumerate() {
+                    let a = &acc[ci * BLOCK..ci * BLOCK + valid];
+                    let base = (img * cout + c) * p + p0;
+                    m = m.max(self.requant(a, c, layer, epi, &out, base, 1));
+                }
+                seen.fetch_max(m, Ordering::Relaxed);
+            });
+        });
+        Ok(if logits {
+            // SAFETY: every task wrote its (image, channel, position) outputs.
+            Err(unsafe { assume_init(out64) })
+        } else {
+            Ok(Act {
+                // SAFETY: as above.
+                data: Arc::new(unsafe { assume_init(out32) }),
+                c: cout,
+                h: oh,
+                w: ow,
+                max_abs: seen.into_inner(),
+            })
+        })
+    }
+
+    /// Requantises `acc` of channel `c`, writing element `j` at `base + j * stride`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn requant(
+        &self,
+        acc: &[i64],
+        c: usize,
+        layer: &ShiftLayer,
+        epi: &Epilogue,
+        out: &Out,
+        base: usize,
+        stride: usize,
+    ) -> i64 {
+        let s = layer.acc_shift;
+        let mut max = 0i64;
+        // SAFETY (all writes): each (image, channel, position) belongs to one task.
+        match (&epi.requant, out) {
+            (Requant::Shift { relu }, Out::Act(o)) => {
+                let floor = if *relu { 0 } else { i64::MIN };
+                #[cfg(target_arch = "x86_64")]
+                if stride == 1 && self.avx512dq {
+                    let o = unsafe { o.0.add(base) };
+                    let (lo, hi) = (self.act.lo(), self.act.hi());
+                    // SAFETY: AVX-512F/DQ/VL checked when the context was
+                    // made; `o` has `acc.len()` elements of this task.
+                    // With m = 1, cq = add >> S = 0, cr = 0 and k = 0 the
+                    // affine form is exactly floor(acc / 2^S).
+                    return unsafe { affine_avx512(acc, o, s, 1, 0, 0, 0, floor, lo, hi) };
+                }
+                for (j, &a) in acc.iter().enumerate() {
+                    let v = self.act.clamp((a >> s).max(floor));
+                    max = max.max(i64::from(v).abs());
+                    unsafe { o.write(base + j * stride, v) };
+                }
+            }
+            (
+                Requant::Affine {
+                    mul,
+                    add,
+                    mul_shift,
+                    relu,
+                    ..
+                },
+                Out::Act(o),
+            ) => {
+                let (m, b) = (i64::from(mul[c]), add[c]);
+                let floor = if *relu { 0 } else { i64::MIN };
+                // Exact 64-bit form: with acc = q 2^S + r and add = cq 2^S + cr,
+                // floor((acc m + add) / 2^(S+k)) = floor((q m + cq + floor((r m + cr) / 2^S)) / 2^k),
+                // valid when |q| < 2^31, S <= 31 and |cq| < 2^61; else 128 bits.
+                let low = (1i64 << s.min(62)) - 1;
+                let (cq, cr) = (b >> s.min(62), b & low);
+                let fast = s <= 31
+                    && cq.unsigned_abs() < 1 << 61
+                    && acc.iter().all(|&a| (a >> s).unsigned_abs() < 1 << 31);
+                #[cfg(target_arch = "x86_64")]
+                if fast && stride == 1 && self.avx512dq {
+                    let o = unsafe { o.0.add(base) };
+                    let (lo, hi) = (self.act.lo(), self.act.hi());
+                    // SAFETY: the CPU has AVX-512F/DQ (checked when the
+                    // context was made); `o` has `acc.len()` elements of this task.
+                    let m2 =
+                        unsafe { affine_avx512(acc, o, s, m, cq, cr, *mul_shift, floor, lo, hi) };
+                    return m2;
+                }
+                if fast {
+                    for (j, &a) in acc.iter().enumerate() {
+                        let (q, r) = (a >> s, a & low);
+                        let t = (q * m + cq + ((r * m + cr) >> s)) >> mul_shift;
+                        let v = self.act.clamp(t.max(floor));
+                        max = max.max(i64::from(v).abs());
+                        unsafe { o.write(base + j * stride, v) };
+                    }
+                } else {
+                    let (m, b) = (i128::from(m), i128::from(b));
+                    let sh = s + mul_shift;
+                    for (j, &a) in acc.iter().enumerate() {
+                        let t = floor_shift_wide(i128::from(a) * m + b, sh);
+                        let v = self.act.clamp_wide(t.max(i128::from(floor)));
+                        max = max.max(i64::from(v).abs());
+                        unsafe { o.write(base + j * stride, v) };
+                    }
+                }
+            }
+            (Requant::Logits, Out::Logits(o)) => {
+                for (j, &a) in acc.iter().enumerate() {
+                    unsafe { o.write(base + j * stride, a) };
+                }
+            }
+            _ => unreachable!("output buffer chosen from the requantisation"),
+        }
+        max
+    }
+
+    /// A linear layer on the flattened activations; `Err(logits)` for the logits layer.
+    fn linear(
+        &self,
+        x: &Act,
+        layer: &ShiftLayer,
+        epi: &Epilogue,
+    ) -> std::result::Result<Act, Vec<i64>> {
+        let plan = layer.plan();
+        let (k, cout, n) = (layer.fan_in, layer.cout, self.n);
+        let logits = matches!(epi.requant, Requant::Logits);
+        let mut out32 = if logits {
+            Vec::new()
+        } else {
+            uninit::<i32>(n * cout)
+        };
+        let mut out64 = if logits {
+            uninit::<i64>(n * cout)
+        } else {
+            Vec::new()
+        };
+        let (p32, p64) = (
+            SyncPtr(out32.as_mut_ptr().cast::<i32>()),
+            SyncPtr(out64.as_mut_ptr().cast::<i64>()),
+        );
+        let out = if logits {
+            Out::Logits(&p64)
+        } else {
+            Out::Act(&p32)
+        };
+        let seen = AtomicI64::new(0);
+        if n >= 16 {
+            // Images are the block's lanes: col[k][j] = x[b0 + j][k].
+            let wide = self.wide_for(x, layer);
+            let blocks = n.div_ceil(BLOCK);
+            let chunks = Self::channel_chunks(blocks, cout);
+            let per_chunk = cout.div_ceil(chunks);
+            (0..blocks * chunks).into_par_iter().for_each(|t| {
+                let (blk, chunk) = (t / chunks, t % chunks);
+                let cs = (chunk * per_chunk).min(cout)..((chunk + 1) * per_chunk).min(cout);
+                if cs.is_empty() {
+                    return;
+                }
+                let b0 = blk * BLOCK;
+                let valid = BLOCK.min(n - b0);
+                SCRATCH.with_borrow_mut(|(col, acc)| {
+                    col.clear();
+                    col.resize(k * BLOCK, 0);
+                    for j in 0..valid {
+                        let row = &x.data[(b0 + j) * k..(b0 + j + 1) * k];
+                        for (kk, &v) in row.iter().enumerate() {
+                            col[kk * BLOCK + j] = v;
+                        }
+                    }
+                    acc.resize(cs.len() * BLOCK, 0);
+                    block_channels(self.isa, wide, col, plan, cs.clone(), &epi.acc_init, acc);
+                    let mut m = 0;
+                    for (ci, c) in cs.clone().enumerate() {
+                        let a = &acc[ci * BLOCK..ci * BLOCK + valid];
+                        m = m.max(self.requant(a, c, layer, epi, &out, b0 * cout + c, cout));
+                    }
+                    seen.fetch_max(m, Ordering::Relaxed);
+                });
+            });
+        } else if let Some(d) = layer.dense() {
+            // Few images: eight units at a time, one shift per weight.
+            use crate::weights::DENSE_LANES;
+            (0..n * d.groups).into_par_iter().for_each(|t| {
+                let (img, g) = (t / d.groups, t % d.groups);
+                let xs = &x.data[img * k..(img + 1) * k];
+                let span = g * k * DENSE_LANES..(g + 1) * k * DENSE_LANES;
+                let mut sums = [0i64; 8];
+                crate::kernels::dense_group(
+                    self.isa,
+                    xs,
+                    &d.pos[span.clone()],
+                    &d.neg[span],
+                    &mut sums,
+                );
+                let mut m = 0;
+                for (l, &sum) in sums.iter().enumerate() {
+                    let c = g * DENSE_LANES + l;
+                    if c < cout {
+                        let a = epi.acc_init[c] + sum;
+                        m = m.max(self.requant(&[a], c, layer, epi, &out, img * cout + c, 1));
+                    }
+                }
+                seen.fetch_max(m, Ordering::Relaxed);
+            });
+        } else {
+            // Few images, truncated accumulator: gather the inputs of each bucket.
+            let chunks = Self::channel_chunks(n, cout);
+            let per_chunk = cout.div_ceil(chunks);
+            (0..n * chunks).into_par_iter().for_each(|t| {
+                let (img, chunk) = (t / chunks, t % chunks);
+                let xs = &x.data[img * k..(img + 1) * k];
+                let cs = (chunk * per_chunk).min(cout)..((chunk + 1) * per_chunk).min(cout);
+                let mut m = 0;
+                for c in cs {
+                    let mut a = epi.acc_init[c];
+                    for b in plan.channel(c) {
+                        let mut sum = 0i64;
+                        for &i in &plan.idx[b.start as usize..b.mid as usize] {
+                            sum += i64::from(xs[i as usize]);
+                        }
+                        for &i in &plan.idx[b.mid as usize..b.end as usize] {
+                            sum -= i64::from(xs[i as usize]);
+                        }
+                        a += shl(sum, b.shift);
+                    }
+                    m = m.max(self.requant(&[a], c, layer, epi, &out, img * cout + c, 1));
+                }
+                seen.fetch_max(m, Ordering::Relaxed);
+            });
+        }
+        if logits {
+            // SAFETY: every task wrote its (image, channel, position) outputs.
+            Err(unsafe { assume_init(out64) })
+        } else {
+            Ok(Act {
+                // SAFETY: as above.
+                data: Arc::new(unsafe { assume_init(out32) }),
+                c: cout,
+                h: 1,
+                w: 1,
+                max_abs: seen.into_inner(),
+            })
+        }
+    }
+}
+
+/// Fills `col` (`cin*k*k x BLOCK`) with the receptive fields of output
+/// positions `p0..p0+valid` (zeros for padding and for lanes past `valid`).
+/// Works on runs of positions within one output row, so that a stride-1
+/// row is one slice copy between its zero-padded edges.
+#[allow(clippy::too_many_arguments)]
+fn im2col_block(
+    isa: Isa,
+    x: &[i32],
+    cin: usize,
+    h: usize,
+    w: usize,
+    g: Geo,
+    ow: usize,
+    p0: usize,
+    valid: usize,
+    col: &mut [i32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && g.stride == 1 {
+        // SAFETY: the caller checked that the CPU has AVX-512F; see the
+        // function for the bounds of every access.
+        unsafe { im2col_stride1_avx512(x, cin, h, w, g, ow, p0, valid, col) };
+        return;
+    }
+    let _ = isa;
+    let (s, pad) = (g.stride as isize, g.pad as isize);
+    let mut j0 = 0;
+    while j0 < valid {
+        let (oy, ox0) = ((p0 + j0) / ow, (p0 + j0) % ow);
+        let len = (ow - ox0).min(valid - j0);
+        for ci in 0..cin {
+            let plane = &x[ci * h * w..(ci + 1) * h * w];
+            for ky in 0..g.k {
+                let iy = (oy * g.stride + ky) as isize - pad;
+                for kx in 0..g.k {
+                    let r = (ci * g.k + ky) * g.k + kx;
+                    let dst = &mut col[r * BLOCK + j0..r * BLOCK + j0 + len];
+                    if iy < 0 || iy >= h as isize {
+                        dst.fill(0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    // Lanes t in [lo, hi) read inside the row: 0 <= (ox0+t)*s + kx - pad < w.
+                    let first = ox0 as isize * s + kx as isize - pad;
+                    let lo = if first >= 0 {
+                        0
+                    } else {
+                        ((-first) + s - 1) / s
+                    } as usize;
+                    let hi = if first >= w as isize {
+                        0
+                    } else {
+                        (((w as isize - 1 - first) / s + 1) as usize).min(len)
+                    };
+                    let lo = lo.min(hi);
+                    dst[..lo].fill(0);
+                    dst[hi..].fill(0);
+                    let start = (first + (lo as isize) * s) as usize;
+                    if g.stride == 1 {
+                        dst[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
+                    } else {
+                        for (t, d) in dst[lo..hi].iter_mut().enumerate() {
+                            *d = src[start + t * g.stride];
+                        }
+                    }
+                }
+            }
+        }
+        j0 += len;
+    }
+    for r in 0..cin * g.k * g.k {
+        col[r * BLOCK + valid..(r + 1) * BLOCK].fill(0);
+    }
+}
+
+/// [`im2col_block`] for stride 1 with AVX-512 masked loads: each run of
+/// positions in one output row reads 16 lanes at a time from the input row,
+/// lanes outside the row masked to zero (masked-off lanes are not accessed).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn im2col_stride1_avx512(
+    x: &[i32],
+    cin: usize,
+    h: usize,
+    w: usize,
+    g: Geo,
+    ow: usize,
+    p0: usize,
+    valid: usize,
+    col: &mut [i32],
+) {
+    use std::arch::x86_64::*;
+    assert!(x.len() >= cin * h * w && col.len() >= cin * g.k * g.k * BLOCK && valid <= BLOCK);
+    let pad = g.pad as isize;
+    let zero = _mm512_setzero_si512();
+    let dst0 = col.as_mut_ptr();
+    let mut j0 = 0;
+    while j0 < valid {
+        let (oy, ox0) = ((p0 + j0) / ow, (p0 + j0) % ow);
+        let len = (ow - ox0).min(valid - j0);
+        for ci in 0..cin {
+            for ky in 0..g.k {
+                let iy = (oy + ky) as isize - pad;
+                let inside = iy >= 0 && iy < h as isize;
+                let row = if inside {
+                    x.as_ptr().add(ci * h * w + iy as usize * w)
+                } else {
+                    x.as_ptr()
+                };
+                for kx in 0..g.k {
+                    let r = (ci * g.k + ky) * g.k + kx;
+                    let dst = dst0.add(r * BLOCK + j0);
+                    let first = ox0 as isize + kx as isize - pad;
+                    let mut t0 = 0;
+                    while t0 < len {
+                        let n = (len - t0).min(16);
+                        let store: u16 = if n == 16 { u16::MAX } else { (1u16 << n) - 1 };
+                        let v = if inside {
+                            // Lanes t with 0 <= first + t0 + t < w are read.
+                            let at = first + t0 as isize;
+                            let lo = (-at).clamp(0, 16) as u32;
+                            let hi = (w as isize - at).clamp(0, n as isize) as u32;
+                            let mut mask = 0u16;
+                            if hi > lo {
+                                mask = (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16;
+                            }
+                            _mm512_maskz_loadu_epi32(mask, row.wrapping_offset(at))
+                        } else {
+                            zero
+                        };
+                        _mm512_mask_storeu_epi32(dst.add(t0), store, v);
+                        t0 += 16;
+                    }
+                }
+            }
+        }
+        j0 += len;
+    }
+    for r in 0..cin * g.k * g.k {
+        col[r * BLOCK + valid..(r + 1) * BLOCK].fill(0);
+    }
+}
+
+fn avx512dq() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// The 64-bit folded batch norm of `Ctx::requant` on 8 lanes at a time;
+/// returns the largest `|X|` written.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn affine_avx512(
+    acc: &[i64],
+    out: *mut i32,
+    s: u32,
+    m: i64,
+    cq: i64,
+    cr: i64,
+    k: u32,
+    floor: i64,
+    lo: i64,
+    hi: i64,
+) -> i64 {
+    use std::arch::x86_64::*;
+    let (ns, nk) = (_mm_cvtsi32_si128(s as i32), _mm_cvtsi32_si128(k as i32));
+    let low = _mm512_set1_epi64((1i64 << s) - 1);
+    let (vm, vcq, vcr) = (
+        _mm512_set1_epi64(m),
+        _mm512_set1_epi64(cq),
+        _mm512_set1_epi64(cr),
+    );
+    let (vlo, vhi) = (_mm512_set1_epi64(lo.max(floor)), _mm512_set1_epi64(hi));
+    let mut vmax = _mm512_setzero_si512();
+    let mut j = 0;
+    while j < acc.len() {
+        let n = (acc.len() - j).min(8);
+        let mask: u8 = if n == 8 { u8::MAX } else { (1u8 << n) - 1 };
+        let a = _mm512_maskz_loadu_epi64(mask, acc.as_ptr().add(j));
+        let q = _mm512_sra_epi64(a, ns);
+        let r = _mm512_and_si512(a, low);
+        let frac = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mullo_epi64(r, vm), vcr), ns);
+        let t = _mm512_add_epi64(_mm512_add_epi64(_mm512_mullo_epi64(q, vm), vcq), frac);
+        let t = _mm512_min_epi64(_mm512_max_epi64(_mm512_sra_epi64(t, nk), vlo), vhi);
+        vmax = _mm512_max_epi64(vmax, _mm512_maskz_abs_epi64(mask, t));
+        _mm256_mask_storeu_epi32(out.add(j), mask, _mm512_cvtepi64_epi32(t));
+        j += 8;
+    }
+    _mm512_reduce_max_epi64(vmax)
+}
+
+fn max_pool2(x: &Act, n: usize) -> Act {
+    let (oh, ow) = (x.h / 2, x.w / 2);
+    let mut out = vec![0i32; n * x.c * oh * ow];
+    out.par_chunks_mut(oh * ow)
+        .with_min_len(ELEMENTWISE_GRAIN.div_ceil(oh * ow))
+        .enumerate()
+        .for_each(|(plane, o)| {
+            let src = &x.data[plane * x.h * x.w..(plane + 1) * x.h * x.w];
+            for y in 0..oh {
+                for xx in 0..ow {
+                    let at = |dy: usize, dx: usize| src[(2 * y + dy) * x.w + 2 * xx + dx];
+                    o[y * ow + xx] = at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1));
+                }
+            }
+        });
+    Act {
+        data: Arc::new(out),
+        c: x.c,
+        h: oh,
+        w: ow,
+        max_abs: x.max_abs,
+    }
+}
+
+fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, n: usize, act: &ActFormat) {
+    let (c, h, w) = (cur.c, cur.h, cur.w);
+    let data = Arc::make_mut(&mut cur.data);
+    let max = data
+        .par_chunks_mut(h * w)
+        .with_min_len(ELEMENTWISE_GRAIN.div_ceil(h * w))
+        .enumerate()
+        .map(|(plane, o)| {
+            let (img, ch) = (plane / c, plane % c);
+            let add = |v: &mut i32, s: i32| {
+                *v = act.clamp((i64::from(*v) + i64::from(s)).max(0));
+            };
+            match pad {
+                None => {
+                    let src = &short.data[(img * short.c + ch) * h * w..][..h * w];
+                    o.iter_mut().zip(src).for_each(|(v, &s)| add(v, s));
+                }
+                Some(p) if ch >= p && ch - p < short.c => {
+                    let src = &short.data[(img * short.c + ch - p) * short.h * short.w..];
+                    for y in 0..h {
+                        for x in 0..w {
+                            add(&mut o[y * w + x], src[2 * y * short.w + 2 * x]);
+                        }
+                    }
+                }
+                Some(_) => o.iter_mut().for_each(|v| add(v, 0)),
+            }
+            o.iter().map(|&v| i64::from(v)).max().unwrap_or(0)
+        })
+        .max()
+        .unwrap_or(0);
+    let _ = n;
+    cur.max_abs = max;
+}
+
+fn avg_pool(x: &Act, n: usize) -> Act {
+    let hw = (x.h * x.w) as i64;
+    let data = x
+        .data
+        .chunks_exact(x.h * x.w)
+        .map(|plane| {
+            plane
+                .iter()
+                .map(|&v| i64::from(v))
+                .sum::<i64>()
+                .div_euclid(hw) as i32
+        })
+        .collect::<Vec<_>>();
+    debug_assert_eq!(data.len(), n * x.c);
+    Act {
+        data: Arc::new(data),
+        c: x.c,
+        h: 1,
+        w: 1,
+        max_abs: x.max_abs,
+    }
+}

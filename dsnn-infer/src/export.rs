@@ -1,0 +1,461 @@
+//! Export of a trained float-simulated DSNN into an [`IntModel`], and the
+//! model spec that `dsnn train --save` stores with the weights.
+
+use crate::error::{InferError, Result};
+use crate::format::ActFormat;
+use crate::model::{Epilogue, InputTransform, IntModel, Requant, ShiftLayer, Step};
+use crate::weights::ShiftWeight;
+use candle_core::Tensor;
+use dsnn_core::quant::{ps_weight, quantize_q};
+use dsnn_core::{backbone_by_name, ModelSpec, Network, Rounding, ShiftSettings, ShiftType};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// Metadata key of the [`TrainedSpec`] in a weights file.
+pub const SPEC_METADATA_KEY: &str = "dsnn_spec";
+
+/// Everything besides the weights that export needs: which network the
+/// weights belong to and how its inputs were normalised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainedSpec {
+    /// Backbone name (`lenet5`, `digits_cnn`, `resnet20`).
+    pub backbone: String,
+    /// The model spec the network was built from.
+    pub model: ModelSpec,
+    /// The data set it was trained on, if known.
+    pub dataset: Option<String>,
+    /// Pixel normalisation used in training, if known.
+    pub input_transform: Option<InputTransform>,
+}
+
+/// Saves a trained network's parameters as safetensors with `spec` in the
+/// file's metadata (loadable by `ParamStore::load` like any weights file).
+pub fn save_trained(net: &dyn Network, spec: &TrainedSpec, path: &Path) -> Result<()> {
+    let tensors: Vec<(String, Tensor)> = net.params().named_tensors().into_iter().collect();
+    let json = serde_json::to_string(spec).map_err(|e| InferError::file(path, e.to_string()))?;
+    let meta = HashMap::from([(SPEC_METADATA_KEY.to_string(), json)]);
+    safetensors::serialize_to_file(tensors, Some(meta), path)
+        .map_err(|e| InferError::file(path, e.to_string()))
+}
+
+/// Reads the [`TrainedSpec`] stored by [`save_trained`].
+pub fn read_trained_spec(path: &Path) -> Result<TrainedSpec> {
+    let bytes = std::fs::read(path).map_err(|e| InferError::file(path, e.to_string()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| InferError::file(path, format!("not a safetensors file: {e}")))?;
+    let json = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(SPEC_METADATA_KEY))
+        .ok_or_else(|| {
+            InferError::file(
+                path,
+                format!(
+                    "has no model spec (safetensors metadata `{SPEC_METADATA_KEY}`): the weights \
+                     were not saved by this version's `dsnn train --save`, so the backbone and \
+                     DeepShift settings are unknown; retrain with `dsnn train --save`"
+                ),
+            )
+        })?;
+    serde_json::from_str(json)
+        .map_err(|e| InferError::file(path, format!("bad `{SPEC_METADATA_KEY}` metadata: {e}")))
+}
+
+/// Builds the network a weights file describes and loads its parameters.
+pub fn load_trained(path: &Path) -> Result<(Box<dyn Network>, TrainedSpec)> {
+    let spec = read_trained_spec(path)?;
+    let net = backbone_by_name(&spec.backbone)?.build(&spec.model, &candle_core::Device::Cpu)?;
+    net.params().load(path)?;
+    Ok((net, spec))
+}
+
+/// Largest accumulator magnitude the export allows (a factor 2 below `i64`).
+const ACC_LIMIT: f64 = 4_611_686_018_427_387_904.0; // 2^62
+
+impl IntModel {
+    /// Exports a trained network (every convolution and linear layer must be
+    /// a shift layer) into the integer model; see `docs/integer-inference.md`.
+    pub fn from_network(net: &dyn Network, spec: &TrainedSpec) -> Result<IntModel> {
+        let settings = spec.model.shift.ok_or_else(|| {
+            InferError::unsupported(
+                "model",
+                "a float network has no shift layers (export needs shift type Q or PS)",
+            )
+        })?;
+        let act = ActFormat::new(
+            settings.activation.integer_bits,
+            settings.activation.fraction_bits,
+        )?;
+        if settings.rounding == Rounding::Stochastic {
+            log::info!("stochastic rounding: exported weights use deterministic rounding");
+        }
+        let ex = Exporter {
+            tensors: net.params().named_tensors(),
+            shifted: net.shift_layers().into_iter().collect(),
+            settings,
+            act,
+        };
+        let backbone = backbone_by_name(&spec.backbone)?;
+        let input = spec.model.input;
+        let classes = spec.model.classes;
+        let steps = match backbone.name() {
+            "lenet5" => {
+                let (c, h, w) = (input.channels, input.height, input.width);
+                let after = |s: usize| (s.saturating_sub(4) / 2).saturating_sub(4) / 2;
+                vec![
+                    ex.conv("conv1", c, 20, 5, 1, 0, true, ex.shift_relu())?,
+                    Step::MaxPool2,
+                    ex.conv("conv2", 20, 50, 5, 1, 0, true, ex.shift_relu())?,
+                    Step::MaxPool2,
+                    ex.linear("fc1", 50 * after(h) * after(w), 500, false)?,
+                    ex.linear("fc2", 500, classes, true)?,
+                ]
+            }
+            "digits_cnn" => {
+                let (c, h, w) = (input.channels, input.height, input.width);
+                vec![
+                    ex.conv("conv1", c, 16, 3, 1, 1, true, ex.shift_relu())?,
+                    ex.conv("conv2", 16, 32, 3, 1, 1, true, ex.shift_relu())?,
+                    Step::MaxPool2,
+                    ex.linear("fc1", 32 * (h / 2) * (w / 2), 64, false)?,
+                    ex.linear("fc2", 64, classes, true)?,
+                ]
+            }
+            "resnet20" => {
+                let mut steps = vec![ex.conv_bn("conv1", "bn1", input.channels, 16, 1, true)?];
+                let mut cin = 16;
+                for (s, (cout, stride)) in [(16, 1), (32, 2), (64, 2)].into_iter().enumerate() {
+                    for i in 0..3 {
+                        let st = if i == 0 { stride } else { 1 };
+                        let p = format!("layer{}.{i}", s + 1);
+                        steps.push(Step::SaveResidual);
+                        steps.push(ex.conv_bn(
+                            &format!("{p}.conv1"),
+                            &format!("{p}.bn1"),
+                            cin,
+                            cout,
+                            st,
+                            true,
+                        )?);
+                        steps.push(ex.conv_bn(
+                            &format!("{p}.conv2"),
+                            &format!("{p}.bn2"),
+                            cout,
+                            cout,
+                            1,
+                            false,
+                        )?);
+                        steps.push(Step::AddResidual {
+                            pad: (st != 1 || cin != cout).then_some(cout / 4),
+                        });
+                        cin = cout;
+                    }
+                }
+                steps.push(Step::GlobalAvgPool);
+                steps.push(ex.linear("linear", 64, classes, true)?);
+                steps
+            }
+            other => {
+                return Err(InferError::unsupported(
+                    other,
+                    "no integer export for this backbone (supported: lenet5, digits_cnn, resnet20)",
+                ))
+            }
+        };
+        let model = IntModel {
+            backbone: backbone.name().to_string(),
+            shift_type: settings.shift_type,
+            input,
+            classes,
+            act,
+            weight_bits: settings.weight_bits,
+            input_transform: spec.input_transform.clone(),
+            steps,
+        };
+        model.validate()?;
+        Ok(model)
+    }
+}
+
+struct Exporter {
+    tensors: HashMap<String, Tensor>,
+    shifted: HashSet<String>,
+    settings: ShiftSettings,
+    act: ActFormat,
+}
+
+impl Exporter {
+    fn shift_relu(&self) -> Requant {
+        Requant::Shift { relu: true }
+    }
+
+    fn values(&self, name: &str) -> Result<Vec<f32>> {
+        let t = self.tensors.get(name).ok_or_else(|| {
+            InferError::unsupported(name, "the trained network has no such tensor")
+        })?;
+        Ok(t.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// The layer's weights as rounded in the float-simulated forward
+    /// (deterministic rounding).
+    fn weights(&self, layer: &str, expect: usize) -> Result<Vec<ShiftWeight>> {
+        if !self.shifted.contains(layer) {
+            return Err(InferError::unsupported(
+                layer,
+                "it is a float layer; the integer engine needs every convolution converted \
+                 (train with --shift-depth at least the number of convolutions)",
+            ));
+        }
+        let b = self.settings.weight_bits;
+        let floats: Vec<f32> = match self.settings.shift_type {
+            ShiftType::Q => self
+                .values(&format!("{layer}.weight"))?
+                .into_iter()
+                .map(|w| quantize_q(w, b, Rounding::Deterministic, 0.0))
+                .collect(),
+            ShiftType::PS => {
+                let shift = self.values(&format!("{layer}.shift"))?;
+                let sign = self.values(&format!("{layer}.sign"))?;
+                shift
+                    .iter()
+                    .zip(&sign)
+                    .map(|(&p, &s)| ps_weight(p, s, b, Rounding::Deterministic, 0.0, 0.0))
+                    .collect()
+            }
+        };
+        if floats.len() != expect {
+            return Err(InferError::unsupported(
+                layer,
+                format!("has {} weights, expected {expect}", floats.len()),
+            ));
+        }
+        floats
+            .into_iter()
+            .map(|v| {
+                ShiftWeight::from_f32(v).ok_or_else(|| {
+                    InferError::unsupported(layer, format!("weight {v} is not a power of two"))
+                })
+            })
+            .collect()
+    }
+
+    /// The largest accumulator shift `S` (at most the largest weight shift)
+    /// for which the accumulator provably stays below 2^62. `bias` is the
+    /// largest `|bias|` in activation units (`2^-F`).
+    fn acc_shift(
+        &self,
+        layer: &str,
+        ws: &[ShiftWeight],
+        cout: usize,
+        fan_in: usize,
+        bias: f64,
+    ) -> Result<u32> {
+        let max_x = self.act.max_abs() as f64;
+        let max_m = ws
+            .iter()
+            .filter_map(|w| match w {
+                ShiftWeight::Pow { m, .. } => Some(u32::from(*m)),
+                ShiftWeight::Zero => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let bound = |s: u32| -> f64 {
+            let sum = (0..cout)
+                .map(|c| {
+                    ws[c * fan_in..(c + 1) * fan_in]
+                        .iter()
+                        .map(|w| match w {
+                            ShiftWeight::Pow { m, .. } => {
+                                max_x * (f64::from(s) - f64::from(*m)).exp2() + 1.0
+                            }
+                            ShiftWeight::Zero => 0.0,
+                        })
+                        .sum::<f64>()
+                })
+                .fold(0.0, f64::max);
+            sum + (bias + 1.0) * f64::from(s).exp2()
+        };
+        let s = (0..=max_m.min(62))
+            .rev()
+            .find(|&s| bound(s) < ACC_LIMIT)
+            .ok_or_else(|| InferError::Overflow {
+                layer: layer.to_string(),
+                reason: format!(
+                    "even without extra fraction bits the accumulator may reach {:.3e} (limit 2^62)",
+                    bound(0)
+                ),
+            })?;
+        if s < max_m {
+            log::warn!(
+                "{layer}: accumulator keeps {s} of {max_m} extra fraction bits (products with \
+                 smaller weights are floored per bucket, see docs/integer-inference.md)"
+            );
+        }
+        Ok(s)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv(
+        &self,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+        requant: Requant,
+    ) -> Result<Step> {
+        let fan_in = cin * k * k;
+        let ws = self.weights(name, cout * fan_in)?;
+        // Shift convolutions round their bias to fixed point in every forward.
+        let b: Vec<i64> = if bias {
+            self.values(&format!("{name}.bias"))?
+                .into_iter()
+                .map(|v| i64::from(self.act.quantize(v)))
+                .collect()
+        } else {
+            vec![0; cout]
+        };
+        let max_b = b.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as f64;
+        let s = self.acc_shift(name, &ws, cout, fan_in, max_b)?;
+        Ok(Step::Conv {
+            layer: ShiftLayer::new(name, &ws, cout, fan_in, self.settings.weight_bits, s)?,
+            cin,
+            kernel: k,
+            stride,
+            padding,
+            epilogue: Epilogue {
+                acc_init: b.iter().map(|v| v << s).collect(),
+                requant,
+                bias,
+            },
+        })
+    }
+
+    /// A 3x3 convolution (padding 1, no bias) followed by batch norm folded
+    /// into a fixed-point affine step.
+    fn conv_bn(
+        &self,
+        name: &str,
+        bn: &str,
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        relu: bool,
+    ) -> Result<Step> {
+        let mut step = self.conv(name, cin, cout, 3, stride, 1, false, Requant::Logits)?;
+        if let Step::Conv {
+            layer, epilogue, ..
+        } = &mut step
+        {
+            epilogue.requant = self.affine(bn, cout, layer.acc_shift, relu)?;
+        }
+        Ok(step)
+    }
+
+    /// Folds eval-mode batch norm `y = x * scale + shift` (computed in f32 as
+    /// dsnn does) into `mul = round(scale * 2^m)`, `add = round(shift * 2^(F+S+m))`.
+    fn affine(&self, bn: &str, c: usize, s: u32, relu: bool) -> Result<Requant> {
+        let gamma = self.values(&format!("{bn}.weight"))?;
+        let beta = self.values(&format!("{bn}.bias"))?;
+        let mean = self.values(&format!("{bn}.running_mean"))?;
+        let var = self.values(&format!("{bn}.running_var"))?;
+        if [&gamma, &beta, &mean, &var].iter().any(|v| v.len() != c) {
+            return Err(InferError::unsupported(
+                bn,
+                format!("expected {c} channels"),
+            ));
+        }
+        let eps = 1e-5f64 as f32;
+        let scale: Vec<f32> = (0..c)
+            .map(|i| gamma[i] * (var[i] + eps).sqrt().recip())
+            .collect();
+        let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+        if scale.iter().chain(&shift).any(|v| !v.is_finite()) {
+            return Err(InferError::unsupported(
+                bn,
+                "batch norm constants are not finite",
+            ));
+        }
+        let max_scale = scale.iter().map(|v| f64::from(v.abs())).fold(0.0, f64::max);
+        let max_shift = shift.iter().map(|v| f64::from(v.abs())).fold(0.0, f64::max);
+        let f = f64::from(self.act.fraction_bits + s);
+        let mut m: i32 = if max_scale > 0.0 {
+            30 - max_scale.log2().ceil() as i32
+        } else {
+            30
+        };
+        m = m.min(60);
+        while m > 0 && max_shift * (f + f64::from(m)).exp2() >= ACC_LIMIT {
+            m -= 1;
+        }
+        if m < 0 || max_shift * (f + f64::from(m.max(0))).exp2() >= ACC_LIMIT {
+            return Err(InferError::Overflow {
+                layer: bn.to_string(),
+                reason: format!(
+                    "batch-norm scale {max_scale:.3e} / shift {max_shift:.3e} do not fit 31-bit \
+                     multipliers and 62-bit offsets"
+                ),
+            });
+        }
+        let m = m as u32;
+        let top = max_shift * (f + f64::from(m)).exp2();
+        let e = if top >= 1.0 {
+            (top.log2().floor() as i32 + 2 - 31).clamp(0, 32)
+        } else {
+            0
+        };
+        Ok(Requant::Affine {
+            mul: scale
+                .iter()
+                .map(|&v| (f64::from(v) * f64::from(m).exp2()).round_ties_even() as i32)
+                .collect(),
+            // The offset keeps 31 significant bits: round(shift 2^(F+S+m-e)) 2^e.
+            add: shift
+                .iter()
+                .map(|&v| {
+                    let r = (f64::from(v) * (f + f64::from(m) - f64::from(e)).exp2())
+                        .round_ties_even() as i64;
+                    r << e
+                })
+                .collect(),
+            add_shift: e as u32,
+            mul_shift: m,
+            relu,
+        })
+    }
+
+    /// A linear layer; its bias is added unrounded in the float model, so
+    /// it is rounded to nearest at the accumulator's `F + S` fraction bits.
+    fn linear(&self, name: &str, inp: usize, out: usize, logits: bool) -> Result<Step> {
+        let ws = self.weights(name, out * inp)?;
+        let bias = self.values(&format!("{name}.bias"))?;
+        if bias.len() != out {
+            return Err(InferError::unsupported(
+                name,
+                format!("expected {out} biases"),
+            ));
+        }
+        let f = self.act.fraction_bits;
+        let max_b =
+            bias.iter().map(|v| f64::from(v.abs())).fold(0.0, f64::max) * f64::from(f).exp2();
+        let s = self.acc_shift(name, &ws, out, inp, max_b)?;
+        Ok(Step::Linear {
+            layer: ShiftLayer::new(name, &ws, out, inp, self.settings.weight_bits, s)?,
+            epilogue: Epilogue {
+                acc_init: bias
+                    .iter()
+                    .map(|&v| (f64::from(v) * f64::from(f + s).exp2()).round_ties_even() as i64)
+                    .collect(),
+                requant: if logits {
+                    Requant::Logits
+                } else {
+                    Requant::Shift { relu: true }
+                },
+                bias: true,
+            },
+        })
+    }
+}

@@ -1,0 +1,312 @@
+//! The engine's integer logits equal the scalar reference of the documented
+//! semantics bit for bit: every backbone, Q and PS, every kernel (AVX-512,
+//! AVX2, portable, 64-bit sums), random and real images.
+
+mod common;
+
+use common::*;
+use dsnn_core::data::{load_dataset, read_cifar10_batches, read_digits_csv, DatasetName};
+use dsnn_core::{InputShape, ShiftType};
+use dsnn_infer::model::{Epilogue, ShiftLayer};
+use dsnn_infer::reference::reference_logits;
+use dsnn_infer::weights::ShiftWeight;
+use dsnn_infer::{ActFormat, EngineOptions, IntModel, Isa, Requant, Step};
+
+/// Runs the engine with every kernel and compares with the reference.
+fn check(model: &IntModel, x: &[i32], n: usize, reference_images: usize) {
+    let per = x.len() / n;
+    let default = model
+        .infer_quantized(x.to_vec(), n, &EngineOptions::default())
+        .unwrap();
+    let r = reference_images.min(n);
+    let reference = reference_logits(model, &x[..r * per], r);
+    assert_eq!(
+        &default.values[..r * model.classes],
+        &reference.values[..],
+        "engine vs reference ({})",
+        model.backbone
+    );
+    assert_eq!(default.fraction_bits, reference.fraction_bits);
+    for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
+        if !isa.available() {
+            eprintln!("{} kernels not available on this CPU", isa.name());
+            continue;
+        }
+        for force_wide in [false, true] {
+            let opts = EngineOptions {
+                isa: Some(isa),
+                force_wide,
+            };
+            let l = model.infer_quantized(x.to_vec(), n, &opts).unwrap();
+            assert_eq!(l, default, "{} wide={force_wide}", isa.name());
+        }
+    }
+    // Logits are not all equal: the test sees real arithmetic.
+    assert!(default.values.iter().any(|&v| v != default.values[0]));
+}
+
+fn grey(h: usize) -> InputShape {
+    InputShape {
+        channels: 1,
+        height: h,
+        width: h,
+    }
+}
+
+#[test]
+fn lenet5_q_and_ps_match_the_reference_on_random_inputs() {
+    for (st, bits, act, seed) in [
+        (ShiftType::Q, 5, (16, 16), 1),
+        (ShiftType::PS, 5, (16, 16), 2),
+        (ShiftType::Q, 3, (8, 8), 3),
+        (ShiftType::PS, 8, (4, 12), 4),
+    ] {
+        let (net, spec) = build("lenet5", st, bits, act, grey(28), seed);
+        let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+        let n = 70; // more than one block of 64 images in the linear layers
+        let x = model.quantize_input(&random_images(model.input, n, seed));
+        check(&model, &x, n, 3);
+        // A single image takes the gather path of the linear layers.
+        check(&model, &x[..784], 1, 1);
+    }
+}
+
+#[test]
+fn digits_cnn_matches_the_reference_on_real_digits() {
+    let Some(dir) = shared_data() else { return };
+    let data = read_digits_csv(&dir.join("digits/digits.csv.gz")).unwrap();
+    let (images, transform) = real_images(&data, 40);
+    for (st, seed) in [(ShiftType::Q, 5), (ShiftType::PS, 6)] {
+        let (net, mut spec) = build("digits_cnn", st, 5, (16, 16), data.shape, seed);
+        spec.input_transform = Some(transform.clone());
+        let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+        let x = model.quantize_input(&images);
+        check(&model, &x, 40, 40);
+        // Raw pixels through the model's own normalisation give the same integers.
+        let n = 40 * 64;
+        assert_eq!(model.quantize_pixels(&data.pixels[..n]).unwrap(), x);
+    }
+}
+
+#[test]
+fn lenet5_matches_the_reference_on_real_mnist_images() {
+    let Some(dir) = shared_data() else { return };
+    let s = load_dataset(DatasetName::Mnist, &dir.join("mnist"), 0).unwrap();
+    let (images, _) = real_images(&s.test, 20);
+    let (net, spec) = build("lenet5", ShiftType::Q, 5, (16, 16), s.test.shape, 7);
+    let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+    check(&model, &model.quantize_input(&images), 20, 20);
+}
+
+#[test]
+fn resnet20_matches_the_reference_on_the_cifar_sample_and_random_inputs() {
+    let shape = InputShape {
+        channels: 3,
+        height: 32,
+        width: 32,
+    };
+    let real = shared_data().map(|dir| {
+        let d = read_cifar10_batches(&[dir.join("cifar10-sample/test_batch_first20.bin")]).unwrap();
+        real_images(&d, 20).0
+    });
+    for (st, seed) in [(ShiftType::Q, 8), (ShiftType::PS, 9)] {
+        let (net, spec) = build("resnet20", st, 5, (16, 16), shape, seed);
+        randomize_batch_norm(net.as_ref(), seed);
+        let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+        let images = real
+            .clone()
+            .unwrap_or_else(|| random_images(shape, 20, seed));
+        check(&model, &model.quantize_input(&images), 20, 2);
+        let x = model.quantize_input(&random_images(shape, 2, seed));
+        check(&model, &x, 2, 2);
+    }
+}
+
+/// A hand-built linear model whose accumulator keeps fewer fraction bits
+/// than its smallest weight needs (the floored-bucket case) and whose inputs
+/// are large enough to need 64-bit bucket sums.
+#[test]
+fn truncated_accumulators_and_wide_sums_match_the_reference() {
+    let act = ActFormat::new(16, 16).unwrap();
+    let (cout, fan_in) = (10, 48);
+    let ws: Vec<ShiftWeight> = (0..cout * fan_in)
+        .map(|i| match i % 7 {
+            0 => ShiftWeight::Zero,
+            r => ShiftWeight::Pow {
+                negative: r % 2 == 0,
+                m: ((i * 5) % 14) as u8,
+            },
+        })
+        .collect();
+    let layer = ShiftLayer::new("fc", &ws, cout, fan_in, 5, 4).unwrap();
+    let model = IntModel {
+        backbone: "hand".into(),
+        shift_type: ShiftType::PS,
+        input: InputShape {
+            channels: 3,
+            height: 4,
+            width: 4,
+        },
+        classes: cout,
+        act,
+        weight_bits: 5,
+        input_transform: None,
+        steps: vec![Step::Linear {
+            layer,
+            epilogue: Epilogue {
+                acc_init: (0..cout as i64).map(|c| c * 1000 - 3000).collect(),
+                requant: Requant::Logits,
+                bias: true,
+            },
+        }],
+    };
+    model.validate().unwrap();
+    let n = 20;
+    let x: Vec<i32> = (0..n * fan_in)
+        .map(|i| {
+            ((i as i64 * 2_654_435_761) % (act.hi() - 7)) as i32 * if i % 3 == 0 { -1 } else { 1 }
+        })
+        .collect();
+    assert!(x.iter().any(|&v| v.unsigned_abs() > 1 << 30));
+    check(&model, &x, n, n);
+    check(&model, &x[..fan_in], 1, 1);
+    // An input outside the activation range is refused, not wrapped.
+    let mut bad = x.clone();
+    bad[0] = (act.hi() + 1) as i32;
+    assert!(model
+        .infer_quantized(bad, n, &EngineOptions::default())
+        .unwrap_err()
+        .to_string()
+        .contains("outside the activation range"));
+}
+
+#[test]
+fn model_files_round_trip_and_stay_bit_exact() {
+    let (net, spec) = build("lenet5", ShiftType::PS, 4, (16, 16), grey(28), 11);
+    let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+    let bytes = model.to_bytes().unwrap();
+    let back = IntModel::from_bytes(&bytes).unwrap();
+    let x = model.quantize_input(&random_images(model.input, 5, 3));
+    let a = model
+        .infer_quantized(x.clone(), 5, &EngineOptions::default())
+        .unwrap();
+    let b = back
+        .infer_quantized(x, 5, &EngineOptions::default())
+        .unwrap();
+    assert_eq!(a, b);
+    // 4-bit codes: the file is about an eighth of the float weights.
+    let float_bytes = 4 * model.num_weights();
+    assert!(
+        bytes.len() * 6 < float_bytes,
+        "{} vs {float_bytes}",
+        bytes.len()
+    );
+    assert_eq!(
+        model.packed_weight_bytes(),
+        (model.num_weights() * 4).div_ceil(8)
+    );
+    let truncated = &bytes[..bytes.len() - 10];
+    assert!(IntModel::from_bytes(truncated).is_err());
+
+    // ResNet20: folded batch norms survive the file, and the file is at
+    // least 6x smaller than the float model with 5-bit weights.
+    let shape = InputShape {
+        channels: 3,
+        height: 32,
+        width: 32,
+    };
+    let (net, spec) = build("resnet20", ShiftType::Q, 5, (16, 16), shape, 12);
+    randomize_batch_norm(net.as_ref(), 12);
+    let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+    let bytes = model.to_bytes().unwrap();
+    let back = IntModel::from_bytes(&bytes).unwrap();
+    let x = model.quantize_input(&random_images(shape, 2, 5));
+    let a = model
+        .infer_quantized(x.clone(), 2, &EngineOptions::default())
+        .unwrap();
+    assert_eq!(
+        a,
+        back.infer_quantized(x, 2, &EngineOptions::default())
+            .unwrap()
+    );
+    let ratio = model.float_model_bytes() as f64 / bytes.len() as f64;
+    assert!(ratio >= 6.0, "{ratio}");
+}
+
+/// A hand-built convolution with a folded batch norm whose accumulators
+/// exceed the 64-bit requantisation's range (so it takes the 128-bit path),
+/// followed by a linear layer; engine and reference agree.
+#[test]
+fn wide_batch_norm_requantisation_matches_the_reference() {
+    let act = ActFormat::new(16, 16).unwrap();
+    let w = |negative: bool, m: u8| ShiftWeight::Pow { negative, m };
+    let conv_w: Vec<ShiftWeight> = (0..2 * 9)
+        .map(|i| {
+            if i < 9 {
+                w(false, 0)
+            } else {
+                w(i % 4 == 1, (i % 3) as u8)
+            }
+        })
+        .collect();
+    let fc_w: Vec<ShiftWeight> = (0..3 * 32).map(|i| w(i % 5 == 0, (i % 4) as u8)).collect();
+    let model = IntModel {
+        backbone: "hand".into(),
+        shift_type: ShiftType::Q,
+        input: InputShape {
+            channels: 1,
+            height: 4,
+            width: 4,
+        },
+        classes: 3,
+        act,
+        weight_bits: 5,
+        input_transform: None,
+        steps: vec![
+            Step::Conv {
+                layer: ShiftLayer::new("conv", &conv_w, 2, 9, 5, 2).unwrap(),
+                cin: 1,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+                epilogue: Epilogue {
+                    acc_init: vec![0, 0],
+                    requant: Requant::Affine {
+                        mul: vec![3, -5],
+                        add: vec![7 << 3, -100 << 3],
+                        mul_shift: 2,
+                        add_shift: 3,
+                        relu: false,
+                    },
+                    bias: false,
+                },
+            },
+            Step::Linear {
+                layer: ShiftLayer::new("fc", &fc_w, 3, 32, 5, 3).unwrap(),
+                epilogue: Epilogue {
+                    acc_init: vec![1, -2, 3],
+                    requant: Requant::Logits,
+                    bias: true,
+                },
+            },
+        ],
+    };
+    model.validate().unwrap();
+    let n = 3;
+    let x: Vec<i32> = (0..(n * 16) as i32)
+        .map(|i| match i {
+            // Image 0 is all at the top of the range: the centre accumulator
+            // of channel 0 is about 9 * 2^31 * 2^2, so acc / 2^S >= 2^31.
+            0..16 => act.hi() as i32,
+            _ if i % 2 == 0 => act.hi() as i32 - i,
+            _ => act.lo() as i32 + 3 * i,
+        })
+        .collect();
+    check(&model, &x, n, n);
+    // Survives the file too.
+    let back = IntModel::from_bytes(&model.to_bytes().unwrap()).unwrap();
+    let a = back
+        .infer_quantized(x.clone(), n, &EngineOptions::default())
+        .unwrap();
+    assert_eq!(a, reference_logits(&model, &x, n));
+}

@@ -1,0 +1,53 @@
+//! `dsnn export`: turn weights saved by `dsnn train --save` into an integer
+//! shift-add model (see `docs/integer-inference.md`).
+
+use anyhow::{Context, Result};
+use clap::Args;
+use dsnn_infer::{load_trained, IntModel, Step};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Weights saved by `dsnn train --save` (with the model spec in their metadata).
+    weights: PathBuf,
+    /// Where to write the integer model.
+    #[arg(long, short)]
+    output: PathBuf,
+}
+
+/// Run `dsnn export`.
+pub fn run(a: ExportArgs) -> Result<()> {
+    let (net, spec) =
+        load_trained(&a.weights).with_context(|| format!("loading {}", a.weights.display()))?;
+    let model = IntModel::from_network(net.as_ref(), &spec)
+        .with_context(|| format!("exporting {}", a.weights.display()))?;
+    model
+        .save(&a.output)
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    let float_bytes = model.float_model_bytes() as u64;
+    let int_bytes = std::fs::metadata(&a.output)?.len();
+    eprintln!(
+        "dsnn export: {} DeepShift-{}, activations {}.{} fixed point",
+        model.backbone, model.shift_type, model.act.integer_bits, model.act.fraction_bits
+    );
+    for step in &model.steps {
+        if let Step::Conv { layer, .. } | Step::Linear { layer, .. } = step {
+            eprintln!(
+                "  {:<18} {:>4} x {:<5} {}-bit codes, accumulator {} fraction bits, {} non-zero",
+                layer.name,
+                layer.cout,
+                layer.fan_in,
+                layer.packed.code_bits,
+                model.act.fraction_bits + layer.acc_shift,
+                layer.plan().nonzero
+            );
+        }
+    }
+    println!(
+        "wrote {}: {int_bytes} bytes ({} of packed weights) vs {float_bytes} bytes as 32-bit floats ({:.1}x smaller)",
+        a.output.display(),
+        model.packed_weight_bytes(),
+        float_bytes as f64 / int_bytes.max(1) as f64
+    );
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! `dsnn infer`: run an integer model (from `dsnn export`) on a data set's
+//! test split and report accuracy, latency and throughput.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use dsnn_core::data::{load_dataset, Augment, Batcher, DatasetName};
+use dsnn_infer::compare::compare;
+use dsnn_infer::{load_trained, IntModel, Isa};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct InferArgs {
+    /// Integer model written by `dsnn export`.
+    model: PathBuf,
+    /// Data set: fashion-mnist, mnist, digits or cifar10.
+    #[arg(long, default_value = "fashion-mnist")]
+    dataset: DatasetName,
+    /// Directory holding the data set's files (default: the bundled subset).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Images per batch for the throughput measurement.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Use at most this many test images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Single images timed for the batch-1 latency.
+    #[arg(long, default_value_t = 200)]
+    latency_images: usize,
+    /// Also run the float-simulated network from these weights (saved by
+    /// `dsnn train --save`) and report top-1 agreement.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// Run `dsnn infer`.
+pub fn run(a: InferArgs) -> Result<()> {
+    if let Some(t) = a.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .context("setting --threads")?;
+    }
+    if a.batch_size == 0 {
+        bail!("--batch-size 0 is out of range (allowed: 1 or more)");
+    }
+    let model = IntModel::load(&a.model)?;
+    model.prepare();
+    let dir = match &a.data_dir {
+        Some(d) => d.clone(),
+        None => super::train::bundled_dir(a.dataset)?,
+    };
+    let test = load_dataset(a.dataset, &dir, 0)
+        .with_context(|| format!("loading {}", a.dataset))?
+        .test;
+    let test = match a.limit {
+        Some(n) => test.head(n),
+        None => test,
+    };
+    if test.is_empty() {
+        bail!("no test images to run (check --limit and the data directory)");
+    }
+    if test.shape != model.input || test.classes != model.classes {
+        bail!(
+            "{} images are {}x{}x{} in {} classes; the model takes {}x{}x{} in {} classes",
+            a.dataset,
+            test.shape.channels,
+            test.shape.height,
+            test.shape.width,
+            test.classes,
+            model.input.channels,
+            model.input.height,
+            model.input.width,
+            model.classes
+        );
+    }
+    let per = test.shape.channels * test.shape.height * test.shape.width;
+    let (mut correct, start) = (0usize, Instant::now());
+    for (b, chunk) in test.pixels.chunks(a.batch_size * per).enumerate() {
+        let pred = model.infer_pixels(chunk)?.argmax();
+        let labels = &test.labels[b * a.batch_size..];
+        correct += pred
+            .iter()
+            .zip(labels)
+            .filter(|(p, l)| **p == usize::from(**l))
+            .count();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let n = test.len();
+    let mut lat: Vec<f64> = Vec::new();
+    for img in test.pixels.chunks(per).take(a.latency_images.max(1)) {
+        let t = Instant::now();
+        model.infer_pixels(img)?;
+        lat.push(t.elapsed().as_secs_f64());
+    }
+    lat.sort_by(f64::total_cmp);
+    eprintln!(
+        "dsnn infer: {} DeepShift-{} on {n} {} test images, {} kernels, {} threads",
+        model.backbone,
+        model.shift_type,
+        a.dataset,
+        Isa::detect().name(),
+        rayon::current_num_threads()
+    );
+    println!(
+        "accuracy {:.2}% on {n} images; throughput {:.0} img/s at batch {}; latency at batch 1: median {:.3} ms (p90 {:.3} ms)",
+        100.0 * correct as f64 / n.max(1) as f64,
+        n as f64 / seconds.max(1e-9),
+        a.batch_size,
+        1e3 * lat[lat.len() / 2],
+        1e3 * lat[(lat.len() * 9 / 10).min(lat.len() - 1)]
+    );
+    if let Some(w) = &a.compare {
+        let (net, spec) = load_trained(w).with_context(|| format!("loading {}", w.display()))?;
+        let normalization = spec
+            .input_transform
+            .map(|t| t.normalization)
+            .context("the weights file has no input normalisation")?;
+        let batcher = Batcher {
+            normalization,
+            augment: Augment::default(),
+        };
+        let c = compare(net.as_ref(), &model, &test, &batcher, 1000)?;
+        println!(
+            "float-simulated model: accuracy {:.2}%; top-1 agreement {:.2}% ({} of {} images differ)",
+            100.0 * c.float_accuracy(),
+            100.0 * c.agreement(),
+            c.images - c.agree,
+            c.images
+        );
+    }
+    Ok(())
+}
