@@ -586,6 +586,12 @@ pub struct EnergySection {
     /// Power usage effectiveness of the facility (>= 1).
     #[serde(default = "default_pue")]
     pub pue: f64,
+    /// How the validation (inference) pass runs: `simulated` (the trained
+    /// network's float simulation of shifts, as the paper measured) or
+    /// `integer` (dsnn-infer's shift-add engine, the arithmetic a shift
+    /// network really needs).
+    #[serde(default)]
+    pub inference: InferenceEngine,
 }
 
 impl Default for EnergySection {
@@ -594,8 +600,22 @@ impl Default for EnergySection {
             meter: default_meter(),
             grid: default_grid(),
             pue: default_pue(),
+            inference: InferenceEngine::default(),
         }
     }
+}
+
+/// The engine of the validation pass (see [`EnergySection::inference`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InferenceEngine {
+    /// The float-simulated network (as trained).
+    #[default]
+    Simulated,
+    /// The exported integer shift-add model (Q and PS networks whose every
+    /// layer shifts; others fall back to the simulation, recorded in the
+    /// trial's `integer_inference` metric).
+    Integer,
 }
 
 fn default_meter() -> MeterChoice {

@@ -20,18 +20,21 @@ use std::time::{Duration, Instant};
 use candle_core::Device;
 use dsnn_core::data::{load_dataset, Augment, Batcher, Dataset, DatasetName};
 use dsnn_core::optim::OptimizerSettings;
-use dsnn_core::train::{evaluate_with_control, train_with_control, TrainConfig, TrainControl};
+use dsnn_core::train::{
+    evaluate_with_control, train_with_control, Evaluation, TrainConfig, TrainControl,
+};
 use dsnn_core::{backbone_by_name, FixedPoint, ModelSpec, ShiftSettings, ShiftType};
 use dsnn_energy::{
     CarbonAccount, CarbonTables, EmissionsLog, EnergyMeter, EnergyReading, OpCountMeter,
     OpCountModel, OpProfile, RunInfo,
 };
+use dsnn_infer::{IntModel, TrainedSpec};
 use dsnn_search::{Outcome, Trial, TrialId};
 
 use crate::executor::{TrialReport, TrialTask};
 use crate::experiment::{
-    BudgetUnit, CheckedExperiment, FailureKind, MeterChoice, ModelSection, ObjectiveKind,
-    ShiftChoice,
+    BudgetUnit, CheckedExperiment, FailureKind, InferenceEngine, MeterChoice, ModelSection,
+    ObjectiveKind, ShiftChoice,
 };
 
 /// The identifier of the trial of the default configuration, which every run
@@ -276,21 +279,61 @@ impl Objective {
         } else {
             train_reading.joules()
         };
+        // The integer engine, when asked for and possible.
+        let int_model = match e.energy.inference {
+            InferenceEngine::Simulated => None,
+            InferenceEngine::Integer => {
+                let trained = TrainedSpec {
+                    backbone: backbone_name.clone(),
+                    model: spec.clone(),
+                    dataset: None,
+                    input_transform: None,
+                };
+                match IntModel::from_network(net.as_ref(), &trained) {
+                    Ok(m) => {
+                        m.prepare();
+                        Some(m)
+                    }
+                    Err(err) => {
+                        log::info!(
+                            "trial {}: the integer engine cannot run this network ({err}); its validation pass is simulated",
+                            trial_label(trial.id)
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        let inference_profile = int_model
+            .as_ref()
+            .map_or(profile.clone(), |m| m.op_profile());
         // The validation (inference) pass, metered.
-        let mut meter = (self.meters)(&e.energy.meter, &profile)?;
+        let mut meter = (self.meters)(&e.energy.meter, &inference_profile)?;
         meter.start().map_err(|e| e.to_string())?;
-        let eval = evaluate_with_control(
-            net.as_ref(),
-            &data.validation,
-            &data.batcher,
-            cfg.test_batch_size,
-            &device,
-            control,
-        );
+        let eval = match &int_model {
+            Some(m) => evaluate_integer(
+                m,
+                &data.validation,
+                &data.batcher,
+                cfg.test_batch_size,
+                control,
+            ),
+            None => evaluate_with_control(
+                net.as_ref(),
+                &data.validation,
+                &data.batcher,
+                cfg.test_batch_size,
+                &device,
+                control,
+            )
+            .map_err(|e| e.to_string()),
+        };
         let mut reading = meter.stop().map_err(|e| e.to_string())?;
-        let eval = eval.map_err(|e| e.to_string())?;
+        let eval = eval?;
         if op_count {
-            let per_image = OpCountModel::default().predict(&profile).per_image();
+            let per_image = OpCountModel::default()
+                .predict(&inference_profile)
+                .per_image();
             reading.energy = per_image.scaled(eval.images as f64);
         }
         let images = eval.images.max(1) as f64;
@@ -311,6 +354,10 @@ impl Objective {
         );
         metrics.insert("latency".to_string(), eval.seconds / images);
         metrics.insert("epochs".to_string(), epochs as f64);
+        metrics.insert(
+            "integer_inference".to_string(),
+            if int_model.is_some() { 1.0 } else { 0.0 },
+        );
         metrics.insert("train_images".to_string(), train_set.len() as f64);
         metrics.insert("validation_images".to_string(), eval.images as f64);
         metrics.insert("train_seconds".to_string(), train_seconds);
@@ -372,6 +419,53 @@ fn inject_failure(kind: FailureKind) {
             }
         }
     }
+}
+
+/// Loss and accuracy of the integer engine on `data` (normalised as in
+/// training), in batches of `batch_size`.
+fn evaluate_integer(
+    model: &IntModel,
+    data: &Dataset,
+    batcher: &Batcher,
+    batch_size: usize,
+    control: &TrainControl,
+) -> Result<Evaluation, String> {
+    let start = Instant::now();
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let (mut loss_sum, mut hits) = (0f64, 0usize);
+    for chunk in idx.chunks(batch_size.max(1)) {
+        control.check().map_err(|e| e.to_string())?;
+        let (x, y) = batcher
+            .batch(data, chunk, None, &Device::Cpu)
+            .map_err(|e| e.to_string())?;
+        let images: Vec<f32> = x
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| e.to_string())?;
+        let labels: Vec<u32> = y.to_vec1::<u32>().map_err(|e| e.to_string())?;
+        let logits = model.infer(&images).map_err(|e| e.to_string())?;
+        let values = logits.to_f64();
+        let predicted = logits.argmax();
+        for (k, (row, &label)) in values
+            .chunks_exact(logits.classes.max(1))
+            .zip(&labels)
+            .enumerate()
+        {
+            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let log_sum = row.iter().map(|v| (v - max).exp()).sum::<f64>().ln() + max;
+            loss_sum += log_sum - row[label as usize];
+            if predicted[k] == label as usize {
+                hits += 1;
+            }
+        }
+    }
+    let n = data.len().max(1) as f64;
+    Ok(Evaluation {
+        loss: loss_sum / n,
+        accuracy: hits as f64 / n,
+        images: data.len(),
+        seconds: start.elapsed().as_secs_f64(),
+    })
 }
 
 /// `default` for the default configuration's trial, else the number.

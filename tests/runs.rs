@@ -545,3 +545,70 @@ fn wall_time_stops_the_run_and_trial_reads_stdin() {
     // ZDT1 at x = 0: f1 = 0, g = 1, f2 = 1.
     assert_eq!(report["outcome"]["Success"], serde_json::json!([0.0, 1.0]));
 }
+
+#[test]
+fn the_integer_engine_measures_the_validation_pass_of_shift_networks() {
+    let exp = |engine: &str| {
+        format!(
+            r#"
+name = "int"
+output_dir = "out-{engine}"
+objectives = ["loss", "energy"]
+[data]
+dataset = "digits"
+validation_fraction = 0.2
+[model]
+shift_type = "Q"
+optimizer = "Adam"
+lr = 0.01
+batch_size = 32
+[space]
+hyperparameters = [
+  {{ name = "shift_type", type = "categorical", choices = ["Q", "PS", "float"], default = "Q" }},
+]
+[energy]
+meter = {{ kind = "opcount" }}
+inference = "{engine}"
+[fidelity]
+max = 2
+[stop]
+trials = 4
+"#
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut default_metrics = Vec::new();
+    for engine in ["simulated", "integer"] {
+        let f = write(dir.path(), &format!("{engine}.toml"), &exp(engine));
+        let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+        assert!(out.status.success(), "{engine}: {}", text(&out));
+        let res = results(&dir.path().join(format!("out-{engine}/int")));
+        assert_eq!(res.len(), 5);
+        for r in &res {
+            let m = &r["report"]["metrics"];
+            let used = m["integer_inference"].as_f64().unwrap();
+            let float_net = m["shift_mac_fraction"].as_f64().unwrap() == 0.0;
+            // Shift networks run on the integer engine when asked; float
+            // networks (and every network when simulated) do not.
+            let expected = if engine == "integer" && !float_net {
+                1.0
+            } else {
+                0.0
+            };
+            assert_eq!(used, expected, "{engine}: {m}");
+        }
+        default_metrics
+            .push(res.iter().find(|r| is_default(r)).unwrap()["report"]["metrics"].clone());
+    }
+    // The same trained network: the integer engine agrees with the simulation.
+    let acc = |m: &serde_json::Value| m["accuracy"].as_f64().unwrap();
+    assert!(acc(&default_metrics[0]) > 0.8, "{}", default_metrics[0]);
+    assert!(
+        (acc(&default_metrics[0]) - acc(&default_metrics[1])).abs() <= 0.01,
+        "simulated {} vs integer {}",
+        default_metrics[0],
+        default_metrics[1]
+    );
+    let energy = |m: &serde_json::Value| m["energy"].as_f64().unwrap();
+    assert!(energy(&default_metrics[1]) > 0.0 && energy(&default_metrics[1]).is_finite());
+}
