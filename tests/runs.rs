@@ -612,3 +612,69 @@ trials = 4
     let energy = |m: &serde_json::Value| m["energy"].as_f64().unwrap();
     assert!(energy(&default_metrics[1]) > 0.0 && energy(&default_metrics[1]).is_finite());
 }
+
+#[test]
+fn a_configspace_json_space_file_drives_a_dsnn_search() {
+    let dir = tempfile::tempdir().unwrap();
+    // A space written by Python's ConfigSpace (its JSON format), converted
+    // here from dsnn-search's TOML so the test does not need Python.
+    let space = dsnn_search::ConfigurationSpace::from_toml_str(
+        r#"
+[[hyperparameters]]
+name = "lr"
+type = "float"
+lower = 0.005
+upper = 0.05
+log = true
+default = 0.02
+[[hyperparameters]]
+name = "shift_type"
+type = "categorical"
+choices = ["Q", "PS"]
+default = "Q"
+"#,
+    )
+    .unwrap();
+    write(
+        dir.path(),
+        "space.json",
+        &space.to_configspace_json().unwrap(),
+    );
+    let exp = r#"
+name = "json"
+output_dir = "out"
+[data]
+dataset = "digits"
+[model]
+optimizer = "Adam"
+batch_size = 64
+[space]
+file = "space.json"
+[energy]
+meter = { kind = "opcount" }
+[stop]
+trials = 2
+"#;
+    let f = write(dir.path(), "exp.toml", exp);
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let run = dir.path().join("out/json");
+    // The resolved experiment holds the space inline.
+    let resolved = std::fs::read_to_string(run.join("experiment.toml")).unwrap();
+    assert!(
+        resolved.contains("shift_type") && !resolved.contains("space.json"),
+        "{resolved}"
+    );
+    let asked: Vec<serde_json::Value> = log_records(&run)
+        .into_iter()
+        .filter(|r| r["event"] == "ask")
+        .flat_map(|r| r["trials"].as_array().unwrap().clone())
+        .collect();
+    assert_eq!(asked.len(), 2);
+    for t in &asked {
+        let lr = t["config"]["lr"].as_f64().unwrap();
+        assert!((0.005..=0.05).contains(&lr), "{t}");
+        assert!(["Q", "PS"].contains(&t["config"]["shift_type"].as_str().unwrap()));
+    }
+    assert_eq!(results(&run).len(), 3);
+}
