@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Builds the CUDA release binaries of dsnn on a machine WITHOUT a GPU or a CUDA
+# toolkit, for a GPU machine with the NVIDIA driver and the CUDA 13.0 libraries
+# (see docs/gpu.md).
+#
+#   scripts/build-cuda.sh            # build dsnn + gpu_check into target/cuda-dist/
+#
+# What it does:
+#   1. a Python virtual environment with nvcc 13.0.88 (+ nvvm for cicc, cccl for
+#      <nv/target>, the runtime for cuda.h and libcudart) from PyPI;
+#   2. stub shared objects for the libraries that are only needed at link time
+#      (libcuda, libcublas, libcublasLt, libcurand, libnvrtc), with the SONAMEs
+#      of CUDA 13 and one symbol for every function cudarc declares, each of
+#      which returns CUDA_ERROR_STUB_LIBRARY (34); the real libraries are loaded
+#      on the GPU machine;
+#   3. `cargo build --release --features cuda` with CUDA_COMPUTE_CAP (default 90,
+#      Hopper) into a target directory that is kept between builds (candle's own
+#      kernels take about 14 minutes of nvcc on 2 cores the first time);
+#   4. copies the binaries to target/cuda-dist/ (small enough for the device
+#      tool's carry), with the stubs in target/cuda-dist/stubs/ for running the
+#      CPU fallback on a machine without a driver.
+#
+# Environment (all optional):
+#   DSNN_CUDA_VENV     the virtual environment (default ~/.cache/dsnn/cuda-venv)
+#   DSNN_CUDA_TARGET   cargo target dir kept between builds (default target/cuda)
+#   CUDA_COMPUTE_CAP   GPU architecture (default 90)
+#   DSNN_CUDA_NICE     niceness of the build (default 19: other work goes first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$(pwd)"
+
+venv="${DSNN_CUDA_VENV:-$HOME/.cache/dsnn/cuda-venv}"
+target="${DSNN_CUDA_TARGET:-$repo/target/cuda}"
+dist="$repo/target/cuda-dist"
+export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+nice_level="${DSNN_CUDA_NICE:-19}"
+python="${PYTHON:-python3}"
+
+echo "== CUDA toolkit from PyPI in $venv"
+if [ ! -x "$venv/bin/python" ]; then
+  "$python" -m venv "$venv"
+fi
+# Pinned to the GPU machine's driver (CUDA 13.0). The crt headers must match
+# nvcc; without the pin pip picks the newest.
+"$venv/bin/pip" install --quiet --disable-pip-version-check \
+  "nvidia-cuda-nvcc==13.0.88" "nvidia-nvvm==13.0.88" "nvidia-cuda-crt==13.0.88" \
+  "nvidia-cuda-cccl==13.0.*" "nvidia-cuda-runtime==13.0.*"
+cuda_root="$("$venv/bin/python" - <<'EOF'
+import os, nvidia
+for base in nvidia.__path__:
+    p = os.path.join(base, "cu13")
+    if os.path.isfile(os.path.join(p, "bin", "nvcc")):
+        print(p)
+        break
+EOF
+)"
+if [ -z "$cuda_root" ]; then
+  echo "error: nvcc not found under the nvidia packages of $venv" >&2
+  exit 1
+fi
+export PATH="$cuda_root/bin:$PATH"
+export CUDA_HOME="$cuda_root" CUDA_ROOT="$cuda_root"
+nvcc --version | tail -2
+
+echo "== link-time stubs"
+stubs="$target/cuda-stubs"
+mkdir -p "$stubs"
+cudarc_src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* 2>/dev/null | sort -V | tail -1)"
+if [ -z "$cudarc_src" ]; then
+  cargo fetch --quiet
+  cudarc_src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* | sort -V | tail -1)"
+fi
+# library name, SONAME, cudarc module declaring its functions
+for entry in "cuda libcuda.so.1 driver" "cublas libcublas.so.13 cublas" \
+  "cublasLt libcublasLt.so.13 cublaslt" "curand libcurand.so.10 curand" \
+  "nvrtc libnvrtc.so.13 nvrtc"; do
+  set -- $entry
+  name=$1 soname=$2 module=$3
+  if [ ! -f "$stubs/$soname" ] || [ "$0" -nt "$stubs/$soname" ]; then
+    grep -oE '^pub unsafe fn [A-Za-z0-9_]+\(' "$cudarc_src/src/$module/sys/mod.rs" \
+      | sed -E 's/^pub unsafe fn ([A-Za-z0-9_]+)\(/int \1(void) { return 34; }/' \
+      | sort -u >"$stubs/$name.c"
+    cc -shared -fPIC -Wl,-soname,"$soname" -o "$stubs/$soname" "$stubs/$name.c"
+  fi
+  ln -sf "$soname" "$stubs/lib$name.so"
+done
+# The real CUDA runtime comes with the nvcc packages; cargo links -lcudart.
+ln -sf "$cuda_root/lib/libcudart.so.13" "$stubs/libcudart.so"
+ln -sf "$cuda_root/lib/libcudart.so.13" "$stubs/libcudart.so.13"
+export LIBRARY_PATH="$stubs${LIBRARY_PATH:+:$LIBRARY_PATH}"
+export RUSTFLAGS="${RUSTFLAGS:-} -L native=$stubs"
+
+echo "== cargo build --release --features cuda (target $target, CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP)"
+start=$(date +%s)
+CARGO_TARGET_DIR="$target" nice -n "$nice_level" \
+  cargo build --release --features cuda --bin dsnn
+CARGO_TARGET_DIR="$target" nice -n "$nice_level" \
+  cargo build --release -p dsnn-core --features cuda --example gpu_check
+end=$(date +%s)
+echo "build took $((end - start)) s"
+
+mkdir -p "$dist/stubs"
+cp "$target/release/dsnn" "$target/release/examples/gpu_check" "$dist/"
+cp -P "$stubs"/lib*.so* "$dist/stubs/"
+rm -f "$dist/stubs/libcudart.so" "$dist/stubs/libcudart.so.13"
+cp "$cuda_root/lib/libcudart.so.13" "$dist/stubs/"
+du -sh "$dist"
+echo "binaries in $dist; on the GPU machine run scripts/gpu-check.sh"
