@@ -30,9 +30,7 @@ cd "$(dirname "$0")/.."
 repo="$(pwd)"
 
 venv="${DSNN_CUDA_VENV:-$HOME/.cache/dsnn/cuda-venv}"
-target="${DSNN_CUDA_TARGET:-$repo/target/cuda}"
 dist="$repo/target/cuda-dist"
-export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
 nice_level="${DSNN_CUDA_NICE:-19}"
 python="${PYTHON:-python3}"
 
@@ -45,25 +43,15 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
   "nvidia-cuda-nvcc==13.0.88" "nvidia-nvvm==13.0.88" "nvidia-cuda-crt==13.0.88" \
   "nvidia-cuda-cccl==13.0.*" "nvidia-cuda-runtime==13.0.*"
-cuda_root="$("$venv/bin/python" - <<'EOF'
-import os, nvidia
-for base in nvidia.__path__:
-    p = os.path.join(base, "cu13")
-    if os.path.isfile(os.path.join(p, "bin", "nvcc")):
-        print(p)
-        break
-EOF
-)"
-if [ -z "$cuda_root" ]; then
-  echo "error: nvcc not found under the nvidia packages of $venv" >&2
+repo="$repo" DSNN_CUDA_VENV="$venv"
+# shellcheck source=scripts/cuda-env.sh
+if ! . scripts/cuda-env.sh; then
+  echo "error: $cuda_env_error" >&2
   exit 1
 fi
-export PATH="$cuda_root/bin:$PATH"
-export CUDA_HOME="$cuda_root" CUDA_ROOT="$cuda_root"
 nvcc --version | tail -2
 
 echo "== link-time stubs"
-stubs="$target/cuda-stubs"
 mkdir -p "$stubs"
 cudarc_src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.* 2>/dev/null | sort -V | tail -1)"
 if [ -z "$cudarc_src" ]; then
@@ -87,14 +75,12 @@ done
 # The real CUDA runtime comes with the nvcc packages; cargo links -lcudart.
 ln -sf "$cuda_root/lib/libcudart.so.13" "$stubs/libcudart.so"
 ln -sf "$cuda_root/lib/libcudart.so.13" "$stubs/libcudart.so.13"
-export LIBRARY_PATH="$stubs${LIBRARY_PATH:+:$LIBRARY_PATH}"
-export RUSTFLAGS="${RUSTFLAGS:-} -L native=$stubs"
 
 echo "== cargo build --release --features cuda (target $target, CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP)"
 start=$(date +%s)
-CARGO_TARGET_DIR="$target" nice -n "$nice_level" \
+nice -n "$nice_level" \
   cargo build --release --features cuda --bin dsnn
-CARGO_TARGET_DIR="$target" nice -n "$nice_level" \
+nice -n "$nice_level" \
   cargo build --release -p dsnn-core --features cuda --example gpu_check
 end=$(date +%s)
 echo "build took $((end - start)) s"

@@ -89,7 +89,11 @@ fn compare(name: &str, got: &Tensor, want: &Tensor, bound: Bound) -> Res<Check> 
             mismatches += 1;
         }
         let d = (f64::from(a) - f64::from(b)).abs();
-        max_abs = if d.is_nan() { f64::INFINITY } else { max_abs.max(d) };
+        max_abs = if d.is_nan() {
+            f64::INFINITY
+        } else {
+            max_abs.max(d)
+        };
         scale = scale.max(f64::from(b).abs());
     }
     let rel = if max_abs == 0.0 {
@@ -333,15 +337,33 @@ fn kernel_checks(dev: &Device, checks: &mut Vec<Check>) -> Res<()> {
     }
 
     // The small fused ops.
-    let a = tensor(uniform(&mut rng, 6 * 10 * 13 * 11, -1.0, 1.0), &[6, 10, 13, 11])?;
-    let b = tensor(uniform(&mut rng, 6 * 10 * 13 * 11, -1.0, 1.0), &[6, 10, 13, 11])?;
+    let a = tensor(
+        uniform(&mut rng, 6 * 10 * 13 * 11, -1.0, 1.0),
+        &[6, 10, 13, 11],
+    )?;
+    let b = tensor(
+        uniform(&mut rng, 6 * 10 * 13 * 11, -1.0, 1.0),
+        &[6, 10, 13, 11],
+    )?;
     let bias = tensor(uniform(&mut rng, 10, -1.0, 1.0), &[10])?;
-    check_op(checks, dev, "relu", std::slice::from_ref(&a), true, (exact, exact), &|t| {
-        Ok(vec![dsnn_core::ops::relu(&t[0])?])
-    })?;
-    check_op(checks, dev, "add_relu", &[a.clone(), b.clone()], true, (exact, exact), &|t| {
-        Ok(vec![dsnn_core::ops::add_relu(&t[0], &t[1])?])
-    })?;
+    check_op(
+        checks,
+        dev,
+        "relu",
+        std::slice::from_ref(&a),
+        true,
+        (exact, exact),
+        &|t| Ok(vec![dsnn_core::ops::relu(&t[0])?]),
+    )?;
+    check_op(
+        checks,
+        dev,
+        "add_relu",
+        &[a.clone(), b.clone()],
+        true,
+        (exact, exact),
+        &|t| Ok(vec![dsnn_core::ops::add_relu(&t[0], &t[1])?]),
+    )?;
     check_op(
         checks,
         dev,
@@ -361,9 +383,15 @@ fn kernel_checks(dev: &Device, checks: &mut Vec<Check>) -> Res<()> {
         (exact, Bound::Rel(1e-5)),
         &|t| Ok(vec![dsnn_core::ops::add_channel_bias(&t[0], &t[1])?]),
     )?;
-    check_op(checks, dev, "max_pool2x2", std::slice::from_ref(&a), true, (exact, exact), &|t| {
-        Ok(vec![dsnn_core::ops::max_pool2x2(&t[0])?])
-    })?;
+    check_op(
+        checks,
+        dev,
+        "max_pool2x2",
+        std::slice::from_ref(&a),
+        true,
+        (exact, exact),
+        &|t| Ok(vec![dsnn_core::ops::max_pool2x2(&t[0])?]),
+    )?;
     Ok(())
 }
 
@@ -437,7 +465,8 @@ fn training_checks(
                 }
                 losses.push(l);
             }
-            let rel = |a: f32, b: f32| (f64::from(a) - f64::from(b)).abs() / f64::from(b).abs().max(1e-6);
+            let rel =
+                |a: f32, b: f32| (f64::from(a) - f64::from(b)).abs() / f64::from(b).abs().max(1e-6);
             let rels: Vec<f64> = losses[0]
                 .iter()
                 .zip(&losses[1])
@@ -529,12 +558,7 @@ struct EnergyRow {
     mj_per_img_above_idle: f64,
 }
 
-fn energy(
-    dev: &Device,
-    models: &[String],
-    seconds: f64,
-    out: &mut Vec<EnergyRow>,
-) -> Res<f64> {
+fn energy(dev: &Device, models: &[String], seconds: f64, out: &mut Vec<EnergyRow>) -> Res<f64> {
     use dsnn_energy::EnergyMeter;
     let mut meter = dsnn_energy::NvmlMeter::open()?;
     let mut measure = |f: &mut dyn FnMut() -> Res<()>| -> Res<(usize, f64, f64)> {
@@ -563,7 +587,8 @@ fn energy(
         for variant in ["float", "Q", "PS"] {
             let (backbone, spec) = spec_for(model, variant)?;
             let net = backbone.build(&spec, dev)?;
-            let mut opt = Optimizer::new(OptimizerSettings::default(), net.params().params().len())?;
+            let mut opt =
+                Optimizer::new(OptimizerSettings::default(), net.params().params().len())?;
             let (x, y) = batch(&spec, b, 2, dev)?;
             for kind in ["infer", "train"] {
                 let (n, j, s) = if kind == "infer" {
@@ -685,7 +710,10 @@ fn run(dev: &Device, args: &Args) -> Res<bool> {
     let t0 = Instant::now();
     let mut checks = Vec::new();
     kernel_checks(dev, &mut checks)?;
-    println!("\n== kernels against the CPU path ({:.1} s)", t0.elapsed().as_secs_f64());
+    println!(
+        "\n== kernels against the CPU path ({:.1} s)",
+        t0.elapsed().as_secs_f64()
+    );
     println!(
         "{:<44} {:>8} {:>10} {:>10} {:>8}  {:<26} result",
         "op", "elements", "max abs", "rel", "differ", "bound"
@@ -730,7 +758,9 @@ fn run(dev: &Device, args: &Args) -> Res<bool> {
     #[cfg(feature = "cuda")]
     if args.tf32 {
         candle_core::cuda::set_gemm_reduced_precision_f32(true);
-        println!("\n(TF32 gemms allowed from here on, as PyTorch's cuDNN convolutions use by default)");
+        println!(
+            "\n(TF32 gemms allowed from here on, as PyTorch's cuDNN convolutions use by default)"
+        );
     }
     #[cfg(not(feature = "cuda"))]
     if args.tf32 {
@@ -738,7 +768,10 @@ fn run(dev: &Device, args: &Args) -> Res<bool> {
     }
     let mut perf = Vec::new();
     if !args.skip_perf {
-        println!("\n== throughput at batch 128 ({} timed steps after 3 warm-up)", args.steps);
+        println!(
+            "\n== throughput at batch 128 ({} timed steps after 3 warm-up)",
+            args.steps
+        );
         throughput(dev, &args.models, args.steps, &mut perf)?;
         println!(
             "{:<9} {:<6} {:<7} {:>12} {:>12}",
@@ -766,7 +799,13 @@ fn run(dev: &Device, args: &Args) -> Res<bool> {
                 for r in &energy_rows {
                     println!(
                         "{:<9} {:<6} {:<6} {:>10.0} {:>8.1} {:>10.3} {:>12.3}",
-                        r.model, r.variant, r.kind, r.img_s, r.avg_w, r.mj_per_img, r.mj_per_img_above_idle
+                        r.model,
+                        r.variant,
+                        r.kind,
+                        r.img_s,
+                        r.avg_w,
+                        r.mj_per_img,
+                        r.mj_per_img_above_idle
                     );
                 }
                 println!("idle {w:.1} W");
@@ -777,7 +816,8 @@ fn run(dev: &Device, args: &Args) -> Res<bool> {
             }
         }
     }
-    let failed = checks.iter().filter(|c| !c.pass).count() + trains.iter().filter(|t| !t.pass).count();
+    let failed =
+        checks.iter().filter(|c| !c.pass).count() + trains.iter().filter(|t| !t.pass).count();
     println!(
         "\n{} of {} checks passed ({:.0} s in all)",
         checks.len() + trains.len() - failed,

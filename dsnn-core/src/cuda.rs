@@ -17,15 +17,11 @@ use candle_core::{CudaStorage, Layout, Result, Shape};
 
 /// The PTX of `kernels/dsnn_ops.cu`.
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/dsnn_ops.ptx"));
-/// The module's name in candle's per-device cache of custom modules.
+/// The module's name in candle's per-device cache of custom modules
+/// (`get_or_load_custom_func` loads it once per device).
 const MODULE: &str = "dsnn_ops";
 /// Threads per block (the reduction kernels assume exactly this).
 const THREADS: u32 = 256;
-
-/// Loads (once per device) and returns kernel `name`.
-fn func(dev: &CudaDevice, name: &str) -> Result<candle_core::cuda_backend::CudaFunc> {
-    dev.get_or_load_custom_func(name, MODULE, PTX)
-}
 
 /// A grid-stride launch over `n` elements.
 fn grid(n: u32) -> LaunchConfig {
@@ -86,7 +82,7 @@ pub(crate) fn round_to_fixed(
     let scale = crate::quant::pow2(fraction_bits as f32);
     let delta = crate::quant::pow2(-(fraction_bits as f32));
     let bound = crate::quant::pow2(integer_bits.max(1) as f32 - 1.0);
-    let f = func(dev, "dsnn_round_to_fixed")?;
+    let f = dev.get_or_load_custom_func("dsnn_round_to_fixed", MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&n).arg(&x).arg(&mut y).arg(&special);
     b.arg(&scale).arg(&delta).arg(&bound);
@@ -108,7 +104,7 @@ pub(crate) fn quantize_q(
     let lo = crate::quant::q_shift_range(op.weight_bits).0;
     let stochastic = i32::from(op.rounding == crate::quant::Rounding::Stochastic);
     let (seed, step) = (op.stream.seed, op.stream.step);
-    let f = func(dev, "dsnn_quantize_q")?;
+    let f = dev.get_or_load_custom_func("dsnn_quantize_q", MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&n).arg(&w).arg(&mut y).arg(&lo);
     b.arg(&stochastic).arg(&seed).arg(&step);
@@ -135,7 +131,7 @@ pub(crate) fn ps_weight(
     let (lo, hi) = crate::quant::ps_shift_range(op.weight_bits);
     let stochastic = i32::from(op.rounding == crate::quant::Rounding::Stochastic);
     let (seed, step) = (op.stream.seed, op.stream.step);
-    let f = func(dev, "dsnn_ps_weight")?;
+    let f = dev.get_or_load_custom_func("dsnn_ps_weight", MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&n)
         .arg(&shift)
@@ -156,7 +152,7 @@ pub(crate) fn clamp_abs_inplace(s: &mut CudaStorage, l: &Layout, lo: i32) -> Res
         candle_core::bail!("dsnn ops need contiguous f32 tensors");
     };
     let n = count(b_end - a)?;
-    let f = func(&dev, "dsnn_clamp_abs")?;
+    let f = dev.get_or_load_custom_func("dsnn_clamp_abs", MODULE, PTX)?;
     let mut w = s.as_cuda_slice_mut::<f32>()?.slice_mut(a..b_end);
     let mut b = f.builder();
     b.arg(&n).arg(&mut w).arg(&lo);
@@ -216,7 +212,7 @@ fn im2col(
         d.cin, d.h, d.w, d.kh, d.kw, d.ho, d.wo, d.stride, d.pad, strides.0, strides.1,
     ]
     .map(|v| v as u32);
-    let f = func(dev, "dsnn_im2col")?;
+    let f = dev.get_or_load_custom_func("dsnn_im2col", MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&t).arg(x).arg(&mut col);
     for v in &v {
@@ -275,7 +271,7 @@ pub(crate) fn conv2d_backward_input(
     let t = count(total)?;
     let mut dx = alloc(dev, total)?;
     let v = [d.cin, d.h, d.w, d.kh, d.kw, d.ho, d.wo, d.stride, d.pad].map(|v| v as u32);
-    let f = func(dev, "dsnn_col2im")?;
+    let f = dev.get_or_load_custom_func("dsnn_col2im", MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&t).arg(col).arg(&mut dx);
     for v in &v {
@@ -305,7 +301,7 @@ pub(crate) fn conv2d_backward_weight(
     let t = count(total)?;
     let mut dyt = alloc(dev, total)?;
     let (a, bb, c) = (d.n as u32, d.cout as u32, p as u32);
-    let f = func(dev, "dsnn_swap01")?;
+    let f = dev.get_or_load_custom_func("dsnn_swap01", MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&t).arg(&dy).arg(&mut dyt).arg(&a).arg(&bb).arg(&c);
     // SAFETY: the arguments match the kernel's signature.
@@ -343,7 +339,7 @@ pub(crate) fn batch_norm_train(
     let total = count(x.len())?;
     let (nn, cc, hh) = (count(n)?, count(c)?, count(hw)?);
     let mut stats = alloc(dev, 4 * c)?;
-    let f = func(dev, "dsnn_bn_stats")?;
+    let f = dev.get_or_load_custom_func("dsnn_bn_stats", MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&x).arg(&gamma).arg(&beta).arg(&mut stats);
     b.arg(&nn).arg(&cc).arg(&hh).arg(&eps);
@@ -351,7 +347,7 @@ pub(crate) fn batch_norm_train(
     unsafe { b.launch(per_channel(cc)) }.w()?;
     let mut y = alloc(dev, x.len())?;
     let relu = i32::from(relu);
-    let f = func(dev, "dsnn_bn_apply")?;
+    let f = dev.get_or_load_custom_func("dsnn_bn_apply", MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&total).arg(&x).arg(&stats).arg(&mut y);
     b.arg(&cc).arg(&hh).arg(&relu);
@@ -381,7 +377,7 @@ pub(crate) fn batch_norm_backward(
     let (nn, cc, hh) = (count(n)?, count(c)?, count(hw)?);
     let mut out = alloc(dev, numel + 2 * c)?;
     let mut coef = alloc(dev, 5 * c)?;
-    let f = func(dev, "dsnn_bn_bwd_stats")?;
+    let f = dev.get_or_load_custom_func("dsnn_bn_bwd_stats", MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&x).arg(&gamma).arg(&dy).arg(&mut out).arg(&mut coef);
     b.arg(&nn).arg(&cc).arg(&hh).arg(&eps);
@@ -389,7 +385,7 @@ pub(crate) fn batch_norm_backward(
     unsafe { b.launch(per_channel(cc)) }.w()?;
     {
         let mut dx = out.slice_mut(0..numel);
-        let f = func(dev, "dsnn_bn_bwd_apply")?;
+        let f = dev.get_or_load_custom_func("dsnn_bn_bwd_apply", MODULE, PTX)?;
         let mut b = f.builder();
         b.arg(&total).arg(&x).arg(&dy).arg(&coef).arg(&mut dx);
         b.arg(&cc).arg(&hh);
@@ -415,7 +411,7 @@ pub(crate) fn map(name: &str, inputs: &[(&CudaStorage, &Layout)]) -> Result<Cuda
     }
     let n = count(len)?;
     let mut y = alloc(dev, len)?;
-    let f = func(dev, name)?;
+    let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&n);
     for v in &views {
@@ -443,7 +439,7 @@ pub(crate) fn add_channel_bias(
     let total = count(x.len())?;
     let (cc, hh) = (count(c)?, count(hw.max(1))?);
     let mut y = alloc(dev, x.len())?;
-    let f = func(dev, "dsnn_add_channel_bias")?;
+    let f = dev.get_or_load_custom_func("dsnn_add_channel_bias", MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&total)
         .arg(&x)
@@ -466,7 +462,7 @@ pub(crate) fn channel_sum(
     let g = view(s, l)?;
     let (nn, cc, hh) = (count(n)?, count(c)?, count(hw)?);
     let mut out = alloc(dev, c)?;
-    let f = func(dev, "dsnn_channel_sum")?;
+    let f = dev.get_or_load_custom_func("dsnn_channel_sum", MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&g).arg(&mut out).arg(&nn).arg(&cc).arg(&hh);
     // SAFETY: the arguments match the kernel's signature.
@@ -488,7 +484,7 @@ pub(crate) fn max_pool2x2(
     match backward {
         None => {
             let mut y = alloc(dev, planes * ho * wo)?;
-            let f = func(dev, "dsnn_max_pool2x2")?;
+            let f = dev.get_or_load_custom_func("dsnn_max_pool2x2", MODULE, PTX)?;
             let mut b = f.builder();
             b.arg(&total).arg(&x).arg(&mut y);
             for v in &dims {
@@ -508,7 +504,7 @@ pub(crate) fn max_pool2x2(
                 );
             }
             let mut dx = dev.alloc_zeros::<f32>(x.len().max(1))?;
-            let f = func(dev, "dsnn_max_pool2x2_bwd")?;
+            let f = dev.get_or_load_custom_func("dsnn_max_pool2x2_bwd", MODULE, PTX)?;
             let mut b = f.builder();
             b.arg(&total).arg(&x).arg(&g).arg(&mut dx);
             for v in &dims {
