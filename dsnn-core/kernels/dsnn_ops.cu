@@ -391,3 +391,31 @@ extern "C" __global__ void dsnn_max_pool2x2_bwd(unsigned int total, const float*
     dx[best] = g[t];
   }
 }
+
+// ------------------------------------------------------------- optimiser
+
+// optim.rs SGD with momentum, on the device: the L2 term first
+// (g' = g + wd * w), then buf = g' on the first step, else mom * buf + g'.
+extern "C" __global__ void dsnn_sgd_buffer(unsigned int n, float* buf, const float* g,
+                                           const float* w, float mom, float wd, int first) {
+  GRID_STRIDE(i, n) {
+    float gi = g[i];
+    if (wd != 0.0f) gi += wd * w[i];
+    buf[i] = first ? gi : mom * buf[i] + gi;
+  }
+}
+
+// w -= lr * d (d: the momentum buffer).
+extern "C" __global__ void dsnn_sgd_apply(unsigned int n, float* w, const float* d, float lr) {
+  GRID_STRIDE(i, n) { w[i] -= lr * d[i]; }
+}
+
+// optim.rs SGD without momentum: w -= lr * (g + wd * w).
+extern "C" __global__ void dsnn_sgd_plain(unsigned int n, float* w, const float* g, float lr,
+                                          float wd) {
+  GRID_STRIDE(i, n) {
+    float gi = g[i];
+    if (wd != 0.0f) gi += wd * w[i];
+    w[i] -= lr * gi;
+  }
+}

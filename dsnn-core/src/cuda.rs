@@ -161,6 +161,37 @@ pub(crate) fn clamp_abs_inplace(s: &mut CudaStorage, l: &Layout, lo: i32) -> Res
     Ok(())
 }
 
+/// DeepShift-Q's `clamp_abs` applied in place to a master weight on the
+/// GPU (`ParamStore::project` on CUDA tensors; the CPU keeps its own path).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClampAbsInPlace {
+    /// The lower end of the exponent range (`|w| >= 2^lo`).
+    pub lo: i32,
+}
+
+impl candle_core::InplaceOp1 for ClampAbsInPlace {
+    fn name(&self) -> &'static str {
+        "dsnn-clamp-abs"
+    }
+    fn cpu_fwd(&self, s: &mut candle_core::CpuStorage, l: &Layout) -> Result<()> {
+        let Some((a, b)) = l.contiguous_offsets() else {
+            candle_core::bail!("dsnn ops need contiguous f32 tensors");
+        };
+        match s {
+            candle_core::CpuStorage::F32(v) => {
+                for w in &mut v[a..b] {
+                    *w = crate::quant::clamp_abs(*w, self.lo);
+                }
+                Ok(())
+            }
+            _ => candle_core::bail!("dsnn ops need contiguous f32 tensors"),
+        }
+    }
+    fn cuda_fwd(&self, s: &mut CudaStorage, l: &Layout) -> Result<()> {
+        clamp_abs_inplace(s, l, self.lo)
+    }
+}
+
 /// Sizes of one convolution, as the kernels take them.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConvSizes {
@@ -514,5 +545,192 @@ pub(crate) fn max_pool2x2(
             unsafe { b.launch(grid(total)) }.w()?;
             Ok(storage(dx, dev))
         }
+    }
+}
+
+/// One SGD step of `optim.rs` on the device, in place: `w` (a parameter),
+/// `g` its gradient, `buf` the momentum buffer (created on the first step).
+/// The arithmetic is the host loop's, in the same order.
+pub(crate) fn sgd_step(
+    w: &candle_core::Tensor,
+    g: &candle_core::Tensor,
+    buf: &mut Option<candle_core::Tensor>,
+    first: bool,
+    (lr, mom, wd): (f32, f32, f32),
+) -> Result<()> {
+    let g = g.contiguous()?;
+    if mom == 0.0 {
+        return w.inplace_op2(&g, &Sgd::Plain { lr, wd });
+    }
+    let b = match buf {
+        Some(b) => b.clone(),
+        None => {
+            let z = w.zeros_like()?;
+            *buf = Some(z.clone());
+            z
+        }
+    };
+    b.inplace_op3(&g, w, &Sgd::Buffer { mom, wd, first })?;
+    w.inplace_op2(&b, &Sgd::Apply { lr })
+}
+
+/// The in-place SGD updates (kernels `dsnn_sgd_*`; the CPU versions are
+/// the same loops, for completeness of the ops).
+#[derive(Debug, Clone, Copy)]
+enum Sgd {
+    /// `w -= lr * (g + wd * w)`.
+    Plain { lr: f32, wd: f32 },
+    /// `buf = g'` (first step) or `mom * buf + g'`, with `g' = g + wd * w`.
+    Buffer { mom: f32, wd: f32, first: bool },
+    /// `w -= lr * buf`.
+    Apply { lr: f32 },
+}
+
+fn cpu_f32_mut<'a>(s: &'a mut candle_core::CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (candle_core::CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
+        _ => candle_core::bail!("dsnn ops need contiguous f32 tensors"),
+    }
+}
+
+fn cpu_f32<'a>(s: &'a candle_core::CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
+        None => candle_core::bail!("dsnn ops need contiguous f32 tensors"),
+    }
+}
+
+fn with_l2(g: f32, w: f32, wd: f32) -> f32 {
+    if wd != 0.0 {
+        g + wd * w
+    } else {
+        g
+    }
+}
+
+impl candle_core::InplaceOp2 for Sgd {
+    fn name(&self) -> &'static str {
+        "dsnn-sgd"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &mut candle_core::CpuStorage,
+        l1: &Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let w = cpu_f32_mut(s1, l1)?;
+        let d = cpu_f32(s2, l2)?;
+        match *self {
+            Sgd::Plain { lr, wd } => w
+                .iter_mut()
+                .zip(d)
+                .for_each(|(w, &g)| *w -= lr * with_l2(g, *w, wd)),
+            Sgd::Apply { lr } => w.iter_mut().zip(d).for_each(|(w, &b)| *w -= lr * b),
+            Sgd::Buffer { .. } => {
+                candle_core::bail!("dsnn-sgd: the buffer update takes three tensors")
+            }
+        }
+        Ok(())
+    }
+    fn cuda_fwd(
+        &self,
+        s1: &mut CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let dev = s1.device().clone();
+        let d = view(s2, l2)?;
+        let Some((a, b_end)) = l1.contiguous_offsets() else {
+            candle_core::bail!("dsnn ops need contiguous f32 tensors");
+        };
+        let n = count(b_end - a)?;
+        if d.len() != b_end - a {
+            candle_core::bail!("dsnn-sgd: parameter and update differ in size");
+        }
+        let mut w = s1.as_cuda_slice_mut::<f32>()?.slice_mut(a..b_end);
+        match *self {
+            Sgd::Plain { lr, wd } => {
+                let f = dev.get_or_load_custom_func("dsnn_sgd_plain", MODULE, PTX)?;
+                let mut b = f.builder();
+                b.arg(&n).arg(&mut w).arg(&d).arg(&lr).arg(&wd);
+                // SAFETY: the arguments match the kernel's signature.
+                unsafe { b.launch(grid(n)) }.w()?;
+            }
+            Sgd::Apply { lr } => {
+                let f = dev.get_or_load_custom_func("dsnn_sgd_apply", MODULE, PTX)?;
+                let mut b = f.builder();
+                b.arg(&n).arg(&mut w).arg(&d).arg(&lr);
+                // SAFETY: the arguments match the kernel's signature.
+                unsafe { b.launch(grid(n)) }.w()?;
+            }
+            Sgd::Buffer { .. } => {
+                candle_core::bail!("dsnn-sgd: the buffer update takes three tensors")
+            }
+        }
+        Ok(())
+    }
+}
+
+impl candle_core::InplaceOp3 for Sgd {
+    fn name(&self) -> &'static str {
+        "dsnn-sgd-buffer"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &mut candle_core::CpuStorage,
+        l1: &Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &Layout,
+        s3: &candle_core::CpuStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let Sgd::Buffer { mom, wd, first } = *self else {
+            candle_core::bail!("dsnn-sgd: only the buffer update takes three tensors");
+        };
+        let buf = cpu_f32_mut(s1, l1)?;
+        let (g, w) = (cpu_f32(s2, l2)?, cpu_f32(s3, l3)?);
+        for ((b, &g), &w) in buf.iter_mut().zip(g).zip(w) {
+            let g = with_l2(g, w, wd);
+            *b = if first { g } else { mom * *b + g };
+        }
+        Ok(())
+    }
+    fn cuda_fwd(
+        &self,
+        s1: &mut CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let Sgd::Buffer { mom, wd, first } = *self else {
+            candle_core::bail!("dsnn-sgd: only the buffer update takes three tensors");
+        };
+        let dev = s1.device().clone();
+        let (g, w) = (view(s2, l2)?, view(s3, l3)?);
+        let Some((a, b_end)) = l1.contiguous_offsets() else {
+            candle_core::bail!("dsnn ops need contiguous f32 tensors");
+        };
+        if g.len() != b_end - a || w.len() != b_end - a {
+            candle_core::bail!("dsnn-sgd: parameter, gradient and buffer differ in size");
+        }
+        let n = count(b_end - a)?;
+        let first = i32::from(first);
+        let mut buf = s1.as_cuda_slice_mut::<f32>()?.slice_mut(a..b_end);
+        let f = dev.get_or_load_custom_func("dsnn_sgd_buffer", MODULE, PTX)?;
+        let mut b = f.builder();
+        b.arg(&n)
+            .arg(&mut buf)
+            .arg(&g)
+            .arg(&w)
+            .arg(&mom)
+            .arg(&wd)
+            .arg(&first);
+        // SAFETY: the arguments match the kernel's signature.
+        unsafe { b.launch(grid(n)) }.w()?;
+        Ok(())
     }
 }

@@ -660,3 +660,74 @@ fn small_ops_match_the_cpu() {
     );
     assert_exact("max_pool2x2 backward", &dx, &g[0], 0);
 }
+
+#[test]
+fn sgd_kernels_match_the_host_optimiser() {
+    use dsnn_core::optim::{Optimizer, OptimizerSettings};
+    use dsnn_core::params::{Param, ParamRole};
+    let Some(emu) = emu() else { return };
+    type Buffer = extern "C" fn(u32, u32, u32, F32m, F32p, F32p, f32, f32, i32);
+    type Apply = extern "C" fn(u32, u32, u32, F32m, F32p, f32);
+    type Plain = extern "C" fn(u32, u32, u32, F32m, F32p, f32, f32);
+    let buffer: Buffer = emu.f("dsnn_sgd_buffer");
+    let apply: Apply = emu.f("dsnn_sgd_apply");
+    let plain: Plain = emu.f("dsnn_sgd_plain");
+    let mut rng = StdRng::seed_from_u64(21);
+    let n = 1001usize;
+    for (mom, wd) in [(0.9f32, 1e-4f32), (0.0, 1e-4), (0.9, 0.0)] {
+        let w0 = uniform(&mut rng, n, -1.0, 1.0);
+        let var = Var::from_tensor(&cpu(&w0, &[n])).unwrap();
+        let params = [Param {
+            name: "w".into(),
+            var: var.clone(),
+            role: ParamRole::Plain,
+        }];
+        let mut opt = Optimizer::new(
+            OptimizerSettings {
+                lr: 0.1,
+                momentum: f64::from(mom),
+                weight_decay: f64::from(wd),
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap();
+        let (mut w, mut buf) = (w0.clone(), vec![f32::NAN; n]);
+        for step in 0..3 {
+            let r = uniform(&mut rng, n, -1.0, 1.0);
+            // The gradient of sum(w * r) is r.
+            let grads = (var.as_tensor() * cpu(&r, &[n]))
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let lr = 0.1 / (step + 1) as f64;
+            opt.step(&params, &grads, lr).unwrap();
+            // The arguments src/cuda.rs passes for this step.
+            let lr = lr as f32;
+            if mom == 0.0 {
+                plain(G.0, G.1, n as u32, w.as_mut_ptr(), r.as_ptr(), lr, wd);
+            } else {
+                buffer(
+                    G.0,
+                    G.1,
+                    n as u32,
+                    buf.as_mut_ptr(),
+                    r.as_ptr(),
+                    w.as_ptr(),
+                    mom,
+                    wd,
+                    i32::from(step == 0),
+                );
+                apply(G.0, G.1, n as u32, w.as_mut_ptr(), buf.as_ptr(), lr);
+            }
+            assert_exact(
+                &format!("sgd mom {mom} wd {wd} step {step}"),
+                &w,
+                &vec(var.as_tensor()),
+                0,
+            );
+        }
+    }
+}

@@ -40,3 +40,7 @@ EMU(dsnn_channel_sum, (const float* g, float* out, u32 n, u32 c, u32 hw), (g, ou
 EMU(dsnn_max_pool2x2, (u32 t, const float* x, float* y, u32 h, u32 w, u32 ho, u32 wo), (t, x, y, h, w, ho, wo))
 EMU(dsnn_max_pool2x2_bwd, (u32 t, const float* x, const float* g, float* dx, u32 h, u32 w, u32 ho, u32 wo),
     (t, x, g, dx, h, w, ho, wo))
+EMU(dsnn_sgd_buffer, (u32 n, float* buf, const float* g, const float* w, float mom, float wd, int first),
+    (n, buf, g, w, mom, wd, first))
+EMU(dsnn_sgd_apply, (u32 n, float* w, const float* d, float lr), (n, w, d, lr))
+EMU(dsnn_sgd_plain, (u32 n, float* w, const float* g, float lr, float wd), (n, w, g, lr, wd))
