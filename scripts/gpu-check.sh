@@ -20,6 +20,9 @@
 #   OUT               where logs and JSON go (default target/gpu-check)
 #   CUDA_LIB          CUDA libraries (default /usr/local/cuda-13.0/targets/x86_64-linux/lib)
 #   SKIP_TORCH=1      leave out the PyTorch reference
+#   GPU_CHECK_TIMEOUT seconds allowed for gpu_check (default 300)
+# Every step has a time limit, so that the logs in $OUT come back even when
+# one hangs; the whole script takes about 5 minutes on an H100 (estimate).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +51,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv
 status=0
 
 echo "== dsnn train --device auto (must choose the GPU)"
-"$dist/dsnn" train --device auto --dataset fashion-mnist --data-dir data/fashion-mnist-small \
+timeout 90 "$dist/dsnn" train --device auto --dataset fashion-mnist --data-dir data/fashion-mnist-small \
   --shift-type ps --epochs 1 --batch-size 128 2>&1 | tee "$out/train-auto.log"
 if ! grep -q "device: CUDA device 0" "$out/train-auto.log"; then
   echo "FAIL: --device auto did not choose the GPU" >&2
@@ -56,7 +59,7 @@ if ! grep -q "device: CUDA device 0" "$out/train-auto.log"; then
 fi
 
 echo "== gpu_check"
-"$dist/gpu_check" --device cuda:0 --models resnet20,lenet5 --json "$out/gpu_check.json" "$@" \
+timeout "${GPU_CHECK_TIMEOUT:-300}" "$dist/gpu_check" --device cuda:0 --models resnet20,lenet5 --json "$out/gpu_check.json" "$@" \
   2>&1 | tee "$out/gpu_check.log"
 rc=${PIPESTATUS[0]}
 if [ "$rc" != 0 ]; then
@@ -76,9 +79,9 @@ elif [ -z "$bench" ] || [ ! -f "$bench/bench.py" ]; then
   echo "== PyTorch reference not found (copy ../shared/bench/pytorch-deepshift to scratch/ and carry it)"
 else
   echo "== PyTorch reference from $bench"
-  (cd "$bench" && PYTHONUNBUFFERED=1 python3 bench.py --device cuda --threads 16 --models resnet20 \
+  (cd "$bench" && PYTHONUNBUFFERED=1 timeout 120 python3 bench.py --device cuda --threads 16 --models resnet20 \
     --out "$OLDPWD/$out/torch-bench.json") 2>&1 | tee "$out/torch-bench.log"
-  (cd "$bench" && PYTHONUNBUFFERED=1 python3 energy_gpu.py --models resnet20 \
+  (cd "$bench" && PYTHONUNBUFFERED=1 timeout 90 python3 energy_gpu.py --models resnet20 \
     --out "$OLDPWD/$out/torch-energy.json") 2>&1 | tee "$out/torch-energy.log"
 fi
 
