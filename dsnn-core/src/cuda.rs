@@ -560,7 +560,7 @@ pub(crate) fn sgd_step(
 ) -> Result<()> {
     let g = g.contiguous()?;
     if mom == 0.0 {
-        return w.inplace_op2(&g, &Sgd::Plain { lr, wd });
+        return w.inplace_op2(&g, &SgdUpdate::Plain { lr, wd });
     }
     let b = match buf {
         Some(b) => b.clone(),
@@ -570,20 +570,27 @@ pub(crate) fn sgd_step(
             z
         }
     };
-    b.inplace_op3(&g, w, &Sgd::Buffer { mom, wd, first })?;
-    w.inplace_op2(&b, &Sgd::Apply { lr })
+    b.inplace_op3(&g, w, &SgdBuffer { mom, wd, first })?;
+    w.inplace_op2(&b, &SgdUpdate::Apply { lr })
 }
 
-/// The in-place SGD updates (kernels `dsnn_sgd_*`; the CPU versions are
-/// the same loops, for completeness of the ops).
+/// The in-place SGD weight updates (kernels `dsnn_sgd_plain`,
+/// `dsnn_sgd_apply`; the CPU versions are the same loops).
 #[derive(Debug, Clone, Copy)]
-enum Sgd {
+enum SgdUpdate {
     /// `w -= lr * (g + wd * w)`.
     Plain { lr: f32, wd: f32 },
-    /// `buf = g'` (first step) or `mom * buf + g'`, with `g' = g + wd * w`.
-    Buffer { mom: f32, wd: f32, first: bool },
     /// `w -= lr * buf`.
     Apply { lr: f32 },
+}
+
+/// The in-place momentum-buffer update (kernel `dsnn_sgd_buffer`):
+/// `buf = g'` on the first step, else `mom * buf + g'`, with `g' = g + wd * w`.
+#[derive(Debug, Clone, Copy)]
+struct SgdBuffer {
+    mom: f32,
+    wd: f32,
+    first: bool,
 }
 
 fn cpu_f32_mut<'a>(s: &'a mut candle_core::CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
@@ -608,7 +615,7 @@ fn with_l2(g: f32, w: f32, wd: f32) -> f32 {
     }
 }
 
-impl candle_core::InplaceOp2 for Sgd {
+impl candle_core::InplaceOp2 for SgdUpdate {
     fn name(&self) -> &'static str {
         "dsnn-sgd"
     }
@@ -622,14 +629,11 @@ impl candle_core::InplaceOp2 for Sgd {
         let w = cpu_f32_mut(s1, l1)?;
         let d = cpu_f32(s2, l2)?;
         match *self {
-            Sgd::Plain { lr, wd } => w
+            SgdUpdate::Plain { lr, wd } => w
                 .iter_mut()
                 .zip(d)
                 .for_each(|(w, &g)| *w -= lr * with_l2(g, *w, wd)),
-            Sgd::Apply { lr } => w.iter_mut().zip(d).for_each(|(w, &b)| *w -= lr * b),
-            Sgd::Buffer { .. } => {
-                candle_core::bail!("dsnn-sgd: the buffer update takes three tensors")
-            }
+            SgdUpdate::Apply { lr } => w.iter_mut().zip(d).for_each(|(w, &b)| *w -= lr * b),
         }
         Ok(())
     }
@@ -651,29 +655,26 @@ impl candle_core::InplaceOp2 for Sgd {
         }
         let mut w = s1.as_cuda_slice_mut::<f32>()?.slice_mut(a..b_end);
         match *self {
-            Sgd::Plain { lr, wd } => {
+            SgdUpdate::Plain { lr, wd } => {
                 let f = dev.get_or_load_custom_func("dsnn_sgd_plain", MODULE, PTX)?;
                 let mut b = f.builder();
                 b.arg(&n).arg(&mut w).arg(&d).arg(&lr).arg(&wd);
                 // SAFETY: the arguments match the kernel's signature.
                 unsafe { b.launch(grid(n)) }.w()?;
             }
-            Sgd::Apply { lr } => {
+            SgdUpdate::Apply { lr } => {
                 let f = dev.get_or_load_custom_func("dsnn_sgd_apply", MODULE, PTX)?;
                 let mut b = f.builder();
                 b.arg(&n).arg(&mut w).arg(&d).arg(&lr);
                 // SAFETY: the arguments match the kernel's signature.
                 unsafe { b.launch(grid(n)) }.w()?;
             }
-            Sgd::Buffer { .. } => {
-                candle_core::bail!("dsnn-sgd: the buffer update takes three tensors")
-            }
         }
         Ok(())
     }
 }
 
-impl candle_core::InplaceOp3 for Sgd {
+impl candle_core::InplaceOp3 for SgdBuffer {
     fn name(&self) -> &'static str {
         "dsnn-sgd-buffer"
     }
@@ -686,9 +687,7 @@ impl candle_core::InplaceOp3 for Sgd {
         s3: &candle_core::CpuStorage,
         l3: &Layout,
     ) -> Result<()> {
-        let Sgd::Buffer { mom, wd, first } = *self else {
-            candle_core::bail!("dsnn-sgd: only the buffer update takes three tensors");
-        };
+        let SgdBuffer { mom, wd, first } = *self;
         let buf = cpu_f32_mut(s1, l1)?;
         let (g, w) = (cpu_f32(s2, l2)?, cpu_f32(s3, l3)?);
         for ((b, &g), &w) in buf.iter_mut().zip(g).zip(w) {
@@ -706,9 +705,7 @@ impl candle_core::InplaceOp3 for Sgd {
         s3: &CudaStorage,
         l3: &Layout,
     ) -> Result<()> {
-        let Sgd::Buffer { mom, wd, first } = *self else {
-            candle_core::bail!("dsnn-sgd: only the buffer update takes three tensors");
-        };
+        let SgdBuffer { mom, wd, first } = *self;
         let dev = s1.device().clone();
         let (g, w) = (view(s2, l2)?, view(s3, l3)?);
         let Some((a, b_end)) = l1.contiguous_offsets() else {
