@@ -78,6 +78,9 @@ ln -sf "$cuda_root/lib/libcudart.so.13" "$stubs/libcudart.so.13"
 
 echo "== cargo build --release --features cuda (target $target, CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP)"
 start=$(date +%s)
+# Keep these two package selections (and .ci/run's, which mirror them):
+# another selection unifies dependency features differently, and cargo then
+# rebuilds candle's kernels from scratch.
 nice -n "$nice_level" \
   cargo build --release --features cuda --bin dsnn
 nice -n "$nice_level" \
