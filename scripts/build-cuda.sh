@@ -16,9 +16,10 @@
 #   3. `cargo build --release --features cuda` with CUDA_COMPUTE_CAP (default 90,
 #      Hopper) into a target directory that is kept between builds (candle's own
 #      kernels take about 14 minutes of nvcc on 2 cores the first time);
-#   4. copies the binaries to target/cuda-dist/ (small enough for the device
-#      tool's carry), with the stubs in target/cuda-dist/stubs/ for running the
-#      CPU fallback on a machine without a driver.
+#   4. packs the stripped binaries into target/cuda-dist/dsnn-cuda.tar.xz
+#      (about 12 MB, small enough for the device tool's carry), with the stubs
+#      in target/cuda-dist/stubs/ for running them on a machine without a
+#      driver (the CPU fallback); unpacked copies in target/cuda/stripped/.
 #
 # Environment (all optional):
 #   DSNN_CUDA_VENV     the virtual environment (default ~/.cache/dsnn/cuda-venv)
@@ -88,10 +89,20 @@ nice -n "$nice_level" \
 end=$(date +%s)
 echo "build took $((end - start)) s"
 
-mkdir -p "$dist/stubs"
-cp "$target/release/dsnn" "$target/release/examples/gpu_check" "$dist/"
+# What travels to the GPU machine: the stripped binaries, xz-compressed
+# (about 6 MB each instead of 120 MB; the device tool carries 64 MiB).
+rm -rf "$dist"
+mkdir -p "$dist/stubs" "$dist/pack"
+cp "$target/release/dsnn" "$target/release/examples/gpu_check" "$dist/pack/"
+strip "$dist/pack/dsnn" "$dist/pack/gpu_check"
+tar -C "$dist/pack" -cJf "$dist/dsnn-cuda.tar.xz" dsnn gpu_check
+# Unpacked copies and the stubs, for running here: with
+# LD_LIBRARY_PATH=target/cuda-dist/stubs the binaries start on a machine
+# without a driver, and `--device auto` falls back to the CPU.
+rm -rf "$target/stripped"
+mv "$dist/pack" "$target/stripped"
 cp -P "$stubs"/lib*.so* "$dist/stubs/"
 rm -f "$dist/stubs/libcudart.so" "$dist/stubs/libcudart.so.13"
 cp "$cuda_root/lib/libcudart.so.13" "$dist/stubs/"
-du -sh "$dist"
-echo "binaries in $dist; on the GPU machine run scripts/gpu-check.sh"
+du -sh "$dist/dsnn-cuda.tar.xz" "$dist/stubs"
+echo "for the GPU machine: carry $dist (scripts/gpu-check.sh unpacks it); stripped binaries for here: $target/stripped/"
