@@ -13,7 +13,8 @@
 # 4. a side-by-side table: ResNet20 train img/s and inference mJ/image.
 #
 # Environment (all optional):
-#   DSNN_CUDA_DIST    folder with dsnn and gpu_check (default target/cuda-dist)
+#   DSNN_CUDA_DIST    folder with dsnn-cuda.tar.xz (default target/cuda-dist)
+#   DSNN_CUDA_BIN     where the binaries are unpacked (default target/cuda-bin)
 #   DSNN_TORCH_BENCH  the PyTorch reference folder (default: the first of
 #                     shared/bench/pytorch-deepshift, scratch/pytorch-deepshift,
 #                     ../shared/bench/pytorch-deepshift)
@@ -36,22 +37,20 @@ export LD_LIBRARY_PATH="$cuda_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export CUDA_CACHE_MAXSIZE="${CUDA_CACHE_MAXSIZE:-4294967296}"
 export RUST_LOG="${RUST_LOG:-warn}"
 
-if [ -f "$dist/dsnn-cuda.tar.xz" ] && [ ! -x "$dist/dsnn" ]; then
-  tar -C "$dist" -xJf "$dist/dsnn-cuda.tar.xz"
+bin="${DSNN_CUDA_BIN:-target/cuda-bin}"
+if [ ! -f "$dist/dsnn-cuda.tar.xz" ]; then
+  echo "error: $dist/dsnn-cuda.tar.xz is missing: build it with scripts/build-cuda.sh (on any x86-64 Linux machine) and carry $dist here" >&2
+  exit 2
 fi
-for bin in dsnn gpu_check; do
-  if [ ! -x "$dist/$bin" ]; then
-    echo "error: $dist/$bin is missing: build it with scripts/build-cuda.sh (on any x86-64 Linux machine) and carry $dist here" >&2
-    exit 2
-  fi
-done
+mkdir -p "$bin"
+tar -C "$bin" -xJf "$dist/dsnn-cuda.tar.xz"
 
 echo "== GPU"
 nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv,noheader || true
 status=0
 
 echo "== dsnn train --device auto (must choose the GPU)"
-timeout 90 "$dist/dsnn" train --device auto --dataset fashion-mnist --data-dir data/fashion-mnist-small \
+timeout 90 "$bin/dsnn" train --device auto --dataset fashion-mnist --data-dir data/fashion-mnist-small \
   --shift-type ps --epochs 1 --batch-size 128 2>&1 | tee "$out/train-auto.log"
 if ! grep -q "device: CUDA device 0" "$out/train-auto.log"; then
   echo "FAIL: --device auto did not choose the GPU" >&2
@@ -59,7 +58,7 @@ if ! grep -q "device: CUDA device 0" "$out/train-auto.log"; then
 fi
 
 echo "== gpu_check"
-timeout "${GPU_CHECK_TIMEOUT:-300}" "$dist/gpu_check" --device cuda:0 --models resnet20,lenet5 --json "$out/gpu_check.json" "$@" \
+timeout "${GPU_CHECK_TIMEOUT:-300}" "$bin/gpu_check" --device cuda:0 --models resnet20,lenet5 --json "$out/gpu_check.json" "$@" \
   2>&1 | tee "$out/gpu_check.log"
 rc=${PIPESTATUS[0]}
 if [ "$rc" != 0 ]; then
