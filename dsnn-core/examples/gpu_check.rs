@@ -125,8 +125,33 @@ fn tensor(v: Vec<f32>, shape: &[usize]) -> Res<Tensor> {
 }
 
 /// Runs `f` on copies of `inputs` on the CPU and on `dev`; compares each
-/// output and the gradient of `sum(output_0 * r)` for every input.
+/// output and the gradient of `sum(output_0 * r)` for every input. An error
+/// (a kernel that fails to load or launch, say) becomes a failed row, and
+/// the other checks still run.
 fn check_op(
+    checks: &mut Vec<Check>,
+    dev: &Device,
+    name: &str,
+    inputs: &[Tensor],
+    grads: bool,
+    bounds: (Bound, Bound),
+    f: &dyn Fn(&[Tensor]) -> candle_core::Result<Vec<Tensor>>,
+) -> Res<()> {
+    if let Err(e) = check_op_inner(checks, dev, name, inputs, grads, bounds, f) {
+        checks.push(Check {
+            name: format!("{name}: ERROR {e}"),
+            elements: 0,
+            max_abs: f64::NAN,
+            rel: f64::NAN,
+            mismatches: 0,
+            bound: "runs".into(),
+            pass: false,
+        });
+    }
+    Ok(())
+}
+
+fn check_op_inner(
     checks: &mut Vec<Check>,
     dev: &Device,
     name: &str,
@@ -449,7 +474,7 @@ fn training_checks(
         for variant in ["float", "Q", "PS"] {
             let (backbone, spec) = spec_for(model, variant)?;
             let mut losses = Vec::new();
-            for d in [&Device::Cpu, dev] {
+            let run = |d: &Device| -> Res<Vec<f32>> {
                 let net = backbone.build(&spec, d)?;
                 let mut opt = Optimizer::new(
                     OptimizerSettings {
@@ -463,7 +488,28 @@ fn training_checks(
                     let (x, y) = batch(&spec, 32, s as u64, d)?;
                     l.push(train_step(net.as_ref(), &mut opt, &x, &y, 0.05)?.0);
                 }
-                losses.push(l);
+                Ok(l)
+            };
+            for d in [&Device::Cpu, dev] {
+                match run(d) {
+                    Ok(l) => losses.push(l),
+                    Err(e) => {
+                        out.push(TrainCheck {
+                            model: model.clone(),
+                            variant: variant.to_string(),
+                            cpu_losses: losses.pop().unwrap_or_default(),
+                            device_losses: Vec::new(),
+                            first_rel: f64::NAN,
+                            max_rel: f64::NAN,
+                            bound: format!("ERROR on {d:?}: {e}"),
+                            pass: false,
+                        });
+                        break;
+                    }
+                }
+            }
+            if losses.len() != 2 {
+                continue;
             }
             let rel =
                 |a: f32, b: f32| (f64::from(a) - f64::from(b)).abs() / f64::from(b).abs().max(1e-6);
@@ -503,48 +549,64 @@ struct Perf {
     infer_img_s: f64,
 }
 
-fn throughput(dev: &Device, models: &[String], steps: usize, out: &mut Vec<Perf>) -> Res<()> {
+/// Training and inference images/s of one configuration.
+fn measure_perf(
+    dev: &Device,
+    model: &str,
+    variant: &str,
+    engine: ConvEngine,
+    steps: usize,
+) -> Res<(f64, f64)> {
     let b = 128;
+    let (backbone, spec) = spec_for(model, variant)?;
+    let net = backbone.build_with(&spec, dev, engine)?;
+    let mut opt = Optimizer::new(OptimizerSettings::default(), net.params().params().len())?;
+    let (x, y) = batch(&spec, b, 1, dev)?;
+    for _ in 0..3 {
+        train_step(net.as_ref(), &mut opt, &x, &y, 0.1)?;
+    }
+    dev.synchronize()?;
+    let t = Instant::now();
+    for _ in 0..steps {
+        train_step(net.as_ref(), &mut opt, &x, &y, 0.1)?;
+    }
+    dev.synchronize()?;
+    let train_img_s = (steps * b) as f64 / t.elapsed().as_secs_f64();
+    for _ in 0..3 {
+        net.forward(&x, Forward::eval())?;
+    }
+    dev.synchronize()?;
+    let t = Instant::now();
+    for _ in 0..steps {
+        net.forward(&x, Forward::eval())?;
+    }
+    dev.synchronize()?;
+    let infer_img_s = (steps * b) as f64 / t.elapsed().as_secs_f64();
+    Ok((train_img_s, infer_img_s))
+}
+
+/// Every model, variant and convolution engine; a failing row is reported
+/// and skipped.
+fn throughput(dev: &Device, models: &[String], steps: usize, out: &mut Vec<Perf>) {
     for model in models {
         for variant in ["float", "Q", "PS"] {
             for (engine, ename) in [(ConvEngine::Dsnn, "dsnn"), (ConvEngine::Candle, "candle")] {
-                let (backbone, spec) = spec_for(model, variant)?;
-                let net = backbone.build_with(&spec, dev, engine)?;
-                let mut opt =
-                    Optimizer::new(OptimizerSettings::default(), net.params().params().len())?;
-                let (x, y) = batch(&spec, b, 1, dev)?;
-                for _ in 0..3 {
-                    train_step(net.as_ref(), &mut opt, &x, &y, 0.1)?;
+                match measure_perf(dev, model, variant, engine, steps) {
+                    Ok((train_img_s, infer_img_s)) => {
+                        eprintln!("  {model} {variant} {ename}: train {train_img_s:.0} img/s, infer {infer_img_s:.0} img/s");
+                        out.push(Perf {
+                            model: model.clone(),
+                            variant: variant.to_string(),
+                            engine: ename.to_string(),
+                            train_img_s,
+                            infer_img_s,
+                        });
+                    }
+                    Err(e) => eprintln!("  {model} {variant} {ename}: ERROR {e}"),
                 }
-                dev.synchronize()?;
-                let t = Instant::now();
-                for _ in 0..steps {
-                    train_step(net.as_ref(), &mut opt, &x, &y, 0.1)?;
-                }
-                dev.synchronize()?;
-                let train_img_s = (steps * b) as f64 / t.elapsed().as_secs_f64();
-                for _ in 0..3 {
-                    net.forward(&x, Forward::eval())?;
-                }
-                dev.synchronize()?;
-                let t = Instant::now();
-                for _ in 0..steps {
-                    net.forward(&x, Forward::eval())?;
-                }
-                dev.synchronize()?;
-                let infer_img_s = (steps * b) as f64 / t.elapsed().as_secs_f64();
-                eprintln!("  {model} {variant} {ename}: train {train_img_s:.0} img/s, infer {infer_img_s:.0} img/s");
-                out.push(Perf {
-                    model: model.clone(),
-                    variant: variant.to_string(),
-                    engine: ename.to_string(),
-                    train_img_s,
-                    infer_img_s,
-                });
             }
         }
     }
-    Ok(())
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -569,12 +631,21 @@ fn energy(dev: &Device, models: &[String], seconds: f64, out: &mut Vec<EnergyRow
         meter.start()?;
         let t = Instant::now();
         let mut n = 0;
+        let mut failure = None;
         while t.elapsed().as_secs_f64() < seconds {
-            f()?;
+            if let Err(e) = f() {
+                failure = Some(e);
+                break;
+            }
             n += 1;
         }
-        dev.synchronize()?;
+        let synced = dev.synchronize();
+        // Stopped whatever happened, so that the next row can start it.
         let r = meter.stop()?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        synced?;
         Ok((n, r.energy.joules(), r.wall.as_secs_f64()))
     };
     let (_, idle_j, idle_s) = measure(&mut || {
@@ -586,21 +657,38 @@ fn energy(dev: &Device, models: &[String], seconds: f64, out: &mut Vec<EnergyRow
     for model in models {
         for variant in ["float", "Q", "PS"] {
             let (backbone, spec) = spec_for(model, variant)?;
-            let net = backbone.build(&spec, dev)?;
-            let mut opt =
-                Optimizer::new(OptimizerSettings::default(), net.params().params().len())?;
-            let (x, y) = batch(&spec, b, 2, dev)?;
+            let setup = || -> Res<_> {
+                let net = backbone.build(&spec, dev)?;
+                let opt =
+                    Optimizer::new(OptimizerSettings::default(), net.params().params().len())?;
+                let (x, y) = batch(&spec, b, 2, dev)?;
+                Ok((net, opt, x, y))
+            };
+            let (net, mut opt, x, y) = match setup() {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("  {model} {variant}: ERROR {e}");
+                    continue;
+                }
+            };
             for kind in ["infer", "train"] {
-                let (n, j, s) = if kind == "infer" {
+                let measured = if kind == "infer" {
                     measure(&mut || {
                         net.forward(&x, Forward::eval())?;
                         Ok(())
-                    })?
+                    })
                 } else {
                     measure(&mut || {
                         train_step(net.as_ref(), &mut opt, &x, &y, 0.1)?;
                         Ok(())
-                    })?
+                    })
+                };
+                let (n, j, s) = match measured {
+                    Ok(v) => v,
+                    Err(e) => {
+                        eprintln!("  {model} {variant} {kind}: ERROR {e}");
+                        continue;
+                    }
                 };
                 let imgs = (n * b) as f64;
                 let row = EnergyRow {
@@ -747,8 +835,8 @@ fn run(dev: &Device, args: &Args) -> Res<bool> {
             "{:<9} {:<6} {:>10.5} {:>10.5} {:>10.2e} {:>10.2e}  {:<34} {}",
             t.model,
             t.variant,
-            t.cpu_losses[0],
-            t.device_losses[0],
+            t.cpu_losses.first().copied().unwrap_or(f32::NAN),
+            t.device_losses.first().copied().unwrap_or(f32::NAN),
             t.first_rel,
             t.max_rel,
             t.bound,
@@ -772,7 +860,7 @@ fn run(dev: &Device, args: &Args) -> Res<bool> {
             "\n== throughput at batch 128 ({} timed steps after 3 warm-up)",
             args.steps
         );
-        throughput(dev, &args.models, args.steps, &mut perf)?;
+        throughput(dev, &args.models, args.steps, &mut perf);
         println!(
             "{:<9} {:<6} {:<7} {:>12} {:>12}",
             "model", "var", "conv", "train img/s", "infer img/s"
