@@ -262,6 +262,10 @@ pub struct ModelSection {
     pub epochs: i64,
     /// Cosine learning-rate annealing.
     pub cosine_schedule: bool,
+    /// Where trials train: `auto` (the first usable GPU, else the CPU, with
+    /// the reason logged), `cpu`, `cuda` or `cuda:N`. GPUs need a build with
+    /// the `cuda` feature (docs/gpu.md).
+    pub device: String,
 }
 
 impl Default for ModelSection {
@@ -283,6 +287,7 @@ impl Default for ModelSection {
             test_batch_size: 1000,
             epochs: 1,
             cosine_schedule: true,
+            device: "auto".into(),
         }
     }
 }
@@ -398,6 +403,9 @@ impl ModelSection {
         if let Some(b) = &self.backbone {
             dsnn_core::backbone_by_name(b).map_err(|e| e.to_string())?;
         }
+        self.device
+            .parse::<dsnn_core::device::DeviceSpec>()
+            .map_err(|e| format!("`device`: {e}"))?;
         Ok(())
     }
 }

@@ -76,6 +76,7 @@ pub struct Objective {
     exp: CheckedExperiment,
     run_dir: Option<PathBuf>,
     data: OnceLock<Result<Arc<TrialData>, String>>,
+    device: OnceLock<Result<Device, String>>,
     meters: Box<MeterFactory>,
 }
 
@@ -87,6 +88,7 @@ impl Objective {
             exp,
             run_dir,
             data: OnceLock::new(),
+            device: OnceLock::new(),
             meters: Box::new(builtin_meter),
         }
     }
@@ -174,6 +176,19 @@ impl Objective {
         self.evaluate_dsnn(trial, control)
     }
 
+    /// The device of this process's trials, chosen once (all trials of a
+    /// process share it, so a GPU's start-up cost is paid once per run).
+    fn device(&self, setting: &str) -> Result<Device, String> {
+        self.device
+            .get_or_init(|| {
+                let (device, why) = dsnn_core::device::select_str(setting)
+                    .map_err(|e| format!("device `{setting}`: {e}"))?;
+                log::info!("trials run on {why}");
+                Ok(device)
+            })
+            .clone()
+    }
+
     fn data(&self) -> Result<Arc<TrialData>, String> {
         self.data
             .get_or_init(|| {
@@ -225,7 +240,7 @@ impl Objective {
         let backbone_name = m.backbone.clone().unwrap_or_else(|| "lenet5".into());
         let backbone = backbone_by_name(&backbone_name).map_err(|e| e.to_string())?;
         let spec = model_spec(&m, &train_set, e.seed);
-        let device = Device::Cpu;
+        let device = self.device(&m.device)?;
         let net = backbone.build(&spec, &device).map_err(|e| e.to_string())?;
         let profile = backbone.op_profile(&spec).map_err(|e| e.to_string())?;
         let cfg = TrainConfig {

@@ -98,6 +98,23 @@ impl CustomOp3 for BatchNormTrain {
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let dims = nchw(l1)?;
+        let (y, means, vars) =
+            crate::cuda::batch_norm_train(s1, l1, s2, l2, s3, l3, dims, self.eps, self.relu)?;
+        *self.stats.lock().expect("batch-norm stats lock") = Some((means, vars));
+        Ok((y, l1.shape().clone()))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -198,5 +215,20 @@ impl CustomOp3 for BatchNormBackward {
             rest[c + ch] = sg as f32;
         }
         Ok((CpuStorage::F32(out), Shape::from(numel + 2 * c)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let dims = nchw(l1)?;
+        let out = crate::cuda::batch_norm_backward(s1, l1, s2, l2, s3, l3, dims, self.eps)?;
+        Ok((out, Shape::from(l1.shape().elem_count() + 2 * dims.1)))
     }
 }

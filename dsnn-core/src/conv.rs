@@ -102,6 +102,23 @@ impl Dims {
     fn out_len(&self) -> usize {
         self.cout * self.p()
     }
+    /// The sizes as the CUDA kernels take them.
+    #[cfg(feature = "cuda")]
+    fn cuda(&self) -> crate::cuda::ConvSizes {
+        crate::cuda::ConvSizes {
+            n: self.n,
+            cin: self.cin,
+            h: self.h,
+            w: self.w,
+            cout: self.cout,
+            kh: self.kh,
+            kw: self.kw,
+            ho: self.ho,
+            wo: self.wo,
+            stride: self.stride,
+            pad: self.pad,
+        }
+    }
     /// The valid output columns `[lo, hi)` for kernel column `j`.
     fn ow_range(&self, j: usize) -> (usize, usize) {
         let lo = (self.pad.saturating_sub(j))
@@ -312,6 +329,22 @@ impl CustomOp2 for Conv2dOp {
         Ok((CpuStorage::F32(y), Shape::from((d.n, d.cout, d.ho, d.wo))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let d = Dims::new(l1.dims(), l2.dims(), self.0)?;
+        if !l2.is_contiguous() {
+            candle_core::bail!("dsnn ops need contiguous f32 tensors");
+        }
+        let y = crate::cuda::conv2d(s1, l1, s2, l2, &d.cuda())?;
+        Ok((y, Shape::from((d.n, d.cout, d.ho, d.wo))))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -431,6 +464,30 @@ impl CustomOp2 for Conv2dBackwardInput {
             });
         Ok((CpuStorage::F32(dx), Shape::from(xdims.to_vec())))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, wdims) = (l1.dims()[0], l2.dims());
+        let xdims = [n, wdims[1], self.input_hw.0, self.input_hw.1];
+        let d = Dims::new(&xdims, wdims, self.geometry)?;
+        if l1.dims() != [n, d.cout, d.ho, d.wo] {
+            candle_core::bail!(
+                "conv2d backward: gradient shape {:?} does not match",
+                l1.dims()
+            );
+        }
+        if !l2.is_contiguous() {
+            candle_core::bail!("dsnn ops need contiguous f32 tensors");
+        }
+        let dx = crate::cuda::conv2d_backward_input(s1, l1, s2, l2, &d.cuda())?;
+        Ok((dx, Shape::from(xdims.to_vec())))
+    }
 }
 
 /// Gradient of the convolution with respect to its weight: (`x`, `dy`) -> `dw`.
@@ -502,6 +559,28 @@ impl CustomOp2 for Conv2dBackwardWeight {
             }
         }
         Ok((CpuStorage::F32(dw), Shape::from(wdims.to_vec())))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let xdims = l1.dims();
+        let cout = l2.dims()[1];
+        let wdims = [cout, xdims[1], self.kernel.0, self.kernel.1];
+        let d = Dims::new(xdims, &wdims, self.geometry)?;
+        if l2.dims() != [d.n, cout, d.ho, d.wo] {
+            candle_core::bail!(
+                "conv2d backward: gradient shape {:?} does not match",
+                l2.dims()
+            );
+        }
+        let dw = crate::cuda::conv2d_backward_weight(s1, l1, s2, l2, &d.cuda())?;
+        Ok((dw, Shape::from(wdims.to_vec())))
     }
 }
 

@@ -9,7 +9,10 @@
 pub mod backbone;
 pub mod batchnorm;
 pub mod conv;
+#[cfg(feature = "cuda")]
+mod cuda;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod layers;
 pub mod ops;

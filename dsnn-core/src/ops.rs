@@ -71,6 +71,14 @@ impl CustomOp1 for Relu {
         let y = par_map(slice(s, l)?, |x| x.max(0.0));
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        Ok((crate::cuda::map("dsnn_relu", &[(s, l)])?, l.shape().clone()))
+    }
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(
             grad.contiguous()?.apply_op2_no_bwd(res, &ReluBackward)?,
@@ -96,6 +104,17 @@ impl CustomOp2 for ReluBackward {
         let (g, y) = (slice(s1, l1)?, slice(s2, l2)?);
         let dx = par_zip_map(g, y, |g, y| if y > 0.0 { g } else { 0.0 });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let dx = crate::cuda::map("dsnn_relu_bwd", &[(s1, l1), (s2, l2)])?;
+        Ok((dx, l1.shape().clone()))
     }
 }
 
@@ -135,6 +154,17 @@ impl CustomOp1 for MaxPool2x2 {
         });
         let d = l.dims();
         Ok((CpuStorage::F32(y), Shape::from((d[0], d[1], ho, wo))))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let dims = pool_dims(l)?;
+        let y = crate::cuda::max_pool2x2(s, l, None, dims)?;
+        let d = l.dims();
+        Ok((y, Shape::from((d[0], d[1], dims.3, dims.4))))
     }
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(arg.apply_op2_no_bwd(
@@ -192,6 +222,18 @@ impl CustomOp2 for MaxPool2x2Backward {
         });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let dims = pool_dims(l1)?;
+        let dx = crate::cuda::max_pool2x2(s1, l1, Some((s2, l2)), dims)?;
+        Ok((dx, l1.shape().clone()))
+    }
 }
 
 /// Applies fused 2x2 max pooling.
@@ -239,6 +281,18 @@ impl CustomOp2 for AddChannelBias {
             });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (_, c, hw) = nc_rest(l1)?;
+        let y = crate::cuda::add_channel_bias(s1, l1, s2, l2, (c, hw))?;
+        Ok((y, l1.shape().clone()))
+    }
     fn bwd(
         &self,
         _x: &Tensor,
@@ -279,6 +333,15 @@ impl CustomOp1 for ChannelSum {
             .collect();
         Ok((CpuStorage::F32(sums), Shape::from(c)))
     }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let dims = nc_rest(l)?;
+        Ok((crate::cuda::channel_sum(s, l, dims)?, Shape::from(dims.1)))
+    }
 }
 
 /// Adds `bias` (`C`) to every channel of `x` (`N x C x ...`).
@@ -313,6 +376,24 @@ impl CustomOp2 for AddRelu {
         let (a, b) = (slice(s1, l1)?, slice(s2, l2)?);
         let y = par_zip_map(a, b, |a, b| (a + b).max(0.0));
         Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!(
+                "add_relu: shapes {:?} and {:?} differ",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        let y = crate::cuda::map("dsnn_add_relu", &[(s1, l1), (s2, l2)])?;
+        Ok((y, l1.shape().clone()))
     }
     fn bwd(
         &self,

@@ -139,6 +139,9 @@ struct Slot {
     a: Vec<f32>,
     b: Vec<f32>,
     slow: Vec<f32>,
+    /// SGD's momentum buffer when the parameter lives on a GPU.
+    #[cfg(feature = "cuda")]
+    device_buf: Option<Tensor>,
 }
 
 /// A stateful optimiser over a network's parameters.
@@ -185,6 +188,19 @@ impl Optimizer {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
+            // SGD on a GPU runs there (dsnn_sgd_* kernels, the same
+            // arithmetic); the other optimisers copy to the host and back.
+            #[cfg(feature = "cuda")]
+            if p.var.device().is_cuda() && s.kind == OptimizerKind::SGD {
+                crate::cuda::sgd_step(
+                    p.var.as_tensor(),
+                    g,
+                    &mut slot.device_buf,
+                    t == 1,
+                    (lr, mom, wd),
+                )?;
+                continue;
+            }
             let shape = p.var.shape().clone();
             let mut w = p.var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
             let mut g = g.flatten_all()?.to_vec1::<f32>()?;

@@ -71,6 +71,24 @@ impl ParamStore {
     /// which is what the reference's in-place clamping in `forward` amounts to.
     pub fn project(&self) -> Result<()> {
         for p in &self.params {
+            // On a GPU: in place there, no copy to the host and back.
+            #[cfg(feature = "cuda")]
+            if p.var.device().is_cuda() {
+                let t = p.var.as_tensor();
+                match p.role {
+                    ParamRole::QWeight { weight_bits } => {
+                        t.inplace_op1(&crate::cuda::ClampAbsInPlace {
+                            lo: q_shift_range(weight_bits).0,
+                        })?
+                    }
+                    ParamRole::PsShift { weight_bits } => {
+                        let (lo, hi) = crate::quant::ps_shift_range(weight_bits);
+                        p.var.set(&t.clamp(lo as f32, hi as f32)?)?;
+                    }
+                    ParamRole::Plain | ParamRole::PsSign => {}
+                }
+                continue;
+            }
             let f: Box<dyn Fn(f32) -> f32> = match p.role {
                 ParamRole::QWeight { weight_bits } => {
                     let lo = q_shift_range(weight_bits).0;

@@ -284,6 +284,20 @@ impl CustomOp1 for QuantizeActivation {
             });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let y = crate::cuda::round_to_fixed(
+            storage,
+            layout,
+            self.0.integer_bits,
+            self.0.fraction_bits,
+        )?;
+        Ok((y, layout.shape().clone()))
+    }
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(grad_res.clone()))
     }
@@ -314,6 +328,15 @@ impl CustomOp1 for QuantizeWeightQ {
             quantize_q(v, self.weight_bits, self.rounding, u)
         });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let y = crate::cuda::quantize_q(storage, layout, self)?;
+        Ok((y, layout.shape().clone()))
     }
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(grad_res.clone()))
@@ -362,6 +385,17 @@ impl CustomOp2 for PsWeight {
             ps_weight(s, sign_p[i], self.weight_bits, self.rounding, us, ug)
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let y = crate::cuda::ps_weight(s1, l1, s2, l2, self)?;
+        Ok((y, l1.shape().clone()))
     }
     fn bwd(
         &self,

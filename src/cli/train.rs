@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use dsnn_core::data::{load_dataset, Augment, Batcher, DatasetName, Splits};
+use dsnn_core::device::DeviceSpec;
 use dsnn_core::optim::{OptimizerKind, OptimizerSettings};
 use dsnn_core::train::{evaluate, train, TrainConfig};
 use dsnn_core::{
@@ -92,6 +93,9 @@ pub struct TrainArgs {
     /// Save the trained weights to this safetensors file.
     #[arg(long)]
     save: Option<PathBuf>,
+    /// Device: auto (the first CUDA GPU if usable, else the CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: DeviceSpec,
 }
 
 pub fn bundled_dir(dataset: DatasetName) -> Result<PathBuf> {
@@ -163,7 +167,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         shift_end: a.shift_end,
         seed: a.seed,
     };
-    let device = candle_core::Device::Cpu;
+    let (device, device_note) =
+        dsnn_core::device::select(a.device).with_context(|| format!("--device {}", a.device))?;
     let net = backbone.build(&spec, &device)?;
     let profile = backbone.op_profile(&spec)?;
     eprintln!(
@@ -186,6 +191,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         profile.total_macs(),
         net.params().num_scalars()
     );
+    eprintln!("  device: {device_note}");
     let augment = if a.dataset == DatasetName::Cifar10 {
         Augment::cifar()
     } else {

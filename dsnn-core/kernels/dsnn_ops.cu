@@ -1,0 +1,421 @@
+// CUDA kernels for dsnn-core's custom ops (compiled to PTX by build.rs when
+// the `cuda` feature is on, loaded by src/cuda.rs).
+//
+// Every kernel mirrors a CPU implementation in src/quant.rs, src/conv.rs,
+// src/batchnorm.rs or src/ops.rs; the comments name it. Element-wise results
+// are meant to be bit-identical to the CPU's: the module is compiled with
+// --fmad=false (Rust never contracts a*b+c into an FMA), IEEE division and
+// square root, and the logarithm of the Q quantiser is taken in double
+// precision so that it is correctly rounded to f32. Reductions (batch-norm
+// statistics, channel sums) accumulate in double precision, in another order
+// than the CPU: they agree to a relative 1e-6 or so, not bit for bit.
+//
+// All tensors are contiguous f32; sizes fit in 32 bits (checked on the Rust
+// side); every element-wise kernel uses a grid-stride loop.
+
+#include <stdint.h>
+
+#define GRID_STRIDE(i, n) \
+  for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += blockDim.x * gridDim.x)
+
+// ---------------------------------------------------------------- helpers
+
+// quant.rs `splitmix64`.
+__device__ __forceinline__ uint64_t splitmix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// quant.rs `RandomStream::uniform`: 24 random bits in [0, 1), a function of
+// (seed, step, index) only, so the GPU draws exactly the CPU's numbers.
+__device__ __forceinline__ float uniform(uint64_t seed, uint64_t step, uint64_t index) {
+  uint64_t h = splitmix64(seed ^ splitmix64(step + 0x9E3779B97F4A7C15ull) ^
+                          (index * 0xD6E8FEB86659FD93ull));
+  return (float)(unsigned int)(h >> 40) * (1.0f / 16777216.0f);
+}
+
+// quant.rs `sign` (torch.sign; NaN stays NaN).
+__device__ __forceinline__ float sign_of(float x) {
+  return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : x);
+}
+
+// quant.rs `round_with`: ties to even, or floor + Bernoulli(frac).
+__device__ __forceinline__ float round_with(float x, int stochastic, float u) {
+  if (!stochastic) return rintf(x);
+  float fl = floorf(x);
+  float frac = x - fl;
+  return u < frac ? fl + 1.0f : fl;
+}
+
+// quant.rs `pow2` for an integer-valued e: exact for normal and subnormal
+// results (the CPU's exp2 is exact there too).
+__device__ __forceinline__ float pow2(float e) {
+  if (e >= -126.0f && e <= 127.0f) return __int_as_float(((int)e + 127) << 23);
+  if (e >= -149.0f && e < -126.0f) return __int_as_float(1 << ((int)e + 149));
+  return exp2f(e);
+}
+
+// Rust's f32::clamp: NaN passes through.
+__device__ __forceinline__ float clamp_nan(float x, float lo, float hi) {
+  if (x < lo) x = lo;
+  if (x > hi) x = hi;
+  return x;
+}
+
+#define LN2F 0.693147180559945309417232121458176568f
+
+// ----------------------------------------------------------- quantisers
+
+// quant.rs `FixedPointGrid::round`: floor to a 2^-F grid, clamp to
+// [-bound, bound - 1]; `special` (one integer bit) gives sign(x) - 1.
+extern "C" __global__ void dsnn_round_to_fixed(unsigned int n, const float* x, float* y,
+                                               int special, float scale, float delta,
+                                               float bound) {
+  GRID_STRIDE(i, n) {
+    float v = x[i];
+    if (special) {
+      y[i] = sign_of(v) - 1.0f;
+    } else {
+      y[i] = clamp_nan(floorf(v * scale) * delta, -bound, bound - 1.0f);
+    }
+  }
+}
+
+// quant.rs `quantize_q` after `clamp_abs`: sign(c) * 2^round(ln|c| / ln 2).
+extern "C" __global__ void dsnn_quantize_q(unsigned int n, const float* w, float* y, int lo,
+                                           int stochastic, uint64_t seed, uint64_t step) {
+  float min = pow2((float)lo);
+  GRID_STRIDE(i, n) {
+    float c = clamp_nan(w[i], -1.0f, 1.0f);
+    if (c != 0.0f && fabsf(c) < min) c = sign_of(c) * min;
+    if (c == 0.0f) {
+      y[i] = 0.0f;
+      continue;
+    }
+    float u = stochastic ? uniform(seed, step, (uint64_t)i) : 0.0f;
+    // Correctly rounded ln, then the same f32 division as the CPU.
+    float l = (float)log((double)fabsf(c));
+    float shift = round_with(l / LN2F, stochastic, u);
+    y[i] = sign_of(c) * pow2(shift);
+  }
+}
+
+// quant.rs `ps_weight`: 2^round(clamp(shift, lo, hi)) * sign(round(sign)).
+// The sign's uniforms follow the shift's in the stream (indices n + i).
+extern "C" __global__ void dsnn_ps_weight(unsigned int n, const float* shift, const float* sgn,
+                                          float* y, int lo, int hi, int stochastic,
+                                          uint64_t seed, uint64_t step) {
+  GRID_STRIDE(i, n) {
+    float us = 0.0f, ug = 0.0f;
+    if (stochastic) {
+      us = uniform(seed, step, (uint64_t)i);
+      ug = uniform(seed, step, (uint64_t)n + (uint64_t)i);
+    }
+    float s = round_with(clamp_nan(shift[i], (float)lo, (float)hi), stochastic, us);
+    y[i] = sign_of(round_with(sgn[i], stochastic, ug)) * pow2(s);
+  }
+}
+
+// params.rs `project` for Q weights: quant.rs `clamp_abs` in place.
+extern "C" __global__ void dsnn_clamp_abs(unsigned int n, float* w, int lo) {
+  float min = pow2((float)lo);
+  GRID_STRIDE(i, n) {
+    float c = clamp_nan(w[i], -1.0f, 1.0f);
+    if (c != 0.0f && fabsf(c) < min) c = sign_of(c) * min;
+    w[i] = c;
+  }
+}
+
+// ----------------------------------------------------------- convolution
+
+// conv.rs `im2col` for a whole batch: element (sample s, row r = (c*kh+i)*kw+j,
+// position q = oh*wo+ow) goes to col[s*s_stride + r*r_stride + q]. With
+// s_stride = k*p, r_stride = p the matrix is batch x k x p (forward and
+// input gradient); with s_stride = p, r_stride = n*p it is k x (n*p)
+// (weight gradient, one gemm over the batch). Padding reads as zero.
+extern "C" __global__ void dsnn_im2col(unsigned int total, const float* x, float* col,
+                                       unsigned int cin, unsigned int h, unsigned int w,
+                                       unsigned int kh, unsigned int kw, unsigned int ho,
+                                       unsigned int wo, unsigned int stride, unsigned int pad,
+                                       unsigned int s_stride, unsigned int r_stride) {
+  // total = n * k * p; one thread per column-matrix element.
+  unsigned int p = ho * wo;
+  unsigned int k = cin * kh * kw;
+  GRID_STRIDE(t, total) {
+    unsigned int q = t % p;
+    unsigned int r = (t / p) % k;
+    unsigned int s = t / (p * k);
+    unsigned int j = r % kw;
+    unsigned int i = (r / kw) % kh;
+    unsigned int c = r / (kw * kh);
+    int ih = (int)((q / wo) * stride + i) - (int)pad;
+    int iw = (int)((q % wo) * stride + j) - (int)pad;
+    float v = 0.0f;
+    if (ih >= 0 && ih < (int)h && iw >= 0 && iw < (int)w) {
+      v = x[((size_t)s * cin + c) * h * w + (size_t)ih * w + iw];
+    }
+    col[(size_t)s * s_stride + (size_t)r * r_stride + q] = v;
+  }
+}
+
+// conv.rs `col2im` for a whole batch, gathered per input element (no
+// atomics): dx[s, c, y, x] = sum over the kernel taps (i, j) whose output
+// position (oh, ow) reads it of col[s, (c*kh+i)*kw+j, oh*wo+ow].
+// The column matrix is batch x k x p.
+extern "C" __global__ void dsnn_col2im(unsigned int total, const float* col, float* dx,
+                                       unsigned int cin, unsigned int h, unsigned int w,
+                                       unsigned int kh, unsigned int kw, unsigned int ho,
+                                       unsigned int wo, unsigned int stride, unsigned int pad) {
+  unsigned int p = ho * wo;
+  unsigned int k = cin * kh * kw;
+  GRID_STRIDE(t, total) {
+    unsigned int xx = t % w;
+    unsigned int yy = (t / w) % h;
+    unsigned int c = (t / (w * h)) % cin;
+    unsigned int s = t / (w * h * cin);
+    const float* cs = col + (size_t)s * k * p;
+    float acc = 0.0f;
+    for (unsigned int i = 0; i < kh; ++i) {
+      int oy = (int)yy + (int)pad - (int)i;
+      if (oy < 0 || oy % (int)stride != 0) continue;
+      oy /= (int)stride;
+      if (oy >= (int)ho) continue;
+      for (unsigned int j = 0; j < kw; ++j) {
+        int ox = (int)xx + (int)pad - (int)j;
+        if (ox < 0 || ox % (int)stride != 0) continue;
+        ox /= (int)stride;
+        if (ox >= (int)wo) continue;
+        unsigned int r = (c * kh + i) * kw + j;
+        acc += cs[(size_t)r * p + (unsigned int)oy * wo + (unsigned int)ox];
+      }
+    }
+    dx[t] = acc;
+  }
+}
+
+// a x b x c -> b x a x c (the output gradient n x cout x p to cout x n x p,
+// for the weight gradient's single gemm).
+extern "C" __global__ void dsnn_swap01(unsigned int total, const float* src, float* dst,
+                                       unsigned int a, unsigned int b, unsigned int c) {
+  GRID_STRIDE(t, total) {
+    unsigned int z = t % c;
+    unsigned int y = (t / c) % b;
+    unsigned int x = t / (c * b);
+    dst[((size_t)y * a + x) * c + z] = src[t];
+  }
+}
+
+// ------------------------------------------------------------ batch norm
+
+#define BN_THREADS 256
+
+// Block-wide sum of `nvals` doubles per thread (shared scratch of
+// BN_THREADS * nvals); every thread gets the totals in `v`.
+__device__ void block_sum(double* v, int nvals, double* scratch) {
+  for (int k = 0; k < nvals; ++k) scratch[k * BN_THREADS + threadIdx.x] = v[k];
+  __syncthreads();
+  for (unsigned int s = BN_THREADS / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) {
+      for (int k = 0; k < nvals; ++k)
+        scratch[k * BN_THREADS + threadIdx.x] += scratch[k * BN_THREADS + threadIdx.x + s];
+    }
+    __syncthreads();
+  }
+  for (int k = 0; k < nvals; ++k) v[k] = scratch[k * BN_THREADS];
+  __syncthreads();
+}
+
+// batchnorm.rs `channel_stats` + the per-channel affine of the forward.
+// One block per channel; writes stats[ch] = mean, stats[c + ch] = biased
+// variance, stats[2c + ch] = scale, stats[3c + ch] = shift.
+extern "C" __global__ void dsnn_bn_stats(const float* x, const float* gamma, const float* beta,
+                                         float* stats, unsigned int n, unsigned int c,
+                                         unsigned int hw, float eps) {
+  __shared__ double scratch[2 * BN_THREADS];
+  unsigned int ch = blockIdx.x;
+  double v[2] = {0.0, 0.0};
+  unsigned int count = n * hw;
+  for (unsigned int t = threadIdx.x; t < count; t += BN_THREADS) {
+    unsigned int s = t / hw, q = t % hw;
+    double a = (double)x[((size_t)s * c + ch) * hw + q];
+    v[0] += a;
+    v[1] += a * a;
+  }
+  block_sum(v, 2, scratch);
+  if (threadIdx.x == 0) {
+    double mean = v[0] / (double)count;
+    double var = v[1] / (double)count - mean * mean;
+    if (var < 0.0) var = 0.0;
+    float meanf = (float)mean, varf = (float)var;
+    float scale = gamma[ch] / sqrtf(varf + eps);
+    stats[ch] = meanf;
+    stats[c + ch] = varf;
+    stats[2 * c + ch] = scale;
+    stats[3 * c + ch] = beta[ch] - meanf * scale;
+  }
+}
+
+// The forward's element-wise part: y = x * scale + shift (then ReLU).
+extern "C" __global__ void dsnn_bn_apply(unsigned int total, const float* x, const float* stats,
+                                         float* y, unsigned int c, unsigned int hw, int relu) {
+  GRID_STRIDE(t, total) {
+    unsigned int ch = (t / hw) % c;
+    float o = x[t] * stats[2 * c + ch] + stats[3 * c + ch];
+    y[t] = relu ? fmaxf(o, 0.0f) : o;
+  }
+}
+
+// batchnorm.rs `BatchNormBackward`, per-channel part. One block per channel.
+// out is [dx (total), dgamma (c), dbeta (c)]; this writes dgamma and dbeta
+// and leaves mean, inv std, k = gamma * inv, mean(dy), mean(dy * xhat) in
+// coef[5 * ch ..].
+extern "C" __global__ void dsnn_bn_bwd_stats(const float* x, const float* gamma, const float* dy,
+                                             float* out, float* coef, unsigned int n,
+                                             unsigned int c, unsigned int hw, float eps) {
+  __shared__ double scratch[4 * BN_THREADS];
+  unsigned int ch = blockIdx.x;
+  double v[4] = {0.0, 0.0, 0.0, 0.0};
+  unsigned int count = n * hw;
+  for (unsigned int t = threadIdx.x; t < count; t += BN_THREADS) {
+    unsigned int s = t / hw, q = t % hw;
+    size_t idx = ((size_t)s * c + ch) * hw + q;
+    double a = (double)x[idx], g = (double)dy[idx];
+    v[0] += a;
+    v[1] += a * a;
+    v[2] += g;
+    v[3] += g * a;
+  }
+  block_sum(v, 4, scratch);
+  if (threadIdx.x == 0) {
+    double cnt = (double)count;
+    double mean = v[0] / cnt;
+    double var = v[1] / cnt - mean * mean;
+    if (var < 0.0) var = 0.0;
+    double inv = 1.0 / sqrt(var + (double)eps);
+    double sg = v[2];
+    double sgx = inv * (v[3] - mean * sg);
+    size_t total = (size_t)n * c * hw;
+    out[total + ch] = (float)sgx;
+    out[total + c + ch] = (float)sg;
+    float invf = (float)inv;
+    coef[5 * ch] = (float)mean;
+    coef[5 * ch + 1] = invf;
+    coef[5 * ch + 2] = gamma[ch] * invf;
+    coef[5 * ch + 3] = (float)(sg / cnt);
+    coef[5 * ch + 4] = (float)(sgx / cnt);
+  }
+}
+
+// dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)).
+extern "C" __global__ void dsnn_bn_bwd_apply(unsigned int total, const float* x, const float* dy,
+                                             const float* coef, float* dx, unsigned int c,
+                                             unsigned int hw) {
+  GRID_STRIDE(t, total) {
+    unsigned int ch = (t / hw) % c;
+    const float* k = coef + 5 * ch;
+    float xhat = (x[t] - k[0]) * k[1];
+    dx[t] = k[2] * (dy[t] - k[3] - xhat * k[4]);
+  }
+}
+
+// ------------------------------------------------------- small fused ops
+
+// ops.rs `Relu`.
+extern "C" __global__ void dsnn_relu(unsigned int n, const float* x, float* y) {
+  GRID_STRIDE(i, n) { y[i] = fmaxf(x[i], 0.0f); }
+}
+
+// ops.rs `ReluBackward`: dy where y > 0.
+extern "C" __global__ void dsnn_relu_bwd(unsigned int n, const float* g, const float* y,
+                                         float* dx) {
+  GRID_STRIDE(i, n) { dx[i] = y[i] > 0.0f ? g[i] : 0.0f; }
+}
+
+// ops.rs `AddRelu`.
+extern "C" __global__ void dsnn_add_relu(unsigned int n, const float* a, const float* b,
+                                         float* y) {
+  GRID_STRIDE(i, n) { y[i] = fmaxf(a[i] + b[i], 0.0f); }
+}
+
+// ops.rs `AddChannelBias`: x (N x C x rest) + bias[c].
+extern "C" __global__ void dsnn_add_channel_bias(unsigned int total, const float* x,
+                                                 const float* b, float* y, unsigned int c,
+                                                 unsigned int hw) {
+  GRID_STRIDE(t, total) { y[t] = x[t] + b[(t / hw) % c]; }
+}
+
+// ops.rs `ChannelSum`: one block per channel, double accumulation.
+extern "C" __global__ void dsnn_channel_sum(const float* g, float* out, unsigned int n,
+                                            unsigned int c, unsigned int hw) {
+  __shared__ double scratch[BN_THREADS];
+  unsigned int ch = blockIdx.x;
+  double v[1] = {0.0};
+  unsigned int count = n * hw;
+  for (unsigned int t = threadIdx.x; t < count; t += BN_THREADS) {
+    unsigned int s = t / hw, q = t % hw;
+    v[0] += (double)g[((size_t)s * c + ch) * hw + q];
+  }
+  block_sum(v, 1, scratch);
+  if (threadIdx.x == 0) out[ch] = (float)v[0];
+}
+
+// ops.rs `MaxPool2x2` over planes of h x w (odd trailing row/column dropped).
+extern "C" __global__ void dsnn_max_pool2x2(unsigned int total, const float* x, float* y,
+                                            unsigned int h, unsigned int w, unsigned int ho,
+                                            unsigned int wo) {
+  GRID_STRIDE(t, total) {
+    unsigned int ox = t % wo, oy = (t / wo) % ho, plane = t / (wo * ho);
+    const float* r0 = x + (size_t)plane * h * w + (size_t)(2 * oy) * w + 2 * ox;
+    const float* r1 = r0 + w;
+    y[t] = fmaxf(fmaxf(r0[0], r0[1]), fmaxf(r1[0], r1[1]));
+  }
+}
+
+// ops.rs `MaxPool2x2Backward`: each window's gradient to its first maximum.
+// dx must be zeroed (windows do not overlap, so plain stores suffice).
+extern "C" __global__ void dsnn_max_pool2x2_bwd(unsigned int total, const float* x,
+                                                const float* g, float* dx, unsigned int h,
+                                                unsigned int w, unsigned int ho,
+                                                unsigned int wo) {
+  GRID_STRIDE(t, total) {
+    unsigned int ox = t % wo, oy = (t / wo) % ho, plane = t / (wo * ho);
+    size_t base = (size_t)plane * h * w;
+    size_t cand[4] = {base + (size_t)(2 * oy) * w + 2 * ox, base + (size_t)(2 * oy) * w + 2 * ox + 1,
+                      base + (size_t)(2 * oy + 1) * w + 2 * ox,
+                      base + (size_t)(2 * oy + 1) * w + 2 * ox + 1};
+    size_t best = cand[0];
+    for (int k = 1; k < 4; ++k)
+      if (x[cand[k]] > x[best]) best = cand[k];
+    dx[best] = g[t];
+  }
+}
+
+// ------------------------------------------------------------- optimiser
+
+// optim.rs SGD with momentum, on the device: the L2 term first
+// (g' = g + wd * w), then buf = g' on the first step, else mom * buf + g'.
+extern "C" __global__ void dsnn_sgd_buffer(unsigned int n, float* buf, const float* g,
+                                           const float* w, float mom, float wd, int first) {
+  GRID_STRIDE(i, n) {
+    float gi = g[i];
+    if (wd != 0.0f) gi += wd * w[i];
+    buf[i] = first ? gi : mom * buf[i] + gi;
+  }
+}
+
+// w -= lr * d (d: the momentum buffer).
+extern "C" __global__ void dsnn_sgd_apply(unsigned int n, float* w, const float* d, float lr) {
+  GRID_STRIDE(i, n) { w[i] -= lr * d[i]; }
+}
+
+// optim.rs SGD without momentum: w -= lr * (g + wd * w).
+extern "C" __global__ void dsnn_sgd_plain(unsigned int n, float* w, const float* g, float lr,
+                                          float wd) {
+  GRID_STRIDE(i, n) {
+    float gi = g[i];
+    if (wd != 0.0f) gi += wd * w[i];
+    w[i] -= lr * gi;
+  }
+}

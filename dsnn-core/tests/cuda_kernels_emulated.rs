@@ -1,0 +1,733 @@
+//! dsnn's CUDA kernels (`kernels/dsnn_ops.cu`) compiled as host C++ under a
+//! small CUDA emulation (`kernels/emu/`) and compared with the CPU path.
+//!
+//! This checks the kernels' arithmetic and index calculations on machines
+//! without a GPU: every kernel, with the launch arguments `src/cuda.rs`
+//! passes, against the CPU op it mirrors. The cuBLAS products between the
+//! convolution kernels are done here by a plain host loop with the layouts
+//! `src/cuda.rs` gives candle's matmul. What it cannot check: the PTX itself,
+//! the launch plumbing through cudarc, candle's cuBLAS call (gpu_check does,
+//! on a GPU). Skipped, with a message, when no C++20 compiler is found.
+
+use candle_core::{Device, Tensor, Var};
+use dsnn_core::batchnorm::BatchNormTrain;
+use dsnn_core::conv::{conv2d, ConvGeometry};
+use dsnn_core::quant::{
+    clamp_abs, pow2, q_shift_range, FixedPoint, PsWeight, QuantizeActivation, QuantizeWeightQ,
+    RandomStream, Rounding,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+
+type F32p = *const f32;
+type F32m = *mut f32;
+
+/// The compiled emulation library.
+struct Emu {
+    lib: libloading::Library,
+}
+
+/// The library, built once for all tests of this file (None: no compiler).
+fn emu() -> Option<&'static Emu> {
+    static EMU: OnceLock<Option<Emu>> = OnceLock::new();
+    EMU.get_or_init(Emu::build).as_ref()
+}
+
+impl Emu {
+    fn build() -> Option<Emu> {
+        let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kernels/emu/launch.cpp");
+        let dir = std::env::temp_dir().join(format!("dsnn-cuda-emu-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let so = dir.join("libdsnn_emu.so");
+        let out = match Command::new(&cxx)
+            .args([
+                "-std=c++20",
+                "-O2",
+                "-ffp-contract=off",
+                "-fPIC",
+                "-shared",
+                "-pthread",
+            ])
+            .arg("-o")
+            .arg(&so)
+            .arg(&src)
+            .output()
+        {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("skipped: no C++ compiler `{cxx}` ({e})");
+                return None;
+            }
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            if stderr.contains("<barrier>") || stderr.contains("c++20") {
+                eprintln!("skipped: `{cxx}` lacks C++20 (<barrier>): {stderr}");
+                return None;
+            }
+            panic!("compiling the kernels under the emulation failed:\n{stderr}");
+        }
+        // SAFETY: the library was just built from our own sources.
+        let lib = unsafe { libloading::Library::new(&so) }.expect("load the emulation library");
+        // Loaded: the file is no longer needed.
+        let _ = std::fs::remove_dir_all(&dir);
+        Some(Emu { lib })
+    }
+
+    /// The wrapper of kernel `name` (`emu_<name>`).
+    fn f<T: Copy>(&self, name: &str) -> T {
+        let sym = format!("emu_{name}\0");
+        // SAFETY: each call site names the wrapper's exact C signature.
+        unsafe { *self.lib.get::<T>(sym.as_bytes()).expect(name) }
+    }
+}
+
+/// A grid-stride launch as `src/cuda.rs` makes it, with fewer blocks (the
+/// kernels loop over the rest; one block of 64 threads keeps the test fast).
+const G: (u32, u32) = (2, 64);
+/// The reduction kernels' block size (fixed by the kernels).
+const RED: u32 = 256;
+
+fn uniform(rng: &mut StdRng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+fn cpu(v: &[f32], shape: &[usize]) -> Tensor {
+    Tensor::from_vec(v.to_vec(), shape.to_vec(), &Device::Cpu).unwrap()
+}
+
+fn vec(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+fn assert_exact(name: &str, got: &[f32], want: &[f32], allowed: usize) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let bad: Vec<usize> = (0..got.len())
+        .filter(|&i| got[i].to_bits() != want[i].to_bits() && got[i] != want[i])
+        .collect();
+    assert!(
+        bad.len() <= allowed,
+        "{name}: {} of {} differ, first at {}: got {} want {}",
+        bad.len(),
+        got.len(),
+        bad[0],
+        got[bad[0]],
+        want[bad[0]]
+    );
+}
+
+fn assert_rel(name: &str, got: &[f32], want: &[f32], bound: f64) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let scale = want.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs()));
+    let err = got.iter().zip(want).fold(0f64, |m, (&a, &b)| {
+        m.max((f64::from(a) - f64::from(b)).abs())
+    });
+    assert!(
+        err <= bound * scale.max(1e-30),
+        "{name}: max error {err:e} against scale {scale:e} (bound {bound:e} relative)"
+    );
+}
+
+/// Gradients of `sum(f(inputs)[0] * r)` on the CPU, with r fixed.
+fn cpu_grads(
+    inputs: &[Tensor],
+    r: &[f32],
+    f: impl Fn(&[Tensor]) -> Tensor,
+) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let y = f(&ts);
+    let rt = cpu(r, y.dims());
+    let grads = (&y * rt).unwrap().sum_all().unwrap().backward().unwrap();
+    let gs = ts.iter().map(|t| vec(grads.get(t).unwrap())).collect();
+    (vec(&y), gs)
+}
+
+/// Row-major `c (b x m x n) = a_b (m x k) * b_b (k x n)` with element
+/// accessors, as candle's batched matmul computes it.
+fn gemm(
+    b: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: impl Fn(usize, usize, usize) -> f32,
+    bm: impl Fn(usize, usize, usize) -> f32,
+) -> Vec<f32> {
+    let mut c = vec![0f32; b * m * n];
+    for z in 0..b {
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0f32;
+                for l in 0..k {
+                    acc += a(z, i, l) * bm(z, l, j);
+                }
+                c[(z * m + i) * n + j] = acc;
+            }
+        }
+    }
+    c
+}
+
+#[test]
+fn quantisers_match_the_cpu_bit_for_bit() {
+    let Some(emu) = emu() else { return };
+    let mut rng = StdRng::seed_from_u64(3);
+    let n = 20_011usize;
+    let mut x = uniform(&mut rng, n, -40_000.0, 40_000.0);
+    x[..500].copy_from_slice(&uniform(&mut rng, 500, -1.0, 1.0));
+    x[500] = -0.0;
+    let round: extern "C" fn(u32, u32, u32, F32p, F32m, i32, f32, f32, f32) =
+        emu.f("dsnn_round_to_fixed");
+    for (ib, fb) in [(16u32, 16u32), (4, 4), (1, 8), (8, 3)] {
+        let want = vec(&cpu(&x, &[n])
+            .apply_op1(QuantizeActivation(FixedPoint {
+                integer_bits: ib,
+                fraction_bits: fb,
+            }))
+            .unwrap());
+        let mut got = vec![f32::NAN; n];
+        // The constants src/cuda.rs passes.
+        round(
+            G.0,
+            G.1,
+            n as u32,
+            x.as_ptr(),
+            got.as_mut_ptr(),
+            i32::from(ib == 1),
+            pow2(fb as f32),
+            pow2(-(fb as f32)),
+            pow2(ib.max(1) as f32 - 1.0),
+        );
+        assert_exact(&format!("round_to_fixed({ib},{fb})"), &got, &want, 0);
+    }
+
+    let mut w = uniform(&mut rng, n, -1.5, 1.5);
+    w[..400].copy_from_slice(&uniform(&mut rng, 400, -1e-4, 1e-4));
+    w[400] = 0.0;
+    for (i, v) in w[401..440].iter_mut().enumerate() {
+        *v = -(2f32.powi(-(i as i32)));
+    }
+    let q: extern "C" fn(u32, u32, u32, F32p, F32m, i32, i32, u64, u64) = emu.f("dsnn_quantize_q");
+    for (bits, rounding) in [
+        (5u32, Rounding::Deterministic),
+        (8, Rounding::Deterministic),
+        (5, Rounding::Stochastic),
+        (2, Rounding::Stochastic),
+    ] {
+        let stream = RandomStream { seed: 42, step: 9 };
+        let op = QuantizeWeightQ {
+            weight_bits: bits,
+            rounding,
+            stream,
+        };
+        let want = vec(&cpu(&w, &[n]).apply_op1(op).unwrap());
+        let mut got = vec![f32::NAN; n];
+        q(
+            G.0,
+            G.1,
+            n as u32,
+            w.as_ptr(),
+            got.as_mut_ptr(),
+            q_shift_range(bits).0,
+            i32::from(rounding == Rounding::Stochastic),
+            stream.seed,
+            stream.step,
+        );
+        // The kernel's log is correctly rounded; the CPU's logf is too in
+        // all but rare cases, which could move a value across a boundary.
+        assert_exact(
+            &format!("quantize_q({bits},{rounding})"),
+            &got,
+            &want,
+            n / 10_000,
+        );
+    }
+
+    let shift = uniform(&mut rng, n, -20.0, 2.0);
+    let sign = uniform(&mut rng, n, -1.5, 1.5);
+    let ps: extern "C" fn(u32, u32, u32, F32p, F32p, F32m, i32, i32, i32, u64, u64) =
+        emu.f("dsnn_ps_weight");
+    for (bits, rounding) in [(5u32, Rounding::Deterministic), (4, Rounding::Stochastic)] {
+        let stream = RandomStream { seed: 5, step: 77 };
+        let op = PsWeight {
+            weight_bits: bits,
+            rounding,
+            stream,
+        };
+        let want = vec(&cpu(&shift, &[n]).apply_op2(&cpu(&sign, &[n]), op).unwrap());
+        let (lo, hi) = dsnn_core::quant::ps_shift_range(bits);
+        let mut got = vec![f32::NAN; n];
+        ps(
+            G.0,
+            G.1,
+            n as u32,
+            shift.as_ptr(),
+            sign.as_ptr(),
+            got.as_mut_ptr(),
+            lo,
+            hi,
+            i32::from(rounding == Rounding::Stochastic),
+            stream.seed,
+            stream.step,
+        );
+        assert_exact(&format!("ps_weight({bits},{rounding})"), &got, &want, 0);
+    }
+
+    let ca: extern "C" fn(u32, u32, u32, F32m, i32) = emu.f("dsnn_clamp_abs");
+    let mut got = w.clone();
+    ca(G.0, G.1, n as u32, got.as_mut_ptr(), -15);
+    let want: Vec<f32> = w.iter().map(|&v| clamp_abs(v, -15)).collect();
+    assert_exact("clamp_abs", &got, &want, 0);
+}
+
+#[test]
+fn convolution_kernels_and_layouts_match_the_cpu() {
+    let Some(emu) = emu() else { return };
+    type Im2col = extern "C" fn(
+        u32,
+        u32,
+        u32,
+        F32p,
+        F32m,
+        u32,
+        u32,
+        u32,
+        u32,
+        u32,
+        u32,
+        u32,
+        u32,
+        u32,
+        u32,
+        u32,
+    );
+    type Col2im =
+        extern "C" fn(u32, u32, u32, F32p, F32m, u32, u32, u32, u32, u32, u32, u32, u32, u32);
+    type Swap = extern "C" fn(u32, u32, u32, F32p, F32m, u32, u32, u32);
+    let im2col: Im2col = emu.f("dsnn_im2col");
+    let col2im: Col2im = emu.f("dsnn_col2im");
+    let swap: Swap = emu.f("dsnn_swap01");
+    let mut rng = StdRng::seed_from_u64(8);
+    for (n, cin, h, cout, kk, stride, pad) in [
+        (3usize, 3usize, 10usize, 4usize, 3usize, 1usize, 1usize),
+        (2, 4, 9, 5, 3, 2, 1),
+        (2, 1, 12, 3, 5, 1, 0),
+        (3, 4, 8, 6, 1, 2, 0),
+        (2, 3, 7, 2, 3, 2, 2),
+    ] {
+        let name = format!("conv n{n} {cin}->{cout} {h}x{h} k{kk} s{stride} p{pad}");
+        let x = uniform(&mut rng, n * cin * h * h, -2.0, 2.0);
+        let w = uniform(&mut rng, cout * cin * kk * kk, -0.5, 0.5);
+        let g = ConvGeometry {
+            stride,
+            padding: pad,
+        };
+        let ho = (h + 2 * pad - kk) / stride + 1;
+        let (k, p) = (cin * kk * kk, ho * ho);
+        let r = uniform(&mut rng, n * cout * p, -1.0, 1.0);
+        let (y_cpu, grads) = cpu_grads(
+            &[cpu(&x, &[n, cin, h, h]), cpu(&w, &[cout, cin, kk, kk])],
+            &r,
+            |t| conv2d(&t[0], &t[1], g).unwrap(),
+        );
+        let dims = [cin, h, h, kk, kk, ho, ho, stride, pad].map(|v| v as u32);
+        let im = |strides: (usize, usize)| {
+            let mut col = vec![f32::NAN; n * k * p];
+            im2col(
+                G.0,
+                G.1,
+                (n * k * p) as u32,
+                x.as_ptr(),
+                col.as_mut_ptr(),
+                dims[0],
+                dims[1],
+                dims[2],
+                dims[3],
+                dims[4],
+                dims[5],
+                dims[6],
+                dims[7],
+                dims[8],
+                strides.0 as u32,
+                strides.1 as u32,
+            );
+            col
+        };
+        // Forward: W (batch stride 0) times col as batch x k x p.
+        let col = im((k * p, p));
+        let y = gemm(
+            n,
+            cout,
+            p,
+            k,
+            |_, i, l| w[i * k + l],
+            |z, l, j| col[(z * k + l) * p + j],
+        );
+        assert_rel(&format!("{name} forward"), &y, &y_cpu, 1e-5);
+        // Input gradient: W^T dy per sample, then col2im.
+        let colg = gemm(
+            n,
+            k,
+            p,
+            cout,
+            |_, i, l| w[l * k + i],
+            |z, l, j| r[(z * cout + l) * p + j],
+        );
+        let mut dx = vec![f32::NAN; n * cin * h * h];
+        col2im(
+            G.0,
+            G.1,
+            dx.len() as u32,
+            colg.as_ptr(),
+            dx.as_mut_ptr(),
+            dims[0],
+            dims[1],
+            dims[2],
+            dims[3],
+            dims[4],
+            dims[5],
+            dims[6],
+            dims[7],
+            dims[8],
+        );
+        assert_rel(&format!("{name} input gradient"), &dx, &grads[0], 1e-5);
+        // Weight gradient: dy as cout x (n*p) times col (k x n*p) transposed.
+        let np = n * p;
+        let colk = im((p, np));
+        let mut dyt = vec![f32::NAN; r.len()];
+        swap(
+            G.0,
+            G.1,
+            r.len() as u32,
+            r.as_ptr(),
+            dyt.as_mut_ptr(),
+            n as u32,
+            cout as u32,
+            p as u32,
+        );
+        let dw = gemm(
+            1,
+            cout,
+            k,
+            np,
+            |_, i, l| dyt[i * np + l],
+            |_, l, j| colk[j * np + l],
+        );
+        assert_rel(&format!("{name} weight gradient"), &dw, &grads[1], 1e-5);
+    }
+}
+
+#[test]
+fn batch_norm_kernels_match_the_cpu() {
+    let Some(emu) = emu() else { return };
+    type Stats = extern "C" fn(u32, u32, F32p, F32p, F32p, F32m, u32, u32, u32, f32);
+    type Apply = extern "C" fn(u32, u32, u32, F32p, F32p, F32m, u32, u32, i32);
+    type BStats = extern "C" fn(u32, u32, F32p, F32p, F32p, F32m, F32m, u32, u32, u32, f32);
+    type BApply = extern "C" fn(u32, u32, u32, F32p, F32p, F32p, F32m, u32, u32);
+    let stats_k: Stats = emu.f("dsnn_bn_stats");
+    let apply_k: Apply = emu.f("dsnn_bn_apply");
+    let bstats_k: BStats = emu.f("dsnn_bn_bwd_stats");
+    let bapply_k: BApply = emu.f("dsnn_bn_bwd_apply");
+    type Relub = extern "C" fn(u32, u32, u32, F32p, F32p, F32m);
+    let relu_bwd: Relub = emu.f("dsnn_relu_bwd");
+    let mut rng = StdRng::seed_from_u64(11);
+    for (shape, relu) in [
+        (vec![6usize, 5, 7, 3], false),
+        (vec![6, 5, 7, 3], true),
+        (vec![9, 4], false),
+    ] {
+        let (n, c) = (shape[0], shape[1]);
+        let hw: usize = shape[2..].iter().product();
+        let numel = n * c * hw;
+        let x = uniform(&mut rng, numel, -3.0, 5.0);
+        let gamma = uniform(&mut rng, c, 0.5, 1.5);
+        let beta = uniform(&mut rng, c, -0.5, 0.5);
+        let r = uniform(&mut rng, numel, -1.0, 1.0);
+        let stats = Arc::new(Mutex::new(None));
+        let s2 = stats.clone();
+        let (y_cpu, grads) = cpu_grads(
+            &[cpu(&x, &shape), cpu(&gamma, &[c]), cpu(&beta, &[c])],
+            &r,
+            |t| {
+                t[0].apply_op3(
+                    &t[1],
+                    &t[2],
+                    BatchNormTrain {
+                        eps: 1e-5,
+                        stats: s2.clone(),
+                        relu,
+                    },
+                )
+                .unwrap()
+            },
+        );
+        let name = format!("batch norm {shape:?} relu={relu}");
+        let mut st = vec![f32::NAN; 4 * c];
+        stats_k(
+            c as u32,
+            RED,
+            x.as_ptr(),
+            gamma.as_ptr(),
+            beta.as_ptr(),
+            st.as_mut_ptr(),
+            n as u32,
+            c as u32,
+            hw as u32,
+            1e-5,
+        );
+        let (mean, var) = stats.lock().unwrap().take().unwrap();
+        assert_rel(&format!("{name} mean"), &st[..c], &mean, 1e-6);
+        assert_rel(&format!("{name} var"), &st[c..2 * c], &var, 1e-6);
+        let mut y = vec![f32::NAN; numel];
+        apply_k(
+            G.0,
+            G.1,
+            numel as u32,
+            x.as_ptr(),
+            st.as_ptr(),
+            y.as_mut_ptr(),
+            c as u32,
+            hw as u32,
+            i32::from(relu),
+        );
+        assert_rel(&format!("{name} forward"), &y, &y_cpu, 1e-5);
+        // Backward: the fused ReLU's mask first (as the op's bwd), then the kernels.
+        let mut dy = r.clone();
+        if relu {
+            relu_bwd(
+                G.0,
+                G.1,
+                numel as u32,
+                r.as_ptr(),
+                y.as_ptr(),
+                dy.as_mut_ptr(),
+            );
+        }
+        let mut out = vec![f32::NAN; numel + 2 * c];
+        let mut coef = vec![f32::NAN; 5 * c];
+        bstats_k(
+            c as u32,
+            RED,
+            x.as_ptr(),
+            gamma.as_ptr(),
+            dy.as_ptr(),
+            out.as_mut_ptr(),
+            coef.as_mut_ptr(),
+            n as u32,
+            c as u32,
+            hw as u32,
+            1e-5,
+        );
+        bapply_k(
+            G.0,
+            G.1,
+            numel as u32,
+            x.as_ptr(),
+            dy.as_ptr(),
+            coef.as_ptr(),
+            out.as_mut_ptr(),
+            c as u32,
+            hw as u32,
+        );
+        assert_rel(&format!("{name} dx"), &out[..numel], &grads[0], 1e-4);
+        assert_rel(
+            &format!("{name} dgamma"),
+            &out[numel..numel + c],
+            &grads[1],
+            1e-5,
+        );
+        assert_rel(&format!("{name} dbeta"), &out[numel + c..], &grads[2], 1e-5);
+    }
+}
+
+#[test]
+fn small_ops_match_the_cpu() {
+    let Some(emu) = emu() else { return };
+    let mut rng = StdRng::seed_from_u64(5);
+    let shape = [3usize, 4, 7, 9];
+    let (n, c, hw) = (3usize, 4usize, 63usize);
+    let numel = n * c * hw;
+    let a = uniform(&mut rng, numel, -1.0, 1.0);
+    let b = uniform(&mut rng, numel, -1.0, 1.0);
+    let bias = uniform(&mut rng, c, -1.0, 1.0);
+    let r = uniform(&mut rng, numel, -1.0, 1.0);
+    type Map1 = extern "C" fn(u32, u32, u32, F32p, F32m);
+    type Map2 = extern "C" fn(u32, u32, u32, F32p, F32p, F32m);
+    let relu: Map1 = emu.f("dsnn_relu");
+    let relu_bwd: Map2 = emu.f("dsnn_relu_bwd");
+    let add_relu: Map2 = emu.f("dsnn_add_relu");
+    let (y_cpu, g) = cpu_grads(&[cpu(&a, &shape)], &r, |t| {
+        dsnn_core::ops::relu(&t[0]).unwrap()
+    });
+    let mut y = vec![f32::NAN; numel];
+    relu(G.0, G.1, numel as u32, a.as_ptr(), y.as_mut_ptr());
+    assert_exact("relu", &y, &y_cpu, 0);
+    let mut dx = vec![f32::NAN; numel];
+    relu_bwd(
+        G.0,
+        G.1,
+        numel as u32,
+        r.as_ptr(),
+        y.as_ptr(),
+        dx.as_mut_ptr(),
+    );
+    assert_exact("relu backward", &dx, &g[0], 0);
+    let (y_cpu, _) = cpu_grads(&[cpu(&a, &shape), cpu(&b, &shape)], &r, |t| {
+        dsnn_core::ops::add_relu(&t[0], &t[1]).unwrap()
+    });
+    add_relu(
+        G.0,
+        G.1,
+        numel as u32,
+        a.as_ptr(),
+        b.as_ptr(),
+        y.as_mut_ptr(),
+    );
+    assert_exact("add_relu", &y, &y_cpu, 0);
+
+    type Bias = extern "C" fn(u32, u32, u32, F32p, F32p, F32m, u32, u32);
+    type Csum = extern "C" fn(u32, u32, F32p, F32m, u32, u32, u32);
+    let add_bias: Bias = emu.f("dsnn_add_channel_bias");
+    let csum: Csum = emu.f("dsnn_channel_sum");
+    let (y_cpu, g) = cpu_grads(&[cpu(&a, &shape), cpu(&bias, &[c])], &r, |t| {
+        dsnn_core::ops::add_channel_bias(&t[0], &t[1]).unwrap()
+    });
+    add_bias(
+        G.0,
+        G.1,
+        numel as u32,
+        a.as_ptr(),
+        bias.as_ptr(),
+        y.as_mut_ptr(),
+        c as u32,
+        hw as u32,
+    );
+    assert_exact("add_channel_bias", &y, &y_cpu, 0);
+    let mut db = vec![f32::NAN; c];
+    csum(
+        c as u32,
+        RED,
+        r.as_ptr(),
+        db.as_mut_ptr(),
+        n as u32,
+        c as u32,
+        hw as u32,
+    );
+    assert_rel("channel sum (bias gradient)", &db, &g[1], 1e-6);
+
+    type Pool = extern "C" fn(u32, u32, u32, F32p, F32m, u32, u32, u32, u32);
+    type PoolB = extern "C" fn(u32, u32, u32, F32p, F32p, F32m, u32, u32, u32, u32);
+    let pool: Pool = emu.f("dsnn_max_pool2x2");
+    let pool_b: PoolB = emu.f("dsnn_max_pool2x2_bwd");
+    let (ho, wo) = (shape[2] / 2, shape[3] / 2);
+    let out_n = n * c * ho * wo;
+    let rp = uniform(&mut rng, out_n, -1.0, 1.0);
+    let (y_cpu, g) = cpu_grads(&[cpu(&a, &shape)], &rp, |t| {
+        dsnn_core::ops::max_pool2x2(&t[0]).unwrap()
+    });
+    let mut y = vec![f32::NAN; out_n];
+    pool(
+        G.0,
+        G.1,
+        out_n as u32,
+        a.as_ptr(),
+        y.as_mut_ptr(),
+        7,
+        9,
+        ho as u32,
+        wo as u32,
+    );
+    assert_exact("max_pool2x2", &y, &y_cpu, 0);
+    let mut dx = vec![0f32; numel]; // src/cuda.rs allocates it zeroed
+    pool_b(
+        G.0,
+        G.1,
+        out_n as u32,
+        a.as_ptr(),
+        rp.as_ptr(),
+        dx.as_mut_ptr(),
+        7,
+        9,
+        ho as u32,
+        wo as u32,
+    );
+    assert_exact("max_pool2x2 backward", &dx, &g[0], 0);
+}
+
+#[test]
+fn sgd_kernels_match_the_host_optimiser() {
+    use dsnn_core::optim::{Optimizer, OptimizerSettings};
+    use dsnn_core::params::{Param, ParamRole};
+    let Some(emu) = emu() else { return };
+    type Buffer = extern "C" fn(u32, u32, u32, F32m, F32p, F32p, f32, f32, i32);
+    type Apply = extern "C" fn(u32, u32, u32, F32m, F32p, f32);
+    type Plain = extern "C" fn(u32, u32, u32, F32m, F32p, f32, f32);
+    let buffer: Buffer = emu.f("dsnn_sgd_buffer");
+    let apply: Apply = emu.f("dsnn_sgd_apply");
+    let plain: Plain = emu.f("dsnn_sgd_plain");
+    let mut rng = StdRng::seed_from_u64(21);
+    let n = 1001usize;
+    for (mom, wd) in [(0.9f32, 1e-4f32), (0.0, 1e-4), (0.9, 0.0)] {
+        let w0 = uniform(&mut rng, n, -1.0, 1.0);
+        let var = Var::from_tensor(&cpu(&w0, &[n])).unwrap();
+        let params = [Param {
+            name: "w".into(),
+            var: var.clone(),
+            role: ParamRole::Plain,
+        }];
+        let mut opt = Optimizer::new(
+            OptimizerSettings {
+                lr: 0.1,
+                momentum: f64::from(mom),
+                weight_decay: f64::from(wd),
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap();
+        let (mut w, mut buf) = (w0.clone(), vec![f32::NAN; n]);
+        for step in 0..3 {
+            let r = uniform(&mut rng, n, -1.0, 1.0);
+            // The gradient of sum(w * r) is r.
+            let grads = (var.as_tensor() * cpu(&r, &[n]))
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let lr = 0.1 / (step + 1) as f64;
+            opt.step(&params, &grads, lr).unwrap();
+            // The arguments src/cuda.rs passes for this step.
+            let lr = lr as f32;
+            if mom == 0.0 {
+                plain(G.0, G.1, n as u32, w.as_mut_ptr(), r.as_ptr(), lr, wd);
+            } else {
+                buffer(
+                    G.0,
+                    G.1,
+                    n as u32,
+                    buf.as_mut_ptr(),
+                    r.as_ptr(),
+                    w.as_ptr(),
+                    mom,
+                    wd,
+                    i32::from(step == 0),
+                );
+                apply(G.0, G.1, n as u32, w.as_mut_ptr(), buf.as_ptr(), lr);
+            }
+            assert_exact(
+                &format!("sgd mom {mom} wd {wd} step {step}"),
+                &w,
+                &vec(var.as_tensor()),
+                0,
+            );
+        }
+    }
+}

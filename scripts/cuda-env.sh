@@ -1,0 +1,31 @@
+# Sourced by scripts/build-cuda.sh and .ci/run: the environment in which the
+# `cuda` feature builds on a machine without a GPU or CUDA toolkit (nvcc from
+# the Python virtual environment that build-cuda.sh installs, stub libraries
+# for linking). Both use exactly the same variables, so that cargo reuses
+# what the other built (candle's kernels take about 14 minutes of nvcc).
+#
+# Needs `repo` (the repository root). Sets cuda_root, target, stubs and
+# exports PATH, CUDA_HOME, CUDA_ROOT, CUDA_COMPUTE_CAP, CARGO_TARGET_DIR,
+# LIBRARY_PATH and RUSTFLAGS. Returns 1 (with a message in cuda_env_error)
+# when the virtual environment has no nvcc. Installs nothing.
+
+cuda_venv="${DSNN_CUDA_VENV:-$HOME/.cache/dsnn/cuda-venv}"
+cuda_root=""
+for candidate in "$cuda_venv"/lib/python3*/site-packages/nvidia/cu13; do
+  if [ -x "$candidate/bin/nvcc" ]; then
+    cuda_root="$candidate"
+  fi
+done
+if [ -z "$cuda_root" ]; then
+  cuda_env_error="no nvcc under $cuda_venv (scripts/build-cuda.sh installs it)"
+  return 1
+fi
+target="${DSNN_CUDA_TARGET:-$repo/target/cuda}"
+stubs="$target/cuda-stubs"
+export PATH="$cuda_root/bin:$PATH"
+export CUDA_HOME="$cuda_root" CUDA_ROOT="$cuda_root"
+export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+export CARGO_TARGET_DIR="$target"
+export LIBRARY_PATH="$stubs${LIBRARY_PATH:+:$LIBRARY_PATH}"
+export RUSTFLAGS="${RUSTFLAGS:-} -L native=$stubs"
+return 0
