@@ -59,6 +59,10 @@ impl Emu {
         {
             Ok(o) => o,
             Err(e) => {
+                assert!(
+                    std::env::var_os("DSNN_REQUIRE_CXX").is_none(),
+                    "no C++ compiler `{cxx}` ({e}), and DSNN_REQUIRE_CXX is set (CI)"
+                );
                 eprintln!("skipped: no C++ compiler `{cxx}` ({e})");
                 return None;
             }
@@ -66,6 +70,10 @@ impl Emu {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
             if stderr.contains("<barrier>") || stderr.contains("c++20") {
+                assert!(
+                    std::env::var_os("DSNN_REQUIRE_CXX").is_none(),
+                    "`{cxx}` lacks C++20, and DSNN_REQUIRE_CXX is set (CI): {stderr}"
+                );
                 eprintln!("skipped: `{cxx}` lacks C++20 (<barrier>): {stderr}");
                 return None;
             }
