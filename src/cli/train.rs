@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use dsnn::experiment::{bundled_data_dir, default_backbone};
 use dsnn_core::data::{load_dataset, Augment, Batcher, DatasetName, Splits};
 use dsnn_core::device::DeviceSpec;
 use dsnn_core::optim::{OptimizerKind, OptimizerSettings};
@@ -98,22 +99,11 @@ pub struct TrainArgs {
     device: DeviceSpec,
 }
 
+/// The bundled copy of a data set, or an error asking for `--data-dir`.
 pub fn bundled_dir(dataset: DatasetName) -> Result<PathBuf> {
-    let name = match dataset {
-        DatasetName::FashionMnist => "fashion-mnist-small",
-        DatasetName::Digits => "digits",
-        other => bail!("no bundled copy of {other}: pass --data-dir with the full data set"),
-    };
-    Ok(PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("data")
-        .join(name))
-}
-
-pub fn default_backbone(dataset: DatasetName) -> &'static str {
-    match dataset {
-        DatasetName::Mnist | DatasetName::FashionMnist => "lenet5",
-        DatasetName::Cifar10 => "resnet20",
-        DatasetName::Digits => "digits_cnn",
+    match bundled_data_dir(dataset) {
+        Some(dir) => Ok(dir),
+        None => bail!("no bundled copy of {dataset}: pass --data-dir with the full data set"),
     }
 }
 
