@@ -1280,11 +1280,10 @@ fn check_experiment(exp: &mut Experiment, src: &Source, base: &Path) -> Result<(
         }
     }
     if let Some(m) = &x.memory_limit {
-        if x.kind == ExecutorKind::Threads {
+        if x.kind != ExecutorKind::Processes {
             return Err(err(
                 "executor.memory_limit",
-                "`executor.memory_limit` needs `kind = \"processes\"` (threads share one process)"
-                    .into(),
+                "`executor.memory_limit` needs `kind = \"processes\"` (threads share one process; SLURM jobs take `executor.slurm.mem`)".into(),
             ));
         }
         parse_memory(m).map_err(|e| {
@@ -1339,6 +1338,12 @@ fn check_experiment(exp: &mut Experiment, src: &Source, base: &Path) -> Result<(
             .unwrap_or_else(|_| exp.output_dir.clone());
     }
     exp.plugin_dirs = exp.plugin_dirs.iter().map(|d| base.join(d)).collect();
+    // `./plugins` next to the experiment file, written out so that trials
+    // started from the resolved copy in the run directory find it too.
+    let local = base.join("plugins");
+    if local.is_dir() && !exp.plugin_dirs.contains(&local) {
+        exp.plugin_dirs.insert(0, local);
+    }
     Ok(())
 }
 
@@ -1515,13 +1520,17 @@ pub fn default_backbone(dataset: DatasetName) -> &'static str {
 
 /// Names of the objectives of a checked experiment, in order.
 pub fn objective_names(exp: &CheckedExperiment) -> Vec<String> {
-    match &exp.experiment.problem {
+    experiment_objective_names(&exp.experiment)
+}
+
+/// Names of the objectives of an experiment (checked or not), in order.
+pub fn experiment_objective_names(exp: &Experiment) -> Vec<String> {
+    match &exp.problem {
         Some(p) => {
             let m = p.problem().map(|pr| pr.n_obj()).unwrap_or(2);
             (1..=m).map(|i| format!("f{i}")).collect()
         }
         None => exp
-            .experiment
             .objectives
             .iter()
             .map(|o| o.name().to_string())

@@ -130,6 +130,15 @@ impl Executor for ThreadExecutor {
         self.closed = true;
         if cancel {
             self.cancel.store(true, Ordering::Relaxed);
+            // Trials check the flag before every step: wait (a while) for
+            // them to stop, so none outlives the run; their reports are
+            // dropped, and the trials run again on resume.
+            let until = Instant::now() + Duration::from_secs(30);
+            while !self.running.is_empty() && Instant::now() < until {
+                if let Ok(r) = self.receiver.recv_timeout(Duration::from_millis(100)) {
+                    self.running.remove(&r.id);
+                }
+            }
         }
         Ok(())
     }
@@ -243,7 +252,8 @@ impl ProcessExecutor {
                 )),
             };
         }
-        let oom = log.contains("memory allocation of") || log.contains("out of memory");
+        // Rust's allocation-failure message (the process then aborts).
+        let oom = log.contains("memory allocation of");
         let reason = match (status.code(), signal_of(status)) {
             _ if oom => format!(
                 "ran out of memory{} ({log_tail})",
@@ -323,6 +333,14 @@ impl Executor for ProcessExecutor {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            // A process group of its own: a Ctrl-C at the terminal reaches
+            // `dsnn run`, which cancels its trials, and not the trials first
+            // (they would be recorded as killed instead of being re-run).
+            cmd.process_group(0);
+        }
         #[cfg(unix)]
         if let Some(bytes) = self.memory_limit {
             use std::os::unix::process::CommandExt;

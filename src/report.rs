@@ -46,8 +46,10 @@ pub struct Summary {
     /// Per objective: the best value on the front and its relative
     /// improvement over the default (positive = lower than the default).
     pub improvement_over_default: Vec<Option<f64>>,
-    /// Hypervolume of the front, objectives normalised to the range of all
-    /// successful trials at the budget, reference point 1.1 in each.
+    /// Hypervolume of the front as a fraction of the reference box: the
+    /// objectives normalised to the range of this run's successful trials at
+    /// the budget, reference point 1.1 in each. A measure of the front's
+    /// shape within one run, not comparable across runs.
     pub normalized_hypervolume: Option<f64>,
     /// Failure reasons with their counts.
     pub failures: Vec<(String, usize)>,
@@ -102,14 +104,18 @@ pub fn summarize(name: &str, objectives: &[String], h: &History) -> Summary {
         .iter()
         .find(|(t, _, _)| t.id == DEFAULT_TRIAL_ID)
         .map(|(t, _, _)| t.budget);
+    // The best optimizer trial per objective at the front's budget (the
+    // default itself excluded, so a search that found nothing better shows
+    // a negative improvement, or none when no trial succeeded).
     let improvement_over_default = (0..objectives.len())
         .map(|k| {
             let d = default.as_ref()?[k];
-            let best = front
+            let best = at
                 .iter()
-                .map(|p| p.objectives[k])
-                .fold(f64::INFINITY, f64::min);
-            (d.abs() > 0.0 && best.is_finite()).then(|| (d - best) / d.abs())
+                .filter(|(t, _, _)| t.id != DEFAULT_TRIAL_ID)
+                .map(|(_, _, f)| f[k])
+                .reduce(f64::min)?;
+            (d.abs() > 0.0).then(|| (d - best) / d.abs())
         })
         .collect();
     let normalized_hypervolume = (!points.is_empty()).then(|| {
@@ -140,7 +146,7 @@ pub fn summarize(name: &str, objectives: &[String], h: &History) -> Summary {
                     .collect()
             })
             .collect();
-        pareto::hypervolume(&norm, &vec![1.1; m])
+        pareto::hypervolume(&norm, &vec![1.1; m]) / 1.1f64.powi(m as i32)
     });
     let mut failures: Vec<(String, usize)> = Vec::new();
     let mut trials = 0;
@@ -281,7 +287,7 @@ pub fn summary_markdown(s: &Summary) -> String {
     if let Some(hv) = s.normalized_hypervolume {
         let _ = writeln!(
             out,
-            "Normalised hypervolume of the front: {hv:.4} (objectives scaled to the range of the successful trials, reference 1.1).\n"
+            "Normalised hypervolume of the front: {hv:.4} (fraction of the box up to 1.1 after scaling each objective to the range of this run's successful trials; compares fronts within a run, not across runs).\n"
         );
     }
     if !s.failures.is_empty() {
@@ -533,13 +539,31 @@ mod tests {
         let hv = s.normalized_hypervolume.unwrap();
         let f1 = [0.0, 0.75]; // trial 1
         let f2 = [2.0 / 3.0, 0.0]; // trial 2
-        let expected = (1.1 - f1[0]) * (1.1 - f1[1]) + (1.1 - f2[0]) * (f1[1] - f2[1]);
+        let expected =
+            ((1.1 - f1[0]) * (1.1 - f1[1]) + (1.1 - f2[0]) * (f1[1] - f2[1])) / (1.1 * 1.1);
         assert!((hv - expected).abs() < 1e-12, "{hv} vs {expected}");
         let csv = front_csv(&s);
         assert_eq!(csv.lines().next(), Some("trial,budget,loss,energy,lr"));
         assert_eq!(csv.lines().count(), 3);
         let md = summary_markdown(&s);
         assert!(md.contains("+25.0%") && md.contains("+80.0%"), "{md}");
+        // Without optimizer trials at the budget there is nothing to compare.
+        let only_default = History {
+            results: vec![history().results[0].clone()],
+            ..History::default()
+        };
+        let s1 = summarize("t", &names, &only_default);
+        assert_eq!(s1.improvement_over_default, vec![None, None]);
+        // A worse search shows as a negative improvement.
+        let worse = History {
+            results: vec![
+                history().results[0].clone(),
+                entry(7, 9.0, Outcome::Success(vec![0.5, 12.0])),
+            ],
+            ..History::default()
+        };
+        let s2 = summarize("t", &names, &worse);
+        assert!(s2.improvement_over_default[0].unwrap() < 0.0);
         let svg = pareto_svg(&s, &history()).unwrap();
         // Three optimizer trials at budget 9 in grey (the front drawn over
         // them in red), the default as a square; plus the legend's marks.

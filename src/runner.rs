@@ -244,14 +244,13 @@ pub fn run_experiment(
 
     let mut trials_of: std::collections::BTreeMap<u64, Trial> = std::collections::BTreeMap::new();
     let mut h = history;
-    let attempt = h.sessions as u32;
     // Trials in flight when the last session stopped: run them again.
     let mut pending: Vec<TrialTask> = h
         .in_flight
         .iter()
-        .map(|t| TrialTask {
+        .map(|(t, attempts)| TrialTask {
             trial: t.clone(),
-            attempt,
+            attempt: *attempts,
         })
         .collect();
     // The default configuration first, at the full budget.
@@ -309,6 +308,7 @@ pub fn run_experiment(
             store.append(&LogRecord::Ask {
                 n: want,
                 trials: trials.clone(),
+                elapsed_s: elapsed(h.elapsed_s),
             })?;
             if trials.is_empty() {
                 optimizer_idle = true;
@@ -330,17 +330,28 @@ pub fn run_experiment(
             continue;
         }
         let reports = executor.wait(Duration::from_millis(200))?;
+        if opts.interrupt.load(Ordering::Relaxed) {
+            // Trials that ended because of the interruption are not results:
+            // they run again on resume.
+            continue;
+        }
         for report in reports {
             let Some(trial) = trials_of.remove(&report.id) else {
                 log::warn!("ignoring a report for unknown trial {}", report.id);
                 continue;
             };
-            record_result(&mut store, &trial, &report, elapsed(h.elapsed_s))?;
+            // Tell first, then log: a tell that fails stops the run before
+            // the result is logged, so the log always replays.
             if trial.id != DEFAULT_TRIAL_ID {
-                finished += 1;
                 optimizer.tell(trial.id, report.outcome.clone())?;
                 optimizer_idle = false;
+                finished += 1;
             }
+            store.append(&LogRecord::Result {
+                budget: trial.budget,
+                report: report.clone(),
+                elapsed_s: elapsed(h.elapsed_s),
+            })?;
             (opts.progress)(&progress_line(
                 &trial,
                 &report,
@@ -369,20 +380,6 @@ pub fn run_experiment(
         summary,
         reason,
     })
-}
-
-fn record_result(
-    store: &mut RunStore,
-    trial: &Trial,
-    report: &TrialReport,
-    elapsed_s: f64,
-) -> Result<(), RunError> {
-    store.append(&LogRecord::Result {
-        budget: trial.budget,
-        report: report.clone(),
-        elapsed_s,
-    })?;
-    Ok(())
 }
 
 fn progress_line(

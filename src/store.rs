@@ -14,7 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use dsnn_search::{Event, Trial, TrialId};
+use dsnn_search::{Event, Trial};
 use serde::{Deserialize, Serialize};
 
 use crate::executor::TrialReport;
@@ -70,6 +70,9 @@ pub enum LogRecord {
         n: usize,
         /// Returned trials.
         trials: Vec<Trial>,
+        /// Run wall-clock seconds so far, summed over sessions.
+        #[serde(default)]
+        elapsed_s: f64,
     },
     /// A trial finished (successfully or not) and was told to the optimizer.
     Result {
@@ -96,15 +99,18 @@ pub struct History {
     pub events: Vec<Event>,
     /// Every finished trial: the trial and its report, in log order.
     pub results: Vec<(Trial, TrialReport)>,
-    /// Trials asked (or the default trial submitted) with no result yet.
-    pub in_flight: Vec<Trial>,
+    /// Trials asked (or the default trial submitted) with no result yet, and
+    /// how many sessions they were already started in.
+    pub in_flight: Vec<(Trial, u32)>,
     /// The default configuration's trial, if submitted.
     pub default_trial: Option<Trial>,
     /// Wall-clock seconds of the earlier sessions.
     pub elapsed_s: f64,
-    /// How many times each trial was started before (sessions that ended
-    /// with it in flight).
+    /// How many `dsnn run` sessions the log records.
     pub sessions: usize,
+    /// Whether the log is empty or ends with a newline (else its last line
+    /// was cut off by a crash).
+    pub ends_with_newline: bool,
 }
 
 impl History {
@@ -174,12 +180,8 @@ impl RunStore {
             .open(&log_path)
             .map_err(|e| io(&log_path, e))?;
         // End a line cut short by a crash so the next record starts cleanly.
-        let len = log.metadata().map(|m| m.len()).unwrap_or(0);
-        if len > 0 {
-            let text = fs::read(&log_path).map_err(|e| io(&log_path, e))?;
-            if text.last() != Some(&b'\n') {
-                log.write_all(b"\n").map_err(|e| io(&log_path, e))?;
-            }
+        if !history.ends_with_newline {
+            log.write_all(b"\n").map_err(|e| io(&log_path, e))?;
         }
         Ok((
             RunStore {
@@ -217,7 +219,12 @@ impl RunStore {
 pub fn read_history(path: &Path) -> Result<History, StoreError> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(History::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(History {
+                ends_with_newline: true,
+                ..History::default()
+            })
+        }
         Err(e) => {
             return Err(StoreError::Io {
                 path: path.to_path_buf(),
@@ -225,8 +232,12 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
             })
         }
     };
-    let mut h = History::default();
-    let mut asked: Vec<Trial> = Vec::new();
+    let mut h = History {
+        ends_with_newline: text.is_empty() || text.ends_with('\n'),
+        ..History::default()
+    };
+    // Trials without a result, with the session count when they were asked.
+    let mut asked: Vec<(Trial, usize)> = Vec::new();
     let lines: Vec<&str> = text.split('\n').collect();
     for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
@@ -257,25 +268,30 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
         match record {
             LogRecord::Session { .. } => h.sessions += 1,
             LogRecord::Default { trial } => {
-                asked.push(trial.clone());
+                asked.push((trial.clone(), h.sessions));
                 h.default_trial = Some(trial);
             }
-            LogRecord::Ask { n, trials } => {
-                asked.extend(trials.iter().cloned());
+            LogRecord::Ask {
+                n,
+                trials,
+                elapsed_s,
+            } => {
+                h.elapsed_s = h.elapsed_s.max(elapsed_s);
+                asked.extend(trials.iter().map(|t| (t.clone(), h.sessions)));
                 h.events.push(Event::Ask { n, trials });
             }
             LogRecord::Result {
                 report, elapsed_s, ..
             } => {
                 h.elapsed_s = h.elapsed_s.max(elapsed_s);
-                let Some(pos) = asked.iter().position(|t| t.id == report.id) else {
+                let Some(pos) = asked.iter().position(|(t, _)| t.id == report.id) else {
                     return Err(StoreError::Corrupt {
                         path: path.to_path_buf(),
                         line: i + 1,
                         reason: format!("a result for trial {} that was never asked", report.id),
                     });
                 };
-                let trial = asked.remove(pos);
+                let (trial, _) = asked.remove(pos);
                 if trial.id != DEFAULT_TRIAL_ID {
                     h.events.push(Event::Tell {
                         id: report.id,
@@ -287,13 +303,16 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
             LogRecord::Stop { elapsed_s, .. } => h.elapsed_s = h.elapsed_s.max(elapsed_s),
         }
     }
-    h.in_flight = asked;
+    // A trial asked in session k and still in flight after session s was
+    // started s - k + 1 times (sessions count from 1).
+    h.in_flight = asked
+        .into_iter()
+        .map(|(t, asked_in)| {
+            let started = (h.sessions + 1).saturating_sub(asked_in.max(1)) as u32;
+            (t, started)
+        })
+        .collect();
     Ok(h)
-}
-
-/// Identifier of a trial for file names and tables.
-pub fn trial_key(id: TrialId) -> String {
-    crate::objective::trial_label(id)
 }
 
 #[cfg(test)]
@@ -345,6 +364,7 @@ mod tests {
             LogRecord::Ask {
                 n: 3,
                 trials: vec![trial(0), trial(1), trial(2)],
+                elapsed_s: 0.5,
             },
             result(1, Outcome::Success(vec![1.0, 2.0])),
             result(DEFAULT_TRIAL_ID, Outcome::Success(vec![3.0, 3.0])),
@@ -357,7 +377,8 @@ mod tests {
         assert_eq!(h.sessions, 1);
         assert_eq!(h.finished_trials(), 2);
         assert_eq!(h.asked_trials(), 3);
-        assert_eq!(h.in_flight, vec![trial(2)]);
+        // Asked in session 1, in flight after it: started once.
+        assert_eq!(h.in_flight, vec![(trial(2), 1)]);
         assert_eq!(h.default_trial, Some(default));
         // The default trial is not an optimizer event.
         assert_eq!(h.events.len(), 3);
@@ -374,6 +395,7 @@ mod tests {
             .append(&LogRecord::Ask {
                 n: 2,
                 trials: vec![trial(0), trial(1)],
+                elapsed_s: 0.0,
             })
             .unwrap();
         store
@@ -387,7 +409,9 @@ mod tests {
         fs::write(&log, format!("{full}{}", &cut[..cut.len() / 2])).unwrap();
         let (mut store, h) = RunStore::open(dir.path(), "exp").unwrap();
         assert_eq!(h.results.len(), 1);
-        assert_eq!(h.in_flight, vec![trial(1)]);
+        assert!(!h.ends_with_newline);
+        // No session record in this log: the trial was never started.
+        assert_eq!(h.in_flight, vec![(trial(1), 0)]);
         // Resuming ends the cut line, so new records start cleanly.
         store
             .append(&result(1, Outcome::Success(vec![2.0])))

@@ -678,3 +678,52 @@ trials = 2
     }
     assert_eq!(results(&run).len(), 3);
 }
+
+#[test]
+fn ctrl_c_stops_the_run_cleanly_and_resume_reruns_the_cancelled_trials() {
+    for kind in ["processes", "threads"] {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(dir.path(), "exp.toml", &problem(kind, 8, 0.4, ""));
+        let run = dir.path().join("out/zdt");
+        use std::os::unix::process::CommandExt;
+        // In a process group of its own, like a shell's foreground job.
+        let child = Command::new(env!("CARGO_BIN_EXE_dsnn"))
+            .args(["run", f.to_str().unwrap()])
+            .current_dir(dir.path())
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while results(&run).len() < 2 {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{kind}: no progress"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SIGINT to the whole foreground group, as a terminal's Ctrl-C.
+        // SAFETY: signalling the process group of a child we own.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{kind}: {stderr}");
+        assert!(stderr.contains("interrupted"), "{kind}: {stderr}");
+        let stopped = results(&run);
+        assert!(stopped.len() < 9, "{kind}: finished before the interrupt");
+        assert!(
+            stopped
+                .iter()
+                .all(|r| r["report"]["outcome"]["Success"].is_array()),
+            "{kind}: an interrupted trial was recorded as a result: {stopped:?}"
+        );
+        let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+        assert!(out.status.success(), "{kind}: {}", text(&out));
+        let all = results(&run);
+        assert_eq!(all.len(), 9, "{kind}");
+        assert!(all
+            .iter()
+            .all(|r| r["report"]["outcome"]["Success"].is_array()));
+    }
+}

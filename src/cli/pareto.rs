@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use dsnn::experiment::{objective_names, CheckedExperiment};
+use dsnn::experiment::{experiment_objective_names, Experiment};
 use dsnn::report::{front_csv, summarize, summary_markdown};
 use dsnn::store::{read_history, RunStore};
 use std::path::PathBuf;
@@ -28,10 +28,15 @@ pub fn run(a: ParetoArgs) -> Result<()> {
             RunStore::EXPERIMENT
         );
     }
-    let exp = CheckedExperiment::from_file(&exp_file)?;
+    // The stored experiment is already resolved; it is only read for the
+    // run's name and objectives (its data may have moved since).
+    let text = std::fs::read_to_string(&exp_file)
+        .with_context(|| format!("reading {}", exp_file.display()))?;
+    let exp: Experiment =
+        toml::from_str(&text).with_context(|| format!("parsing {}", exp_file.display()))?;
     let history = read_history(&a.run_dir.join(RunStore::LOG))
         .with_context(|| format!("reading the trial log of {}", a.run_dir.display()))?;
-    let s = summarize(&exp.experiment.name, &objective_names(&exp), &history);
+    let s = summarize(&exp.name, &experiment_objective_names(&exp), &history);
     if a.csv {
         print!("{}", front_csv(&s));
     } else {

@@ -33,10 +33,15 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// and keeps its trial log; a second signal kills the process as usual.
 fn install_interrupt_handler() {
     #[cfg(unix)]
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe;
+    // SA_RESETHAND restores the default at once, so a second signal kills.
     unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESETHAND;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
     }
 }
 
@@ -70,7 +75,6 @@ pub fn run(a: RunArgs) -> Result<()> {
     std::thread::spawn(move || loop {
         if INTERRUPTED.load(Ordering::SeqCst) {
             flag.store(true, Ordering::SeqCst);
-            unsafe_reset_signals();
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -103,14 +107,4 @@ pub fn run(a: RunArgs) -> Result<()> {
         anyhow::bail!("interrupted; run `dsnn run` on the same file again to resume");
     }
     Ok(())
-}
-
-/// After the first signal, let a second one stop the process at once.
-fn unsafe_reset_signals() {
-    #[cfg(unix)]
-    // SAFETY: restoring the default disposition is always allowed.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-        libc::signal(libc::SIGTERM, libc::SIG_DFL);
-    }
 }
