@@ -161,9 +161,12 @@ fn a_plugin_panicking_in_ask_or_tell_stops_the_run_cleanly_with_its_log_intact()
 
 #[test]
 fn a_meter_plugin_meters_the_validation_pass_of_dsnn_trials() {
-    let dir = setup(&["dsnn_plugin_constant_power"]);
-    let exp = format!(
-        r#"
+    // Trial processes read the resolved experiment in the run directory and
+    // must still find `./plugins` next to the original file.
+    for executor in ["threads", "processes"] {
+        let dir = setup(&["dsnn_plugin_constant_power"]);
+        let exp = format!(
+            r#"
 name = "metered"
 output_dir = {out:?}
 objectives = ["loss", "energy"]
@@ -177,26 +180,32 @@ hyperparameters = [{{ name = "weight_bits", type = "int", lower = 2, upper = 5, 
 meter = {{ plugin = "constant-power", watts = 50.0 }}
 [fidelity]
 max = 1
+[executor]
+kind = "{executor}"
 [stop]
 trials = 1
 "#,
-        out = dir.path().join("runs").to_str().unwrap()
-    );
-    let out = run(dir.path(), &exp);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let res = results(&dir.path().join("runs/metered"));
-    assert_eq!(res.len(), 2);
-    for r in &res {
-        let m = &r["report"]["metrics"];
-        // 50 W over the validation pass: J per image / s per image = 50 W.
-        let watts = m["energy"].as_f64().unwrap() / m["latency"].as_f64().unwrap();
-        assert!((watts - 50.0).abs() < 5.0, "{watts} W from {m}");
-        let train_watts =
-            m["training_energy"].as_f64().unwrap() / m["train_seconds"].as_f64().unwrap();
-        assert!((train_watts - 50.0).abs() < 10.0, "{train_watts} W");
+            out = dir.path().join("runs").to_str().unwrap()
+        );
+        let out = run(dir.path(), &exp);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let res = results(&dir.path().join("runs/metered"));
+        assert_eq!(res.len(), 2);
+        for r in &res {
+            let m = &r["report"]["metrics"];
+            // 50 W over the validation pass: J per image / s per image = 50 W.
+            let watts = m["energy"].as_f64().unwrap() / m["latency"].as_f64().unwrap();
+            assert!((watts - 50.0).abs() < 5.0, "{watts} W from {m}");
+            let train_watts =
+                m["training_energy"].as_f64().unwrap() / m["train_seconds"].as_f64().unwrap();
+            assert!(
+                (train_watts - 50.0).abs() < 10.0,
+                "{executor}: {train_watts} W"
+            );
+        }
     }
 }
