@@ -276,7 +276,10 @@ pub fn summary_markdown(s: &Summary) -> String {
         let _ = writeln!(out);
     }
     if s.default.is_some() {
-        let _ = writeln!(out, "## Best on the front vs the default\n");
+        let _ = writeln!(
+            out,
+            "## Best optimizer trial per objective vs the default\n"
+        );
         for (name, imp) in s.objectives.iter().zip(&s.improvement_over_default) {
             if let Some(i) = imp {
                 let _ = writeln!(out, "- {name}: {:+.1}% (positive = better)", 100.0 * i);
