@@ -3,29 +3,11 @@
 //! trials, and a plugin that panics stops the run cleanly with its trial log
 //! intact.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn file_name(lib: &str) -> String {
-    format!(
-        "{}{lib}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    )
-}
-
-/// A library cargo built for a dev-dependency of this package.
-fn built(lib: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps, deps.parent().unwrap()] {
-        let p = dir.join(file_name(lib));
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{} not built in {}", file_name(lib), deps.display());
-}
+mod common;
+use common::{install_library, results};
 
 /// A temporary experiment directory with `plugins/` holding `libs`.
 fn setup(libs: &[&str]) -> tempfile::TempDir {
@@ -36,10 +18,7 @@ fn setup(libs: &[&str]) -> tempfile::TempDir {
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     for lib in libs {
-        let to = plugins.join(file_name(lib));
-        if std::fs::hard_link(built(lib), &to).is_err() {
-            std::fs::copy(built(lib), &to).unwrap();
-        }
+        install_library(&plugins, lib);
     }
     dir
 }
@@ -53,15 +32,6 @@ fn run(dir: &Path, experiment: &str) -> Output {
         .current_dir(env!("CARGO_TARGET_TMPDIR"))
         .output()
         .unwrap()
-}
-
-fn results(run_dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run_dir.join("trials.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("intact log line"))
-        .filter(|r| r["event"] == "result")
-        .collect()
 }
 
 fn experiment(dir: &Path, optimizer: &str, trials: u32) -> String {

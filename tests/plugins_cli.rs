@@ -1,36 +1,10 @@
 //! `dsnn plugins`: listing plugins from `--dir`, `./plugins` and
 //! DSNN_PLUGIN_PATH, with one line for each unusable library.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn file_name(lib: &str) -> String {
-    format!(
-        "{}{lib}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    )
-}
-
-/// A library cargo built for a dev-dependency of this package.
-fn built(lib: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps, deps.parent().unwrap()] {
-        let p = dir.join(file_name(lib));
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{} not built in {}", file_name(lib), deps.display());
-}
-
-fn put(dir: &Path, lib: &str) {
-    let to = dir.join(file_name(lib));
-    if std::fs::hard_link(built(lib), &to).is_err() {
-        std::fs::copy(built(lib), &to).unwrap();
-    }
-}
+mod common;
+use common::{install_library as put, library_file_name as file_name};
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{output_text, results as run_results};
+
 use dsnn::executor::{Executor, ExecutorContext, TrialReport, TrialTask};
 use dsnn::slurm::{GpuRequest, SlurmExecutor, SlurmSettings};
 use dsnn_search::{Configuration, Outcome, Trial};
@@ -546,24 +549,6 @@ fn dsnn_run(exp: &Path) -> std::process::Output {
         .current_dir(exp.parent().unwrap())
         .output()
         .unwrap()
-}
-
-fn output_text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// `result` records of a run's trial log.
-fn run_results(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("trials.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|r| r["event"] == "result")
-        .collect()
 }
 
 /// Trial id -> job ids, from the executor's `jobs.jsonl`.
