@@ -83,6 +83,78 @@ enum Out<'a> {
     Logits(&'a SyncPtr<i64>),
 }
 
+/// A layer's output, written in parallel through raw pointers: 32-bit
+/// activations, or 64-bit logits when the layer ends the network.
+struct OutBuf {
+    act: Vec<MaybeUninit<i32>>,
+    logits: Vec<MaybeUninit<i64>>,
+    p32: SyncPtr<i32>,
+    p64: SyncPtr<i64>,
+    is_logits: bool,
+}
+
+impl OutBuf {
+    /// An uninitialised buffer of `len` outputs.
+    fn new(len: usize, is_logits: bool) -> Self {
+        let mut act = if is_logits {
+            Vec::new()
+        } else {
+            uninit::<i32>(len)
+        };
+        let mut logits = if is_logits {
+            uninit::<i64>(len)
+        } else {
+            Vec::new()
+        };
+        // Moving the vectors into the struct keeps their heap buffers in place.
+        let p32 = SyncPtr(act.as_mut_ptr().cast::<i32>());
+        let p64 = SyncPtr(logits.as_mut_ptr().cast::<i64>());
+        OutBuf {
+            act,
+            logits,
+            p32,
+            p64,
+            is_logits,
+        }
+    }
+
+    /// Where the tasks write.
+    fn out(&self) -> Out<'_> {
+        if self.is_logits {
+            Out::Logits(&self.p64)
+        } else {
+            Out::Act(&self.p32)
+        }
+    }
+
+    /// The finished output: activations of shape `c x h x w` per image, or
+    /// the logits.
+    ///
+    /// # Safety
+    /// Every element must have been written.
+    unsafe fn finish(
+        self,
+        c: usize,
+        h: usize,
+        w: usize,
+        max_abs: i64,
+    ) -> std::result::Result<Act, Vec<i64>> {
+        if self.is_logits {
+            // SAFETY: the caller guarantees every element was written.
+            Err(unsafe { assume_init(self.logits) })
+        } else {
+            Ok(Act {
+                // SAFETY: as above.
+                data: Arc::new(unsafe { assume_init(self.act) }),
+                c,
+                h,
+                w,
+                max_abs,
+            })
+        }
+    }
+}
+
 impl IntModel {
     /// Quantises normalised float images (`n x C x H x W`, as dsnn's
     /// `Batcher` makes them) to the activation format: `clamp(floor(x * 2^F))`.
@@ -289,26 +361,8 @@ impl Ctx {
         let blocks = p.div_ceil(BLOCK);
         let chunks = Self::channel_chunks(self.n * blocks, cout);
         let per_chunk = cout.div_ceil(chunks);
-        let logits = matches!(epi.requant, Requant::Logits);
-        let mut out32 = if logits {
-            Vec::new()
-        } else {
-            uninit::<i32>(self.n * cout * p)
-        };
-        let mut out64 = if logits {
-            uninit::<i64>(self.n * cout * p)
-        } else {
-            Vec::new()
-        };
-        let (p32, p64) = (
-            SyncPtr(out32.as_mut_ptr().cast::<i32>()),
-            SyncPtr(out64.as_mut_ptr().cast::<i64>()),
-        );
-        let out = if logits {
-            Out::Logits(&p64)
-        } else {
-            Out::Act(&p32)
-        };
+        let buf = OutBuf::new(self.n * cout * p, matches!(epi.requant, Requant::Logits));
+        let out = buf.out();
         let seen = AtomicI64::new(0);
         let in_len = x.c * x.h * x.w;
         let col_len = layer.fan_in * BLOCK;
@@ -359,19 +413,8 @@ impl Ctx {
                 seen.fetch_max(m, Ordering::Relaxed);
             });
         });
-        Ok(if logits {
-            // SAFETY: every task wrote its (image, channel, position) outputs.
-            Err(unsafe { assume_init(out64) })
-        } else {
-            Ok(Act {
-                // SAFETY: as above.
-                data: Arc::new(unsafe { assume_init(out32) }),
-                c: cout,
-                h: oh,
-                w: ow,
-                max_abs: seen.into_inner(),
-            })
-        })
+        // SAFETY: every task wrote its (image, channel, position) outputs.
+        Ok(unsafe { buf.finish(cout, oh, ow, seen.into_inner()) })
     }
 
     /// Requantises `acc` of channel `c`, writing element `j` at `base + j * stride`.
@@ -477,26 +520,8 @@ impl Ctx {
     ) -> std::result::Result<Act, Vec<i64>> {
         let plan = layer.plan();
         let (k, cout, n) = (layer.fan_in, layer.cout, self.n);
-        let logits = matches!(epi.requant, Requant::Logits);
-        let mut out32 = if logits {
-            Vec::new()
-        } else {
-            uninit::<i32>(n * cout)
-        };
-        let mut out64 = if logits {
-            uninit::<i64>(n * cout)
-        } else {
-            Vec::new()
-        };
-        let (p32, p64) = (
-            SyncPtr(out32.as_mut_ptr().cast::<i32>()),
-            SyncPtr(out64.as_mut_ptr().cast::<i64>()),
-        );
-        let out = if logits {
-            Out::Logits(&p64)
-        } else {
-            Out::Act(&p32)
-        };
+        let buf = OutBuf::new(n * cout, matches!(epi.requant, Requant::Logits));
+        let out = buf.out();
         let seen = AtomicI64::new(0);
         if n >= 16 {
             // Images are the block's lanes: col[k][j] = x[b0 + j][k].
@@ -582,19 +607,8 @@ impl Ctx {
                 seen.fetch_max(m, Ordering::Relaxed);
             });
         }
-        if logits {
-            // SAFETY: every task wrote its (image, channel, position) outputs.
-            Err(unsafe { assume_init(out64) })
-        } else {
-            Ok(Act {
-                // SAFETY: as above.
-                data: Arc::new(unsafe { assume_init(out32) }),
-                c: cout,
-                h: 1,
-                w: 1,
-                max_abs: seen.into_inner(),
-            })
-        }
+        // SAFETY: every task wrote its (image, channel) outputs.
+        unsafe { buf.finish(cout, 1, 1, seen.into_inner()) }
     }
 }
 
