@@ -320,12 +320,19 @@ fn a_taken_over_job_counts_its_earlier_run_time_against_the_limit() {
     let job = first.job_ids()[&1];
     drop(first);
     wait_for_state(job, "RUNNING", Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(2));
     let mut second = SlurmExecutor::new(settings(), ctx.clone()).unwrap();
     let resumed = Instant::now();
     second.resume(vec![task(1, "ok", 60.0)]).unwrap();
-    assert_eq!(second.job_ids()[&1], job);
+    // On a loaded machine SLURM's run time may already be past the limit
+    // when `resume` first polls; then the job is cancelled there and is no
+    // longer in flight. Either way it is the same job, never a new one.
+    if let Some(id) = second.job_ids().get(&1) {
+        assert_eq!(*id, job);
+    }
     let got = collect(&mut second, 1, Duration::from_secs(30));
+    assert_eq!(got[&1].worker, format!("slurm job {job}"));
+    assert_eq!(records(&ctx).matches("\"event\":\"submitted\"").count(), 1);
     let m = failure(&got[&1]);
     assert!(m.contains("exceeded the trial time limit of 4 s"), "{m}");
     // About 1 s after the take-over, not 4: SLURM's run time counts.
