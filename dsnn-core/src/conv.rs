@@ -119,6 +119,11 @@ impl Dims {
             pad: self.pad,
         }
     }
+    /// Stride 1 with as many output columns as input columns (a "same"
+    /// convolution along the width), where [`im2col`] has a faster path.
+    fn same_width(&self) -> bool {
+        self.stride == 1 && self.wo == self.w
+    }
     /// The valid output columns `[lo, hi)` for kernel column `j`.
     fn ow_range(&self, j: usize) -> (usize, usize) {
         let lo = (self.pad.saturating_sub(j))
@@ -135,6 +140,9 @@ impl Dims {
 /// of `col` (`k` rows of length `ld`).
 fn im2col(x: &[f32], d: &Dims, col: &mut [f32], ld: usize, offset: usize) {
     let p = d.p();
+    if d.same_width() {
+        return im2col_same_width(x, d, col, ld, offset);
+    }
     for c in 0..d.cin {
         let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
         for i in 0..d.kh {
@@ -168,8 +176,11 @@ fn im2col(x: &[f32], d: &Dims, col: &mut [f32], ld: usize, offset: usize) {
 
 /// Folds columns `offset..offset + p` of `col` (`k` rows of length `ld`) back
 /// onto one sample's gradient `dx`, summing overlaps. `dx` must start zeroed.
-fn col2im(col: &[f32], d: &Dims, dx: &mut [f32], ld: usize, offset: usize) {
+fn col2im(col: &mut [f32], d: &Dims, dx: &mut [f32], ld: usize, offset: usize) {
     let p = d.p();
+    if d.same_width() {
+        return col2im_same_width(col, d, dx, ld, offset);
+    }
     for c in 0..d.cin {
         let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
         for i in 0..d.kh {
@@ -194,6 +205,104 @@ fn col2im(col: &[f32], d: &Dims, dx: &mut [f32], ld: usize, offset: usize) {
                         for (k, &b) in s.iter().enumerate() {
                             dst[(lo + k) * d.stride + j - d.pad] += b;
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The valid output rows `[lo, hi)` for kernel row `i` (the rows whose
+/// input row `oh * stride + i - pad` lies inside the image).
+fn oh_range(d: &Dims, i: usize) -> (usize, usize) {
+    let lo = d.pad.saturating_sub(i).div_ceil(d.stride).min(d.ho);
+    let hi = (d.h + d.pad).saturating_sub(i).div_ceil(d.stride).min(d.ho);
+    (lo, hi.max(lo))
+}
+
+/// Zeroes `r[..lo]` and `r[hi..]`. The edges are a column or two wide, so
+/// they are written element by element (a `fill` would call `memset` for
+/// every image row).
+#[inline(always)]
+fn zero_edges(r: &mut [f32], lo: usize, hi: usize) {
+    if lo <= 2 && r.len() - hi <= 2 {
+        if lo > 0 {
+            r[0] = 0.0;
+            if lo > 1 {
+                r[1] = 0.0;
+            }
+        }
+        let n = r.len();
+        if hi < n {
+            r[n - 1] = 0.0;
+            if hi + 1 < n {
+                r[n - 2] = 0.0;
+            }
+        }
+    } else {
+        r[..lo].fill(0.0);
+        r[hi..].fill(0.0);
+    }
+}
+
+/// [`im2col`] for stride 1 with `wo == w`: a kernel row's columns are then
+/// the image plane shifted by a constant offset, so each row is one
+/// contiguous copy plus zeros at the padded edges, instead of one short
+/// copy per output row.
+fn im2col_same_width(x: &[f32], d: &Dims, col: &mut [f32], ld: usize, offset: usize) {
+    let (p, hw) = (d.p(), d.h * d.w);
+    for c in 0..d.cin {
+        let plane = &x[c * hw..(c + 1) * hw];
+        for i in 0..d.kh {
+            let (rlo, rhi) = oh_range(d, i);
+            for j in 0..d.kw {
+                let row = (c * d.kh + i) * d.kw + j;
+                let dst = &mut col[row * ld + offset..row * ld + offset + p];
+                // dst[q] = plane[q + shift] for the valid rows.
+                let shift = (i * d.w + j) as isize - (d.pad * d.w + d.pad) as isize;
+                let q0 = (rlo * d.wo).max((-shift).max(0) as usize);
+                let q1 = (rhi * d.wo).min((hw as isize - shift).max(0) as usize);
+                dst[..rlo * d.wo].fill(0.0);
+                dst[rhi * d.wo..].fill(0.0);
+                if q0 < q1 {
+                    let s0 = (q0 as isize + shift) as usize;
+                    dst[q0..q1].copy_from_slice(&plane[s0..s0 + (q1 - q0)]);
+                }
+                // The copy wrapped across image rows at the padded columns.
+                let (lo, hi) = d.ow_range(j);
+                for r in dst[rlo * d.wo..rhi * d.wo].chunks_exact_mut(d.wo) {
+                    zero_edges(r, lo, hi);
+                }
+            }
+        }
+    }
+}
+
+/// [`col2im`] for stride 1 with `wo == w`: the padded-column entries of each
+/// row are zeroed in `col` first, then the row is added to the plane in one
+/// contiguous run.
+fn col2im_same_width(col: &mut [f32], d: &Dims, dx: &mut [f32], ld: usize, offset: usize) {
+    let (p, hw) = (d.p(), d.h * d.w);
+    for c in 0..d.cin {
+        let plane = &mut dx[c * hw..(c + 1) * hw];
+        for i in 0..d.kh {
+            let (rlo, rhi) = oh_range(d, i);
+            for j in 0..d.kw {
+                let row = (c * d.kh + i) * d.kw + j;
+                let src = &mut col[row * ld + offset..row * ld + offset + p];
+                let (lo, hi) = d.ow_range(j);
+                if lo > 0 || hi < d.wo {
+                    for r in src[rlo * d.wo..rhi * d.wo].chunks_exact_mut(d.wo) {
+                        zero_edges(r, lo, hi);
+                    }
+                }
+                let shift = (i * d.w + j) as isize - (d.pad * d.w + d.pad) as isize;
+                let q0 = (rlo * d.wo).max((-shift).max(0) as usize);
+                let q1 = (rhi * d.wo).min((hw as isize - shift).max(0) as usize);
+                if q0 < q1 {
+                    let s0 = (q0 as isize + shift) as usize;
+                    for (a, &b) in plane[s0..s0 + (q1 - q0)].iter_mut().zip(&src[q0..q1]) {
+                        *a += b;
                     }
                 }
             }
@@ -457,7 +566,7 @@ impl CustomOp2 for Conv2dBackwardInput {
                             par,
                         );
                         for (j, dxn) in dxg.chunks_mut(il).enumerate() {
-                            col2im(col, &d, dxn, ld, j * p);
+                            col2im(&mut *col, &d, dxn, ld, j * p);
                         }
                     }
                 });

@@ -31,7 +31,7 @@ fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
 /// (batch, cin, h, w, cout, k, stride, padding)
 type ConvCase = (usize, usize, usize, usize, usize, usize, usize, usize);
 
-const CASES: [ConvCase; 7] = [
+const CASES: [ConvCase; 10] = [
     (2, 3, 8, 8, 4, 3, 1, 1),
     (3, 2, 9, 7, 5, 3, 2, 1),
     (4, 4, 6, 6, 3, 1, 1, 0),
@@ -39,6 +39,9 @@ const CASES: [ConvCase; 7] = [
     (1, 2, 7, 7, 3, 3, 2, 0),
     (5, 1, 5, 5, 2, 2, 1, 2),
     (17, 2, 4, 4, 2, 3, 1, 1),
+    (3, 2, 5, 9, 3, 3, 1, 1),
+    (2, 2, 6, 7, 3, 5, 1, 2),
+    (2, 1, 3, 8, 2, 3, 1, 1),
 ];
 
 #[test]
