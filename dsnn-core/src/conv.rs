@@ -310,14 +310,15 @@ fn col2im_same_width(col: &mut [f32], d: &Dims, dx: &mut [f32], ld: usize, offse
     }
 }
 
-/// `dst (m x n) = beta_dst * dst + a (m x k) * b (k x n)` on row-major slices,
-/// where `a` and `b` may be transposed views given by their strides.
+/// `dst (m x n) = beta_dst * dst + a (m x k) * b (k x n)`, each matrix a
+/// strided view given as (row stride, column stride).
 #[allow(clippy::too_many_arguments)]
 fn matmul(
     m: usize,
     n: usize,
     k: usize,
     dst: &mut [f32],
+    dst_strides: (isize, isize),
     accumulate: bool,
     a: &[f32],
     a_strides: (isize, isize),
@@ -334,8 +335,8 @@ fn matmul(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_strides.1,
+            dst_strides.0,
             accumulate,
             a.as_ptr(),
             a_strides.1,
@@ -416,6 +417,7 @@ impl CustomOp2 for Conv2dOp {
                             ld,
                             k,
                             dst,
+                            (ld as isize, 1),
                             false,
                             w,
                             (k as isize, 1),
@@ -498,6 +500,27 @@ fn gather_grad(dy: &[f32], d: &Dims, first: usize, s: usize, cat: &mut [f32]) {
     }
 }
 
+/// Copies the gradients of samples `first..first + s` (each `cout x p`)
+/// transposed into `cat` (`s*p x cout`), a block of 8 positions at a time so
+/// that reads and writes both stay within a few cache lines.
+fn gather_grad_transposed(dy: &[f32], d: &Dims, first: usize, s: usize, cat: &mut [f32]) {
+    let (p, ol, cout) = (d.p(), d.out_len(), d.cout);
+    const B: usize = 8;
+    for j in 0..s {
+        let src = &dy[(first + j) * ol..(first + j + 1) * ol];
+        let dst = &mut cat[j * p * cout..(j + 1) * p * cout];
+        for q0 in (0..p).step_by(B) {
+            let q1 = (q0 + B).min(p);
+            for c in 0..cout {
+                let from = &src[c * p + q0..c * p + q1];
+                for (i, &v) in from.iter().enumerate() {
+                    dst[(q0 + i) * cout + c] = v;
+                }
+            }
+        }
+    }
+}
+
 /// The gradients of samples `first..first + s` as one `cout x s*p` matrix:
 /// a single sample's slice of `dy` as it is, several gathered into `cat`.
 fn gathered<'a>(dy: &'a [f32], d: &Dims, first: usize, s: usize, cat: &'a mut [f32]) -> &'a [f32] {
@@ -558,6 +581,7 @@ impl CustomOp2 for Conv2dBackwardInput {
                             ld,
                             d.cout,
                             col,
+                            (ld as isize, 1),
                             false,
                             w,
                             (1, k as isize),
@@ -630,7 +654,8 @@ impl CustomOp2 for Conv2dBackwardWeight {
         let partials: Vec<Vec<f32>> = (0..tasks)
             .into_par_iter()
             .map(|t| {
-                let mut dw = vec![0f32; cout * k];
+                // The transpose of this task's dw: `k x cout`.
+                let mut dw_t = vec![0f32; cout * k];
                 with_scratch(k * p * g, cout * p * g, |col, cat| {
                     let end = ((t + 1) * per_task).min(d.n);
                     let mut first = t * per_task;
@@ -641,16 +666,20 @@ impl CustomOp2 for Conv2dBackwardWeight {
                             let xn = &x[(first + j) * d.in_len()..(first + j + 1) * d.in_len()];
                             im2col(xn, &d, col, ld, j * p);
                         }
-                        let dyg = gathered(dy, &d, first, s, cat);
-                        // dw (cout x k) += dy (cout x s*p) * col^T (s*p x k)
+                        gather_grad_transposed(dy, &d, first, s, cat);
+                        // dw (cout x k) += dy (cout x s*p) * col^T (s*p x k), with
+                        // dw held column-major and dy transposed, so that gemm
+                        // reads both operands along unit strides and packs only
+                        // the small dy^T instead of gathering the column matrix.
                         matmul(
                             cout,
                             k,
                             ld,
-                            &mut dw,
+                            &mut dw_t,
+                            (1, cout as isize),
                             true,
-                            dyg,
-                            (ld as isize, 1),
+                            cat,
+                            (1, cout as isize),
                             col,
                             (1, ld as isize),
                             par,
@@ -658,13 +687,19 @@ impl CustomOp2 for Conv2dBackwardWeight {
                         first += s;
                     }
                 });
-                dw
+                dw_t
             })
             .collect();
-        let mut dw = vec![0f32; cout * k];
+        let mut dw_t = vec![0f32; cout * k];
         for part in &partials {
-            for (a, b) in dw.iter_mut().zip(part) {
+            for (a, b) in dw_t.iter_mut().zip(part) {
                 *a += b;
+            }
+        }
+        let mut dw = vec![0f32; cout * k];
+        for (r, row) in dw_t.chunks_exact(cout).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                dw[c * k + r] = v;
             }
         }
         Ok((CpuStorage::F32(dw), Shape::from(wdims.to_vec())))
