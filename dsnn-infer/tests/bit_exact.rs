@@ -12,7 +12,8 @@ use dsnn_infer::reference::reference_logits;
 use dsnn_infer::weights::ShiftWeight;
 use dsnn_infer::{ActFormat, EngineOptions, IntModel, Isa, Requant, Step};
 
-/// Runs the engine with every kernel and compares with the reference.
+/// Runs the engine with every kernel and sub-block width and compares with
+/// the reference.
 fn check(model: &IntModel, x: &[i32], n: usize, reference_images: usize) {
     let per = x.len() / n;
     let default = model
@@ -32,13 +33,24 @@ fn check(model: &IntModel, x: &[i32], n: usize, reference_images: usize) {
             eprintln!("{} kernels not available on this CPU", isa.name());
             continue;
         }
-        for force_wide in [false, true] {
+        // Per-layer sub-block widths, then every width for every layer.
+        let lanes = [None, Some(16), Some(32), Some(64)];
+        for (force_wide, lanes) in [(false, None), (true, None)]
+            .into_iter()
+            .chain(lanes[1..].iter().map(|&l| (false, l)))
+        {
             let opts = EngineOptions {
                 isa: Some(isa),
                 force_wide,
+                lanes,
             };
             let l = model.infer_quantized(x.to_vec(), n, &opts).unwrap();
-            assert_eq!(l, default, "{} wide={force_wide}", isa.name());
+            assert_eq!(
+                l,
+                default,
+                "{} wide={force_wide} lanes={lanes:?}",
+                isa.name()
+            );
         }
     }
     // Logits are not all equal: the test sees real arithmetic.
