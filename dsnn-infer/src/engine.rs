@@ -82,6 +82,8 @@ impl<T> SyncPtr<T> {
 }
 
 thread_local! {
+    /// The im2col blocks a layer shares between channel chunks (few images).
+    static SHARED_COL: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     static SCRATCH: RefCell<(Vec<i32>, Vec<i64>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
@@ -395,8 +397,13 @@ impl Ctx {
         // im2col is built once and shared instead of once per chunk.
         let (isa, lanes) = (self.isa, self.lanes_for(layer));
         let shared: Vec<i32> = if chunks > 1 {
-            let mut all = vec![0i32; self.n * blocks * col_len];
-            all.par_chunks_mut(col_len)
+            // Reused between layers: every element a task reads is written
+            // first (im2col fills each sub-block up to `valid`), so stale
+            // values need no zeroing pass.
+            let mut all = SHARED_COL.with_borrow_mut(std::mem::take);
+            all.resize(self.n * blocks * col_len, 0);
+            all[..self.n * blocks * col_len]
+                .par_chunks_mut(col_len)
                 .enumerate()
                 .for_each(|(t, col)| {
                     let (img, blk) = (t / blocks, t % blocks);
@@ -451,6 +458,9 @@ impl Ctx {
                 seen.fetch_max(m, Ordering::Relaxed);
             });
         });
+        if chunks > 1 {
+            SHARED_COL.with_borrow_mut(|v| *v = shared);
+        }
         // SAFETY: every task wrote its (image, channel, position) outputs.
         Ok(unsafe { buf.finish(cout, oh, ow, seen.into_inner()) })
     }
@@ -507,15 +517,20 @@ impl Ctx {
                 // valid when |q| < 2^31, S <= 31 and |cq| < 2^61; else 128 bits.
                 let low = (1i64 << s.min(62)) - 1;
                 let (cq, cr) = (b >> s.min(62), b & low);
-                // `a >> s` is monotonic, so the extremes bound every lane
-                // (a branch-free min/max, which the compiler vectorises).
-                let (lo_acc, hi_acc) = acc
-                    .iter()
-                    .fold((i64::MAX, i64::MIN), |(l, h), &a| (l.min(a), h.max(a)));
-                let fast = s <= 31
-                    && cq.unsigned_abs() < 1 << 61
-                    && (lo_acc >> s) > -(1 << 31)
-                    && (hi_acc >> s) < 1 << 31;
+                let fits = |a: i64| (a >> s).unsigned_abs() < 1 << 31;
+                let fast = s <= 31 && cq.unsigned_abs() < 1 << 61 && {
+                    #[cfg(target_arch = "x86_64")]
+                    if self.avx512dq {
+                        // `a >> s` is monotonic: the extremes bound every lane.
+                        // SAFETY: AVX-512F checked when the context was made.
+                        let (lo, hi) = unsafe { range_avx512(acc) };
+                        acc.is_empty() || (fits(lo) && fits(hi))
+                    } else {
+                        acc.iter().all(|&a| fits(a))
+                    }
+                    #[cfg(not(target_arch = "x86_64"))]
+                    acc.iter().all(|&a| fits(a))
+                };
                 #[cfg(target_arch = "x86_64")]
                 if fast && stride == 1 && self.avx512dq {
                     let o = unsafe { o.0.add(base) };
@@ -837,6 +852,24 @@ fn avx512dq() -> bool {
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
+}
+
+/// The smallest and largest of `acc` (`(i64::MAX, i64::MIN)` when empty).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn range_avx512(acc: &[i64]) -> (i64, i64) {
+    use std::arch::x86_64::*;
+    let (mut lo, mut hi) = (_mm512_set1_epi64(i64::MAX), _mm512_set1_epi64(i64::MIN));
+    let mut j = 0;
+    while j < acc.len() {
+        let n = (acc.len() - j).min(8);
+        let mask: u8 = if n == 8 { u8::MAX } else { (1u8 << n) - 1 };
+        let a = _mm512_maskz_loadu_epi64(mask, acc.as_ptr().add(j));
+        lo = _mm512_mask_min_epi64(lo, mask, lo, a);
+        hi = _mm512_mask_max_epi64(hi, mask, hi, a);
+        j += 8;
+    }
+    (_mm512_reduce_min_epi64(lo), _mm512_reduce_max_epi64(hi))
 }
 
 /// The 64-bit folded batch norm of `Ctx::requant` on 8 lanes at a time;
