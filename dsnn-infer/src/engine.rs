@@ -943,14 +943,18 @@ fn max_pool2(x: &Act, n: usize) -> Act {
 fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, n: usize, act: &ActFormat) {
     let (c, h, w) = (cur.c, cur.h, cur.w);
     let data = Arc::make_mut(&mut cur.data);
+    let hi = act.hi() as i32;
     let max = data
         .par_chunks_mut(h * w)
         .with_min_len(ELEMENTWISE_GRAIN.div_ceil(h * w))
         .enumerate()
         .map(|(plane, o)| {
             let (img, ch) = (plane / c, plane % c);
+            // clamp(max(v + s, 0)) exactly: a saturated i32 sum lies beyond
+            // 0 or `hi` (< 2^31) on the same side as the exact one, and the
+            // i32 form vectorises.
             let add = |v: &mut i32, s: i32| {
-                *v = act.clamp((i64::from(*v) + i64::from(s)).max(0));
+                *v = v.saturating_add(s).max(0).min(hi);
             };
             match pad {
                 None => {
@@ -967,7 +971,8 @@ fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, n: usize, act: &
                 }
                 Some(_) => o.iter_mut().for_each(|v| add(v, 0)),
             }
-            o.iter().map(|&v| i64::from(v)).max().unwrap_or(0)
+            // Non-negative after the ReLU, so the largest is the largest |X|.
+            i64::from(o.iter().copied().max().unwrap_or(0))
         })
         .max()
         .unwrap_or(0);
