@@ -5,6 +5,7 @@ use crate::error::{InferError, Result};
 use crate::format::{floor_shift_wide, shl, ActFormat};
 use crate::kernels::{block_channels, col_index, col_len, Isa, BLOCK, LANES};
 use crate::model::{Epilogue, IntModel, Logits, Requant, ShiftLayer, Step};
+use crate::weights::CHUNK_ROWS;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -20,7 +21,7 @@ pub struct EngineOptions {
     pub force_wide: bool,
     /// Lanes per sub-block of a 64-position block (16, 32 or 64, see
     /// [`crate::kernels::LANES`]); `None` picks per layer (16 when the
-    /// fan-in exceeds [`SMALL_FAN_IN`], else 64). Same results; 64 for every
+    /// fan-in exceeds [`CHUNK_ROWS`], else 32). Same results; 64 for every
     /// layer is the former layout, kept for comparisons.
     pub lanes: Option<usize>,
 }
@@ -36,9 +37,6 @@ struct Act {
     /// An upper bound of `|X|` over the batch (picks the bucket-sum width).
     max_abs: i64,
 }
-
-/// Largest fan-in that runs with 64-lane sub-blocks by default.
-pub const SMALL_FAN_IN: usize = 160;
 
 /// Elements per task of element-wise steps: smaller ones run on one thread
 /// (waking another costs more than the work at batch 1).
@@ -352,11 +350,12 @@ impl Ctx {
     }
 
     /// Lanes per sub-block for a layer: 16-lane rows keep a large fan-in's
-    /// block (or row chunk) in L1; a small one fits with 64 lanes, which
-    /// spend each bucket's loop on four registers.
+    /// row chunks ([`crate::weights::Plan::chunks`]) in L1; up to
+    /// [`CHUNK_ROWS`] rows, 32 lanes spend each bucket's loop on two
+    /// registers, with the block (at most 40 KB) about the size of L1.
     fn lanes_for(&self, layer: &ShiftLayer) -> usize {
         self.lanes
-            .unwrap_or(if layer.fan_in > SMALL_FAN_IN { 16 } else { 64 })
+            .unwrap_or(if layer.fan_in > CHUNK_ROWS { 16 } else { 32 })
     }
 
     fn threads() -> usize {

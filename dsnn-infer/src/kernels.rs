@@ -1,10 +1,13 @@
 //! Shift-and-accumulate kernels on one block of [`BLOCK`] positions.
 //!
 //! The input block is an im2col-style matrix `K x BLOCK` of 32-bit
-//! activations. For every output channel and every bucket of its plan (the
-//! inputs whose weight is `+2^-m` or `-2^-m`), the kernel adds the bucket's
-//! rows in 32-bit lanes (vector adds and subtracts only), then shifts the
-//! bucket's sum once into a 64-bit accumulator. The 32-bit sums are exact
+//! activations, stored as sub-blocks of 16, 32 or 64 positions (`K` rows of
+//! each), so that the rows the kernel reads over and over stay in L1. For
+//! every output channel and every bucket of its plan (the inputs whose
+//! weight is `+2^-m` or `-2^-m`), the kernel adds the bucket's rows in
+//! 32-bit lanes (vector adds and subtracts only), then shifts the bucket's
+//! sum once into a 64-bit accumulator; with 16 lanes and a large fan-in it
+//! does so one row chunk at a time ([`Plan::chunks`]). The 32-bit sums are exact
 //! because the engine checks, per layer and batch, that
 //! `max|X| * largest bucket < 2^31`; otherwise it runs the 64-bit kernel,
 //! which gives the same result. No multiplication of any kind runs here.
@@ -109,8 +112,9 @@ pub fn block_channels(
 }
 
 /// The sub-block widths [`block_channels`] supports: 16 (one AVX-512
-/// register; a sub-block of a 64-channel 3x3 layer is 36 KB, about L1) and
-/// 64 (the whole block).
+/// register per row; with row chunks of at most 320 rows, 20 KB stay in L1),
+/// 32 (two registers; up to 320 rows, 40 KB) and 64 (the whole block, the
+/// former layout).
 pub const LANES: [usize; 3] = [16, 32, 64];
 
 /// Where position `j` of row `r` lies in the block of a layer with fan-in
