@@ -797,15 +797,40 @@ unsafe fn im2col_stride1_avx512(
     // Padded rows oy0 .. oy1 + k - 1 (input rows shifted by `pad`).
     let (ph, pw) = (oy1 - oy0 + g.k, w + 2 * pad);
     PADDED.with_borrow_mut(|buf| {
-        // 16 spare lanes: a 16-lane load may run past the last row.
-        buf.clear();
-        buf.resize(cin * ph * pw + 16, 0);
+        // 16 spare lanes: a 16-lane load may run past the last row (their
+        // values are never stored).
+        let need = cin * ph * pw + 16;
+        if buf.len() < need {
+            buf.resize(need, 0);
+        }
+        // Every padded row, 16 columns at a time: the columns inside the
+        // input row are loaded (masked loads), the others are zero.
+        let bp = buf.as_mut_ptr();
         for ci in 0..cin {
             for r in 0..ph {
                 let iy = (oy0 + r) as isize - pad as isize;
-                if iy >= 0 && iy < h as isize {
-                    let src = &x[ci * h * w + iy as usize * w..][..w];
-                    buf[(ci * ph + r) * pw + pad..][..w].copy_from_slice(src);
+                let inside = iy >= 0 && iy < h as isize;
+                let src = if inside {
+                    x.as_ptr().add(ci * h * w + iy as usize * w)
+                } else {
+                    x.as_ptr()
+                };
+                let dst = bp.add((ci * ph + r) * pw);
+                let mut c0 = 0;
+                while c0 < pw {
+                    let n = (pw - c0).min(16);
+                    let store: u16 = if n == 16 { u16::MAX } else { (1u16 << n) - 1 };
+                    // Lane t is input column c0 + t - pad, read when in [0, w).
+                    let at = c0 as isize - pad as isize;
+                    let lo = (-at).clamp(0, 16) as u32;
+                    let hi = (w as isize - at).clamp(0, n as isize) as u32;
+                    let mut mask = 0u16;
+                    if inside && hi > lo {
+                        mask = (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16;
+                    }
+                    let v = _mm512_maskz_loadu_epi32(mask, src.wrapping_offset(at));
+                    _mm512_mask_storeu_epi32(dst.add(c0), store, v);
+                    c0 += 16;
                 }
             }
         }
