@@ -736,6 +736,10 @@ fn im2col_block(
                     let lo = lo.min(hi);
                     dst[..lo].fill(0);
                     dst[hi..].fill(0);
+                    if lo == hi {
+                        // The whole run lies in the padding.
+                        continue;
+                    }
                     let start = (first + (lo as isize) * s) as usize;
                     if g.stride == 1 {
                         dst[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
