@@ -3,8 +3,9 @@
 
 use crate::error::{InferError, Result};
 use crate::format::{floor_shift_wide, shl, ActFormat};
-use crate::kernels::{block_channels, Isa, BLOCK};
+use crate::kernels::{block_channels, col_index, col_len, Isa, BLOCK, LANES};
 use crate::model::{Epilogue, IntModel, Logits, Requant, ShiftLayer, Step};
+use crate::weights::CHUNK_ROWS;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -18,6 +19,11 @@ pub struct EngineOptions {
     pub isa: Option<Isa>,
     /// Always use 64-bit bucket sums (same results, slower; for tests).
     pub force_wide: bool,
+    /// Lanes per sub-block of a 64-position block (16, 32 or 64, see
+    /// [`crate::kernels::LANES`]); `None` picks per layer (16 when the
+    /// fan-in exceeds [`CHUNK_ROWS`], else 32). Same results; 64 for every
+    /// layer is the former layout, kept for comparisons.
+    pub lanes: Option<usize>,
 }
 
 /// Activations of a batch, `n x c x h x w`.
@@ -74,6 +80,8 @@ impl<T> SyncPtr<T> {
 }
 
 thread_local! {
+    /// The im2col blocks a layer shares between channel chunks (few images).
+    static SHARED_COL: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     static SCRATCH: RefCell<(Vec<i32>, Vec<i64>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
@@ -226,6 +234,12 @@ impl IntModel {
                 isa.name()
             )));
         }
+        let lanes = opts.lanes;
+        if let Some(lanes) = lanes.filter(|l| !LANES.contains(l)) {
+            return Err(InferError::Input(format!(
+                "{lanes} lanes per sub-block; allowed: {LANES:?}"
+            )));
+        }
         let per = self.input.channels * self.input.height * self.input.width;
         if x.len() != n * per {
             return Err(InferError::Input(format!(
@@ -252,6 +266,7 @@ impl IntModel {
             isa,
             avx512dq: isa == Isa::Avx512 && avx512dq(),
             wide: opts.force_wide,
+            lanes,
             n,
         };
         for step in &self.steps {
@@ -315,6 +330,8 @@ struct Ctx {
     /// AVX-512F and DQ (64-bit lane multiplies) for the requantisation.
     avx512dq: bool,
     wide: bool,
+    /// Lanes per sub-block, `None` to pick per layer.
+    lanes: Option<usize>,
     n: usize,
 }
 
@@ -330,6 +347,15 @@ impl Ctx {
             log::debug!("{}: 64-bit bucket sums (max |X| = {max})", layer.name);
         }
         wide
+    }
+
+    /// Lanes per sub-block for a layer: 16-lane rows keep a large fan-in's
+    /// row chunks ([`crate::weights::Plan::chunks`]) in L1; up to
+    /// [`CHUNK_ROWS`] rows, 32 lanes spend each bucket's loop on two
+    /// registers, with the block (at most 40 KB) about the size of L1.
+    fn lanes_for(&self, layer: &ShiftLayer) -> usize {
+        self.lanes
+            .unwrap_or(if layer.fan_in > CHUNK_ROWS { 16 } else { 32 })
     }
 
     fn threads() -> usize {
@@ -365,19 +391,36 @@ impl Ctx {
         let out = buf.out();
         let seen = AtomicI64::new(0);
         let in_len = x.c * x.h * x.w;
-        let col_len = layer.fan_in * BLOCK;
+        let col_len = col_len(layer.fan_in);
         // With several channel chunks per block (few images), the blocks'
         // im2col is built once and shared instead of once per chunk.
-        let isa = self.isa;
+        let (isa, lanes) = (self.isa, self.lanes_for(layer));
         let shared: Vec<i32> = if chunks > 1 {
-            let mut all = vec![0i32; self.n * blocks * col_len];
-            all.par_chunks_mut(col_len)
+            // Reused between layers: every element a task reads is written
+            // first (im2col fills each sub-block up to `valid`), so stale
+            // values need no zeroing pass.
+            let mut all = SHARED_COL.with_borrow_mut(std::mem::take);
+            all.resize(self.n * blocks * col_len, 0);
+            all[..self.n * blocks * col_len]
+                .par_chunks_mut(col_len)
                 .enumerate()
                 .for_each(|(t, col)| {
                     let (img, blk) = (t / blocks, t % blocks);
                     let src = &x.data[img * in_len..(img + 1) * in_len];
                     let p0 = blk * BLOCK;
-                    im2col_block(isa, src, x.c, x.h, x.w, g, ow, p0, BLOCK.min(p - p0), col);
+                    im2col_block(
+                        isa,
+                        src,
+                        x.c,
+                        x.h,
+                        x.w,
+                        g,
+                        ow,
+                        p0,
+                        BLOCK.min(p - p0),
+                        lanes,
+                        col,
+                    );
                 });
             all
         } else {
@@ -400,10 +443,11 @@ impl Ctx {
                 } else {
                     col.resize(col_len, 0);
                     let src = &x.data[img * in_len..(img + 1) * in_len];
-                    im2col_block(self.isa, src, x.c, x.h, x.w, g, ow, p0, valid, col);
+                    im2col_block(isa, src, x.c, x.h, x.w, g, ow, p0, valid, lanes, col);
                     col
                 };
-                block_channels(self.isa, wide, col, plan, cs.clone(), &epi.acc_init, acc);
+                let (init, cs2) = (&epi.acc_init, cs.clone());
+                block_channels(isa, wide, col, lanes, valid, plan, cs2, init, acc);
                 let mut m = 0;
                 for (ci, c) in cs.clone().enumerate() {
                     let a = &acc[ci * BLOCK..ci * BLOCK + valid];
@@ -413,6 +457,9 @@ impl Ctx {
                 seen.fetch_max(m, Ordering::Relaxed);
             });
         });
+        if chunks > 1 {
+            SHARED_COL.with_borrow_mut(|v| *v = shared);
+        }
         // SAFETY: every task wrote its (image, channel, position) outputs.
         Ok(unsafe { buf.finish(cout, oh, ow, seen.into_inner()) })
     }
@@ -469,9 +516,20 @@ impl Ctx {
                 // valid when |q| < 2^31, S <= 31 and |cq| < 2^61; else 128 bits.
                 let low = (1i64 << s.min(62)) - 1;
                 let (cq, cr) = (b >> s.min(62), b & low);
-                let fast = s <= 31
-                    && cq.unsigned_abs() < 1 << 61
-                    && acc.iter().all(|&a| (a >> s).unsigned_abs() < 1 << 31);
+                let fits = |a: i64| (a >> s).unsigned_abs() < 1 << 31;
+                let fast = s <= 31 && cq.unsigned_abs() < 1 << 61 && {
+                    #[cfg(target_arch = "x86_64")]
+                    if self.avx512dq {
+                        // `a >> s` is monotonic: the extremes bound every lane.
+                        // SAFETY: AVX-512F checked when the context was made.
+                        let (lo, hi) = unsafe { range_avx512(acc) };
+                        acc.is_empty() || (fits(lo) && fits(hi))
+                    } else {
+                        acc.iter().all(|&a| fits(a))
+                    }
+                    #[cfg(not(target_arch = "x86_64"))]
+                    acc.iter().all(|&a| fits(a))
+                };
                 #[cfg(target_arch = "x86_64")]
                 if fast && stride == 1 && self.avx512dq {
                     let o = unsafe { o.0.add(base) };
@@ -538,16 +596,18 @@ impl Ctx {
                 let b0 = blk * BLOCK;
                 let valid = BLOCK.min(n - b0);
                 SCRATCH.with_borrow_mut(|(col, acc)| {
+                    let lanes = self.lanes_for(layer);
                     col.clear();
-                    col.resize(k * BLOCK, 0);
+                    col.resize(col_len(k), 0);
                     for j in 0..valid {
                         let row = &x.data[(b0 + j) * k..(b0 + j + 1) * k];
                         for (kk, &v) in row.iter().enumerate() {
-                            col[kk * BLOCK + j] = v;
+                            col[col_index(k, lanes, kk, j)] = v;
                         }
                     }
                     acc.resize(cs.len() * BLOCK, 0);
-                    block_channels(self.isa, wide, col, plan, cs.clone(), &epi.acc_init, acc);
+                    let (init, cs2) = (&epi.acc_init, cs.clone());
+                    block_channels(self.isa, wide, col, lanes, valid, plan, cs2, init, acc);
                     let mut m = 0;
                     for (ci, c) in cs.clone().enumerate() {
                         let a = &acc[ci * BLOCK..ci * BLOCK + valid];
@@ -612,9 +672,11 @@ impl Ctx {
     }
 }
 
-/// Fills `col` (`cin*k*k x BLOCK`) with the receptive fields of output
-/// positions `p0..p0+valid` (zeros for padding and for lanes past `valid`).
-/// Works on runs of positions within one output row, so that a stride-1
+/// Fills `col` (sub-blocks of `cin*k*k` rows of `lanes` positions, see
+/// [`col_index`]) with the receptive fields of output positions
+/// `p0..p0+valid`: zeros for padding and, in the last sub-block, for the
+/// lanes past `valid`; sub-blocks past `valid` are not written. Works on runs
+/// of positions within one output row and one sub-block, so that a stride-1
 /// row is one slice copy between its zero-padded edges.
 #[allow(clippy::too_many_arguments)]
 fn im2col_block(
@@ -627,28 +689,33 @@ fn im2col_block(
     ow: usize,
     p0: usize,
     valid: usize,
+    lanes: usize,
     col: &mut [i32],
 ) {
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 && g.stride == 1 {
         // SAFETY: the caller checked that the CPU has AVX-512F; see the
         // function for the bounds of every access.
-        unsafe { im2col_stride1_avx512(x, cin, h, w, g, ow, p0, valid, col) };
+        unsafe { im2col_stride1_avx512(x, cin, h, w, g, ow, p0, valid, lanes, col) };
         return;
     }
     let _ = isa;
+    let rows = cin * g.k * g.k;
+    let stride = rows * lanes;
     let (s, pad) = (g.stride as isize, g.pad as isize);
     let mut j0 = 0;
     while j0 < valid {
         let (oy, ox0) = ((p0 + j0) / ow, (p0 + j0) % ow);
-        let len = (ow - ox0).min(valid - j0);
+        let len = (ow - ox0).min(valid - j0).min(lanes - j0 % lanes);
+        let sub = &mut col[(j0 / lanes) * stride..(j0 / lanes + 1) * stride];
+        let lane0 = j0 % lanes;
         for ci in 0..cin {
             let plane = &x[ci * h * w..(ci + 1) * h * w];
             for ky in 0..g.k {
                 let iy = (oy * g.stride + ky) as isize - pad;
                 for kx in 0..g.k {
                     let r = (ci * g.k + ky) * g.k + kx;
-                    let dst = &mut col[r * BLOCK + j0..r * BLOCK + j0 + len];
+                    let dst = &mut sub[r * lanes + lane0..r * lanes + lane0 + len];
                     if iy < 0 || iy >= h as isize {
                         dst.fill(0);
                         continue;
@@ -669,6 +736,10 @@ fn im2col_block(
                     let lo = lo.min(hi);
                     dst[..lo].fill(0);
                     dst[hi..].fill(0);
+                    if lo == hi {
+                        // The whole run lies in the padding.
+                        continue;
+                    }
                     let start = (first + (lo as isize) * s) as usize;
                     if g.stride == 1 {
                         dst[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
@@ -682,14 +753,30 @@ fn im2col_block(
         }
         j0 += len;
     }
-    for r in 0..cin * g.k * g.k {
-        col[r * BLOCK + valid..(r + 1) * BLOCK].fill(0);
+    zero_tail(col, rows, lanes, valid);
+}
+
+/// Zeros the lanes past `valid` of the sub-block that holds position `valid`.
+fn zero_tail(col: &mut [i32], rows: usize, lanes: usize, valid: usize) {
+    let stride = rows * lanes;
+    let (s, t) = (valid / lanes, valid % lanes);
+    if t != 0 {
+        let sub = &mut col[s * stride..(s + 1) * stride];
+        for r in 0..rows {
+            sub[r * lanes + t..(r + 1) * lanes].fill(0);
+        }
     }
 }
 
-/// [`im2col_block`] for stride 1 with AVX-512 masked loads: each run of
-/// positions in one output row reads 16 lanes at a time from the input row,
-/// lanes outside the row masked to zero (masked-off lanes are not accessed).
+thread_local! {
+    /// The zero-padded input rows of one block (see `im2col_stride1_avx512`).
+    static PADDED: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`im2col_block`] for stride 1 with AVX-512: the input rows the block
+/// reads are first copied, zero-padded, into a small buffer (`cin` planes of
+/// `out rows + k - 1` rows of `w + 2 pad`), so that every run of a row is
+/// plain 16-lane loads from it, stored with a mask for the run's length.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -702,58 +789,86 @@ unsafe fn im2col_stride1_avx512(
     ow: usize,
     p0: usize,
     valid: usize,
+    lanes: usize,
     col: &mut [i32],
 ) {
     use std::arch::x86_64::*;
-    assert!(x.len() >= cin * h * w && col.len() >= cin * g.k * g.k * BLOCK && valid <= BLOCK);
-    let pad = g.pad as isize;
-    let zero = _mm512_setzero_si512();
-    let dst0 = col.as_mut_ptr();
-    let mut j0 = 0;
-    while j0 < valid {
-        let (oy, ox0) = ((p0 + j0) / ow, (p0 + j0) % ow);
-        let len = (ow - ox0).min(valid - j0);
+    let rows = cin * g.k * g.k;
+    assert!(x.len() >= cin * h * w && col.len() >= rows * BLOCK && valid <= BLOCK);
+    assert!(BLOCK.is_multiple_of(lanes) && valid > 0 && g.stride == 1);
+    let pad = g.pad;
+    let (oy0, oy1) = (p0 / ow, (p0 + valid - 1) / ow);
+    // Padded rows oy0 .. oy1 + k - 1 (input rows shifted by `pad`).
+    let (ph, pw) = (oy1 - oy0 + g.k, w + 2 * pad);
+    PADDED.with_borrow_mut(|buf| {
+        // 16 spare lanes: a 16-lane load may run past the last row (their
+        // values are never stored).
+        let need = cin * ph * pw + 16;
+        if buf.len() < need {
+            buf.resize(need, 0);
+        }
+        // Every padded row, 16 columns at a time: the columns inside the
+        // input row are loaded (masked loads), the others are zero.
+        let bp = buf.as_mut_ptr();
         for ci in 0..cin {
-            for ky in 0..g.k {
-                let iy = (oy + ky) as isize - pad;
+            for r in 0..ph {
+                let iy = (oy0 + r) as isize - pad as isize;
                 let inside = iy >= 0 && iy < h as isize;
-                let row = if inside {
+                let src = if inside {
                     x.as_ptr().add(ci * h * w + iy as usize * w)
                 } else {
                     x.as_ptr()
                 };
-                for kx in 0..g.k {
-                    let r = (ci * g.k + ky) * g.k + kx;
-                    let dst = dst0.add(r * BLOCK + j0);
-                    let first = ox0 as isize + kx as isize - pad;
-                    let mut t0 = 0;
-                    while t0 < len {
-                        let n = (len - t0).min(16);
-                        let store: u16 = if n == 16 { u16::MAX } else { (1u16 << n) - 1 };
-                        let v = if inside {
-                            // Lanes t with 0 <= first + t0 + t < w are read.
-                            let at = first + t0 as isize;
-                            let lo = (-at).clamp(0, 16) as u32;
-                            let hi = (w as isize - at).clamp(0, n as isize) as u32;
-                            let mut mask = 0u16;
-                            if hi > lo {
-                                mask = (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16;
-                            }
-                            _mm512_maskz_loadu_epi32(mask, row.wrapping_offset(at))
-                        } else {
-                            zero
-                        };
-                        _mm512_mask_storeu_epi32(dst.add(t0), store, v);
-                        t0 += 16;
+                let dst = bp.add((ci * ph + r) * pw);
+                let mut c0 = 0;
+                while c0 < pw {
+                    let n = (pw - c0).min(16);
+                    let store: u16 = if n == 16 { u16::MAX } else { (1u16 << n) - 1 };
+                    // Lane t is input column c0 + t - pad, read when in [0, w).
+                    let at = c0 as isize - pad as isize;
+                    let lo = (-at).clamp(0, 16) as u32;
+                    let hi = (w as isize - at).clamp(0, n as isize) as u32;
+                    let mut mask = 0u16;
+                    if inside && hi > lo {
+                        mask = (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16;
                     }
+                    let v = _mm512_maskz_loadu_epi32(mask, src.wrapping_offset(at));
+                    _mm512_mask_storeu_epi32(dst.add(c0), store, v);
+                    c0 += 16;
                 }
             }
         }
-        j0 += len;
-    }
-    for r in 0..cin * g.k * g.k {
-        col[r * BLOCK + valid..(r + 1) * BLOCK].fill(0);
-    }
+        let dst0 = col.as_mut_ptr();
+        let pb = buf.as_ptr();
+        let mut j0 = 0;
+        while j0 < valid {
+            let (oy, ox0) = ((p0 + j0) / ow, (p0 + j0) % ow);
+            // The run stays inside one sub-block row: lanes j0 % lanes .. + len.
+            let len = (ow - ox0).min(valid - j0).min(lanes - j0 % lanes);
+            let sub = dst0.add((j0 / lanes) * rows * lanes + j0 % lanes);
+            for ci in 0..cin {
+                for ky in 0..g.k {
+                    // Output (oy, ox) reads padded row oy + ky, column ox + kx.
+                    let row = pb.add((ci * ph + oy - oy0 + ky) * pw + ox0);
+                    for kx in 0..g.k {
+                        let r = (ci * g.k + ky) * g.k + kx;
+                        let dst = sub.add(r * lanes);
+                        let mut t0 = 0;
+                        while t0 < len {
+                            let n = (len - t0).min(16);
+                            let store: u16 = if n == 16 { u16::MAX } else { (1u16 << n) - 1 };
+                            // In bounds: column ox0 + kx + t0 + 15 < pw + 16.
+                            let v = _mm512_loadu_si512(row.add(kx + t0).cast());
+                            _mm512_mask_storeu_epi32(dst.add(t0), store, v);
+                            t0 += 16;
+                        }
+                    }
+                }
+            }
+            j0 += len;
+        }
+    });
+    zero_tail(col, rows, lanes, valid);
 }
 
 fn avx512dq() -> bool {
@@ -765,6 +880,24 @@ fn avx512dq() -> bool {
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
+}
+
+/// The smallest and largest of `acc` (`(i64::MAX, i64::MIN)` when empty).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn range_avx512(acc: &[i64]) -> (i64, i64) {
+    use std::arch::x86_64::*;
+    let (mut lo, mut hi) = (_mm512_set1_epi64(i64::MAX), _mm512_set1_epi64(i64::MIN));
+    let mut j = 0;
+    while j < acc.len() {
+        let n = (acc.len() - j).min(8);
+        let mask: u8 = if n == 8 { u8::MAX } else { (1u8 << n) - 1 };
+        let a = _mm512_maskz_loadu_epi64(mask, acc.as_ptr().add(j));
+        lo = _mm512_mask_min_epi64(lo, mask, lo, a);
+        hi = _mm512_mask_max_epi64(hi, mask, hi, a);
+        j += 8;
+    }
+    (_mm512_reduce_min_epi64(lo), _mm512_reduce_max_epi64(hi))
 }
 
 /// The 64-bit folded batch norm of `Ctx::requant` on 8 lanes at a time;
@@ -838,14 +971,18 @@ fn max_pool2(x: &Act, n: usize) -> Act {
 fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, n: usize, act: &ActFormat) {
     let (c, h, w) = (cur.c, cur.h, cur.w);
     let data = Arc::make_mut(&mut cur.data);
+    let hi = act.hi() as i32;
     let max = data
         .par_chunks_mut(h * w)
         .with_min_len(ELEMENTWISE_GRAIN.div_ceil(h * w))
         .enumerate()
         .map(|(plane, o)| {
             let (img, ch) = (plane / c, plane % c);
+            // clamp(max(v + s, 0)) exactly: a saturated i32 sum lies beyond
+            // 0 or `hi` (< 2^31) on the same side as the exact one, and the
+            // i32 form vectorises.
             let add = |v: &mut i32, s: i32| {
-                *v = act.clamp((i64::from(*v) + i64::from(s)).max(0));
+                *v = v.saturating_add(s).max(0).min(hi);
             };
             match pad {
                 None => {
@@ -862,7 +999,8 @@ fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, n: usize, act: &
                 }
                 Some(_) => o.iter_mut().for_each(|v| add(v, 0)),
             }
-            o.iter().map(|&v| i64::from(v)).max().unwrap_or(0)
+            // Non-negative after the ReLU, so the largest is the largest |X|.
+            i64::from(o.iter().copied().max().unwrap_or(0))
         })
         .max()
         .unwrap_or(0);

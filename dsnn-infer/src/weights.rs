@@ -170,7 +170,17 @@ pub struct Plan {
     pub nonzero: usize,
     /// Inputs per output; every index is below it.
     pub fan_in: usize,
+    /// The same weights split by input rows into runs of at most
+    /// [`CHUNK_ROWS`] (each a plan over all `fan_in` inputs holding only its
+    /// rows' weights), so that a kernel can keep the rows it reads in L1.
+    /// Empty when `fan_in <= CHUNK_ROWS`, or when some bucket is floored
+    /// (`S < m`): a floored bucket's sum must not be split.
+    pub chunks: Vec<Plan>,
 }
+
+/// Most input rows per [`Plan::chunks`] entry: 320 rows of 16 `i32` lanes
+/// are 20 KB, within a 32 KB L1 data cache.
+pub const CHUNK_ROWS: usize = 320;
 
 /// The weights `±2^-m` of one output channel for one `m`.
 #[derive(Debug, Clone, Copy)]
@@ -188,6 +198,33 @@ pub struct Bucket {
 impl Plan {
     /// The plan of `cout x fan_in` weights with accumulator shift `acc_shift`.
     pub fn new(weights: &[ShiftWeight], cout: usize, fan_in: usize, acc_shift: u32) -> Plan {
+        let mut plan = Plan::unchunked(weights, cout, fan_in, acc_shift);
+        if fan_in > CHUNK_ROWS && plan.buckets.iter().all(|b| b.shift >= 0) {
+            let n = fan_in.div_ceil(CHUNK_ROWS);
+            let rows = fan_in.div_ceil(n);
+            plan.chunks = (0..n)
+                .map(|q| {
+                    let keep = q * rows..((q + 1) * rows).min(fan_in);
+                    let part: Vec<ShiftWeight> = weights[..cout * fan_in]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &w)| {
+                            if keep.contains(&(i % fan_in)) {
+                                w
+                            } else {
+                                ShiftWeight::Zero
+                            }
+                        })
+                        .collect();
+                    Plan::unchunked(&part, cout, fan_in, acc_shift)
+                })
+                .collect();
+        }
+        plan
+    }
+
+    /// [`Plan::new`] without [`Plan::chunks`].
+    fn unchunked(weights: &[ShiftWeight], cout: usize, fan_in: usize, acc_shift: u32) -> Plan {
         let mut plan = Plan {
             fan_in,
             ..Plan::default()

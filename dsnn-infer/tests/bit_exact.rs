@@ -12,7 +12,8 @@ use dsnn_infer::reference::reference_logits;
 use dsnn_infer::weights::ShiftWeight;
 use dsnn_infer::{ActFormat, EngineOptions, IntModel, Isa, Requant, Step};
 
-/// Runs the engine with every kernel and compares with the reference.
+/// Runs the engine with every kernel and sub-block width and compares with
+/// the reference.
 fn check(model: &IntModel, x: &[i32], n: usize, reference_images: usize) {
     let per = x.len() / n;
     let default = model
@@ -32,13 +33,24 @@ fn check(model: &IntModel, x: &[i32], n: usize, reference_images: usize) {
             eprintln!("{} kernels not available on this CPU", isa.name());
             continue;
         }
-        for force_wide in [false, true] {
+        // Per-layer sub-block widths, then every width for every layer.
+        let lanes = [None, Some(16), Some(32), Some(64)];
+        for (force_wide, lanes) in [(false, None), (true, None)]
+            .into_iter()
+            .chain(lanes[1..].iter().map(|&l| (false, l)))
+        {
             let opts = EngineOptions {
                 isa: Some(isa),
                 force_wide,
+                lanes,
             };
             let l = model.infer_quantized(x.to_vec(), n, &opts).unwrap();
-            assert_eq!(l, default, "{} wide={force_wide}", isa.name());
+            assert_eq!(
+                l,
+                default,
+                "{} wide={force_wide} lanes={lanes:?}",
+                isa.name()
+            );
         }
     }
     // Logits are not all equal: the test sees real arithmetic.
@@ -309,4 +321,81 @@ fn wide_batch_norm_requantisation_matches_the_reference() {
         .infer_quantized(x.clone(), n, &EngineOptions::default())
         .unwrap();
     assert_eq!(a, reference_logits(&model, &x, n));
+}
+
+/// A hand-built convolution with an odd geometry (5x9 input, padding 2, so
+/// 7x11 outputs: runs of 11 positions cross sub-block edges and the second
+/// block is partial) and a fan-in of 360 (split into row chunks by the
+/// 16-lane kernel), then a strided one and a linear layer.
+#[test]
+fn odd_geometries_and_row_chunks_match_the_reference() {
+    let act = ActFormat::new(8, 8).unwrap();
+    let w = |i: usize| match i % 11 {
+        0 => ShiftWeight::Zero,
+        r => ShiftWeight::Pow {
+            negative: r % 3 == 0,
+            m: ((i * 7) % 9) as u8,
+        },
+    };
+    let (cin, cout) = (40, 3);
+    let conv1: Vec<ShiftWeight> = (0..cout * cin * 9).map(w).collect();
+    let conv2: Vec<ShiftWeight> = (0..2 * cout * 9).map(|i| w(i + 5)).collect();
+    let fc: Vec<ShiftWeight> = (0..4 * 2 * 4 * 6).map(|i| w(i + 1)).collect();
+    let shift = |relu| Epilogue {
+        acc_init: vec![0, 100, -100],
+        requant: Requant::Shift { relu },
+        bias: true,
+    };
+    let first = ShiftLayer::new("conv1", &conv1, cout, cin * 9, 5, 8).unwrap();
+    assert!(!first.plan().chunks.is_empty());
+    let model = IntModel {
+        backbone: "hand".into(),
+        shift_type: ShiftType::Q,
+        input: InputShape {
+            channels: cin,
+            height: 5,
+            width: 9,
+        },
+        classes: 4,
+        act,
+        weight_bits: 5,
+        input_transform: None,
+        steps: vec![
+            Step::Conv {
+                layer: first,
+                cin,
+                kernel: 3,
+                stride: 1,
+                padding: 2,
+                epilogue: shift(false),
+            },
+            // 7x11 -> 4x6 with stride 2 and padding 1.
+            Step::Conv {
+                layer: ShiftLayer::new("conv2", &conv2, 2, cout * 9, 5, 8).unwrap(),
+                cin: cout,
+                kernel: 3,
+                stride: 2,
+                padding: 1,
+                epilogue: Epilogue {
+                    acc_init: vec![5, -5],
+                    requant: Requant::Shift { relu: true },
+                    bias: true,
+                },
+            },
+            Step::Linear {
+                layer: ShiftLayer::new("fc", &fc, 4, 2 * 4 * 6, 5, 8).unwrap(),
+                epilogue: Epilogue {
+                    acc_init: vec![1, -2, 3, 0],
+                    requant: Requant::Logits,
+                    bias: true,
+                },
+            },
+        ],
+    };
+    model.validate().unwrap();
+    let n = 3;
+    let x: Vec<i32> = (0..(n * cin * 45) as i64)
+        .map(|i| ((i * 2_654_435_761) % 20_000 - 10_000) as i32)
+        .collect();
+    check(&model, &x, n, n);
 }
