@@ -74,7 +74,8 @@ fn randomize_batch_norm(net: &dyn Network, seed: u64) -> Res<()> {
         any = true;
     }
     if any {
-        let path = std::env::temp_dir().join(format!("dsnn-int-gpu-{}.safetensors", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("dsnn-int-gpu-{}.safetensors", std::process::id()));
         candle_core::safetensors::save(&tensors, &path)?;
         net.params().load(&path)?;
         std::fs::remove_file(&path)?;
@@ -119,7 +120,12 @@ fn main() -> Res<()> {
             if !same {
                 failed += 1;
             }
-            let differ = got.values.iter().zip(&cpu.values).filter(|(a, b)| a != b).count();
+            let differ = got
+                .values
+                .iter()
+                .zip(&cpu.values)
+                .filter(|(a, b)| a != b)
+                .count();
             println!(
                 "{backbone} {st} buckets={buckets}: {} ({differ} of {} logits differ); batch {batch}: CPU {cpu_ms:.2} ms, GPU {gpu_ms:.2} ms",
                 if same { "bit-identical" } else { "MISMATCH" },
