@@ -465,6 +465,15 @@ pub fn run<B: IntBackend>(
     x: &[i32],
 ) -> Result<Logits> {
     let n = program.check_input(x)?;
+    if n == 0 {
+        // Nothing to launch (and no empty device buffers to allocate).
+        return Ok(Logits {
+            n,
+            classes: program.classes,
+            values: Vec::new(),
+            fraction_bits: program.fraction_bits,
+        });
+    }
     let n32 = n as u32;
     let (lo, hi) = (program.lo, program.hi);
     let mut cur = Rc::new(backend.upload_input(x)?);

@@ -692,4 +692,12 @@ fn out_of_range_input_is_refused() {
     );
     let err = run(&EmuBackend(emu), &program, &tables, &x[..100]).unwrap_err();
     assert!(err.to_string().contains("not a whole number"), "{err}");
+    // An empty batch launches nothing and gives no logits, as on the CPU.
+    let empty = run(&EmuBackend(emu), &program, &tables, &[]).unwrap();
+    assert_eq!(
+        empty,
+        model
+            .infer_quantized(Vec::new(), 0, &EngineOptions::default())
+            .unwrap()
+    );
 }
