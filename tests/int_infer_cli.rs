@@ -76,6 +76,23 @@ fn export_and_infer_agree_with_the_trained_network() {
     assert!(number("accuracy ") > 80.0, "{stdout}");
     assert!(number("agreement ") >= 99.5, "{stdout}");
     assert!(stdout.contains("img/s at batch 128") && stdout.contains("latency at batch 1"));
+    // --device cuda: refused with the reason in a build without `cuda`.
+    if !cfg!(feature = "cuda") {
+        let out = dsnn(&[
+            "infer",
+            m.to_str().unwrap(),
+            "--dataset",
+            "digits",
+            "--device",
+            "cuda",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("--device cuda") && stderr.contains("`cuda` feature"),
+            "{stderr}"
+        );
+    }
     for p in [w, m] {
         std::fs::remove_file(p).unwrap();
     }

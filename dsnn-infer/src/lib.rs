@@ -8,15 +8,20 @@
 //! time) in parallel; [`reference::reference_logits`] is the scalar
 //! reference it matches bit for bit; [`IntModel::op_profile`] prices the
 //! integer pass with dsnn-energy's op-count model. The semantics are in
-//! `docs/integer-inference.md`.
+//! `docs/integer-inference.md`. With the `cuda` feature,
+//! `cuda::CudaIntModel` runs the same steps with the GPU kernels of
+//! `kernels/int_ops.cu` ([`gpu`] is their host side).
 
 #![warn(missing_docs)]
 
 pub mod compare;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod engine;
 pub mod error;
 pub mod export;
 pub mod format;
+pub mod gpu;
 pub mod kernels;
 pub mod model;
 pub mod profile;

@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use dsnn_core::data::{load_dataset, Augment, Batcher, DatasetName};
 use dsnn_infer::compare::compare;
-use dsnn_infer::{load_trained, IntModel, Isa};
+use dsnn_infer::{load_trained, IntModel, Isa, Logits};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -35,6 +35,52 @@ pub struct InferArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Where the integer kernels run: cpu, or cuda / cuda:N (a build with
+    /// the `cuda` feature; the logits are the same bit for bit).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// The integer model on the CPU engine or on a GPU.
+enum Engine<'a> {
+    Cpu(&'a IntModel),
+    #[cfg(feature = "cuda")]
+    Cuda(&'a IntModel, dsnn_infer::cuda::CudaIntModel),
+}
+
+impl<'a> Engine<'a> {
+    /// The engine for `--device`, with a line describing it.
+    fn new(model: &'a IntModel, device: &str) -> Result<(Self, String)> {
+        let (dev, note) =
+            dsnn_core::device::select_str(device).with_context(|| format!("--device {device}"))?;
+        match dev {
+            candle_core::Device::Cpu => Ok((
+                Engine::Cpu(model),
+                format!(
+                    "{} kernels, {} threads",
+                    Isa::detect().name(),
+                    rayon::current_num_threads()
+                ),
+            )),
+            #[cfg(feature = "cuda")]
+            candle_core::Device::Cuda(_) => Ok((
+                Engine::Cuda(model, dsnn_infer::cuda::CudaIntModel::new(model, &dev)?),
+                note,
+            )),
+            #[allow(unreachable_patterns)]
+            _ => bail!(
+                "--device {device}: {note} has no integer kernels (allowed: cpu, cuda, cuda:N)"
+            ),
+        }
+    }
+
+    fn infer_pixels(&self, pixels: &[u8]) -> Result<Logits> {
+        Ok(match self {
+            Engine::Cpu(m) => m.infer_pixels(pixels)?,
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m, gpu) => gpu.infer_quantized(&m.quantize_pixels(pixels)?)?,
+        })
+    }
 }
 
 /// Run `dsnn infer`.
@@ -50,6 +96,7 @@ pub fn run(a: InferArgs) -> Result<()> {
     }
     let model = IntModel::load(&a.model)?;
     model.prepare();
+    let (engine, engine_note) = Engine::new(&model, &a.device)?;
     let dir = match &a.data_dir {
         Some(d) => d.clone(),
         None => super::train::bundled_dir(a.dataset)?,
@@ -81,7 +128,7 @@ pub fn run(a: InferArgs) -> Result<()> {
     let per = test.shape.channels * test.shape.height * test.shape.width;
     let (mut correct, start) = (0usize, Instant::now());
     for (b, chunk) in test.pixels.chunks(a.batch_size * per).enumerate() {
-        let pred = model.infer_pixels(chunk)?.argmax();
+        let pred = engine.infer_pixels(chunk)?.argmax();
         let labels = &test.labels[b * a.batch_size..];
         correct += pred
             .iter()
@@ -94,17 +141,13 @@ pub fn run(a: InferArgs) -> Result<()> {
     let mut lat: Vec<f64> = Vec::new();
     for img in test.pixels.chunks(per).take(a.latency_images.max(1)) {
         let t = Instant::now();
-        model.infer_pixels(img)?;
+        engine.infer_pixels(img)?;
         lat.push(t.elapsed().as_secs_f64());
     }
     lat.sort_by(f64::total_cmp);
     eprintln!(
-        "dsnn infer: {} DeepShift-{} on {n} {} test images, {} kernels, {} threads",
-        model.backbone,
-        model.shift_type,
-        a.dataset,
-        Isa::detect().name(),
-        rayon::current_num_threads()
+        "dsnn infer: {} DeepShift-{} on {n} {} test images, {engine_note}",
+        model.backbone, model.shift_type, a.dataset,
     );
     println!(
         "accuracy {:.2}% on {n} images; throughput {:.0} img/s at batch {}; latency at batch 1: median {:.3} ms (p90 {:.3} ms)",
