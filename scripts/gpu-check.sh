@@ -6,6 +6,8 @@
 #   scripts/gpu-check.sh [extra gpu_check arguments]
 #
 # 1. `dsnn train --device auto` must pick the GPU (and train a short epoch);
+#    its weights are exported and dsnn-infer's integer GPU kernels must
+#    classify the test images exactly as its CPU engine does;
 # 2. gpu_check: every CUDA kernel against the CPU path, training-loss
 #    agreement CPU vs GPU (LeNet-5, ResNet20; float, Q, PS), throughput at
 #    batch 128 and NVML energy per image;
@@ -51,9 +53,29 @@ status=0
 
 echo "== dsnn train --device auto (must choose the GPU)"
 timeout 90 "$bin/dsnn" train --device auto --dataset fashion-mnist --data-dir data/fashion-mnist-small \
-  --shift-type ps --epochs 1 --batch-size 128 2>&1 | tee "$out/train-auto.log"
+  --shift-type ps --epochs 1 --batch-size 128 --save "$out/lenet-ps.safetensors" 2>&1 | tee "$out/train-auto.log"
 if ! grep -q "device: CUDA device 0" "$out/train-auto.log"; then
   echo "FAIL: --device auto did not choose the GPU" >&2
+  status=1
+fi
+
+echo "== integer inference: dsnn-infer's GPU kernels against its CPU engine"
+# The same exported model on both; the logits are specified bit for bit, so
+# the accuracy lines must be identical.
+if timeout 60 "$bin/dsnn" export "$out/lenet-ps.safetensors" -o "$out/lenet-ps.dsnnint" 2>&1 | tee "$out/int-export.log"; then
+  for dev in cpu cuda:0; do
+    timeout 120 "$bin/dsnn" infer "$out/lenet-ps.dsnnint" --dataset fashion-mnist \
+      --data-dir data/fashion-mnist-small --latency-images 100 --device "$dev" \
+      >"$out/int-infer-$dev.txt" 2>"$out/int-infer-$dev.log"
+    echo "$dev: $(cat "$out/int-infer-$dev.txt")"
+  done
+  if [ "$(cut -d';' -f1 "$out/int-infer-cpu.txt")" != "$(cut -d';' -f1 "$out/int-infer-cuda:0.txt")" ] \
+    || ! grep -q "accuracy" "$out/int-infer-cuda:0.txt"; then
+    echo "FAIL: integer inference on the GPU differs from the CPU engine (logs in $out/int-infer-*.log)" >&2
+    status=1
+  fi
+else
+  echo "FAIL: dsnn export of the trained LeNet-5 failed" >&2
   status=1
 fi
 
