@@ -19,7 +19,6 @@ use dsnn_core::quant::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
 type F32p = *const f32;
@@ -27,7 +26,7 @@ type F32m = *mut f32;
 
 /// The compiled emulation library.
 struct Emu {
-    lib: libloading::Library,
+    lib: dsnn_kernel_build::libloading::Library,
 }
 
 /// The library, built once for all tests of this file (None: no compiler).
@@ -38,52 +37,8 @@ fn emu() -> Option<&'static Emu> {
 
 impl Emu {
     fn build() -> Option<Emu> {
-        let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
         let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kernels/emu/launch.cpp");
-        let dir = std::env::temp_dir().join(format!("dsnn-cuda-emu-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let so = dir.join("libdsnn_emu.so");
-        let out = match Command::new(&cxx)
-            .args([
-                "-std=c++20",
-                "-O2",
-                "-ffp-contract=off",
-                "-fPIC",
-                "-shared",
-                "-pthread",
-            ])
-            .arg("-o")
-            .arg(&so)
-            .arg(&src)
-            .output()
-        {
-            Ok(o) => o,
-            Err(e) => {
-                assert!(
-                    std::env::var_os("DSNN_REQUIRE_CXX").is_none(),
-                    "no C++ compiler `{cxx}` ({e}), and DSNN_REQUIRE_CXX is set (CI)"
-                );
-                eprintln!("skipped: no C++ compiler `{cxx}` ({e})");
-                return None;
-            }
-        };
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
-            if stderr.contains("<barrier>") || stderr.contains("c++20") {
-                assert!(
-                    std::env::var_os("DSNN_REQUIRE_CXX").is_none(),
-                    "`{cxx}` lacks C++20, and DSNN_REQUIRE_CXX is set (CI): {stderr}"
-                );
-                eprintln!("skipped: `{cxx}` lacks C++20 (<barrier>): {stderr}");
-                return None;
-            }
-            panic!("compiling the kernels under the emulation failed:\n{stderr}");
-        }
-        // SAFETY: the library was just built from our own sources.
-        let lib = unsafe { libloading::Library::new(&so) }.expect("load the emulation library");
-        // Loaded: the file is no longer needed.
-        let _ = std::fs::remove_dir_all(&dir);
-        Some(Emu { lib })
+        dsnn_kernel_build::build_emulation(&src, "dsnn_core_emu").map(|lib| Emu { lib })
     }
 
     /// The wrapper of kernel `name` (`emu_<name>`).
