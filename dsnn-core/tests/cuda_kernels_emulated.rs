@@ -16,6 +16,7 @@ use dsnn_core::quant::{
     clamp_abs, pow2, q_shift_range, FixedPoint, PsWeight, QuantizeActivation, QuantizeWeightQ,
     RandomStream, Rounding,
 };
+use dsnn_kernel_build::{build_emulation, Emulation};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
@@ -24,29 +25,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 type F32p = *const f32;
 type F32m = *mut f32;
 
-/// The compiled emulation library.
-struct Emu {
-    lib: dsnn_kernel_build::libloading::Library,
-}
-
-/// The library, built once for all tests of this file (None: no compiler).
-fn emu() -> Option<&'static Emu> {
-    static EMU: OnceLock<Option<Emu>> = OnceLock::new();
-    EMU.get_or_init(Emu::build).as_ref()
-}
-
-impl Emu {
-    fn build() -> Option<Emu> {
+/// The kernels as host C++, built once for all tests of this file (None:
+/// no compiler). Every `unsafe { emu.kernel(..) }` below is safe because
+/// its binding names the wrapper's exact C signature (`kernels/emu/launch.cpp`).
+fn emu() -> Option<&'static Emulation> {
+    static EMU: OnceLock<Option<Emulation>> = OnceLock::new();
+    EMU.get_or_init(|| {
         let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kernels/emu/launch.cpp");
-        dsnn_kernel_build::build_emulation(&src, "dsnn_core_emu").map(|lib| Emu { lib })
-    }
-
-    /// The wrapper of kernel `name` (`emu_<name>`).
-    fn f<T: Copy>(&self, name: &str) -> T {
-        let sym = format!("emu_{name}\0");
-        // SAFETY: each call site names the wrapper's exact C signature.
-        unsafe { *self.lib.get::<T>(sym.as_bytes()).expect(name) }
-    }
+        build_emulation(&src, "dsnn_core_emu")
+    })
+    .as_ref()
 }
 
 /// A grid-stride launch as `src/cuda.rs` makes it, with fewer blocks (the
@@ -147,7 +135,7 @@ fn quantisers_match_the_cpu_bit_for_bit() {
     x[..500].copy_from_slice(&uniform(&mut rng, 500, -1.0, 1.0));
     x[500] = -0.0;
     let round: extern "C" fn(u32, u32, u32, F32p, F32m, i32, f32, f32, f32) =
-        emu.f("dsnn_round_to_fixed");
+        unsafe { emu.kernel("dsnn_round_to_fixed") };
     for (ib, fb) in [(16u32, 16u32), (4, 4), (1, 8), (8, 3)] {
         let want = vec(&cpu(&x, &[n])
             .apply_op1(QuantizeActivation(FixedPoint {
@@ -177,7 +165,8 @@ fn quantisers_match_the_cpu_bit_for_bit() {
     for (i, v) in w[401..440].iter_mut().enumerate() {
         *v = -(2f32.powi(-(i as i32)));
     }
-    let q: extern "C" fn(u32, u32, u32, F32p, F32m, i32, i32, u64, u64) = emu.f("dsnn_quantize_q");
+    let q: extern "C" fn(u32, u32, u32, F32p, F32m, i32, i32, u64, u64) =
+        unsafe { emu.kernel("dsnn_quantize_q") };
     for (bits, rounding) in [
         (5u32, Rounding::Deterministic),
         (8, Rounding::Deterministic),
@@ -216,7 +205,7 @@ fn quantisers_match_the_cpu_bit_for_bit() {
     let shift = uniform(&mut rng, n, -20.0, 2.0);
     let sign = uniform(&mut rng, n, -1.5, 1.5);
     let ps: extern "C" fn(u32, u32, u32, F32p, F32p, F32m, i32, i32, i32, u64, u64) =
-        emu.f("dsnn_ps_weight");
+        unsafe { emu.kernel("dsnn_ps_weight") };
     for (bits, rounding) in [(5u32, Rounding::Deterministic), (4, Rounding::Stochastic)] {
         let stream = RandomStream { seed: 5, step: 77 };
         let op = PsWeight {
@@ -243,7 +232,7 @@ fn quantisers_match_the_cpu_bit_for_bit() {
         assert_exact(&format!("ps_weight({bits},{rounding})"), &got, &want, 0);
     }
 
-    let ca: extern "C" fn(u32, u32, u32, F32m, i32) = emu.f("dsnn_clamp_abs");
+    let ca: extern "C" fn(u32, u32, u32, F32m, i32) = unsafe { emu.kernel("dsnn_clamp_abs") };
     let mut got = w.clone();
     ca(G.0, G.1, n as u32, got.as_mut_ptr(), -15);
     let want: Vec<f32> = w.iter().map(|&v| clamp_abs(v, -15)).collect();
@@ -274,9 +263,9 @@ fn convolution_kernels_and_layouts_match_the_cpu() {
     type Col2im =
         extern "C" fn(u32, u32, u32, F32p, F32m, u32, u32, u32, u32, u32, u32, u32, u32, u32);
     type Swap = extern "C" fn(u32, u32, u32, F32p, F32m, u32, u32, u32);
-    let im2col: Im2col = emu.f("dsnn_im2col");
-    let col2im: Col2im = emu.f("dsnn_col2im");
-    let swap: Swap = emu.f("dsnn_swap01");
+    let im2col: Im2col = unsafe { emu.kernel("dsnn_im2col") };
+    let col2im: Col2im = unsafe { emu.kernel("dsnn_col2im") };
+    let swap: Swap = unsafe { emu.kernel("dsnn_swap01") };
     let mut rng = StdRng::seed_from_u64(8);
     for (n, cin, h, cout, kk, stride, pad) in [
         (3usize, 3usize, 10usize, 4usize, 3usize, 1usize, 1usize),
@@ -394,12 +383,12 @@ fn batch_norm_kernels_match_the_cpu() {
     type Apply = extern "C" fn(u32, u32, u32, F32p, F32p, F32m, u32, u32, i32);
     type BStats = extern "C" fn(u32, u32, F32p, F32p, F32p, F32m, F32m, u32, u32, u32, f32);
     type BApply = extern "C" fn(u32, u32, u32, F32p, F32p, F32p, F32m, u32, u32);
-    let stats_k: Stats = emu.f("dsnn_bn_stats");
-    let apply_k: Apply = emu.f("dsnn_bn_apply");
-    let bstats_k: BStats = emu.f("dsnn_bn_bwd_stats");
-    let bapply_k: BApply = emu.f("dsnn_bn_bwd_apply");
+    let stats_k: Stats = unsafe { emu.kernel("dsnn_bn_stats") };
+    let apply_k: Apply = unsafe { emu.kernel("dsnn_bn_apply") };
+    let bstats_k: BStats = unsafe { emu.kernel("dsnn_bn_bwd_stats") };
+    let bapply_k: BApply = unsafe { emu.kernel("dsnn_bn_bwd_apply") };
     type Relub = extern "C" fn(u32, u32, u32, F32p, F32p, F32m);
-    let relu_bwd: Relub = emu.f("dsnn_relu_bwd");
+    let relu_bwd: Relub = unsafe { emu.kernel("dsnn_relu_bwd") };
     let mut rng = StdRng::seed_from_u64(11);
     for (shape, relu) in [
         (vec![6usize, 5, 7, 3], false),
@@ -523,9 +512,9 @@ fn small_ops_match_the_cpu() {
     let r = uniform(&mut rng, numel, -1.0, 1.0);
     type Map1 = extern "C" fn(u32, u32, u32, F32p, F32m);
     type Map2 = extern "C" fn(u32, u32, u32, F32p, F32p, F32m);
-    let relu: Map1 = emu.f("dsnn_relu");
-    let relu_bwd: Map2 = emu.f("dsnn_relu_bwd");
-    let add_relu: Map2 = emu.f("dsnn_add_relu");
+    let relu: Map1 = unsafe { emu.kernel("dsnn_relu") };
+    let relu_bwd: Map2 = unsafe { emu.kernel("dsnn_relu_bwd") };
+    let add_relu: Map2 = unsafe { emu.kernel("dsnn_add_relu") };
     let (y_cpu, g) = cpu_grads(&[cpu(&a, &shape)], &r, |t| {
         dsnn_core::ops::relu(&t[0]).unwrap()
     });
@@ -557,8 +546,8 @@ fn small_ops_match_the_cpu() {
 
     type Bias = extern "C" fn(u32, u32, u32, F32p, F32p, F32m, u32, u32);
     type Csum = extern "C" fn(u32, u32, F32p, F32m, u32, u32, u32);
-    let add_bias: Bias = emu.f("dsnn_add_channel_bias");
-    let csum: Csum = emu.f("dsnn_channel_sum");
+    let add_bias: Bias = unsafe { emu.kernel("dsnn_add_channel_bias") };
+    let csum: Csum = unsafe { emu.kernel("dsnn_channel_sum") };
     let (y_cpu, g) = cpu_grads(&[cpu(&a, &shape), cpu(&bias, &[c])], &r, |t| {
         dsnn_core::ops::add_channel_bias(&t[0], &t[1]).unwrap()
     });
@@ -587,8 +576,8 @@ fn small_ops_match_the_cpu() {
 
     type Pool = extern "C" fn(u32, u32, u32, F32p, F32m, u32, u32, u32, u32);
     type PoolB = extern "C" fn(u32, u32, u32, F32p, F32p, F32m, u32, u32, u32, u32);
-    let pool: Pool = emu.f("dsnn_max_pool2x2");
-    let pool_b: PoolB = emu.f("dsnn_max_pool2x2_bwd");
+    let pool: Pool = unsafe { emu.kernel("dsnn_max_pool2x2") };
+    let pool_b: PoolB = unsafe { emu.kernel("dsnn_max_pool2x2_bwd") };
     let (ho, wo) = (shape[2] / 2, shape[3] / 2);
     let out_n = n * c * ho * wo;
     let rp = uniform(&mut rng, out_n, -1.0, 1.0);
@@ -632,9 +621,9 @@ fn sgd_kernels_match_the_host_optimiser() {
     type Buffer = extern "C" fn(u32, u32, u32, F32m, F32p, F32p, f32, f32, i32);
     type Apply = extern "C" fn(u32, u32, u32, F32m, F32p, f32);
     type Plain = extern "C" fn(u32, u32, u32, F32m, F32p, f32, f32);
-    let buffer: Buffer = emu.f("dsnn_sgd_buffer");
-    let apply: Apply = emu.f("dsnn_sgd_apply");
-    let plain: Plain = emu.f("dsnn_sgd_plain");
+    let buffer: Buffer = unsafe { emu.kernel("dsnn_sgd_buffer") };
+    let apply: Apply = unsafe { emu.kernel("dsnn_sgd_apply") };
+    let plain: Plain = unsafe { emu.kernel("dsnn_sgd_plain") };
     let mut rng = StdRng::seed_from_u64(21);
     let n = 1001usize;
     for (mom, wd) in [(0.9f32, 1e-4f32), (0.0, 1e-4), (0.9, 0.0)] {

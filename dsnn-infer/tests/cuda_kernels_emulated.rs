@@ -21,34 +21,22 @@ use dsnn_infer::model::{Epilogue, ShiftLayer};
 use dsnn_infer::reference::reference_logits;
 use dsnn_infer::weights::ShiftWeight;
 use dsnn_infer::{ActFormat, EngineOptions, IntModel, Logits, Requant, Result, Step};
+use dsnn_kernel_build::{build_emulation, Emulation};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// The compiled emulation library.
-struct Emu {
-    lib: dsnn_kernel_build::libloading::Library,
-}
-
-/// The library, built once for all tests of this file (None: no compiler).
-fn emu() -> Option<&'static Emu> {
-    static EMU: OnceLock<Option<Emu>> = OnceLock::new();
-    EMU.get_or_init(Emu::build).as_ref()
-}
-
-impl Emu {
-    fn build() -> Option<Emu> {
+/// The kernels as host C++, built once for all tests of this file (None:
+/// no compiler). Every `unsafe { emu.kernel(..) }` below is safe because
+/// its binding names the wrapper's exact C signature (`kernels/emu/launch.cpp`).
+fn emu() -> Option<&'static Emulation> {
+    static EMU: OnceLock<Option<Emulation>> = OnceLock::new();
+    EMU.get_or_init(|| {
         let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kernels/emu/launch.cpp");
-        dsnn_kernel_build::build_emulation(&src, "dsnn_infer_emu").map(|lib| Emu { lib })
-    }
-
-    /// The wrapper of kernel `name` (`emu_<name>`).
-    fn f<T: Copy>(&self, name: &str) -> T {
-        let sym = format!("emu_{name}\0");
-        // SAFETY: each call site names the wrapper's exact C signature.
-        unsafe { *self.lib.get::<T>(sym.as_bytes()).expect(name) }
-    }
+        build_emulation(&src, "dsnn_infer_emu")
+    })
+    .as_ref()
 }
 
 /// Fewer blocks than `src/cuda.rs` launches (the grid-stride loops do the
@@ -137,7 +125,7 @@ type Residual = unsafe extern "C" fn(
 type AvgPool = unsafe extern "C" fn(u32, u32, u32, I32p, *mut i32, u32);
 
 /// The kernels launched on the emulation with `src/cuda.rs`'s argument lists.
-struct EmuBackend(&'static Emu);
+struct EmuBackend(&'static Emulation);
 
 impl IntBackend for EmuBackend {
     type Act = Vec<i32>;
@@ -173,7 +161,7 @@ impl IntBackend for EmuBackend {
                 code_bits,
                 zero_code,
             } => {
-                let f: ShiftPacked = self.0.f("dsnn_int_shift_packed");
+                let f: ShiftPacked = unsafe { self.0.kernel("dsnn_int_shift_packed") };
                 // SAFETY: the pointers hold the sizes the kernel indexes.
                 unsafe {
                     f(
@@ -208,7 +196,7 @@ impl IntBackend for EmuBackend {
                 }
             }
             GpuWeights::Buckets { chan, buckets, idx } => {
-                let f: ShiftBuckets = self.0.f("dsnn_int_shift_buckets");
+                let f: ShiftBuckets = unsafe { self.0.kernel("dsnn_int_shift_buckets") };
                 // SAFETY: as above.
                 unsafe {
                     f(
@@ -253,7 +241,7 @@ impl IntBackend for EmuBackend {
         let (oh, ow) = (h / 2, w / 2);
         let total = n * c * oh * ow;
         let mut y = vec![i32::MIN + 7; total as usize];
-        let f: MaxPool = self.0.f("dsnn_int_max_pool2");
+        let f: MaxPool = unsafe { self.0.kernel("dsnn_int_max_pool2") };
         // SAFETY: as above.
         unsafe { f(G.0, G.1, total, x.as_ptr(), y.as_mut_ptr(), h, w, oh, ow) };
         Ok(y)
@@ -284,7 +272,7 @@ impl IntBackend for EmuBackend {
         assert_eq!(x.len(), total as usize);
         assert_eq!(shortcut.len(), (n * sc * sh * sw) as usize);
         let mut y = vec![i32::MIN + 7; total as usize];
-        let f: Residual = self.0.f("dsnn_int_add_residual");
+        let f: Residual = unsafe { self.0.kernel("dsnn_int_add_residual") };
         // SAFETY: as above.
         unsafe {
             f(
@@ -313,7 +301,7 @@ impl IntBackend for EmuBackend {
         let planes = n * c;
         assert_eq!(x.len(), (planes * hw) as usize);
         let mut y = vec![i32::MIN + 7; planes as usize];
-        let f: AvgPool = self.0.f("dsnn_int_avg_pool");
+        let f: AvgPool = unsafe { self.0.kernel("dsnn_int_avg_pool") };
         // SAFETY: as above.
         unsafe { f(G.0, G.1, planes, x.as_ptr(), y.as_mut_ptr(), hw) };
         Ok(y)
@@ -323,7 +311,7 @@ impl IntBackend for EmuBackend {
 /// Runs `model` on the emulated kernels with both weight forms and checks
 /// the logits against the CPU engine (every image) and the reference (the
 /// first `reference_images`). Returns how many layers ran on packed codes.
-fn check(emu: &'static Emu, model: &IntModel, x: &[i32], reference_images: usize) -> usize {
+fn check(emu: &'static Emulation, model: &IntModel, x: &[i32], reference_images: usize) -> usize {
     let n = x.len() / (model.input.channels * model.input.height * model.input.width);
     let cpu = model
         .infer_quantized(x.to_vec(), n, &EngineOptions::default())

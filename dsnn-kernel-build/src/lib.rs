@@ -84,11 +84,11 @@ pub fn compile_ptx(names: &[&str]) {
 
 /// For a test: compiles `launch_cpp` (a file that includes the kernels and
 /// the emulation header and exports one `emu_<kernel>` wrapper per kernel)
-/// as a host C++20 shared library and loads it. `tag` names the temporary
+/// as a host C++20 shared library and loads it as an [`Emulation`]. `tag` names the temporary
 /// directory. `None`, with a line on stderr, when there is no usable
 /// compiler and `DSNN_REQUIRE_CXX` is unset; panics when it is set, or when
 /// the sources do not compile.
-pub fn build_emulation(launch_cpp: &Path, tag: &str) -> Option<libloading::Library> {
+pub fn build_emulation(launch_cpp: &Path, tag: &str) -> Option<Emulation> {
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
     let required = std::env::var_os("DSNN_REQUIRE_CXX").is_some();
     let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
@@ -135,5 +135,26 @@ pub fn build_emulation(launch_cpp: &Path, tag: &str) -> Option<libloading::Libra
     let lib = unsafe { libloading::Library::new(&so) }.expect("load the emulation library");
     // Loaded: the file is no longer needed.
     let _ = std::fs::remove_dir_all(&dir);
-    Some(lib)
+    Some(Emulation { lib })
+}
+
+/// Kernels compiled as host C++ by [`build_emulation`], each reachable
+/// through its `emu_<kernel>` wrapper.
+#[derive(Debug)]
+pub struct Emulation {
+    lib: libloading::Library,
+}
+
+impl Emulation {
+    /// The wrapper of kernel `name` (the symbol `emu_<name>`), as the
+    /// function pointer type `T`. Panics when the library has no such symbol.
+    ///
+    /// # Safety
+    /// `T` must be the wrapper's exact C function signature (an
+    /// `extern "C" fn` pointer type).
+    pub unsafe fn kernel<T: Copy>(&self, name: &str) -> T {
+        let sym = format!("emu_{name}\0");
+        // SAFETY: the caller names the symbol's type.
+        unsafe { *self.lib.get::<T>(sym.as_bytes()).expect(name) }
+    }
 }

@@ -22,10 +22,7 @@ fn an_emulation_library_is_built_and_loaded() {
         return; // no C++ compiler, and DSNN_REQUIRE_CXX unset: reported on stderr
     };
     // SAFETY: the signature is the one written above.
-    let twice = unsafe {
-        *lib.get::<unsafe extern "C" fn(i32) -> i32>(b"emu_twice\0")
-            .unwrap()
-    };
+    let twice: unsafe extern "C" fn(i32) -> i32 = unsafe { lib.kernel("twice") };
     assert_eq!(unsafe { twice(21) }, 42);
 }
 
@@ -40,7 +37,9 @@ fn a_source_that_does_not_compile_is_an_error_with_the_compiler_output() {
         .is_ok();
     let r = std::panic::catch_unwind(|| build_emulation(&src, "dsnn_kernel_build_bad"));
     if has_compiler {
-        let e = r.expect_err("a broken source must fail");
+        let Err(e) = r else {
+            panic!("a broken source must fail")
+        };
         let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
         assert!(
             msg.contains("compiling the kernels under the emulation failed"),
