@@ -245,6 +245,19 @@ fn zero_edges(r: &mut [f32], lo: usize, hi: usize) {
     }
 }
 
+/// For stride 1 with `wo == w`: kernel row `(i, j)`'s column entries `q` of
+/// the valid output rows are the plane's entries `q + shift`, a constant
+/// offset. Returns the run of `q` that stays inside the plane and the plane
+/// index of its first entry (`None` if empty); the entries the run wraps
+/// across image rows are the padded columns, which callers zero.
+fn shifted_run(d: &Dims, i: usize, j: usize) -> Option<(std::ops::Range<usize>, usize)> {
+    let (rlo, rhi) = oh_range(d, i);
+    let shift = (i * d.w + j) as isize - (d.pad * d.w + d.pad) as isize;
+    let q0 = (rlo * d.wo).max((-shift).max(0) as usize);
+    let q1 = (rhi * d.wo).min((d.h as isize * d.w as isize - shift).max(0) as usize);
+    (q0 < q1).then(|| (q0..q1, (q0 as isize + shift) as usize))
+}
+
 /// [`im2col`] for stride 1 with `wo == w`: a kernel row's columns are then
 /// the image plane shifted by a constant offset, so each row is one
 /// contiguous copy plus zeros at the padded edges, instead of one short
@@ -258,15 +271,10 @@ fn im2col_same_width(x: &[f32], d: &Dims, col: &mut [f32], ld: usize, offset: us
             for j in 0..d.kw {
                 let row = (c * d.kh + i) * d.kw + j;
                 let dst = &mut col[row * ld + offset..row * ld + offset + p];
-                // dst[q] = plane[q + shift] for the valid rows.
-                let shift = (i * d.w + j) as isize - (d.pad * d.w + d.pad) as isize;
-                let q0 = (rlo * d.wo).max((-shift).max(0) as usize);
-                let q1 = (rhi * d.wo).min((hw as isize - shift).max(0) as usize);
                 dst[..rlo * d.wo].fill(0.0);
                 dst[rhi * d.wo..].fill(0.0);
-                if q0 < q1 {
-                    let s0 = (q0 as isize + shift) as usize;
-                    dst[q0..q1].copy_from_slice(&plane[s0..s0 + (q1 - q0)]);
+                if let Some((q, s)) = shifted_run(d, i, j) {
+                    dst[q.clone()].copy_from_slice(&plane[s..s + q.len()]);
                 }
                 // The copy wrapped across image rows at the padded columns.
                 let (lo, hi) = d.ow_range(j);
@@ -296,12 +304,8 @@ fn col2im_same_width(col: &mut [f32], d: &Dims, dx: &mut [f32], ld: usize, offse
                         zero_edges(r, lo, hi);
                     }
                 }
-                let shift = (i * d.w + j) as isize - (d.pad * d.w + d.pad) as isize;
-                let q0 = (rlo * d.wo).max((-shift).max(0) as usize);
-                let q1 = (rhi * d.wo).min((hw as isize - shift).max(0) as usize);
-                if q0 < q1 {
-                    let s0 = (q0 as isize + shift) as usize;
-                    for (a, &b) in plane[s0..s0 + (q1 - q0)].iter_mut().zip(&src[q0..q1]) {
+                if let Some((q, s)) = shifted_run(d, i, j) {
+                    for (a, &b) in plane[s..s + q.len()].iter_mut().zip(&src[q]) {
                         *a += b;
                     }
                 }
