@@ -16,11 +16,11 @@ use dsnn_core::quant::{
     clamp_abs, pow2, q_shift_range, FixedPoint, PsWeight, QuantizeActivation, QuantizeWeightQ,
     RandomStream, Rounding,
 };
-use dsnn_kernel_build::{build_emulation, Emulation};
+use dsnn_kernel_build::{shared_emulation, Emulation};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 type F32p = *const f32;
 type F32m = *mut f32;
@@ -29,12 +29,8 @@ type F32m = *mut f32;
 /// no compiler). Every `unsafe { emu.kernel(..) }` below is safe because
 /// its binding names the wrapper's exact C signature (`kernels/emu/launch.cpp`).
 fn emu() -> Option<&'static Emulation> {
-    static EMU: OnceLock<Option<Emulation>> = OnceLock::new();
-    EMU.get_or_init(|| {
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kernels/emu/launch.cpp");
-        build_emulation(&src, "dsnn_core_emu")
-    })
-    .as_ref()
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kernels/emu/launch.cpp");
+    shared_emulation(&src, "dsnn_core_emu")
 }
 
 /// A grid-stride launch as `src/cuda.rs` makes it, with fewer blocks (the

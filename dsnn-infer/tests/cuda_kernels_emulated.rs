@@ -21,22 +21,17 @@ use dsnn_infer::model::{Epilogue, ShiftLayer};
 use dsnn_infer::reference::reference_logits;
 use dsnn_infer::weights::ShiftWeight;
 use dsnn_infer::{ActFormat, EngineOptions, IntModel, Logits, Requant, Result, Step};
-use dsnn_kernel_build::{build_emulation, Emulation};
+use dsnn_kernel_build::{shared_emulation, Emulation};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 /// The kernels as host C++, built once for all tests of this file (None:
 /// no compiler). Every `unsafe { emu.kernel(..) }` below is safe because
 /// its binding names the wrapper's exact C signature (`kernels/emu/launch.cpp`).
 fn emu() -> Option<&'static Emulation> {
-    static EMU: OnceLock<Option<Emulation>> = OnceLock::new();
-    EMU.get_or_init(|| {
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kernels/emu/launch.cpp");
-        build_emulation(&src, "dsnn_infer_emu")
-    })
-    .as_ref()
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kernels/emu/launch.cpp");
+    shared_emulation(&src, "dsnn_infer_emu")
 }
 
 /// Fewer blocks than `src/cuda.rs` launches (the grid-stride loops do the

@@ -18,8 +18,10 @@
 #![warn(missing_docs)]
 
 pub use libloading;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 
 /// The compute capability to compile for: `CUDA_COMPUTE_CAP`, else the
 /// first GPU's. Panics with what to set (build scripts report by panicking).
@@ -136,6 +138,22 @@ pub fn build_emulation(launch_cpp: &Path, tag: &str) -> Option<Emulation> {
     // Loaded: the file is no longer needed.
     let _ = std::fs::remove_dir_all(&dir);
     Some(Emulation { lib })
+}
+
+/// [`build_emulation`] once per `launch_cpp` and process: the library every
+/// test of a test binary shares (compiling it takes seconds). `None` as
+/// `build_emulation` says.
+pub fn shared_emulation(launch_cpp: &Path, tag: &str) -> Option<&'static Emulation> {
+    type Built = Mutex<HashMap<PathBuf, Option<&'static Emulation>>>;
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    *built
+        .entry(launch_cpp.to_path_buf())
+        // Leaked on purpose: the library stays loaded until the process ends.
+        .or_insert_with(|| build_emulation(launch_cpp, tag).map(|e| &*Box::leak(Box::new(e))))
 }
 
 /// Kernels compiled as host C++ by [`build_emulation`], each reachable

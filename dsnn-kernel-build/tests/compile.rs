@@ -2,7 +2,7 @@
 //! path, and a fake nvcc (a shell script) for the PTX path, so that both run
 //! on a machine without CUDA.
 
-use dsnn_kernel_build::{build_emulation, compile_ptx};
+use dsnn_kernel_build::{build_emulation, compile_ptx, shared_emulation};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -24,6 +24,12 @@ fn an_emulation_library_is_built_and_loaded() {
     // SAFETY: the signature is the one written above.
     let twice: unsafe extern "C" fn(i32) -> i32 = unsafe { lib.kernel("twice") };
     assert_eq!(unsafe { twice(21) }, 42);
+    // Shared: built once per file and process.
+    let a = shared_emulation(&src, "dsnn_kernel_build_shared").expect("built above");
+    let b = shared_emulation(&src, "dsnn_kernel_build_shared").expect("built above");
+    assert!(std::ptr::eq(a, b));
+    let twice: unsafe extern "C" fn(i32) -> i32 = unsafe { b.kernel("twice") };
+    assert_eq!(unsafe { twice(5) }, 10);
 }
 
 #[test]
