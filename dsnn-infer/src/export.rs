@@ -252,14 +252,7 @@ impl Exporter {
         bias: f64,
     ) -> Result<u32> {
         let max_x = self.act.max_abs() as f64;
-        let max_m = ws
-            .iter()
-            .filter_map(|w| match w {
-                ShiftWeight::Pow { m, .. } => Some(u32::from(*m)),
-                ShiftWeight::Zero => None,
-            })
-            .max()
-            .unwrap_or(0);
+        let max_m = ShiftWeight::largest_shift(ws);
         let bound = |s: u32| -> f64 {
             let sum = (0..cout)
                 .map(|c| {

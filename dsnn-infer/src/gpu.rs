@@ -328,14 +328,7 @@ fn gpu_layer(
 ) -> Result<GpuLayer> {
     let s = layer.acc_shift;
     let ws = layer.packed.unpack();
-    let max_m = ws
-        .iter()
-        .filter_map(|w| match w {
-            ShiftWeight::Pow { m, .. } => Some(u32::from(*m)),
-            ShiftWeight::Zero => None,
-        })
-        .max()
-        .unwrap_or(0);
+    let max_m = ShiftWeight::largest_shift(&ws);
     let packed_ok = !opts.buckets && max_m <= s && s < 64 && layer.packed.code_bits <= 16;
     let weights = if packed_ok {
         let mut codes = layer.packed.bytes.clone();

@@ -18,6 +18,19 @@ pub enum ShiftWeight {
 }
 
 impl ShiftWeight {
+    /// The largest right shift `m` among `weights` (0 when all are zero):
+    /// the accumulator shift at which every product is exact.
+    pub fn largest_shift(weights: &[ShiftWeight]) -> u32 {
+        weights
+            .iter()
+            .filter_map(|w| match w {
+                ShiftWeight::Pow { m, .. } => Some(u32::from(*m)),
+                ShiftWeight::Zero => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The weight of a float that is zero or a signed power of two `2^p`
     /// with `p <= 0`; `None` for anything else.
     pub fn from_f32(v: f32) -> Option<ShiftWeight> {
