@@ -4,7 +4,11 @@
 //! median milliseconds per call and the ratio of minimums to the first
 //! variant.
 //!
-//! `cargo run --release -p dsnn-infer --example bench_kernels -- [--iters N] [--batches 128,1] [--models resnet20,lenet5] [--lanes 64,16,0]` (0: the per-layer default)
+//! `cargo run --release -p dsnn-infer --example bench_kernels -- [--iters N] [--batches 128,1] [--models resnet20,lenet5] [--lanes batch,0,64]`
+//!
+//! Variants: `batch` is the engine's default (batch-lanes convolutions from
+//! 16 images up with AVX-512); a number runs every convolution through
+//! im2col blocks with that many lanes per sub-block (0: the per-layer default).
 
 use candle_core::Device;
 use dsnn_core::{backbone_by_name, ModelSpec, ShiftEnd, ShiftSettings, ShiftType};
@@ -28,9 +32,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .split(',')
         .map(str::parse)
         .collect::<Result<_, _>>()?;
-    let lanes: Vec<usize> = opt("--lanes", "64,0")
+    // `None`: the default engine; `Some(l)`: im2col only, `l` lanes (0: per layer).
+    let lanes: Vec<Option<usize>> = opt("--lanes", "batch,0")
         .split(',')
-        .map(str::parse)
+        .map(|v| match v {
+            "batch" => Ok(None),
+            l => l.parse().map(Some),
+        })
         .collect::<Result<_, _>>()?;
     let mut rng = StdRng::seed_from_u64(0);
     for model in opt("--models", "resnet20,lenet5").split(',') {
@@ -70,7 +78,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for round in 0..reps + 2 {
                 for (v, &l) in lanes.iter().enumerate() {
                     let opts = EngineOptions {
-                        lanes: (l != 0).then_some(l),
+                        lanes: l.filter(|&l| l != 0),
+                        im2col_only: l.is_some(),
                         ..Default::default()
                     };
                     let t = Instant::now();
@@ -89,8 +98,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let mut t = ms[v].clone();
                 t.sort_by(f64::total_cmp);
                 let min0 = ms[0].iter().copied().fold(f64::INFINITY, f64::min);
+                let name = l.map_or("batch lanes".to_string(), |l| format!("im2col, lanes {l}"));
                 println!(
-                    "{model} b{b} lanes {l}: min {:.3} ms ({:.0} img/s), median {:.3} ms, min ratio to first {:.2}x",
+                    "{model} b{b} {name}: min {:.3} ms ({:.0} img/s), median {:.3} ms, min ratio to first {:.2}x",
                     t[0],
                     1e3 * b as f64 / t[0],
                     t[t.len() / 2],

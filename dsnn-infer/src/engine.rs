@@ -3,7 +3,7 @@
 
 use crate::error::{InferError, Result};
 use crate::format::{floor_shift_wide, shl, ActFormat};
-use crate::kernels::{block_channels, col_index, col_len, Isa, BLOCK, LANES};
+use crate::kernels::{block_channels, col_index, col_len, Isa, BLOCK, LANES, LANE_IMAGES};
 use crate::model::{Epilogue, IntModel, Logits, Requant, ShiftLayer, Step};
 use crate::weights::CHUNK_ROWS;
 use rayon::prelude::*;
@@ -11,6 +11,17 @@ use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+
+mod lanes;
+
+/// The first `len` elements of `v` that start on a 64-byte boundary, so
+/// that every 16-lane row of a block is one cache line (a 512-bit load that
+/// straddles two lines costs two).
+fn aligned(v: &mut Vec<i32>, len: usize) -> &mut [i32] {
+    v.resize(len + 16, 0);
+    let at = v.as_ptr().align_offset(64);
+    &mut v[at..at + len]
+}
 
 /// Engine settings (the defaults pick the fastest exact path).
 #[derive(Debug, Clone, Copy, Default)]
@@ -24,9 +35,16 @@ pub struct EngineOptions {
     /// fan-in exceeds [`CHUNK_ROWS`], else 32). Same results; 64 for every
     /// layer is the former layout, kept for comparisons.
     pub lanes: Option<usize>,
+    /// Never use the batch-lanes convolution (same results; for tests and
+    /// comparisons). By default convolutions of 16 or more images with
+    /// AVX-512 read the activations in place, 16 images per vector
+    /// (see `engine/lanes.rs`), instead of through im2col blocks.
+    pub im2col_only: bool,
 }
 
-/// Activations of a batch, `n x c x h x w`.
+/// Activations of a batch: `n x c x h x w` (`lanes` = 1), or in the
+/// batch-lanes layout `groups x c x h x w x 16` (`lanes` = [`LANE_IMAGES`]),
+/// each group holding 16 images (the last one padded with zero images).
 #[derive(Debug, Clone)]
 struct Act {
     /// Shared so that a residual shortcut costs no copy.
@@ -34,6 +52,8 @@ struct Act {
     c: usize,
     h: usize,
     w: usize,
+    /// Images per pixel vector: 1 or [`LANE_IMAGES`].
+    lanes: usize,
     /// An upper bound of `|X|` over the batch (picks the bucket-sum width).
     max_abs: i64,
 }
@@ -145,6 +165,7 @@ impl OutBuf {
         c: usize,
         h: usize,
         w: usize,
+        lanes: usize,
         max_abs: i64,
     ) -> std::result::Result<Act, Vec<i64>> {
         if self.is_logits {
@@ -157,6 +178,7 @@ impl OutBuf {
                 c,
                 h,
                 w,
+                lanes,
                 max_abs,
             })
         }
@@ -259,6 +281,7 @@ impl IntModel {
             c: self.input.channels,
             h: self.input.height,
             w: self.input.width,
+            lanes: 1,
         };
         let mut saved: Vec<Act> = Vec::new();
         let ctx = Ctx {
@@ -267,6 +290,7 @@ impl IntModel {
             avx512dq: isa == Isa::Avx512 && avx512dq(),
             wide: opts.force_wide,
             lanes,
+            batch_lanes: !opts.im2col_only,
             n,
         };
         for step in &self.steps {
@@ -284,24 +308,32 @@ impl IntModel {
                         stride: *stride,
                         pad: *padding,
                     };
-                    match ctx.conv(&cur, layer, geo, epilogue)? {
+                    if ctx.lanes_conv(&cur, layer, epilogue) {
+                        cur =
+                            ctx.conv_lanes(&to_layout(&cur, n, LANE_IMAGES), layer, geo, epilogue);
+                        continue;
+                    }
+                    match ctx.conv(&to_layout(&cur, n, 1), layer, geo, epilogue)? {
                         Ok(next) => cur = next,
                         Err(values) => return Ok(self.logits(values, layer, n)),
                     }
                 }
-                Step::Linear { layer, epilogue } => match ctx.linear(&cur, layer, epilogue) {
-                    Ok(next) => cur = next,
-                    Err(values) => return Ok(self.logits(values, layer, n)),
-                },
-                Step::MaxPool2 => cur = max_pool2(&cur, n),
+                Step::Linear { layer, epilogue } => {
+                    match ctx.linear(&to_layout(&cur, n, 1), layer, epilogue) {
+                        Ok(next) => cur = next,
+                        Err(values) => return Ok(self.logits(values, layer, n)),
+                    }
+                }
+                Step::MaxPool2 => cur = max_pool2(&cur),
                 Step::SaveResidual => saved.push(cur.clone()),
                 Step::AddResidual { pad } => {
                     let short = saved.pop().ok_or_else(|| {
                         InferError::Input("residual add without a shortcut".into())
                     })?;
-                    add_residual(&mut cur, &short, *pad, n, &self.act);
+                    let short = to_layout(&short, n, cur.lanes);
+                    add_residual(&mut cur, &short, *pad, &self.act);
                 }
-                Step::GlobalAvgPool => cur = avg_pool(&cur, n),
+                Step::GlobalAvgPool => cur = avg_pool(&cur),
             }
         }
         Err(InferError::unsupported("model", "no step produced logits"))
@@ -332,6 +364,8 @@ struct Ctx {
     wide: bool,
     /// Lanes per sub-block, `None` to pick per layer.
     lanes: Option<usize>,
+    /// Batch-lanes convolutions allowed (see [`EngineOptions::im2col_only`]).
+    batch_lanes: bool,
     n: usize,
 }
 
@@ -441,10 +475,10 @@ impl Ctx {
                     let at = (img * blocks + blk) * col_len;
                     &shared[at..at + col_len]
                 } else {
-                    col.resize(col_len, 0);
+                    let col = aligned(col, col_len);
                     let src = &x.data[img * in_len..(img + 1) * in_len];
                     im2col_block(isa, src, x.c, x.h, x.w, g, ow, p0, valid, lanes, col);
-                    col
+                    &*col
                 };
                 let (init, cs2) = (&epi.acc_init, cs.clone());
                 block_channels(isa, wide, col, lanes, valid, plan, cs2, init, acc);
@@ -461,7 +495,7 @@ impl Ctx {
             SHARED_COL.with_borrow_mut(|v| *v = shared);
         }
         // SAFETY: every task wrote its (image, channel, position) outputs.
-        Ok(unsafe { buf.finish(cout, oh, ow, seen.into_inner()) })
+        Ok(unsafe { buf.finish(cout, oh, ow, 1, seen.into_inner()) })
     }
 
     /// Requantises `acc` of channel `c`, writing element `j` at `base + j * stride`.
@@ -668,7 +702,7 @@ impl Ctx {
             });
         }
         // SAFETY: every task wrote its (image, channel) outputs.
-        unsafe { buf.finish(cout, 1, 1, seen.into_inner()) }
+        unsafe { buf.finish(cout, 1, 1, 1, seen.into_inner()) }
     }
 }
 
@@ -944,18 +978,23 @@ unsafe fn affine_avx512(
     _mm512_reduce_max_epi64(vmax)
 }
 
-fn max_pool2(x: &Act, n: usize) -> Act {
-    let (oh, ow) = (x.h / 2, x.w / 2);
-    let mut out = vec![0i32; n * x.c * oh * ow];
-    out.par_chunks_mut(oh * ow)
-        .with_min_len(ELEMENTWISE_GRAIN.div_ceil(oh * ow))
+/// 2x2 max pooling, stride 2, in either layout (a pixel is `lanes` values).
+fn max_pool2(x: &Act) -> Act {
+    let (oh, ow, l) = (x.h / 2, x.w / 2, x.lanes);
+    let mut out = vec![0i32; x.data.len() / (x.h * x.w) * oh * ow];
+    out.par_chunks_mut(oh * ow * l)
+        .with_min_len(ELEMENTWISE_GRAIN.div_ceil(oh * ow * l))
         .enumerate()
         .for_each(|(plane, o)| {
-            let src = &x.data[plane * x.h * x.w..(plane + 1) * x.h * x.w];
+            let src = &x.data[plane * x.h * x.w * l..(plane + 1) * x.h * x.w * l];
             for y in 0..oh {
                 for xx in 0..ow {
-                    let at = |dy: usize, dx: usize| src[(2 * y + dy) * x.w + 2 * xx + dx];
-                    o[y * ow + xx] = at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1));
+                    let at = |dy: usize, dx: usize| ((2 * y + dy) * x.w + 2 * xx + dx) * l;
+                    let (a, b, c, d) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
+                    let dst = &mut o[(y * ow + xx) * l..(y * ow + xx + 1) * l];
+                    for (j, v) in dst.iter_mut().enumerate() {
+                        *v = src[a + j].max(src[b + j]).max(src[c + j]).max(src[d + j]);
+                    }
                 }
             }
         });
@@ -964,17 +1003,21 @@ fn max_pool2(x: &Act, n: usize) -> Act {
         c: x.c,
         h: oh,
         w: ow,
+        lanes: l,
         max_abs: x.max_abs,
     }
 }
 
-fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, n: usize, act: &ActFormat) {
-    let (c, h, w) = (cur.c, cur.h, cur.w);
+/// The residual add (see [`Step::AddResidual`]); `short` is in `cur`'s layout.
+fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, act: &ActFormat) {
+    let (c, h, w, l) = (cur.c, cur.h, cur.w, cur.lanes);
+    debug_assert_eq!(short.lanes, l);
+    let plane_len = h * w * l;
     let data = Arc::make_mut(&mut cur.data);
     let hi = act.hi() as i32;
     let max = data
-        .par_chunks_mut(h * w)
-        .with_min_len(ELEMENTWISE_GRAIN.div_ceil(h * w))
+        .par_chunks_mut(plane_len)
+        .with_min_len(ELEMENTWISE_GRAIN.div_ceil(plane_len))
         .enumerate()
         .map(|(plane, o)| {
             let (img, ch) = (plane / c, plane % c);
@@ -986,14 +1029,17 @@ fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, n: usize, act: &
             };
             match pad {
                 None => {
-                    let src = &short.data[(img * short.c + ch) * h * w..][..h * w];
+                    let src = &short.data[(img * short.c + ch) * plane_len..][..plane_len];
                     o.iter_mut().zip(src).for_each(|(v, &s)| add(v, s));
                 }
                 Some(p) if ch >= p && ch - p < short.c => {
-                    let src = &short.data[(img * short.c + ch - p) * short.h * short.w..];
+                    let short_plane = short.h * short.w * l;
+                    let src = &short.data[(img * short.c + ch - p) * short_plane..][..short_plane];
                     for y in 0..h {
                         for x in 0..w {
-                            add(&mut o[y * w + x], src[2 * y * short.w + 2 * x]);
+                            let s = &src[(2 * y * short.w + 2 * x) * l..][..l];
+                            let d = &mut o[(y * w + x) * l..][..l];
+                            d.iter_mut().zip(s).for_each(|(v, &s)| add(v, s));
                         }
                     }
                 }
@@ -1004,29 +1050,69 @@ fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, n: usize, act: &
         })
         .max()
         .unwrap_or(0);
-    let _ = n;
     cur.max_abs = max;
 }
 
-fn avg_pool(x: &Act, n: usize) -> Act {
-    let hw = (x.h * x.w) as i64;
+/// Global average pooling, `floor(sum / (h * w))` per channel and image.
+fn avg_pool(x: &Act) -> Act {
+    let (hw, l) = (x.h * x.w, x.lanes);
     let data = x
         .data
-        .chunks_exact(x.h * x.w)
-        .map(|plane| {
-            plane
-                .iter()
-                .map(|&v| i64::from(v))
-                .sum::<i64>()
-                .div_euclid(hw) as i32
+        .chunks_exact(hw * l)
+        .flat_map(|plane| {
+            (0..l).map(move |j| {
+                (0..hw)
+                    .map(|p| i64::from(plane[p * l + j]))
+                    .sum::<i64>()
+                    .div_euclid(hw as i64) as i32
+            })
         })
         .collect::<Vec<_>>();
-    debug_assert_eq!(data.len(), n * x.c);
     Act {
         data: Arc::new(data),
         c: x.c,
         h: 1,
         w: 1,
+        lanes: l,
         max_abs: x.max_abs,
+    }
+}
+
+/// `x` in the layout with `lanes` images per pixel vector (1 or
+/// [`LANE_IMAGES`]); `n` is the number of real images. A copy, unless `x`
+/// already has that layout.
+fn to_layout(x: &Act, n: usize, lanes: usize) -> Act {
+    if x.lanes == lanes {
+        return x.clone();
+    }
+    let (chw, l) = (x.c * x.h * x.w, LANE_IMAGES);
+    let data: Vec<i32> = if lanes == 1 {
+        // groups x chw x 16 -> n x chw, dropping the padding images.
+        let mut out = vec![0i32; n * chw];
+        out.par_chunks_mut(chw).enumerate().for_each(|(img, o)| {
+            let (g, j) = (img / l, img % l);
+            let src = &x.data[g * chw * l..(g + 1) * chw * l];
+            for (e, v) in o.iter_mut().enumerate() {
+                *v = src[e * l + j];
+            }
+        });
+        out
+    } else {
+        let groups = n.div_ceil(l);
+        let mut out = vec![0i32; groups * chw * l];
+        out.par_chunks_mut(chw * l).enumerate().for_each(|(g, o)| {
+            for j in 0..l.min(n - g * l) {
+                let src = &x.data[(g * l + j) * chw..(g * l + j + 1) * chw];
+                for (e, &v) in src.iter().enumerate() {
+                    o[e * l + j] = v;
+                }
+            }
+        });
+        out
+    };
+    Act {
+        data: Arc::new(data),
+        lanes,
+        ..*x
     }
 }

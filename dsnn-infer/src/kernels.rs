@@ -412,6 +412,85 @@ unsafe fn sum_avx2<const L: usize>(col: &[i32], pos: &[u32], neg: &[u32], out: &
     }
 }
 
+/// Images per vector of the batch-lanes layout: every 512-bit row holds one
+/// activation of 16 images.
+pub const LANE_IMAGES: usize = 16;
+
+/// The batch-lanes kernel: accumulates output channels `cs` at `R` output
+/// positions of 16 images each, reading the input straight from a
+/// zero-padded activation buffer instead of an im2col block.
+///
+/// Input `k` of position `r` is the 16-lane vector at `x + offs[i] + r * step`
+/// (element offsets), `offs` being `plan.idx` mapped to offsets in the
+/// padded buffer. `acc` receives `R x 16` lanes per channel (channel after
+/// channel); with `accumulate` the channels start from `acc` (a later row
+/// chunk) instead of `init`. Bucket sums are 32-bit, so the caller checks
+/// `max|X| * largest bucket < 2^31` as for [`block_channels`].
+///
+/// # Safety
+/// The CPU has AVX-512F; every `x + offs[i] + r * step` (for `r < R`) starts
+/// 16 readable `i32`; `offs` has `plan.idx.len()` entries; `acc` has
+/// `cs.len() * R * 16` elements and `init` covers `cs`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn lanes_avx512<const R: usize>(
+    x: *const i32,
+    step: usize,
+    plan: &Plan,
+    offs: &[u32],
+    cs: Range<usize>,
+    init: &[i64],
+    acc: *mut i64,
+    accumulate: bool,
+) {
+    use std::arch::x86_64::*;
+    const { assert!(R <= 4) };
+    debug_assert_eq!(offs.len(), plan.idx.len());
+    for (ci, c) in cs.enumerate() {
+        let out = acc.add(ci * R * LANE_IMAGES);
+        // 2 R <= 8 accumulator registers are used.
+        let mut a = [_mm512_setzero_si512(); 8];
+        for (r, ar) in a[..2 * R].iter_mut().enumerate() {
+            *ar = if accumulate {
+                _mm512_loadu_si512(out.add(8 * r).cast())
+            } else {
+                _mm512_set1_epi64(init[c])
+            };
+        }
+        for b in plan.channel(c) {
+            let mut p = [_mm512_setzero_si512(); R];
+            for &o in offs.get_unchecked(b.start as usize..b.mid as usize) {
+                let row = x.add(o as usize);
+                for (r, pr) in p.iter_mut().enumerate() {
+                    *pr = _mm512_add_epi32(*pr, _mm512_loadu_si512(row.add(r * step).cast()));
+                }
+            }
+            for &o in offs.get_unchecked(b.mid as usize..b.end as usize) {
+                let row = x.add(o as usize);
+                for (r, pr) in p.iter_mut().enumerate() {
+                    *pr = _mm512_sub_epi32(*pr, _mm512_loadu_si512(row.add(r * step).cast()));
+                }
+            }
+            let n = _mm_cvtsi32_si128(b.shift.unsigned_abs().min(63) as i32);
+            for (r, pr) in p.iter().enumerate() {
+                let lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(*pr));
+                let hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(*pr));
+                let (lo, hi) = if b.shift >= 0 {
+                    (_mm512_sll_epi64(lo, n), _mm512_sll_epi64(hi, n))
+                } else {
+                    (_mm512_sra_epi64(lo, n), _mm512_sra_epi64(hi, n))
+                };
+                a[2 * r] = _mm512_add_epi64(a[2 * r], lo);
+                a[2 * r + 1] = _mm512_add_epi64(a[2 * r + 1], hi);
+            }
+        }
+        for (r, ar) in a[..2 * R].iter().enumerate() {
+            _mm512_storeu_si512(out.add(8 * r).cast(), *ar);
+        }
+    }
+}
+
 /// Accumulators of one [`crate::weights::DenseShifts`] group for one image:
 /// `out[l] = sum_k (x[k] << pos[k][l]) - (x[k] << neg[k][l])` (64-bit lanes,
 /// counts of 64 or more add zero).

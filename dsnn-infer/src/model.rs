@@ -34,6 +34,8 @@ pub struct ShiftLayer {
     #[serde(skip)]
     plan: OnceLock<Plan>,
     #[serde(skip)]
+    lane_plan: OnceLock<Plan>,
+    #[serde(skip)]
     dense: OnceLock<Option<crate::weights::DenseShifts>>,
 }
 
@@ -57,6 +59,7 @@ impl ShiftLayer {
             acc_shift,
             packed,
             plan: OnceLock::new(),
+            lane_plan: OnceLock::new(),
             dense: OnceLock::new(),
         })
     }
@@ -74,6 +77,21 @@ impl ShiftLayer {
                 )
             })
             .as_ref()
+    }
+
+    /// The plan for the batch-lanes convolution (built once): row chunks of
+    /// at most [`crate::weights::LANE_CHUNK_ROWS`], whose receptive fields
+    /// over a tile of output positions stay in L1.
+    pub fn lane_plan(&self) -> &Plan {
+        self.lane_plan.get_or_init(|| {
+            Plan::chunked(
+                &self.packed.unpack(),
+                self.cout,
+                self.fan_in,
+                self.acc_shift,
+                crate::weights::LANE_CHUNK_ROWS,
+            )
+        })
     }
 
     /// The shift-sorted plan decoded from the packed codes (built once).
@@ -284,8 +302,17 @@ impl IntModel {
 
     /// Builds every layer's plan now rather than on the first inference.
     pub fn prepare(&self) {
-        for l in self.shift_layers() {
-            l.plan();
+        for step in &self.steps {
+            match step {
+                Step::Conv { layer, .. } => {
+                    layer.plan();
+                    layer.lane_plan();
+                }
+                Step::Linear { layer, .. } => {
+                    layer.plan();
+                }
+                _ => {}
+            }
         }
     }
 

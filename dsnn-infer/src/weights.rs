@@ -184,9 +184,10 @@ pub struct Plan {
     /// Inputs per output; every index is below it.
     pub fan_in: usize,
     /// The same weights split by input rows into runs of at most
-    /// [`CHUNK_ROWS`] (each a plan over all `fan_in` inputs holding only its
-    /// rows' weights), so that a kernel can keep the rows it reads in L1.
-    /// Empty when `fan_in <= CHUNK_ROWS`, or when some bucket is floored
+    /// [`CHUNK_ROWS`] or the limit given to [`Plan::chunked`] (each a plan
+    /// over all `fan_in` inputs holding only its rows' weights), so that a
+    /// kernel can keep the rows it reads in L1.
+    /// Empty when `fan_in` is within the limit, or when some bucket is floored
     /// (`S < m`): a floored bucket's sum must not be split.
     pub chunks: Vec<Plan>,
 }
@@ -194,6 +195,12 @@ pub struct Plan {
 /// Most input rows per [`Plan::chunks`] entry: 320 rows of 16 `i32` lanes
 /// are 20 KB, within a 32 KB L1 data cache.
 pub const CHUNK_ROWS: usize = 320;
+
+/// Most input rows per row chunk of the batch-lanes convolution
+/// ([`crate::model::ShiftLayer::lane_plan`]): 16 input channels of a 3x3
+/// kernel, whose vectors under a tile of 4 output positions (16 channels x
+/// 3 rows x 6 columns x 64 bytes, 18 KB) stay in a 32 KB L1.
+pub const LANE_CHUNK_ROWS: usize = 144;
 
 /// The weights `±2^-m` of one output channel for one `m`.
 #[derive(Debug, Clone, Copy)]
@@ -209,11 +216,24 @@ pub struct Bucket {
 }
 
 impl Plan {
-    /// The plan of `cout x fan_in` weights with accumulator shift `acc_shift`.
+    /// The plan of `cout x fan_in` weights with accumulator shift
+    /// `acc_shift`, in row chunks of at most [`CHUNK_ROWS`].
     pub fn new(weights: &[ShiftWeight], cout: usize, fan_in: usize, acc_shift: u32) -> Plan {
+        Plan::chunked(weights, cout, fan_in, acc_shift, CHUNK_ROWS)
+    }
+
+    /// [`Plan::new`] with row chunks of at most `max_rows` rows (as equal
+    /// as they can be).
+    pub fn chunked(
+        weights: &[ShiftWeight],
+        cout: usize,
+        fan_in: usize,
+        acc_shift: u32,
+        max_rows: usize,
+    ) -> Plan {
         let mut plan = Plan::unchunked(weights, cout, fan_in, acc_shift);
-        if fan_in > CHUNK_ROWS && plan.buckets.iter().all(|b| b.shift >= 0) {
-            let n = fan_in.div_ceil(CHUNK_ROWS);
+        if fan_in > max_rows && plan.buckets.iter().all(|b| b.shift >= 0) {
+            let n = fan_in.div_ceil(max_rows);
             let rows = fan_in.div_ceil(n);
             plan.chunks = (0..n)
                 .map(|q| {

@@ -1,6 +1,7 @@
 //! The engine's integer logits equal the scalar reference of the documented
 //! semantics bit for bit: every backbone, Q and PS, every kernel (AVX-512,
-//! AVX2, portable, 64-bit sums), random and real images.
+//! AVX2, portable, 64-bit sums, batch-lanes and im2col convolutions),
+//! random and real images.
 
 mod common;
 
@@ -12,7 +13,8 @@ use dsnn_infer::reference::reference_logits;
 use dsnn_infer::weights::ShiftWeight;
 use dsnn_infer::{ActFormat, EngineOptions, IntModel, Isa, Requant, Step};
 
-/// Runs the engine with every kernel and sub-block width and compares with
+/// Runs the engine with every kernel and sub-block width, with and without
+/// the batch-lanes convolution (used from 16 images up), and compares with
 /// the reference.
 fn check(model: &IntModel, x: &[i32], n: usize, reference_images: usize) {
     let per = x.len() / n;
@@ -35,20 +37,21 @@ fn check(model: &IntModel, x: &[i32], n: usize, reference_images: usize) {
         }
         // Per-layer sub-block widths, then every width for every layer.
         let lanes = [None, Some(16), Some(32), Some(64)];
-        for (force_wide, lanes) in [(false, None), (true, None)]
+        for (force_wide, lanes, im2col_only) in [(false, None, false), (true, None, false)]
             .into_iter()
-            .chain(lanes[1..].iter().map(|&l| (false, l)))
+            .chain(lanes.iter().map(|&l| (false, l, true)))
         {
             let opts = EngineOptions {
                 isa: Some(isa),
                 force_wide,
                 lanes,
+                im2col_only,
             };
             let l = model.infer_quantized(x.to_vec(), n, &opts).unwrap();
             assert_eq!(
                 l,
                 default,
-                "{} wide={force_wide} lanes={lanes:?}",
+                "{} wide={force_wide} lanes={lanes:?} im2col_only={im2col_only}",
                 isa.name()
             );
         }
@@ -325,10 +328,18 @@ fn wide_batch_norm_requantisation_matches_the_reference() {
 
 /// A hand-built convolution with an odd geometry (5x9 input, padding 2, so
 /// 7x11 outputs: runs of 11 positions cross sub-block edges and the second
-/// block is partial) and a fan-in of 360 (split into row chunks by the
-/// 16-lane kernel), then a strided one and a linear layer.
+/// block is partial; rows of 11 are batch-lanes tiles of 4, 4, 2 and 1) and
+/// a fan-in of 360 (split into row chunks by the 16-lane and the
+/// batch-lanes kernels, unless the accumulator shift floors a bucket), then
+/// a strided one and a linear layer; 3 images, and 19 (two groups of 16).
 #[test]
 fn odd_geometries_and_row_chunks_match_the_reference() {
+    for (acc_shift, n) in [(8, 3), (8, 19), (5, 19)] {
+        odd_geometries(acc_shift, n);
+    }
+}
+
+fn odd_geometries(acc_shift: u32, n: usize) {
     let act = ActFormat::new(8, 8).unwrap();
     let w = |i: usize| match i % 11 {
         0 => ShiftWeight::Zero,
@@ -346,8 +357,13 @@ fn odd_geometries_and_row_chunks_match_the_reference() {
         requant: Requant::Shift { relu },
         bias: true,
     };
-    let first = ShiftLayer::new("conv1", &conv1, cout, cin * 9, 5, 8).unwrap();
-    assert!(!first.plan().chunks.is_empty());
+    let first = ShiftLayer::new("conv1", &conv1, cout, cin * 9, 5, acc_shift).unwrap();
+    // m goes up to 8: S = 8 floors no bucket, so both plans are chunked.
+    assert_eq!(first.plan().chunks.is_empty(), acc_shift < 8);
+    assert_eq!(
+        first.lane_plan().chunks.len(),
+        if acc_shift < 8 { 0 } else { 3 }
+    );
     let model = IntModel {
         backbone: "hand".into(),
         shift_type: ShiftType::Q,
@@ -393,9 +409,89 @@ fn odd_geometries_and_row_chunks_match_the_reference() {
         ],
     };
     model.validate().unwrap();
-    let n = 3;
     let x: Vec<i32> = (0..(n * cin * 45) as i64)
         .map(|i| ((i * 2_654_435_761) % 20_000 - 10_000) as i32)
         .collect();
+    check(&model, &x, n, n);
+}
+
+/// The batch-lanes convolution with a folded batch norm whose accumulators
+/// need the 128-bit requantisation while the bucket sums still fit 32 bits:
+/// seven weights `2^0` and seven `2^-1` on inputs near `2^28` give
+/// `acc / 2^S` of about `1.3 * 2^31`.
+#[test]
+fn batch_lanes_convolution_with_128_bit_batch_norm_matches_the_reference() {
+    let act = ActFormat::new(16, 16).unwrap();
+    let conv_w: Vec<ShiftWeight> = (0..2 * 18)
+        .map(|i| match (i / 18, i % 18) {
+            (0, k) if k < 7 => ShiftWeight::Pow {
+                negative: false,
+                m: 0,
+            },
+            (0, k) if k < 14 => ShiftWeight::Pow {
+                negative: false,
+                m: 1,
+            },
+            (0, _) => ShiftWeight::Zero,
+            (_, k) if k < 12 => ShiftWeight::Pow {
+                negative: k % 3 == 0,
+                m: (k % 2) as u8,
+            },
+            (_, _) => ShiftWeight::Zero,
+        })
+        .collect();
+    let fc_w: Vec<ShiftWeight> = (0..3 * 2 * 9)
+        .map(|i| ShiftWeight::Pow {
+            negative: i % 5 == 0,
+            m: (i % 4) as u8,
+        })
+        .collect();
+    let model = IntModel {
+        backbone: "hand".into(),
+        shift_type: ShiftType::Q,
+        input: InputShape {
+            channels: 2,
+            height: 3,
+            width: 3,
+        },
+        classes: 3,
+        act,
+        weight_bits: 5,
+        input_transform: None,
+        steps: vec![
+            Step::Conv {
+                layer: ShiftLayer::new("conv", &conv_w, 2, 18, 5, 1).unwrap(),
+                cin: 2,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+                epilogue: Epilogue {
+                    acc_init: vec![0, 0],
+                    requant: Requant::Affine {
+                        mul: vec![3, -5],
+                        add: vec![7 << 3, -100 << 3],
+                        mul_shift: 2,
+                        add_shift: 3,
+                        relu: false,
+                    },
+                    bias: false,
+                },
+            },
+            Step::Linear {
+                layer: ShiftLayer::new("fc", &fc_w, 3, 18, 5, 3).unwrap(),
+                epilogue: Epilogue {
+                    acc_init: vec![1, -2, 3],
+                    requant: Requant::Logits,
+                    bias: true,
+                },
+            },
+        ],
+    };
+    model.validate().unwrap();
+    let n = 17;
+    let x: Vec<i32> = (0..(n * 18) as i32)
+        .map(|i| (1 << 28) - 1000 * (i % 7))
+        .collect();
+    assert!(i64::from(x[0]) * 7 < 1 << 31);
     check(&model, &x, n, n);
 }
