@@ -523,9 +523,10 @@ impl Ctx {
                     let (lo, hi) = (self.act.lo(), self.act.hi());
                     // SAFETY: AVX-512F/DQ/VL checked when the context was
                     // made; `o` has `acc.len()` elements of this task.
-                    // With m = 1, cq = add >> S = 0, cr = 0 and k = 0 the
-                    // affine form is exactly floor(acc / 2^S).
-                    return unsafe { affine_avx512(acc, o, s, 1, 0, 0, 0, floor, lo, hi) };
+                    // Without the multiply, the affine form is floor(acc / 2^S).
+                    let ret =
+                        unsafe { affine_avx512::<false>(acc, o, s, 1, 0, 0, 0, floor, lo, hi) };
+                    return ret.expect("no range condition without the multiply");
                 }
                 for (j, &a) in acc.iter().enumerate() {
                     let v = self.act.clamp((a >> s).max(floor));
@@ -551,29 +552,23 @@ impl Ctx {
                 let low = (1i64 << s.min(62)) - 1;
                 let (cq, cr) = (b >> s.min(62), b & low);
                 let fits = |a: i64| (a >> s).unsigned_abs() < 1 << 31;
-                let fast = s <= 31 && cq.unsigned_abs() < 1 << 61 && {
-                    #[cfg(target_arch = "x86_64")]
-                    if self.avx512dq {
-                        // `a >> s` is monotonic: the extremes bound every lane.
-                        // SAFETY: AVX-512F checked when the context was made.
-                        let (lo, hi) = unsafe { range_avx512(acc) };
-                        acc.is_empty() || (fits(lo) && fits(hi))
-                    } else {
-                        acc.iter().all(|&a| fits(a))
-                    }
-                    #[cfg(not(target_arch = "x86_64"))]
-                    acc.iter().all(|&a| fits(a))
-                };
+                let shape_ok = s <= 31 && cq.unsigned_abs() < 1 << 61;
                 #[cfg(target_arch = "x86_64")]
-                if fast && stride == 1 && self.avx512dq {
+                if shape_ok && stride == 1 && self.avx512dq {
                     let o = unsafe { o.0.add(base) };
                     let (lo, hi) = (self.act.lo(), self.act.hi());
                     // SAFETY: the CPU has AVX-512F/DQ (checked when the
-                    // context was made); `o` has `acc.len()` elements of this task.
-                    let m2 =
-                        unsafe { affine_avx512(acc, o, s, m, cq, cr, *mul_shift, floor, lo, hi) };
-                    return m2;
+                    // context was made); `o` has `acc.len()` elements of
+                    // this task. `None` (some |acc / 2^S| >= 2^31) leaves
+                    // them to be rewritten below.
+                    let ret = unsafe {
+                        affine_avx512::<true>(acc, o, s, m, cq, cr, *mul_shift, floor, lo, hi)
+                    };
+                    if let Some(m2) = ret {
+                        return m2;
+                    }
                 }
+                let fast = shape_ok && acc.iter().all(|&a| fits(a));
                 if fast {
                     for (j, &a) in acc.iter().enumerate() {
                         let (q, r) = (a >> s, a & low);
@@ -916,30 +911,18 @@ fn avx512dq() -> bool {
     false
 }
 
-/// The smallest and largest of `acc` (`(i64::MAX, i64::MIN)` when empty).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn range_avx512(acc: &[i64]) -> (i64, i64) {
-    use std::arch::x86_64::*;
-    let (mut lo, mut hi) = (_mm512_set1_epi64(i64::MAX), _mm512_set1_epi64(i64::MIN));
-    let mut j = 0;
-    while j < acc.len() {
-        let n = (acc.len() - j).min(8);
-        let mask: u8 = if n == 8 { u8::MAX } else { (1u8 << n) - 1 };
-        let a = _mm512_maskz_loadu_epi64(mask, acc.as_ptr().add(j));
-        lo = _mm512_mask_min_epi64(lo, mask, lo, a);
-        hi = _mm512_mask_max_epi64(hi, mask, hi, a);
-        j += 8;
-    }
-    (_mm512_reduce_min_epi64(lo), _mm512_reduce_max_epi64(hi))
-}
-
-/// The 64-bit folded batch norm of `Ctx::requant` on 8 lanes at a time;
-/// returns the largest `|X|` written.
+/// The requantisation of `Ctx::requant` on 8 lanes at a time; returns the
+/// largest `|X|` written. With `MUL`, the 64-bit folded batch norm
+/// `floor((q m + cq + floor((r m + cr) / 2^S)) / 2^k)` (`acc = q 2^S + r`),
+/// whose products are 32 x 32-bit multiplies since `|q| < 2^31`,
+/// `0 <= r < 2^S <= 2^31` and `|m| <= 2^30`: `None` when some `|q|` is
+/// `2^31` or more (the outputs written are then to be rewritten). Without
+/// `MUL`, `floor(acc / 2^S)` (the shift requantisation; `m`, `cq`, `cr` and
+/// `k` unused).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn affine_avx512(
+unsafe fn affine_avx512<const MUL: bool>(
     acc: &[i64],
     out: *mut i32,
     s: u32,
@@ -950,7 +933,7 @@ unsafe fn affine_avx512(
     floor: i64,
     lo: i64,
     hi: i64,
-) -> i64 {
+) -> Option<i64> {
     use std::arch::x86_64::*;
     let (ns, nk) = (_mm_cvtsi32_si128(s as i32), _mm_cvtsi32_si128(k as i32));
     let low = _mm512_set1_epi64((1i64 << s) - 1);
@@ -959,23 +942,50 @@ unsafe fn affine_avx512(
         _mm512_set1_epi64(cq),
         _mm512_set1_epi64(cr),
     );
+    let (qmin, qmax) = (_mm512_set1_epi64(-(1 << 31)), _mm512_set1_epi64(1 << 31));
     let (vlo, vhi) = (_mm512_set1_epi64(lo.max(floor)), _mm512_set1_epi64(hi));
     let mut vmax = _mm512_setzero_si512();
+    let mut fits: u8 = u8::MAX;
+    // Eight lanes: the clamped values in 64-bit lanes.
+    let mut eight = |j: usize| {
+        let n = acc.len().saturating_sub(j).min(8);
+        let mask: u8 = if n == 8 {
+            u8::MAX
+        } else {
+            (1u16 << n) as u8 - 1
+        };
+        // Masked-off lanes are not read (and `j` may be past the end).
+        let a = _mm512_maskz_loadu_epi64(mask, acc.as_ptr().wrapping_add(j));
+        let q = _mm512_sra_epi64(a, ns);
+        let t = if MUL {
+            // Lanes outside the mask are 0 and fit.
+            fits &= _mm512_cmpgt_epi64_mask(q, qmin) & _mm512_cmplt_epi64_mask(q, qmax);
+            let r = _mm512_and_si512(a, low);
+            let frac = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(r, vm), vcr), ns);
+            let t = _mm512_add_epi64(_mm512_add_epi64(_mm512_mul_epi32(q, vm), vcq), frac);
+            _mm512_sra_epi64(t, nk)
+        } else {
+            q
+        };
+        let t = _mm512_min_epi64(_mm512_max_epi64(t, vlo), vhi);
+        vmax = _mm512_max_epi64(vmax, _mm512_maskz_abs_epi64(mask, t));
+        t
+    };
+    // The low 32 bits of every 64-bit lane of two vectors, in order.
+    let low_halves = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     let mut j = 0;
     while j < acc.len() {
-        let n = (acc.len() - j).min(8);
-        let mask: u8 = if n == 8 { u8::MAX } else { (1u8 << n) - 1 };
-        let a = _mm512_maskz_loadu_epi64(mask, acc.as_ptr().add(j));
-        let q = _mm512_sra_epi64(a, ns);
-        let r = _mm512_and_si512(a, low);
-        let frac = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mullo_epi64(r, vm), vcr), ns);
-        let t = _mm512_add_epi64(_mm512_add_epi64(_mm512_mullo_epi64(q, vm), vcq), frac);
-        let t = _mm512_min_epi64(_mm512_max_epi64(_mm512_sra_epi64(t, nk), vlo), vhi);
-        vmax = _mm512_max_epi64(vmax, _mm512_maskz_abs_epi64(mask, t));
-        _mm256_mask_storeu_epi32(out.add(j), mask, _mm512_cvtepi64_epi32(t));
-        j += 8;
+        let (t0, t1) = (eight(j), eight(j + 8));
+        let v = _mm512_permutex2var_epi32(t0, low_halves, t1);
+        let n = (acc.len() - j).min(16);
+        if n == 16 {
+            _mm512_storeu_si512(out.add(j).cast(), v);
+        } else {
+            _mm512_mask_storeu_epi32(out.add(j), ((1u32 << n) - 1) as u16, v);
+        }
+        j += 16;
     }
-    _mm512_reduce_max_epi64(vmax)
+    (fits == u8::MAX).then(|| _mm512_reduce_max_epi64(vmax))
 }
 
 /// 2x2 max pooling, stride 2, in either layout (a pixel is `lanes` values).
