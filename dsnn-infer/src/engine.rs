@@ -42,20 +42,115 @@ pub struct EngineOptions {
     pub im2col_only: bool,
 }
 
-/// Activations of a batch: `n x c x h x w` (`lanes` = 1), or in the
-/// batch-lanes layout `groups x c x h x w x 16` (`lanes` = [`LANE_IMAGES`]),
-/// each group holding 16 images (the last one padded with zero images).
+/// One 16-image vector of the batch-lanes layout; a `Vec` of them is
+/// 64-byte aligned, so that every vector a kernel loads is one cache line.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Lane([i32; LANE_IMAGES]);
+
+/// `i32` storage starting on a 64-byte boundary (whole [`Lane`]s, of which
+/// the first `len` values count).
+#[derive(Clone, Debug)]
+struct Buf {
+    lanes: Vec<Lane>,
+    len: usize,
+}
+
+impl Buf {
+    /// `len` zeros.
+    fn zeroed(len: usize) -> Buf {
+        Buf {
+            lanes: vec![Lane([0; LANE_IMAGES]); len.div_ceil(LANE_IMAGES)],
+            len,
+        }
+    }
+
+    /// A copy of `v`.
+    fn from_slice(v: &[i32]) -> Buf {
+        let mut b = Buf::zeroed(v.len());
+        b.copy_from_slice(v);
+        b
+    }
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [i32];
+    fn deref(&self) -> &[i32] {
+        // SAFETY: `lanes` holds at least `len` initialised `i32`s, contiguous.
+        unsafe { std::slice::from_raw_parts(self.lanes.as_ptr().cast(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut [i32] {
+        // SAFETY: as in `deref`, borrowed mutably.
+        unsafe { std::slice::from_raw_parts_mut(self.lanes.as_mut_ptr().cast(), self.len) }
+    }
+}
+
+/// Activations of a batch: `n x c x h x w` (`lanes` = 1, `border` = 0), or
+/// in the batch-lanes layout `groups x c x (h + 2 border) x (w + 2 border) x
+/// 16` (`lanes` = [`LANE_IMAGES`]), each group holding 16 images (the last
+/// one padded with zero images) and each plane surrounded by `border` rows
+/// and columns of zeros (a convolution with that padding reads it in place).
 #[derive(Debug, Clone)]
 struct Act {
     /// Shared so that a residual shortcut costs no copy.
-    data: Arc<Vec<i32>>,
+    data: Arc<Buf>,
     c: usize,
     h: usize,
     w: usize,
     /// Images per pixel vector: 1 or [`LANE_IMAGES`].
     lanes: usize,
+    /// Zero rows and columns around each plane (0 unless batch lanes).
+    border: usize,
     /// An upper bound of `|X|` over the batch (picks the bucket-sum width).
     max_abs: i64,
+}
+
+impl Act {
+    /// Rows of a stored plane.
+    fn hp(&self) -> usize {
+        self.h + 2 * self.border
+    }
+
+    /// Columns of a stored plane.
+    fn wp(&self) -> usize {
+        self.w + 2 * self.border
+    }
+
+    /// Elements of a stored plane.
+    fn plane_len(&self) -> usize {
+        self.hp() * self.wp() * self.lanes
+    }
+
+    /// The same geometry without the values (holding no reference to the
+    /// buffer, so that `Arc::make_mut` on the original does not copy it).
+    fn shape(&self) -> Act {
+        Act {
+            data: Arc::new(Buf::zeroed(0)),
+            ..*self
+        }
+    }
+
+    /// Offset of pixel `(y, x)` within a stored plane.
+    fn at(&self, y: usize, x: usize) -> usize {
+        ((y + self.border) * self.wp() + x + self.border) * self.lanes
+    }
+}
+
+/// The border a step's batch-lanes output gets: the padding of the next
+/// convolution, if one comes before any linear layer, so that it reads its
+/// input in place (0 otherwise).
+fn next_padding(steps: &[Step]) -> usize {
+    for step in steps {
+        match step {
+            Step::Conv { padding, .. } => return *padding,
+            Step::Linear { .. } => return 0,
+            _ => {}
+        }
+    }
+    0
 }
 
 /// Elements per task of element-wise steps: smaller ones run on one thread
@@ -114,7 +209,8 @@ enum Out<'a> {
 /// A layer's output, written in parallel through raw pointers: 32-bit
 /// activations, or 64-bit logits when the layer ends the network.
 struct OutBuf {
-    act: Vec<MaybeUninit<i32>>,
+    act: Vec<MaybeUninit<Lane>>,
+    act_len: usize,
     logits: Vec<MaybeUninit<i64>>,
     p32: SyncPtr<i32>,
     p64: SyncPtr<i64>,
@@ -127,8 +223,12 @@ impl OutBuf {
         let mut act = if is_logits {
             Vec::new()
         } else {
-            uninit::<i32>(len)
+            uninit::<Lane>(len.div_ceil(LANE_IMAGES))
         };
+        if let Some(last) = act.last_mut() {
+            // The values past `len` are never written by a task.
+            last.write(Lane([0; LANE_IMAGES]));
+        }
         let mut logits = if is_logits {
             uninit::<i64>(len)
         } else {
@@ -139,6 +239,7 @@ impl OutBuf {
         let p64 = SyncPtr(logits.as_mut_ptr().cast::<i64>());
         OutBuf {
             act,
+            act_len: if is_logits { 0 } else { len },
             logits,
             p32,
             p64,
@@ -155,8 +256,8 @@ impl OutBuf {
         }
     }
 
-    /// The finished output: activations of shape `c x h x w` per image, or
-    /// the logits.
+    /// The finished output: activations of shape `c x h x w` per image (or
+    /// group, with `lanes` and `border` as [`Act`] says), or the logits.
     ///
     /// # Safety
     /// Every element must have been written.
@@ -166,6 +267,7 @@ impl OutBuf {
         h: usize,
         w: usize,
         lanes: usize,
+        border: usize,
         max_abs: i64,
     ) -> std::result::Result<Act, Vec<i64>> {
         if self.is_logits {
@@ -174,11 +276,15 @@ impl OutBuf {
         } else {
             Ok(Act {
                 // SAFETY: as above.
-                data: Arc::new(unsafe { assume_init(self.act) }),
+                data: Arc::new(Buf {
+                    lanes: unsafe { assume_init(self.act) },
+                    len: self.act_len,
+                }),
                 c,
                 h,
                 w,
                 lanes,
+                border,
                 max_abs,
             })
         }
@@ -277,11 +383,12 @@ impl IntModel {
         }
         let mut cur = Act {
             max_abs: max_abs(&x),
-            data: Arc::new(x),
+            data: Arc::new(Buf::from_slice(&x)),
             c: self.input.channels,
             h: self.input.height,
             w: self.input.width,
             lanes: 1,
+            border: 0,
         };
         let mut saved: Vec<Act> = Vec::new();
         let ctx = Ctx {
@@ -293,7 +400,9 @@ impl IntModel {
             batch_lanes: !opts.im2col_only,
             n,
         };
-        for step in &self.steps {
+        for (i, step) in self.steps.iter().enumerate() {
+            // Border of a batch-lanes output of this step.
+            let border = next_padding(&self.steps[i + 1..]);
             match step {
                 Step::Conv {
                     layer,
@@ -309,28 +418,33 @@ impl IntModel {
                         pad: *padding,
                     };
                     if ctx.lanes_conv(&cur, layer, epilogue) {
-                        cur =
-                            ctx.conv_lanes(&to_layout(&cur, n, LANE_IMAGES), layer, geo, epilogue);
+                        cur = ctx.conv_lanes(
+                            &to_layout(&cur, n, LANE_IMAGES, *padding),
+                            layer,
+                            geo,
+                            epilogue,
+                            border,
+                        );
                         continue;
                     }
-                    match ctx.conv(&to_layout(&cur, n, 1), layer, geo, epilogue)? {
+                    match ctx.conv(&to_layout(&cur, n, 1, 0), layer, geo, epilogue)? {
                         Ok(next) => cur = next,
                         Err(values) => return Ok(self.logits(values, layer, n)),
                     }
                 }
                 Step::Linear { layer, epilogue } => {
-                    match ctx.linear(&to_layout(&cur, n, 1), layer, epilogue) {
+                    match ctx.linear(&to_layout(&cur, n, 1, 0), layer, epilogue) {
                         Ok(next) => cur = next,
                         Err(values) => return Ok(self.logits(values, layer, n)),
                     }
                 }
-                Step::MaxPool2 => cur = max_pool2(&cur),
+                Step::MaxPool2 => cur = max_pool2(&cur, border),
                 Step::SaveResidual => saved.push(cur.clone()),
                 Step::AddResidual { pad } => {
                     let short = saved.pop().ok_or_else(|| {
                         InferError::Input("residual add without a shortcut".into())
                     })?;
-                    let short = to_layout(&short, n, cur.lanes);
+                    let short = to_layout(&short, n, cur.lanes, cur.border);
                     add_residual(&mut cur, &short, *pad, &self.act);
                 }
                 Step::GlobalAvgPool => cur = avg_pool(&cur),
@@ -495,7 +609,7 @@ impl Ctx {
             SHARED_COL.with_borrow_mut(|v| *v = shared);
         }
         // SAFETY: every task wrote its (image, channel, position) outputs.
-        Ok(unsafe { buf.finish(cout, oh, ow, 1, seen.into_inner()) })
+        Ok(unsafe { buf.finish(cout, oh, ow, 1, 0, seen.into_inner()) })
     }
 
     /// Requantises `acc` of channel `c`, writing element `j` at `base + j * stride`.
@@ -697,7 +811,7 @@ impl Ctx {
             });
         }
         // SAFETY: every task wrote its (image, channel) outputs.
-        unsafe { buf.finish(cout, 1, 1, 1, seen.into_inner()) }
+        unsafe { buf.finish(cout, 1, 1, 1, 0, seen.into_inner()) }
     }
 }
 
@@ -988,41 +1102,63 @@ unsafe fn affine_avx512<const MUL: bool>(
     (fits == u8::MAX).then(|| _mm512_reduce_max_epi64(vmax))
 }
 
+/// An activation shape with zeros everywhere (borders included); the
+/// border is kept only in the batch-lanes layout.
+fn zeros_like(c: usize, h: usize, w: usize, lanes: usize, images: usize, border: usize) -> Act {
+    let border = if lanes == 1 { 0 } else { border };
+    let len = images * c * (h + 2 * border) * (w + 2 * border) * lanes;
+    Act {
+        data: Arc::new(Buf::zeroed(len)),
+        c,
+        h,
+        w,
+        lanes,
+        border,
+        max_abs: 0,
+    }
+}
+
+/// Images (or groups of 16) of a batch.
+fn planes_of(x: &Act) -> usize {
+    x.data.len() / x.plane_len()
+}
+
 /// 2x2 max pooling, stride 2, in either layout (a pixel is `lanes` values).
-fn max_pool2(x: &Act) -> Act {
+/// A batch-lanes output gets `border`.
+fn max_pool2(x: &Act, border: usize) -> Act {
     let (oh, ow, l) = (x.h / 2, x.w / 2, x.lanes);
-    let mut out = vec![0i32; x.data.len() / (x.h * x.w) * oh * ow];
-    out.par_chunks_mut(oh * ow * l)
-        .with_min_len(ELEMENTWISE_GRAIN.div_ceil(oh * ow * l))
+    let mut out = zeros_like(x.c, oh, ow, l, planes_of(x) / x.c, border);
+    let shape = out.shape();
+    let (in_len, out_len) = (x.plane_len(), shape.plane_len());
+    Arc::make_mut(&mut out.data)
+        .par_chunks_mut(out_len)
+        .with_min_len(ELEMENTWISE_GRAIN.div_ceil(out_len))
         .enumerate()
         .for_each(|(plane, o)| {
-            let src = &x.data[plane * x.h * x.w * l..(plane + 1) * x.h * x.w * l];
+            let src = &x.data[plane * in_len..(plane + 1) * in_len];
             for y in 0..oh {
                 for xx in 0..ow {
-                    let at = |dy: usize, dx: usize| ((2 * y + dy) * x.w + 2 * xx + dx) * l;
+                    let at = |dy: usize, dx: usize| x.at(2 * y + dy, 2 * xx + dx);
                     let (a, b, c, d) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
-                    let dst = &mut o[(y * ow + xx) * l..(y * ow + xx + 1) * l];
+                    let dst = &mut o[shape.at(y, xx)..][..l];
                     for (j, v) in dst.iter_mut().enumerate() {
                         *v = src[a + j].max(src[b + j]).max(src[c + j]).max(src[d + j]);
                     }
                 }
             }
         });
-    Act {
-        data: Arc::new(out),
-        c: x.c,
-        h: oh,
-        w: ow,
-        lanes: l,
-        max_abs: x.max_abs,
-    }
+    out.max_abs = x.max_abs;
+    out
 }
 
-/// The residual add (see [`Step::AddResidual`]); `short` is in `cur`'s layout.
+/// The residual add (see [`Step::AddResidual`]); `short` is in `cur`'s
+/// layout. Borders stay zero: `clamp(max(0 + 0, 0)) = 0`.
 fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, act: &ActFormat) {
-    let (c, h, w, l) = (cur.c, cur.h, cur.w, cur.lanes);
-    debug_assert_eq!(short.lanes, l);
-    let plane_len = h * w * l;
+    let (c, l) = (cur.c, cur.lanes);
+    debug_assert!(short.lanes == l && short.border == cur.border);
+    let plane_len = cur.plane_len();
+    let short_plane = short.plane_len();
+    let shape = cur.shape();
     let data = Arc::make_mut(&mut cur.data);
     let hi = act.hi() as i32;
     let max = data
@@ -1043,12 +1179,11 @@ fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, act: &ActFormat)
                     o.iter_mut().zip(src).for_each(|(v, &s)| add(v, s));
                 }
                 Some(p) if ch >= p && ch - p < short.c => {
-                    let short_plane = short.h * short.w * l;
                     let src = &short.data[(img * short.c + ch - p) * short_plane..][..short_plane];
-                    for y in 0..h {
-                        for x in 0..w {
-                            let s = &src[(2 * y * short.w + 2 * x) * l..][..l];
-                            let d = &mut o[(y * w + x) * l..][..l];
+                    for y in 0..shape.h {
+                        for x in 0..shape.w {
+                            let s = &src[short.at(2 * y, 2 * x)..][..l];
+                            let d = &mut o[shape.at(y, x)..][..l];
                             d.iter_mut().zip(s).for_each(|(v, &s)| add(v, s));
                         }
                     }
@@ -1063,66 +1198,84 @@ fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, act: &ActFormat)
     cur.max_abs = max;
 }
 
-/// Global average pooling, `floor(sum / (h * w))` per channel and image.
+/// Global average pooling, `floor(sum / (h * w))` per channel and image
+/// (the zero borders add nothing).
 fn avg_pool(x: &Act) -> Act {
     let (hw, l) = (x.h * x.w, x.lanes);
-    let data = x
+    let data: Vec<i32> = x
         .data
-        .chunks_exact(hw * l)
+        .chunks_exact(x.plane_len())
         .flat_map(|plane| {
             (0..l).map(move |j| {
-                (0..hw)
-                    .map(|p| i64::from(plane[p * l + j]))
+                plane
+                    .iter()
+                    .skip(j)
+                    .step_by(l)
+                    .map(|&v| i64::from(v))
                     .sum::<i64>()
                     .div_euclid(hw as i64) as i32
             })
         })
-        .collect::<Vec<_>>();
+        .collect();
     Act {
-        data: Arc::new(data),
+        data: Arc::new(Buf::from_slice(&data)),
         c: x.c,
         h: 1,
         w: 1,
         lanes: l,
+        border: 0,
         max_abs: x.max_abs,
     }
 }
 
 /// `x` in the layout with `lanes` images per pixel vector (1 or
-/// [`LANE_IMAGES`]); `n` is the number of real images. A copy, unless `x`
-/// already has that layout.
-fn to_layout(x: &Act, n: usize, lanes: usize) -> Act {
-    if x.lanes == lanes {
+/// [`LANE_IMAGES`], then with `border`); `n` is the number of real images.
+/// A copy, unless `x` already has that layout.
+fn to_layout(x: &Act, n: usize, lanes: usize, border: usize) -> Act {
+    if x.lanes == lanes && (lanes == 1 || x.border == border) {
         return x.clone();
     }
-    let (chw, l) = (x.c * x.h * x.w, LANE_IMAGES);
-    let data: Vec<i32> = if lanes == 1 {
-        // groups x chw x 16 -> n x chw, dropping the padding images.
-        let mut out = vec![0i32; n * chw];
-        out.par_chunks_mut(chw).enumerate().for_each(|(img, o)| {
-            let (g, j) = (img / l, img % l);
-            let src = &x.data[g * chw * l..(g + 1) * chw * l];
-            for (e, v) in o.iter_mut().enumerate() {
-                *v = src[e * l + j];
-            }
-        });
-        out
-    } else {
-        let groups = n.div_ceil(l);
-        let mut out = vec![0i32; groups * chw * l];
-        out.par_chunks_mut(chw * l).enumerate().for_each(|(g, o)| {
-            for j in 0..l.min(n - g * l) {
-                let src = &x.data[(g * l + j) * chw..(g * l + j + 1) * chw];
-                for (e, &v) in src.iter().enumerate() {
-                    o[e * l + j] = v;
-                }
-            }
-        });
-        out
-    };
-    Act {
-        data: Arc::new(data),
-        lanes,
-        ..*x
+    if x.lanes == lanes {
+        return lanes::padded(x, border);
     }
+    let l = LANE_IMAGES;
+    let images = if lanes == 1 { n } else { n.div_ceil(l) };
+    let mut out = zeros_like(x.c, x.h, x.w, lanes, images, border);
+    let shape = out.shape();
+    let (src_plane, dst_plane) = (x.plane_len(), shape.plane_len());
+    let (c, h, w) = (x.c, x.h, x.w);
+    let dst = Arc::make_mut(&mut out.data);
+    if lanes == 1 {
+        // groups x c x planes x 16 -> n x c x h x w, dropping the padding images.
+        dst.par_chunks_mut(c * dst_plane)
+            .enumerate()
+            .for_each(|(img, o)| {
+                let (g, j) = (img / l, img % l);
+                for ch in 0..c {
+                    let src = &x.data[(g * c + ch) * src_plane..][..src_plane];
+                    for y in 0..h {
+                        for xx in 0..w {
+                            o[ch * dst_plane + shape.at(y, xx)] = src[x.at(y, xx) + j];
+                        }
+                    }
+                }
+            });
+    } else {
+        dst.par_chunks_mut(c * dst_plane)
+            .enumerate()
+            .for_each(|(g, o)| {
+                for j in 0..l.min(n - g * l) {
+                    for ch in 0..c {
+                        let src = &x.data[((g * l + j) * c + ch) * src_plane..][..src_plane];
+                        for y in 0..h {
+                            for xx in 0..w {
+                                o[ch * dst_plane + shape.at(y, xx) + j] = src[x.at(y, xx)];
+                            }
+                        }
+                    }
+                }
+            });
+    }
+    out.max_abs = x.max_abs;
+    out
 }

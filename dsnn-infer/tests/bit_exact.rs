@@ -495,3 +495,84 @@ fn batch_lanes_convolution_with_128_bit_batch_norm_matches_the_reference() {
     assert!(i64::from(x[0]) * 7 < 1 << 31);
     check(&model, &x, n, n);
 }
+
+/// Batch-lanes activations carry the border the next convolution needs: a
+/// residual whose shortcut (border 1, before a padding-1 convolution) and
+/// sum (border 0, before a padding-0 one) differ is re-bordered, and both
+/// layouts give the reference's logits.
+#[test]
+fn residuals_across_different_borders_match_the_reference() {
+    let act = ActFormat::new(8, 8).unwrap();
+    let w = |salt: usize| {
+        move |i: usize| match (i * 7 + salt) % 9 {
+            0 => ShiftWeight::Zero,
+            r => ShiftWeight::Pow {
+                negative: r % 2 == 0,
+                m: ((i + salt) % 5) as u8,
+            },
+        }
+    };
+    let c = 4;
+    let conv = |name: &str, salt: usize, padding: usize| Step::Conv {
+        layer: ShiftLayer::new(
+            name,
+            &(0..c * c * 9).map(w(salt)).collect::<Vec<_>>(),
+            c,
+            c * 9,
+            5,
+            6,
+        )
+        .unwrap(),
+        cin: c,
+        kernel: 3,
+        stride: 1,
+        padding,
+        epilogue: Epilogue {
+            acc_init: vec![3, -3, 0, 7],
+            requant: Requant::Shift { relu: true },
+            bias: true,
+        },
+    };
+    let model = IntModel {
+        backbone: "hand".into(),
+        shift_type: ShiftType::Q,
+        input: InputShape {
+            channels: c,
+            height: 6,
+            width: 6,
+        },
+        classes: 3,
+        act,
+        weight_bits: 5,
+        input_transform: None,
+        steps: vec![
+            conv("conv1", 1, 1),
+            Step::SaveResidual,
+            conv("conv2", 2, 1),
+            Step::AddResidual { pad: None },
+            conv("conv3", 3, 0),
+            Step::Linear {
+                layer: ShiftLayer::new(
+                    "fc",
+                    &(0..3 * c * 16).map(w(4)).collect::<Vec<_>>(),
+                    3,
+                    c * 16,
+                    5,
+                    6,
+                )
+                .unwrap(),
+                epilogue: Epilogue {
+                    acc_init: vec![1, -2, 3],
+                    requant: Requant::Logits,
+                    bias: true,
+                },
+            },
+        ],
+    };
+    model.validate().unwrap();
+    let n = 18;
+    let x: Vec<i32> = (0..(n * c * 36) as i64)
+        .map(|i| ((i * 2_654_435_761) % 6_000 - 1_000) as i32)
+        .collect();
+    check(&model, &x, n, n);
+}

@@ -1,25 +1,23 @@
 //! The batch-lanes convolution: activations stored as `groups x c x h x w x
-//! 16`, so that one 512-bit vector holds one activation of 16 images. A
-//! convolution then needs no im2col block: input `k` of an output position
-//! is a single aligned vector of a zero-padded copy of the input, at an
-//! offset fixed by `k` ([`crate::kernels::lanes_avx512`]). Each task takes
-//! one output row of one group, in tiles of up to four positions, and all
-//! output channels, one row chunk of the weights at a time
-//! ([`crate::model::ShiftLayer::lane_plan`]).
+//! 16` with a zero border, so that one 512-bit vector holds one activation
+//! of 16 images. A convolution then needs no im2col block: input `k` of an
+//! output position is a single aligned vector of the input, whose border is
+//! the convolution's padding (each step writes its output with the border
+//! the next convolution needs), at an offset fixed by `k` ([`crate::kernels::lanes_avx512`]). Each task
+//! takes one output row of one group, in tiles of up to four positions, and
+//! all output channels, one row chunk of the weights at a time
+//! ([`crate::model::ShiftLayer::lane_plan`]); it writes the row and its
+//! share of the output's zero border.
 
-use super::{Act, Ctx, Geo, OutBuf};
+use super::{Act, Buf, Ctx, Geo, Lane, Out, OutBuf};
 use crate::kernels::{Isa, LANE_IMAGES};
 use crate::model::{Epilogue, Requant, ShiftLayer};
 use crate::weights::Plan;
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicI64, Ordering};
-
-/// One 16-image vector; a `Vec` of them is 64-byte aligned, so that every
-/// vector the kernel loads is one cache line.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Lane([i32; LANE_IMAGES]);
+use std::sync::Arc;
 
 /// Output positions per tile (the kernel's `R`).
 const TILE: usize = 4;
@@ -40,14 +38,23 @@ impl Ctx {
             && !self.wide_for(x, layer)
     }
 
-    /// A convolution of batch-lanes activations into batch-lanes activations.
-    pub(super) fn conv_lanes(&self, x: &Act, layer: &ShiftLayer, g: Geo, epi: &Epilogue) -> Act {
+    /// A convolution of batch-lanes activations into batch-lanes activations
+    /// with `border` (the next convolution's padding).
+    pub(super) fn conv_lanes(
+        &self,
+        x: &Act,
+        layer: &ShiftLayer,
+        g: Geo,
+        epi: &Epilogue,
+        border: usize,
+    ) -> Act {
         assert!(x.lanes == LANE_IMAGES && self.isa == Isa::Avx512 && self.isa.available());
-        let (hp, wp) = (x.h + 2 * g.pad, x.w + 2 * g.pad);
+        // The caller gives the input a border of exactly the padding.
+        assert_eq!(x.border, g.pad, "{}: input border", layer.name);
+        let xp = x;
+        let (hp, wp) = (xp.hp(), xp.wp());
         let (oh, ow) = ((hp - g.k) / g.stride + 1, (wp - g.k) / g.stride + 1);
-        let plane = x.h * x.w * LANE_IMAGES;
-        let groups = x.data.len() / (x.c * plane);
-        let xp = padded(x, g.pad);
+        let groups = super::planes_of(xp) / xp.c;
         let cout = layer.cout;
         let plan = layer.lane_plan();
         let plans: Vec<&Plan> = if plan.chunks.is_empty() {
@@ -67,14 +74,45 @@ impl Ctx {
             .iter()
             .map(|p| p.idx.iter().map(|&i| off_k[i as usize]).collect())
             .collect();
-        let buf = OutBuf::new(groups * cout * oh * ow * LANE_IMAGES, false);
+        // The output, with the border the next layers expect.
+        let ob = border;
+        let (ohp, owp) = (oh + 2 * ob, ow + 2 * ob);
+        let out_plane = ohp * owp * LANE_IMAGES;
+        let buf = OutBuf::new(groups * cout * out_plane, false);
         let out = buf.out();
+        let Out::Act(o32) = &out else {
+            unreachable!("activations out")
+        };
         let seen = AtomicI64::new(0);
-        let group_len = x.c * hp * wp * LANE_IMAGES;
-        let xs: &[Lane] = &xp;
+        let group_len = xp.c * hp * wp * LANE_IMAGES;
+        let xs: &[i32] = &xp.data;
+        assert!(xs.len() >= groups * group_len && u32::try_from(group_len).is_ok());
         let step = g.stride * LANE_IMAGES;
         (0..groups * oh).into_par_iter().for_each(|t| {
             let (gi, oy) = (t / oh, t % oh);
+            // This row's share of the output border: its left and right
+            // columns, and the top and bottom rows for the first and last row.
+            for c in 0..cout {
+                let plane = (gi * cout + c) * out_plane;
+                let zero = |from: usize, lanes: usize| {
+                    for i in plane + from * LANE_IMAGES..plane + (from + lanes) * LANE_IMAGES {
+                        // SAFETY: inside this (group, channel) plane; each
+                        // border element belongs to exactly one row task.
+                        unsafe { o32.write(i, 0) };
+                    }
+                };
+                if ob > 0 {
+                    let row = (oy + ob) * owp;
+                    zero(row, ob);
+                    zero(row + ob + ow, ob);
+                    if oy == 0 {
+                        zero(0, ob * owp);
+                    }
+                    if oy + 1 == oh {
+                        zero((oh + ob) * owp, ob * owp);
+                    }
+                }
+            }
             ACC.with_borrow_mut(|acc| {
                 acc.resize(cout * TILE * LANE_IMAGES, 0);
                 let mut m = 0;
@@ -91,10 +129,11 @@ impl Ctx {
                         // read is `at + off_k[fan_in - 1] + (r - 1) * step`,
                         // the vector at row `(oy s + k - 1)` < hp, column
                         // `((ox0 + r - 1) s + k - 1)` < wp of the group's
-                        // last channel: inside `xp`. `acc` has `cout * TILE * 16`
+                        // last channel: inside `xs`, 64-byte aligned like
+                        // every vector (`Buf`). `acc` has `cout * TILE * 16`
                         // elements and `init` has `cout`.
                         unsafe {
-                            let x0 = xs.as_ptr().cast::<i32>().add(at);
+                            let x0 = xs.as_ptr().add(at);
                             let (init, a, cs) = (&epi.acc_init, acc.as_mut_ptr(), 0..cout);
                             match r {
                                 1 => crate::kernels::lanes_avx512::<1>(
@@ -133,7 +172,8 @@ impl Ctx {
                     let len = r * LANE_IMAGES;
                     for c in 0..cout {
                         let a = &acc[c * len..(c + 1) * len];
-                        let o = (((gi * cout + c) * oh + oy) * ow + ox0) * LANE_IMAGES;
+                        let o = (gi * cout + c) * out_plane
+                            + ((oy + ob) * owp + ox0 + ob) * LANE_IMAGES;
                         m = m.max(self.requant(a, c, layer, epi, &out, o, 1));
                     }
                     ox0 += r;
@@ -141,36 +181,47 @@ impl Ctx {
                 seen.fetch_max(m, Ordering::Relaxed);
             });
         });
-        drop(xp);
-        // SAFETY: every (group, channel, row) was written by its task.
-        unsafe { buf.finish(cout, oh, ow, LANE_IMAGES, seen.into_inner()) }
+        // SAFETY: every (group, channel, row) and its border was written by
+        // its task.
+        unsafe { buf.finish(cout, oh, ow, LANE_IMAGES, ob, seen.into_inner()) }
             .expect("requantised activations, not logits")
     }
 }
 
-/// `x` (batch lanes) with `pad` zero rows and columns around every plane.
-fn padded(x: &Act, pad: usize) -> Vec<Lane> {
+/// `x` (batch lanes, any border) with a border of `pad` instead.
+pub(super) fn padded(x: &Act, pad: usize) -> Act {
     let (h, w) = (x.h, x.w);
     let (hp, wp) = (h + 2 * pad, w + 2 * pad);
-    let planes = x.data.len() / (h * w * LANE_IMAGES);
-    let mut v = vec![Lane([0; LANE_IMAGES]); 0];
-    v.reserve_exact(planes * hp * wp);
-    // SAFETY: `Lane` is plain integers; every element is written below.
-    unsafe { v.set_len(planes * hp * wp) };
-    v.par_chunks_mut(hp * wp).enumerate().for_each(|(pl, dst)| {
-        let src = &x.data[pl * h * w * LANE_IMAGES..(pl + 1) * h * w * LANE_IMAGES];
-        let zero = Lane([0; LANE_IMAGES]);
-        dst[..pad * wp].fill(zero);
-        dst[(pad + h) * wp..].fill(zero);
-        for y in 0..h {
-            let row = &mut dst[(pad + y) * wp..(pad + y + 1) * wp];
-            row[..pad].fill(zero);
-            row[pad + w..].fill(zero);
-            for (xx, d) in row[pad..pad + w].iter_mut().enumerate() {
-                let at = (y * w + xx) * LANE_IMAGES;
-                d.0.copy_from_slice(&src[at..at + LANE_IMAGES]);
+    let planes = super::planes_of(x);
+    let mut lanes = super::uninit::<Lane>(planes * hp * wp);
+    let src_plane = x.plane_len();
+    lanes
+        .par_chunks_mut(hp * wp)
+        .enumerate()
+        .for_each(|(pl, dst)| {
+            let src = &x.data[pl * src_plane..(pl + 1) * src_plane];
+            let zero = MaybeUninit::new(Lane([0; LANE_IMAGES]));
+            dst[..pad * wp].fill(zero);
+            dst[(pad + h) * wp..].fill(zero);
+            for y in 0..h {
+                let row = &mut dst[(pad + y) * wp..(pad + y + 1) * wp];
+                row[..pad].fill(zero);
+                row[pad + w..].fill(zero);
+                let from = &src[x.at(y, 0)..x.at(y, 0) + w * LANE_IMAGES];
+                for (d, s) in row[pad..pad + w]
+                    .iter_mut()
+                    .zip(from.chunks_exact(LANE_IMAGES))
+                {
+                    d.write(Lane(s.try_into().expect("16 values")));
+                }
             }
-        }
-    });
-    v
+        });
+    // SAFETY: every plane's border and interior were written above.
+    let lanes = unsafe { super::assume_init(lanes) };
+    let len = lanes.len() * LANE_IMAGES;
+    Act {
+        data: Arc::new(Buf { lanes, len }),
+        border: pad,
+        ..*x
+    }
 }
