@@ -1264,12 +1264,16 @@ fn to_layout(x: &Act, n: usize, lanes: usize, border: usize) -> Act {
         dst.par_chunks_mut(c * dst_plane)
             .enumerate()
             .for_each(|(g, o)| {
-                for j in 0..l.min(n - g * l) {
-                    for ch in 0..c {
-                        let src = &x.data[((g * l + j) * c + ch) * src_plane..][..src_plane];
-                        for y in 0..h {
-                            for xx in 0..w {
-                                o[ch * dst_plane + shape.at(y, xx) + j] = src[x.at(y, xx)];
+                // Row by row: each image's row is read once, its values
+                // spread over the row's vectors (which stay in L1).
+                let (xd, b, wp): (&[i32], usize, usize) = (&x.data, shape.border, shape.wp());
+                for ch in 0..c {
+                    for y in 0..h {
+                        let row = &mut o[ch * dst_plane + ((y + b) * wp + b) * l..][..w * l];
+                        for j in 0..l.min(n - g * l) {
+                            let src = &xd[(((g * l + j) * c + ch) * h + y) * w..][..w];
+                            for (v, &s) in row.iter_mut().skip(j).step_by(l).zip(src) {
+                                *v = s;
                             }
                         }
                     }
