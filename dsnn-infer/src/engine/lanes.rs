@@ -3,9 +3,10 @@
 //! of 16 images. A convolution then needs no im2col block: input `k` of an
 //! output position is a single aligned vector of the input, whose border is
 //! the convolution's padding (each step writes its output with the border
-//! the next convolution needs), at an offset fixed by `k` ([`crate::kernels::lanes_avx512`]). Each task
-//! takes one output row of one group, in tiles of up to four positions, and
-//! all output channels, one row chunk of the weights at a time
+//! the next convolution needs), at an offset fixed by `k`
+//! ([`crate::kernels::lanes_avx512`]). Each task takes one output row of
+//! one group, in tiles of up to four positions, and all output channels,
+//! one row chunk of the weights at a time
 //! ([`crate::model::ShiftLayer::lane_plan`]); it writes the row and its
 //! share of the output's zero border.
 
@@ -16,8 +17,12 @@ use crate::weights::Plan;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+
+/// [`crate::kernels::lanes_avx512`] for one tile width.
+type Kernel = unsafe fn(*const i32, usize, &Plan, &[u32], Range<usize>, &[i64], *mut i64, bool);
 
 /// Output positions per tile (the kernel's `R`).
 const TILE: usize = 4;
@@ -51,10 +56,10 @@ impl Ctx {
         assert!(x.lanes == LANE_IMAGES && self.isa == Isa::Avx512 && self.isa.available());
         // The caller gives the input a border of exactly the padding.
         assert_eq!(x.border, g.pad, "{}: input border", layer.name);
-        let xp = x;
-        let (hp, wp) = (xp.hp(), xp.wp());
+        assert_eq!(layer.fan_in, x.c * g.k * g.k, "{}: fan-in", layer.name);
+        let (hp, wp) = (x.hp(), x.wp());
         let (oh, ow) = ((hp - g.k) / g.stride + 1, (wp - g.k) / g.stride + 1);
-        let groups = super::planes_of(xp) / xp.c;
+        let groups = super::planes_of(x) / x.c;
         let cout = layer.cout;
         let plan = layer.lane_plan();
         let plans: Vec<&Plan> = if plan.chunks.is_empty() {
@@ -84,8 +89,8 @@ impl Ctx {
             unreachable!("activations out")
         };
         let seen = AtomicI64::new(0);
-        let group_len = xp.c * hp * wp * LANE_IMAGES;
-        let xs: &[i32] = &xp.data;
+        let group_len = x.c * hp * wp * LANE_IMAGES;
+        let xs: &[i32] = &x.data;
         assert!(xs.len() >= groups * group_len && u32::try_from(group_len).is_ok());
         let step = g.stride * LANE_IMAGES;
         (0..groups * oh).into_par_iter().for_each(|t| {
@@ -124,6 +129,11 @@ impl Ctx {
                         _ => TILE,
                     };
                     let at = gi * group_len + (oy * g.stride * wp + ox0 * g.stride) * LANE_IMAGES;
+                    let kernel: Kernel = match r {
+                        1 => crate::kernels::lanes_avx512::<1>,
+                        2 => crate::kernels::lanes_avx512::<2>,
+                        _ => crate::kernels::lanes_avx512::<TILE>,
+                    };
                     for (q, (p, o)) in plans.iter().zip(&offs).enumerate() {
                         // SAFETY: AVX-512F checked above. The largest offset
                         // read is `at + off_k[fan_in - 1] + (r - 1) * step`,
@@ -134,39 +144,8 @@ impl Ctx {
                         // elements and `init` has `cout`.
                         unsafe {
                             let x0 = xs.as_ptr().add(at);
-                            let (init, a, cs) = (&epi.acc_init, acc.as_mut_ptr(), 0..cout);
-                            match r {
-                                1 => crate::kernels::lanes_avx512::<1>(
-                                    x0,
-                                    step,
-                                    p,
-                                    o,
-                                    cs,
-                                    init,
-                                    a,
-                                    q > 0,
-                                ),
-                                2 => crate::kernels::lanes_avx512::<2>(
-                                    x0,
-                                    step,
-                                    p,
-                                    o,
-                                    cs,
-                                    init,
-                                    a,
-                                    q > 0,
-                                ),
-                                _ => crate::kernels::lanes_avx512::<TILE>(
-                                    x0,
-                                    step,
-                                    p,
-                                    o,
-                                    cs,
-                                    init,
-                                    a,
-                                    q > 0,
-                                ),
-                            }
+                            let (init, a) = (&epi.acc_init, acc.as_mut_ptr());
+                            kernel(x0, step, p, o, 0..cout, init, a, q > 0);
                         }
                     }
                     let len = r * LANE_IMAGES;
