@@ -253,6 +253,32 @@ fn wide_body<const L: usize>(
     }
 }
 
+/// Adds the bucket sums `p` (32-bit lanes, `R` registers) shifted by
+/// `shift` (`shl`: left, or arithmetic right when negative) into the 64-bit
+/// accumulators `a[2 r]` (low lanes of `p[r]`) and `a[2 r + 1]` (high lanes).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn add_shifted<const R: usize>(
+    p: &[std::arch::x86_64::__m512i; R],
+    shift: i32,
+    a: &mut [std::arch::x86_64::__m512i],
+) {
+    use std::arch::x86_64::*;
+    let n = _mm_cvtsi32_si128(shift.unsigned_abs().min(63) as i32);
+    for (r, pr) in p.iter().enumerate() {
+        let lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(*pr));
+        let hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(*pr));
+        let (lo, hi) = if shift >= 0 {
+            (_mm512_sll_epi64(lo, n), _mm512_sll_epi64(hi, n))
+        } else {
+            (_mm512_sra_epi64(lo, n), _mm512_sra_epi64(hi, n))
+        };
+        a[2 * r] = _mm512_add_epi64(a[2 * r], lo);
+        a[2 * r + 1] = _mm512_add_epi64(a[2 * r + 1], hi);
+    }
+}
+
 /// AVX-512, `16 R` lanes (32 or 64): per output channel, the bucket-sum
 /// lanes live in `R` registers and the accumulator lanes in `2 R`, so a
 /// channel touches memory only to read its input rows and to store its result.
@@ -285,18 +311,7 @@ unsafe fn narrow_wide_rows_avx512<const R: usize>(
                     *pr = _mm512_sub_epi32(*pr, _mm512_loadu_si512(row.add(16 * r).cast()));
                 }
             }
-            let n = _mm_cvtsi32_si128(b.shift.unsigned_abs().min(63) as i32);
-            for (r, pr) in p.iter().enumerate() {
-                let lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(*pr));
-                let hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(*pr));
-                let (lo, hi) = if b.shift >= 0 {
-                    (_mm512_sll_epi64(lo, n), _mm512_sll_epi64(hi, n))
-                } else {
-                    (_mm512_sra_epi64(lo, n), _mm512_sra_epi64(hi, n))
-                };
-                a[2 * r] = _mm512_add_epi64(a[2 * r], lo);
-                a[2 * r + 1] = _mm512_add_epi64(a[2 * r + 1], hi);
-            }
+            add_shifted(&p, b.shift, &mut a);
         }
         let out = acc.as_mut_ptr().add(ci * BLOCK + at);
         for (r, ar) in a[..2 * R].iter().enumerate() {
@@ -325,13 +340,13 @@ unsafe fn narrow16_avx512(
     let row = |k: u32| _mm512_loadu_si512(base.add(k as usize * 16).cast());
     for (ci, c) in cs.enumerate() {
         let out = acc.as_mut_ptr().add(ci * BLOCK + at);
-        let (mut lo_acc, mut hi_acc) = if accumulate {
-            (
+        let mut a = if accumulate {
+            [
                 _mm512_loadu_si512(out.cast()),
                 _mm512_loadu_si512(out.add(8).cast()),
-            )
+            ]
         } else {
-            (_mm512_set1_epi64(init[c]), _mm512_set1_epi64(init[c]))
+            [_mm512_set1_epi64(init[c]); 2]
         };
         for b in plan.channel(c) {
             let (mut p0, mut p1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
@@ -353,20 +368,10 @@ unsafe fn narrow16_avx512(
             if let [k] = it.remainder() {
                 p0 = _mm512_sub_epi32(p0, row(*k));
             }
-            let p = _mm512_add_epi32(p0, p1);
-            let n = _mm_cvtsi32_si128(b.shift.unsigned_abs().min(63) as i32);
-            let lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(p));
-            let hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(p));
-            let (lo, hi) = if b.shift >= 0 {
-                (_mm512_sll_epi64(lo, n), _mm512_sll_epi64(hi, n))
-            } else {
-                (_mm512_sra_epi64(lo, n), _mm512_sra_epi64(hi, n))
-            };
-            lo_acc = _mm512_add_epi64(lo_acc, lo);
-            hi_acc = _mm512_add_epi64(hi_acc, hi);
+            add_shifted(&[_mm512_add_epi32(p0, p1)], b.shift, &mut a);
         }
-        _mm512_storeu_si512(out.cast(), lo_acc);
-        _mm512_storeu_si512(out.add(8).cast(), hi_acc);
+        _mm512_storeu_si512(out.cast(), a[0]);
+        _mm512_storeu_si512(out.add(8).cast(), a[1]);
     }
 }
 
@@ -472,18 +477,7 @@ pub unsafe fn lanes_avx512<const R: usize>(
                     *pr = _mm512_sub_epi32(*pr, _mm512_loadu_si512(row.add(r * step).cast()));
                 }
             }
-            let n = _mm_cvtsi32_si128(b.shift.unsigned_abs().min(63) as i32);
-            for (r, pr) in p.iter().enumerate() {
-                let lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(*pr));
-                let hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(*pr));
-                let (lo, hi) = if b.shift >= 0 {
-                    (_mm512_sll_epi64(lo, n), _mm512_sll_epi64(hi, n))
-                } else {
-                    (_mm512_sra_epi64(lo, n), _mm512_sra_epi64(hi, n))
-                };
-                a[2 * r] = _mm512_add_epi64(a[2 * r], lo);
-                a[2 * r + 1] = _mm512_add_epi64(a[2 * r + 1], hi);
-            }
+            add_shifted(&p, b.shift, &mut a);
         }
         for (r, ar) in a[..2 * R].iter().enumerate() {
             _mm512_storeu_si512(out.add(8 * r).cast(), *ar);

@@ -248,6 +248,59 @@ fn model_files_round_trip_and_stay_bit_exact() {
     assert!(ratio >= 6.0, "{ratio}");
 }
 
+/// A 3x3 shift convolution of `cin x size x size` inputs into 2 channels
+/// (accumulator shift `conv_shift`) with a folded batch norm, then a linear
+/// layer of 3 logits.
+fn conv_batch_norm_linear(
+    act: ActFormat,
+    (cin, size): (usize, usize),
+    conv_w: &[ShiftWeight],
+    conv_shift: u32,
+    fc_w: &[ShiftWeight],
+) -> IntModel {
+    IntModel {
+        backbone: "hand".into(),
+        shift_type: ShiftType::Q,
+        input: InputShape {
+            channels: cin,
+            height: size,
+            width: size,
+        },
+        classes: 3,
+        act,
+        weight_bits: 5,
+        input_transform: None,
+        steps: vec![
+            Step::Conv {
+                layer: ShiftLayer::new("conv", conv_w, 2, cin * 9, 5, conv_shift).unwrap(),
+                cin,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+                epilogue: Epilogue {
+                    acc_init: vec![0, 0],
+                    requant: Requant::Affine {
+                        mul: vec![3, -5],
+                        add: vec![7 << 3, -100 << 3],
+                        mul_shift: 2,
+                        add_shift: 3,
+                        relu: false,
+                    },
+                    bias: false,
+                },
+            },
+            Step::Linear {
+                layer: ShiftLayer::new("fc", fc_w, 3, 2 * size * size, 5, 3).unwrap(),
+                epilogue: Epilogue {
+                    acc_init: vec![1, -2, 3],
+                    requant: Requant::Logits,
+                    bias: true,
+                },
+            },
+        ],
+    }
+}
+
 /// A hand-built convolution with a folded batch norm whose accumulators
 /// exceed the 64-bit requantisation's range (so it takes the 128-bit path),
 /// followed by a linear layer; engine and reference agree.
@@ -265,47 +318,7 @@ fn wide_batch_norm_requantisation_matches_the_reference() {
         })
         .collect();
     let fc_w: Vec<ShiftWeight> = (0..3 * 32).map(|i| w(i % 5 == 0, (i % 4) as u8)).collect();
-    let model = IntModel {
-        backbone: "hand".into(),
-        shift_type: ShiftType::Q,
-        input: InputShape {
-            channels: 1,
-            height: 4,
-            width: 4,
-        },
-        classes: 3,
-        act,
-        weight_bits: 5,
-        input_transform: None,
-        steps: vec![
-            Step::Conv {
-                layer: ShiftLayer::new("conv", &conv_w, 2, 9, 5, 2).unwrap(),
-                cin: 1,
-                kernel: 3,
-                stride: 1,
-                padding: 1,
-                epilogue: Epilogue {
-                    acc_init: vec![0, 0],
-                    requant: Requant::Affine {
-                        mul: vec![3, -5],
-                        add: vec![7 << 3, -100 << 3],
-                        mul_shift: 2,
-                        add_shift: 3,
-                        relu: false,
-                    },
-                    bias: false,
-                },
-            },
-            Step::Linear {
-                layer: ShiftLayer::new("fc", &fc_w, 3, 32, 5, 3).unwrap(),
-                epilogue: Epilogue {
-                    acc_init: vec![1, -2, 3],
-                    requant: Requant::Logits,
-                    bias: true,
-                },
-            },
-        ],
-    };
+    let model = conv_batch_norm_linear(act, (1, 4), &conv_w, 2, &fc_w);
     model.validate().unwrap();
     let n = 3;
     let x: Vec<i32> = (0..(n * 16) as i32)
@@ -446,47 +459,7 @@ fn batch_lanes_convolution_with_128_bit_batch_norm_matches_the_reference() {
             m: (i % 4) as u8,
         })
         .collect();
-    let model = IntModel {
-        backbone: "hand".into(),
-        shift_type: ShiftType::Q,
-        input: InputShape {
-            channels: 2,
-            height: 3,
-            width: 3,
-        },
-        classes: 3,
-        act,
-        weight_bits: 5,
-        input_transform: None,
-        steps: vec![
-            Step::Conv {
-                layer: ShiftLayer::new("conv", &conv_w, 2, 18, 5, 1).unwrap(),
-                cin: 2,
-                kernel: 3,
-                stride: 1,
-                padding: 1,
-                epilogue: Epilogue {
-                    acc_init: vec![0, 0],
-                    requant: Requant::Affine {
-                        mul: vec![3, -5],
-                        add: vec![7 << 3, -100 << 3],
-                        mul_shift: 2,
-                        add_shift: 3,
-                        relu: false,
-                    },
-                    bias: false,
-                },
-            },
-            Step::Linear {
-                layer: ShiftLayer::new("fc", &fc_w, 3, 18, 5, 3).unwrap(),
-                epilogue: Epilogue {
-                    acc_init: vec![1, -2, 3],
-                    requant: Requant::Logits,
-                    bias: true,
-                },
-            },
-        ],
-    };
+    let model = conv_batch_norm_linear(act, (2, 3), &conv_w, 1, &fc_w);
     model.validate().unwrap();
     let n = 17;
     let x: Vec<i32> = (0..(n * 18) as i32)
