@@ -83,27 +83,25 @@ impl ShiftLayer {
     /// at most [`crate::weights::LANE_CHUNK_ROWS`], whose receptive fields
     /// over a tile of output positions stay in L1.
     pub fn lane_plan(&self) -> &Plan {
-        self.lane_plan.get_or_init(|| {
-            Plan::chunked(
-                &self.packed.unpack(),
-                self.cout,
-                self.fan_in,
-                self.acc_shift,
-                crate::weights::LANE_CHUNK_ROWS,
-            )
-        })
+        self.lane_plan
+            .get_or_init(|| self.decode_plan(crate::weights::LANE_CHUNK_ROWS))
     }
 
-    /// The shift-sorted plan decoded from the packed codes (built once).
+    /// The shift-sorted plan decoded from the packed codes (built once),
+    /// in row chunks of at most [`crate::weights::CHUNK_ROWS`].
     pub fn plan(&self) -> &Plan {
-        self.plan.get_or_init(|| {
-            Plan::new(
-                &self.packed.unpack(),
-                self.cout,
-                self.fan_in,
-                self.acc_shift,
-            )
-        })
+        self.plan
+            .get_or_init(|| self.decode_plan(crate::weights::CHUNK_ROWS))
+    }
+
+    fn decode_plan(&self, chunk_rows: usize) -> Plan {
+        Plan::chunked(
+            &self.packed.unpack(),
+            self.cout,
+            self.fan_in,
+            self.acc_shift,
+            chunk_rows,
+        )
     }
 }
 
