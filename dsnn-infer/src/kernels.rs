@@ -427,15 +427,16 @@ pub const LANE_IMAGES: usize = 16;
 ///
 /// Input `k` of position `r` is the 16-lane vector at `x + offs[i] + r * step`
 /// (element offsets), `offs` being `plan.idx` mapped to offsets in the
-/// padded buffer. `acc` receives `R x 16` lanes per channel (channel after
-/// channel); with `accumulate` the channels start from `acc` (a later row
-/// chunk) instead of `init`. Bucket sums are 32-bit, so the caller checks
+/// padded buffer. `acc` receives `R x 16` lanes per channel, channel `ci`
+/// of `cs` at `acc + ci * acc_stride`; with `accumulate` the channels start
+/// from `acc` (a later row chunk) instead of `init`. Bucket sums are 32-bit, so the caller checks
 /// `max|X| * largest bucket < 2^31` as for [`block_channels`].
 ///
 /// # Safety
 /// The CPU has AVX-512F; every `x + offs[i] + r * step` (for `r < R`) starts
-/// 16 readable `i32`; `offs` has `plan.idx.len()` entries; `acc` has
-/// `cs.len() * R * 16` elements and `init` covers `cs`.
+/// 16 readable `i32`; `offs` has `plan.idx.len()` entries; `acc + ci *
+/// acc_stride` starts `R * 16` writable elements for every `ci < cs.len()`
+/// and `init` covers `cs`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -447,13 +448,14 @@ pub unsafe fn lanes_avx512<const R: usize>(
     cs: Range<usize>,
     init: &[i64],
     acc: *mut i64,
+    acc_stride: usize,
     accumulate: bool,
 ) {
     use std::arch::x86_64::*;
     const { assert!(R <= 4) };
     debug_assert_eq!(offs.len(), plan.idx.len());
     for (ci, c) in cs.enumerate() {
-        let out = acc.add(ci * R * LANE_IMAGES);
+        let out = acc.add(ci * acc_stride);
         // 2 R <= 8 accumulator registers are used.
         let mut a = [_mm512_setzero_si512(); 8];
         for (r, ar) in a[..2 * R].iter_mut().enumerate() {

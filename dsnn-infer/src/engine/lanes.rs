@@ -22,13 +22,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 /// [`crate::kernels::lanes_avx512`] for one tile width.
-type Kernel = unsafe fn(*const i32, usize, &Plan, &[u32], Range<usize>, &[i64], *mut i64, bool);
+type Kernel =
+    unsafe fn(*const i32, usize, &Plan, &[u32], Range<usize>, &[i64], *mut i64, usize, bool);
 
 /// Output positions per tile (the kernel's `R`).
 const TILE: usize = 4;
 
 thread_local! {
-    /// A task's accumulators: `cout x TILE x 16`.
+    /// A task's accumulators: `cout x ow x 16` (a whole output row, so that
+    /// each channel's row is requantised in one call).
     static ACC: RefCell<Vec<i64>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -119,7 +121,8 @@ impl Ctx {
                 }
             }
             ACC.with_borrow_mut(|acc| {
-                acc.resize(cout * TILE * LANE_IMAGES, 0);
+                let row_len = ow * LANE_IMAGES;
+                acc.resize(cout * row_len, 0);
                 let mut m = 0;
                 let mut ox0 = 0;
                 while ox0 < ow {
@@ -140,22 +143,22 @@ impl Ctx {
                         // the vector at row `(oy s + k - 1)` < hp, column
                         // `((ox0 + r - 1) s + k - 1)` < wp of the group's
                         // last channel: inside `xs`, 64-byte aligned like
-                        // every vector (`Buf`). `acc` has `cout * TILE * 16`
-                        // elements and `init` has `cout`.
+                        // every vector (`Buf`). `acc` has `cout` rows of
+                        // `row_len >= (ox0 + r) * 16` elements and `init`
+                        // has `cout`.
                         unsafe {
                             let x0 = xs.as_ptr().add(at);
-                            let (init, a) = (&epi.acc_init, acc.as_mut_ptr());
-                            kernel(x0, step, p, o, 0..cout, init, a, q > 0);
+                            let (init, a) =
+                                (&epi.acc_init, acc.as_mut_ptr().add(ox0 * LANE_IMAGES));
+                            kernel(x0, step, p, o, 0..cout, init, a, row_len, q > 0);
                         }
                     }
-                    let len = r * LANE_IMAGES;
-                    for c in 0..cout {
-                        let a = &acc[c * len..(c + 1) * len];
-                        let o = (gi * cout + c) * out_plane
-                            + ((oy + ob) * owp + ox0 + ob) * LANE_IMAGES;
-                        m = m.max(self.requant(a, c, layer, epi, &out, o, 1));
-                    }
                     ox0 += r;
+                }
+                for c in 0..cout {
+                    let a = &acc[c * row_len..(c + 1) * row_len];
+                    let o = (gi * cout + c) * out_plane + ((oy + ob) * owp + ob) * LANE_IMAGES;
+                    m = m.max(self.requant(a, c, layer, epi, &out, o, 1));
                 }
                 seen.fetch_max(m, Ordering::Relaxed);
             });
