@@ -355,6 +355,9 @@ impl IntModel {
     /// Integer logits of `n` quantised images (activation integers, see
     /// [`IntModel::quantize_input`]).
     pub fn infer_quantized(&self, x: Vec<i32>, n: usize, opts: &EngineOptions) -> Result<Logits> {
+        // The kernels' bounds rest on a consistent geometry (the fields are
+        // public, so a hand-built model may not have one).
+        self.validate()?;
         let isa = opts.isa.unwrap_or_else(Isa::detect);
         if !isa.available() {
             return Err(InferError::Input(format!(
@@ -394,7 +397,6 @@ impl IntModel {
         let ctx = Ctx {
             act: self.act,
             isa,
-            avx512dq: isa == Isa::Avx512 && avx512dq(),
             wide: opts.force_wide,
             lanes,
             batch_lanes: !opts.im2col_only,
@@ -473,8 +475,6 @@ struct Geo {
 struct Ctx {
     act: ActFormat,
     isa: Isa,
-    /// AVX-512F and DQ (64-bit lane multiplies) for the requantisation.
-    avx512dq: bool,
     wide: bool,
     /// Lanes per sub-block, `None` to pick per layer.
     lanes: Option<usize>,
@@ -543,13 +543,14 @@ impl Ctx {
         // With several channel chunks per block (few images), the blocks'
         // im2col is built once and shared instead of once per chunk.
         let (isa, lanes) = (self.isa, self.lanes_for(layer));
-        let shared: Vec<i32> = if chunks > 1 {
+        // (`shared_at`: where its 64-byte aligned blocks start.)
+        let (shared, shared_at): (Vec<i32>, usize) = if chunks > 1 {
             // Reused between layers: every element a task reads is written
             // first (im2col fills each sub-block up to `valid`), so stale
             // values need no zeroing pass.
             let mut all = SHARED_COL.with_borrow_mut(std::mem::take);
-            all.resize(self.n * blocks * col_len, 0);
-            all[..self.n * blocks * col_len]
+            // Blocks of `col_len` (a multiple of 16 values) stay aligned.
+            aligned(&mut all, self.n * blocks * col_len)
                 .par_chunks_mut(col_len)
                 .enumerate()
                 .for_each(|(t, col)| {
@@ -570,9 +571,10 @@ impl Ctx {
                         col,
                     );
                 });
-            all
+            let at = all.as_ptr().align_offset(64);
+            (all, at)
         } else {
-            Vec::new()
+            (Vec::new(), 0)
         };
         (0..self.n * blocks * chunks).into_par_iter().for_each(|t| {
             let (img, rest) = (t / (blocks * chunks), t % (blocks * chunks));
@@ -586,7 +588,7 @@ impl Ctx {
             SCRATCH.with_borrow_mut(|(col, acc)| {
                 acc.resize(cs.len() * BLOCK, 0);
                 let col: &[i32] = if chunks > 1 {
-                    let at = (img * blocks + blk) * col_len;
+                    let at = shared_at + (img * blocks + blk) * col_len;
                     &shared[at..at + col_len]
                 } else {
                     let col = aligned(col, col_len);
@@ -632,11 +634,11 @@ impl Ctx {
             (Requant::Shift { relu }, Out::Act(o)) => {
                 let floor = if *relu { 0 } else { i64::MIN };
                 #[cfg(target_arch = "x86_64")]
-                if stride == 1 && self.avx512dq {
+                if stride == 1 && self.isa == Isa::Avx512 {
                     let o = unsafe { o.0.add(base) };
                     let (lo, hi) = (self.act.lo(), self.act.hi());
-                    // SAFETY: AVX-512F/DQ/VL checked when the context was
-                    // made; `o` has `acc.len()` elements of this task.
+                    // SAFETY: AVX-512F checked when the context was made
+                    // (`Isa::available`); `o` has `acc.len()` elements of this task.
                     // Without the multiply, the affine form is floor(acc / 2^S).
                     let ret =
                         unsafe { affine_avx512::<false>(acc, o, s, 1, 0, 0, 0, floor, lo, hi) };
@@ -668,10 +670,10 @@ impl Ctx {
                 let fits = |a: i64| (a >> s).unsigned_abs() < 1 << 31;
                 let shape_ok = s <= 31 && cq.unsigned_abs() < 1 << 61;
                 #[cfg(target_arch = "x86_64")]
-                if shape_ok && stride == 1 && self.avx512dq {
+                if shape_ok && stride == 1 && self.isa == Isa::Avx512 {
                     let o = unsafe { o.0.add(base) };
                     let (lo, hi) = (self.act.lo(), self.act.hi());
-                    // SAFETY: the CPU has AVX-512F/DQ (checked when the
+                    // SAFETY: the CPU has AVX-512F (checked when the
                     // context was made); `o` has `acc.len()` elements of
                     // this task. `None` (some |acc / 2^S| >= 2^31) leaves
                     // them to be rewritten below.
@@ -1014,18 +1016,7 @@ unsafe fn im2col_stride1_avx512(
     zero_tail(col, rows, lanes, valid);
 }
 
-fn avx512dq() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
-/// The requantisation of `Ctx::requant` on 8 lanes at a time; returns the
+/// The requantisation of `Ctx::requant`, 16 outputs per store; returns the
 /// largest `|X|` written. With `MUL`, the 64-bit folded batch norm
 /// `floor((q m + cq + floor((r m + cr) / 2^S)) / 2^k)` (`acc = q 2^S + r`),
 /// whose products are 32 x 32-bit multiplies since `|q| < 2^31`,
@@ -1034,7 +1025,7 @@ fn avx512dq() -> bool {
 /// `MUL`, `floor(acc / 2^S)` (the shift requantisation; `m`, `cq`, `cr` and
 /// `k` unused).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+#[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn affine_avx512<const MUL: bool>(
     acc: &[i64],

@@ -151,8 +151,16 @@ fn narrow<const L: usize>(
             unsafe {
                 match L {
                     16 => narrow16_avx512(col, plan, cs, init, acc, at, false),
-                    32 => narrow_wide_rows_avx512::<2>(col, plan, cs, init, acc, at),
-                    _ => narrow_wide_rows_avx512::<4>(col, plan, cs, init, acc, at),
+                    // Row k of the sub-block starts at `k * L`; position r
+                    // of it at `16 r`; channel ci's lanes at `at + ci BLOCK`.
+                    32 => {
+                        let (x, a) = (col.as_ptr(), acc.as_mut_ptr().add(at));
+                        rows_avx512::<2, 32>(x, 16, plan, &plan.idx, cs, init, a, BLOCK, false)
+                    }
+                    _ => {
+                        let (x, a) = (col.as_ptr(), acc.as_mut_ptr().add(at));
+                        rows_avx512::<4, 64>(x, 16, plan, &plan.idx, cs, init, a, BLOCK, false)
+                    }
                 }
             }
         }
@@ -279,47 +287,6 @@ unsafe fn add_shifted<const R: usize>(
     }
 }
 
-/// AVX-512, `16 R` lanes (32 or 64): per output channel, the bucket-sum
-/// lanes live in `R` registers and the accumulator lanes in `2 R`, so a
-/// channel touches memory only to read its input rows and to store its result.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn narrow_wide_rows_avx512<const R: usize>(
-    col: &[i32],
-    plan: &Plan,
-    cs: Range<usize>,
-    init: &[i64],
-    acc: &mut [i64],
-    at: usize,
-) {
-    use std::arch::x86_64::*;
-    let base = col.as_ptr();
-    for (ci, c) in cs.enumerate() {
-        // 2 R <= 8 accumulator registers are used.
-        let mut a = [_mm512_set1_epi64(init[c]); 8];
-        for b in plan.channel(c) {
-            let mut p = [_mm512_setzero_si512(); R];
-            for &k in &plan.idx[b.start as usize..b.mid as usize] {
-                let row = base.add(k as usize * 16 * R);
-                for (r, pr) in p.iter_mut().enumerate() {
-                    *pr = _mm512_add_epi32(*pr, _mm512_loadu_si512(row.add(16 * r).cast()));
-                }
-            }
-            for &k in &plan.idx[b.mid as usize..b.end as usize] {
-                let row = base.add(k as usize * 16 * R);
-                for (r, pr) in p.iter_mut().enumerate() {
-                    *pr = _mm512_sub_epi32(*pr, _mm512_loadu_si512(row.add(16 * r).cast()));
-                }
-            }
-            add_shifted(&p, b.shift, &mut a);
-        }
-        let out = acc.as_mut_ptr().add(ci * BLOCK + at);
-        for (r, ar) in a[..2 * R].iter().enumerate() {
-            _mm512_storeu_si512(out.add(8 * r).cast(), *ar);
-        }
-    }
-}
-
 /// AVX-512, 16 lanes: a row is one register, and the rows the plan reads
 /// stay in L1 while every channel of `cs` reads them (`K x 16` lanes, or a
 /// row chunk of it); two bucket-sum registers alternate to keep two adds in
@@ -421,30 +388,36 @@ unsafe fn sum_avx2<const L: usize>(col: &[i32], pos: &[u32], neg: &[u32], out: &
 /// activation of 16 images.
 pub const LANE_IMAGES: usize = 16;
 
-/// The batch-lanes kernel: accumulates output channels `cs` at `R` output
-/// positions of 16 images each, reading the input straight from a
-/// zero-padded activation buffer instead of an im2col block.
+/// The register-tiled kernel: accumulates output channels `cs` at `R`
+/// positions of 16 lanes each, for two layouts. In the batch-lanes
+/// convolution (`SCALE` 1) a position is 16 images and the input is read
+/// straight from a zero-padded activation buffer, `rows` being `plan.idx`
+/// mapped to element offsets in it; in a 32- or 64-lane im2col sub-block
+/// (`SCALE` = its lanes, `rows` = `plan.idx`) a position is 16 of the
+/// block's positions. In the AVX-512 registers: `R` bucket sums and `2 R`
+/// 64-bit accumulators per channel, so that a channel touches memory only
+/// to read its input rows and to store its result.
 ///
-/// Input `k` of position `r` is the 16-lane vector at `x + offs[i] + r * step`
-/// (element offsets), `offs` being `plan.idx` mapped to offsets in the
-/// padded buffer. `acc` receives `R x 16` lanes per channel, channel `ci`
-/// of `cs` at `acc + ci * acc_stride`; with `accumulate` the channels start
-/// from `acc` (a later row chunk) instead of `init`. Bucket sums are 32-bit, so the caller checks
-/// `max|X| * largest bucket < 2^31` as for [`block_channels`].
+/// Input `k` (`plan.idx[i]`) of position `r` is the 16-lane vector at
+/// `x + rows[i] * SCALE + r * step` (element offsets). `acc` receives
+/// `R x 16` lanes per channel, channel `ci` of `cs` at `acc + ci *
+/// acc_stride`; with `accumulate` the channels start from `acc` (a later
+/// row chunk) instead of `init`. Bucket sums are 32-bit, so the caller
+/// checks `max|X| * largest bucket < 2^31` as for [`block_channels`].
 ///
 /// # Safety
-/// The CPU has AVX-512F; every `x + offs[i] + r * step` (for `r < R`) starts
-/// 16 readable `i32`; `offs` has `plan.idx.len()` entries; `acc + ci *
-/// acc_stride` starts `R * 16` writable elements for every `ci < cs.len()`
-/// and `init` covers `cs`.
+/// The CPU has AVX-512F; every `x + rows[i] * SCALE + r * step` (for
+/// `r < R`) starts 16 readable `i32`; `rows` has `plan.idx.len()` entries;
+/// `acc + ci * acc_stride` starts `R * 16` writable elements for every
+/// `ci < cs.len()` and `init` covers `cs`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn lanes_avx512<const R: usize>(
+pub unsafe fn rows_avx512<const R: usize, const SCALE: usize>(
     x: *const i32,
     step: usize,
     plan: &Plan,
-    offs: &[u32],
+    rows: &[u32],
     cs: Range<usize>,
     init: &[i64],
     acc: *mut i64,
@@ -453,7 +426,7 @@ pub unsafe fn lanes_avx512<const R: usize>(
 ) {
     use std::arch::x86_64::*;
     const { assert!(R <= 4) };
-    debug_assert_eq!(offs.len(), plan.idx.len());
+    debug_assert_eq!(rows.len(), plan.idx.len());
     for (ci, c) in cs.enumerate() {
         let out = acc.add(ci * acc_stride);
         // 2 R <= 8 accumulator registers are used.
@@ -467,14 +440,14 @@ pub unsafe fn lanes_avx512<const R: usize>(
         }
         for b in plan.channel(c) {
             let mut p = [_mm512_setzero_si512(); R];
-            for &o in offs.get_unchecked(b.start as usize..b.mid as usize) {
-                let row = x.add(o as usize);
+            for &o in rows.get_unchecked(b.start as usize..b.mid as usize) {
+                let row = x.add(o as usize * SCALE);
                 for (r, pr) in p.iter_mut().enumerate() {
                     *pr = _mm512_add_epi32(*pr, _mm512_loadu_si512(row.add(r * step).cast()));
                 }
             }
-            for &o in offs.get_unchecked(b.mid as usize..b.end as usize) {
-                let row = x.add(o as usize);
+            for &o in rows.get_unchecked(b.mid as usize..b.end as usize) {
+                let row = x.add(o as usize * SCALE);
                 for (r, pr) in p.iter_mut().enumerate() {
                     *pr = _mm512_sub_epi32(*pr, _mm512_loadu_si512(row.add(r * step).cast()));
                 }

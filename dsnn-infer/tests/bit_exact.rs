@@ -18,6 +18,9 @@ use dsnn_infer::{ActFormat, EngineOptions, IntModel, Isa, Requant, Step};
 /// the reference.
 fn check(model: &IntModel, x: &[i32], n: usize, reference_images: usize) {
     let per = x.len() / n;
+    if n >= 16 && !Isa::Avx512.available() {
+        eprintln!("no AVX-512 on this CPU: the batch-lanes convolution is not exercised");
+    }
     let default = model
         .infer_quantized(x.to_vec(), n, &EngineOptions::default())
         .unwrap();
@@ -37,9 +40,9 @@ fn check(model: &IntModel, x: &[i32], n: usize, reference_images: usize) {
         }
         // Per-layer sub-block widths, then every width for every layer.
         let lanes = [None, Some(16), Some(32), Some(64)];
-        for (force_wide, lanes, im2col_only) in [(false, None, false), (true, None, false)]
-            .into_iter()
-            .chain(lanes.iter().map(|&l| (false, l, true)))
+        // (`default` is the batch-lanes path from 16 images with AVX-512.)
+        for (force_wide, lanes, im2col_only) in
+            std::iter::once((true, None, false)).chain(lanes.iter().map(|&l| (false, l, true)))
         {
             let opts = EngineOptions {
                 isa: Some(isa),
@@ -339,6 +342,37 @@ fn wide_batch_norm_requantisation_matches_the_reference() {
     assert_eq!(a, reference_logits(&model, &x, n));
 }
 
+/// A hand-built model whose geometry does not add up (its fields are
+/// public) is refused by the engine with the reason, before any kernel
+/// reads past a buffer.
+#[test]
+fn inconsistent_hand_built_models_are_refused_before_running() {
+    let act = ActFormat::new(16, 16).unwrap();
+    let w = ShiftWeight::Pow {
+        negative: false,
+        m: 1,
+    };
+    let mut model = conv_batch_norm_linear(act, (1, 4), &[w; 18], 2, &[w; 96]);
+    // 4x4 input, 3x3 kernel without padding: 2x2 outputs, not the linear
+    // layer's 4x4.
+    if let Step::Conv { padding, .. } = &mut model.steps[0] {
+        *padding = 0;
+    }
+    let err = model
+        .infer_quantized(vec![0; 16 * 16], 16, &EngineOptions::default())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("expects 32 inputs, gets 8"),
+        "{err}"
+    );
+    // A kernel larger than the padded input.
+    model.input.height = 1;
+    let err = model
+        .infer_quantized(vec![0; 16 * 4], 16, &EngineOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("smaller than kernel"), "{err}");
+}
+
 /// A hand-built convolution with an odd geometry (5x9 input, padding 2, so
 /// 7x11 outputs: runs of 11 positions cross sub-block edges and the second
 /// block is partial; rows of 11 are batch-lanes tiles of 4, 4, 2 and 1) and
@@ -473,8 +507,14 @@ fn batch_lanes_convolution_with_128_bit_batch_norm_matches_the_reference() {
 /// residual whose shortcut (border 1, before a padding-1 convolution) and
 /// sum (border 0, before a padding-0 one) differ is re-bordered, and both
 /// layouts give the reference's logits.
-#[test]
-fn residuals_across_different_borders_match_the_reference() {
+/// A residual block of 4-channel convolutions on 6x6 inputs between
+/// `first` and `last`: `first`, save, `inner`, add, `last` (each conv given
+/// as (salt, kernel, padding)), then a linear layer.
+fn residual_model(
+    first: (usize, usize, usize),
+    inner: (usize, usize, usize),
+    last: &[(usize, usize, usize)],
+) -> IntModel {
     let act = ActFormat::new(8, 8).unwrap();
     let w = |salt: usize| {
         move |i: usize| match (i * 7 + salt) % 9 {
@@ -486,18 +526,20 @@ fn residuals_across_different_borders_match_the_reference() {
         }
     };
     let c = 4;
-    let conv = |name: &str, salt: usize, padding: usize| Step::Conv {
+    let conv = |(salt, kernel, padding): (usize, usize, usize)| Step::Conv {
         layer: ShiftLayer::new(
-            name,
-            &(0..c * c * 9).map(w(salt)).collect::<Vec<_>>(),
+            &format!("conv{salt}"),
+            &(0..c * c * kernel * kernel)
+                .map(w(salt))
+                .collect::<Vec<_>>(),
             c,
-            c * 9,
+            c * kernel * kernel,
             5,
             6,
         )
         .unwrap(),
         cin: c,
-        kernel: 3,
+        kernel,
         stride: 1,
         padding,
         epilogue: Epilogue {
@@ -506,6 +548,33 @@ fn residuals_across_different_borders_match_the_reference() {
             bias: true,
         },
     };
+    let mut side = 6;
+    for &(_, k, p) in last {
+        side = side + 2 * p + 1 - k;
+    }
+    let mut steps = vec![
+        conv(first),
+        Step::SaveResidual,
+        conv(inner),
+        Step::AddResidual { pad: None },
+    ];
+    steps.extend(last.iter().map(|&l| conv(l)));
+    steps.push(Step::Linear {
+        layer: ShiftLayer::new(
+            "fc",
+            &(0..3 * c * side * side).map(w(4)).collect::<Vec<_>>(),
+            3,
+            c * side * side,
+            5,
+            6,
+        )
+        .unwrap(),
+        epilogue: Epilogue {
+            acc_init: vec![1, -2, 3],
+            requant: Requant::Logits,
+            bias: true,
+        },
+    });
     let model = IntModel {
         backbone: "hand".into(),
         shift_type: ShiftType::Q,
@@ -518,34 +587,33 @@ fn residuals_across_different_borders_match_the_reference() {
         act,
         weight_bits: 5,
         input_transform: None,
-        steps: vec![
-            conv("conv1", 1, 1),
-            Step::SaveResidual,
-            conv("conv2", 2, 1),
-            Step::AddResidual { pad: None },
-            conv("conv3", 3, 0),
-            Step::Linear {
-                layer: ShiftLayer::new(
-                    "fc",
-                    &(0..3 * c * 16).map(w(4)).collect::<Vec<_>>(),
-                    3,
-                    c * 16,
-                    5,
-                    6,
-                )
-                .unwrap(),
-                epilogue: Epilogue {
-                    acc_init: vec![1, -2, 3],
-                    requant: Requant::Logits,
-                    bias: true,
-                },
-            },
-        ],
+        steps,
     };
     model.validate().unwrap();
+    model
+}
+
+/// In batch lanes a residual's shortcut and sum carry the borders their
+/// next convolutions need: here the shortcut has a border of 1 and the sum
+/// needs none, then a shortcut without a border meets a sum that needs 1.
+#[test]
+fn residuals_across_different_borders_match_the_reference() {
     let n = 18;
-    let x: Vec<i32> = (0..(n * c * 36) as i64)
+    let x: Vec<i32> = (0..(n * 4 * 36) as i64)
         .map(|i| ((i * 2_654_435_761) % 6_000 - 1_000) as i32)
         .collect();
-    check(&model, &x, n, n);
+    // The shortcut (conv1's output) gets conv2's padding 1; the sum, conv3's 0.
+    check(
+        &residual_model((1, 3, 1), (2, 3, 1), &[(3, 3, 0)]),
+        &x,
+        n,
+        n,
+    );
+    // The shortcut gets the 1x1 conv2's border 0; the sum, conv3's 1.
+    check(
+        &residual_model((1, 3, 1), (2, 1, 0), &[(3, 3, 1), (5, 3, 0)]),
+        &x,
+        n,
+        n,
+    );
 }

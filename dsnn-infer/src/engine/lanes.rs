@@ -4,7 +4,7 @@
 //! output position is a single aligned vector of the input, whose border is
 //! the convolution's padding (each step writes its output with the border
 //! the next convolution needs), at an offset fixed by `k`
-//! ([`crate::kernels::lanes_avx512`]). Each task takes one output row of
+//! ([`crate::kernels::rows_avx512`]). Each task takes one output row of
 //! one group, in tiles of up to four positions, and all output channels,
 //! one row chunk of the weights at a time
 //! ([`crate::model::ShiftLayer::lane_plan`]); it writes the row and its
@@ -21,7 +21,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-/// [`crate::kernels::lanes_avx512`] for one tile width.
+/// [`crate::kernels::rows_avx512`] for one tile width, on batch lanes.
 type Kernel =
     unsafe fn(*const i32, usize, &Plan, &[u32], Range<usize>, &[i64], *mut i64, usize, bool);
 
@@ -126,17 +126,8 @@ impl Ctx {
                 let mut m = 0;
                 let mut ox0 = 0;
                 while ox0 < ow {
-                    let r = match ow - ox0 {
-                        1 => 1,
-                        2 | 3 => 2,
-                        _ => TILE,
-                    };
+                    let (r, kernel) = tile_kernel(ow - ox0);
                     let at = gi * group_len + (oy * g.stride * wp + ox0 * g.stride) * LANE_IMAGES;
-                    let kernel: Kernel = match r {
-                        1 => crate::kernels::lanes_avx512::<1>,
-                        2 => crate::kernels::lanes_avx512::<2>,
-                        _ => crate::kernels::lanes_avx512::<TILE>,
-                    };
                     for (q, (p, o)) in plans.iter().zip(&offs).enumerate() {
                         // SAFETY: AVX-512F checked above. The largest offset
                         // read is `at + off_k[fan_in - 1] + (r - 1) * step`,
@@ -168,6 +159,24 @@ impl Ctx {
         unsafe { buf.finish(cout, oh, ow, LANE_IMAGES, ob, seen.into_inner()) }
             .expect("requantised activations, not logits")
     }
+}
+
+/// The widest tile of at most [`TILE`] positions for `left` positions still
+/// to do in a row (4, then 2 or 1 at the end), and its kernel.
+#[cfg(target_arch = "x86_64")]
+fn tile_kernel(left: usize) -> (usize, Kernel) {
+    use crate::kernels::rows_avx512;
+    match left {
+        1 => (1, rows_avx512::<1, 1>),
+        2 | 3 => (2, rows_avx512::<2, 1>),
+        _ => (TILE, rows_avx512::<TILE, 1>),
+    }
+}
+
+/// Batch lanes run only with AVX-512 ([`Ctx::lanes_conv`]).
+#[cfg(not(target_arch = "x86_64"))]
+fn tile_kernel(_left: usize) -> (usize, Kernel) {
+    unreachable!("batch-lanes convolution without x86-64")
 }
 
 /// `x` (batch lanes, any border) with a border of `pad` instead.
