@@ -74,8 +74,9 @@ fn moead_plugin_runs_a_search_like_a_built_in_optimizer() {
     // MOEA/D converges towards ZDT1's front (f2 = 1 - sqrt(f1) at g = 1):
     // the front's g = f2 + sqrt(f1) stays far below a random point's (~5.5).
     // With two workers the order of results varies between runs; over 20
-    // seeds, 500 trials gave a mean g of 1.02-1.60 and fronts of 7-36 points
-    // (200 trials gave up to 2.68 and fronts of 3 points, too close to call).
+    // seeds, 500 trials already gave a mean g of 1.02-1.60 and fronts of 7-36
+    // points (200 trials gave up to 2.68 and fronts of 3 points, too close to
+    // call), so 600 leave a margin.
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
             .unwrap();

@@ -33,7 +33,8 @@ pub struct EngineOptions {
     /// Lanes per sub-block of a 64-position block (16, 32 or 64, see
     /// [`crate::kernels::LANES`]); `None` picks per layer (16 when the
     /// fan-in exceeds [`CHUNK_ROWS`], else 32). Same results; 64 for every
-    /// layer is the former layout, kept for comparisons.
+    /// layer is the former layout, kept for comparisons. Batch-lanes
+    /// convolutions (see `im2col_only`) have no sub-blocks and ignore it.
     pub lanes: Option<usize>,
     /// Never use the batch-lanes convolution (same results; for tests and
     /// comparisons). By default convolutions of 16 or more images with
@@ -91,7 +92,8 @@ impl std::ops::DerefMut for Buf {
 /// Activations of a batch: `n x c x h x w` (`lanes` = 1, `border` = 0), or
 /// in the batch-lanes layout `groups x c x (h + 2 border) x (w + 2 border) x
 /// 16` (`lanes` = [`LANE_IMAGES`]), each group holding 16 images (the last
-/// one padded with zero images) and each plane surrounded by `border` rows
+/// one filled up with padding images: zeros at the input, then whatever the
+/// layers make of them, dropped from the logits) and each plane surrounded by `border` rows
 /// and columns of zeros (a convolution with that padding reads it in place).
 #[derive(Debug, Clone)]
 struct Act {

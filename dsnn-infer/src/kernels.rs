@@ -7,7 +7,9 @@
 //! weight is `+2^-m` or `-2^-m`), the kernel adds the bucket's rows in
 //! 32-bit lanes (vector adds and subtracts only), then shifts the bucket's
 //! sum once into a 64-bit accumulator; with 16 lanes and a large fan-in it
-//! does so one row chunk at a time ([`Plan::chunks`]). The 32-bit sums are exact
+//! does so one row chunk at a time ([`Plan::chunks`]). The batch-lanes
+//! convolution (16 images per vector, no im2col) runs the same
+//! register-tiled kernel, [`rows_avx512`], on its activations. The 32-bit sums are exact
 //! because the engine checks, per layer and batch, that
 //! `max|X| * largest bucket < 2^31`; otherwise it runs the 64-bit kernel,
 //! which gives the same result. No multiplication of any kind runs here.

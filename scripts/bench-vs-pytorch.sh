@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# dsnn's CPU benchmarks and the PyTorch DeepShift reference, back to back on
+# the same machine (the way docs/benchmarks.md compares them).
+#
+#   scripts/bench-vs-pytorch.sh infer   # integer / float inference (dsnn-infer)
+#   scripts/bench-vs-pytorch.sh train   # training images/s (dsnn-core)
+#
+# PYTHON: an interpreter with torch installed (default python3);
+# REFERENCE: the PyTorch reference (default ../shared/bench/pytorch-deepshift).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [[ "$PYTHON" == */* ]]; then PYTHON="$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")"; fi
+REFERENCE=${REFERENCE:-../shared/bench/pytorch-deepshift}
+what=${1:-infer}
+stamp() { date -u; uptime; }
+case "$what" in
+infer)
+    cargo build --release -q -p dsnn-infer --example bench_infer
+    stamp
+    ./target/release/examples/bench_infer --iters 10 --iters-b1 100
+    stamp
+    (cd "$REFERENCE" && "$PYTHON" bench.py --threads 2 --train-steps 1 --warmup 2 \
+        --infer-iters 10 --infer-iters-b1 100)
+    stamp
+    ;;
+train)
+    cargo build --release -q -p dsnn-core --example train_throughput
+    stamp
+    ./target/release/examples/train_throughput --steps 8
+    stamp
+    (cd "$REFERENCE" && "$PYTHON" bench.py --threads 2 --train-steps 20 \
+        --infer-iters 20 --infer-iters-b1 100)
+    stamp
+    ;;
+*)
+    echo "usage: $0 infer|train" >&2
+    exit 2
+    ;;
+esac
