@@ -33,8 +33,9 @@ pub struct ShiftLayer {
     pub packed: PackedWeights,
     #[serde(skip)]
     plan: OnceLock<Plan>,
+    /// `None` when it equals `plan`.
     #[serde(skip)]
-    lane_plan: OnceLock<Plan>,
+    lane_plan: OnceLock<Option<Plan>>,
     #[serde(skip)]
     dense: OnceLock<Option<crate::weights::DenseShifts>>,
 }
@@ -81,10 +82,16 @@ impl ShiftLayer {
 
     /// The plan for the batch-lanes convolution (built once): row chunks of
     /// at most [`crate::weights::LANE_CHUNK_ROWS`], whose receptive fields
-    /// over a tile of output positions stay in L1.
+    /// over a tile of output positions stay in L1. When it would not be
+    /// chunked (a small fan-in, or a floored bucket) it is [`Self::plan`].
     pub fn lane_plan(&self) -> &Plan {
         self.lane_plan
-            .get_or_init(|| self.decode_plan(crate::weights::LANE_CHUNK_ROWS))
+            .get_or_init(|| {
+                let plan = self.decode_plan(crate::weights::LANE_CHUNK_ROWS);
+                (!plan.chunks.is_empty()).then_some(plan)
+            })
+            .as_ref()
+            .unwrap_or_else(|| self.plan())
     }
 
     /// The shift-sorted plan decoded from the packed codes (built once),
