@@ -24,6 +24,9 @@ enum Command {
     Trial(cli::trial::TrialArgs),
     /// Show the Pareto front and summary of a run directory.
     Pareto(cli::pareto::ParetoArgs),
+    /// Write a run directory's summary, front and SVG plots (the front with
+    /// the default marked, hypervolume over trials and over wall time).
+    Report(cli::pareto::ReportArgs),
     /// List the plugins (optimizers, energy meters) in the plugin directories.
     Plugins(cli::plugins::PluginsArgs),
     /// Export trained weights to an integer shift-add model.
@@ -41,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Command::Check(a) => cli::run::check(a),
         Command::Trial(a) => cli::trial::run(a),
         Command::Pareto(a) => cli::pareto::run(a),
+        Command::Report(a) => cli::pareto::report(a),
         Command::Plugins(a) => cli::plugins::run(a),
         Command::Export(a) => cli::export::run(a),
         Command::Infer(a) => cli::infer::run(a),

@@ -1,8 +1,9 @@
 //! What a run shows: the Pareto front (CSV and a table), a summary with the
-//! improvement over the default configuration, and an SVG plot.
+//! improvement over the default configuration, and SVG plots (the front, and
+//! its hypervolume over trials and over wall time).
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use dsnn_search::{pareto, Outcome, Trial};
 use serde::{Deserialize, Serialize};
@@ -118,36 +119,8 @@ pub fn summarize(name: &str, objectives: &[String], h: &History) -> Summary {
             (d.abs() > 0.0).then(|| (d - best) / d.abs())
         })
         .collect();
-    let normalized_hypervolume = (!points.is_empty()).then(|| {
-        let m = objectives.len();
-        let lo: Vec<f64> = (0..m)
-            .map(|k| points.iter().map(|p| p[k]).fold(f64::INFINITY, f64::min))
-            .collect();
-        let hi: Vec<f64> = (0..m)
-            .map(|k| {
-                points
-                    .iter()
-                    .map(|p| p[k])
-                    .fold(f64::NEG_INFINITY, f64::max)
-            })
-            .collect();
-        let norm: Vec<Vec<f64>> = points
-            .iter()
-            .map(|p| {
-                (0..m)
-                    .map(|k| {
-                        let span = hi[k] - lo[k];
-                        if span > 0.0 {
-                            (p[k] - lo[k]) / span
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        pareto::hypervolume(&norm, &vec![1.1; m]) / 1.1f64.powi(m as i32)
-    });
+    let normalized_hypervolume =
+        (!points.is_empty()).then(|| Normalizer::of(&points).hypervolume(&points));
     let mut failures: Vec<(String, usize)> = Vec::new();
     let mut trials = 0;
     let mut failed = 0;
@@ -180,6 +153,109 @@ pub fn summarize(name: &str, objectives: &[String], h: &History) -> Summary {
         failures,
         elapsed_s: h.elapsed_s,
     }
+}
+
+/// Scales objective vectors to `[0, 1]` per objective by the range of a set
+/// of points (a run's successful trials at the front's budget), so that
+/// hypervolumes of one run are fractions of the box up to 1.1.
+struct Normalizer {
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+}
+
+impl Normalizer {
+    fn of(points: &[Vec<f64>]) -> Normalizer {
+        let m = points.first().map_or(0, Vec::len);
+        let fold = |init: f64, f: fn(f64, f64) -> f64| -> Vec<f64> {
+            (0..m)
+                .map(|k| points.iter().map(|p| p[k]).fold(init, f))
+                .collect()
+        };
+        Normalizer {
+            lo: fold(f64::INFINITY, f64::min),
+            hi: fold(f64::NEG_INFINITY, f64::max),
+        }
+    }
+
+    fn apply(&self, p: &[f64]) -> Vec<f64> {
+        p.iter()
+            .zip(self.lo.iter().zip(&self.hi))
+            .map(|(v, (lo, hi))| {
+                let span = hi - lo;
+                if span > 0.0 {
+                    (v - lo) / span
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+
+    /// Hypervolume of `points` after scaling, as a fraction of the box
+    /// `[0, 1.1]^m`.
+    fn hypervolume(&self, points: &[Vec<f64>]) -> f64 {
+        let m = self.lo.len();
+        let norm: Vec<Vec<f64>> = points.iter().map(|p| self.apply(p)).collect();
+        pareto::hypervolume(&norm, &vec![1.1; m]) / 1.1f64.powi(m as i32)
+    }
+}
+
+/// The successful results at `budget`, in log order, with their index in
+/// the history.
+fn successes_at(h: &History, m: usize, budget: f64) -> impl Iterator<Item = (usize, &Vec<f64>)> {
+    h.results
+        .iter()
+        .enumerate()
+        .filter_map(move |(i, (t, r))| match &r.outcome {
+            Outcome::Success(f) if f.len() == m && t.budget == budget => Some((i, f)),
+            _ => None,
+        })
+}
+
+/// The front's hypervolume after one more finished trial.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HypervolumePoint {
+    /// Trials finished so far (the default and failed trials included).
+    pub results: usize,
+    /// The run's wall-clock seconds then, where the log records it.
+    pub elapsed_s: Option<f64>,
+    /// The normalised hypervolume (as [`Summary::normalized_hypervolume`])
+    /// of the successful trials at the summary's budget finished so far.
+    pub hypervolume: f64,
+}
+
+/// The hypervolume of the run's front as trials finished, one point per
+/// finished trial: the same budget and normalisation as the summary, so the
+/// last point is [`Summary::normalized_hypervolume`]. Empty when no trial
+/// succeeded.
+pub fn hypervolume_trace(s: &Summary, h: &History) -> Vec<HypervolumePoint> {
+    let Some(budget) = s.budget else {
+        return Vec::new();
+    };
+    let m = s.objectives.len();
+    let all: Vec<Vec<f64>> = successes_at(h, m, budget).map(|(_, f)| f.clone()).collect();
+    let norm = Normalizer::of(&all);
+    let mut arrivals = successes_at(h, m, budget).peekable();
+    let mut front: Vec<Vec<f64>> = Vec::new();
+    let mut hv = 0.0;
+    (0..h.results.len())
+        .map(|i| {
+            if let Some((_, f)) = arrivals.next_if(|(j, _)| *j == i) {
+                // A point dominated by (or equal to) one already on the front
+                // leaves the hypervolume as it is.
+                if !front.iter().any(|q| q == f || pareto::dominates(q, f)) {
+                    front.retain(|q| !pareto::dominates(f, q));
+                    front.push(f.clone());
+                    hv = norm.hypervolume(&front);
+                }
+            }
+            HypervolumePoint {
+                results: i + 1,
+                elapsed_s: h.result_elapsed_s.get(i).copied(),
+                hypervolume: hv,
+            }
+        })
+        .collect()
 }
 
 /// The front as CSV: `trial,budget,<objectives...>,<hyperparameters...>`.
@@ -309,6 +385,116 @@ fn fmt_vec(v: &[f64]) -> String {
         .join(", ")
 }
 
+/// An SVG chart under construction: title, axes with five ticks each and
+/// their labels, and a mapping from data to pixel coordinates.
+struct Chart {
+    svg: String,
+    x: (f64, f64),
+    y: (f64, f64),
+}
+
+impl Chart {
+    const W: f64 = 640.0;
+    const H: f64 = 480.0;
+    const M: f64 = 70.0;
+
+    fn new(title: &str, x_label: &str, y_label: &str, x: (f64, f64), y: (f64, f64)) -> Chart {
+        let (w, hgt, m) = (Self::W, Self::H, Self::M);
+        let mut c = Chart {
+            svg: String::new(),
+            x,
+            y,
+        };
+        let o = &mut c.svg;
+        let _ = writeln!(
+            o,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{hgt}" font-family="sans-serif" font-size="12">"#
+        );
+        let _ = writeln!(o, r#"<rect width="100%" height="100%" fill="white"/>"#);
+        let _ = writeln!(
+            o,
+            r#"<text x="{}" y="24" text-anchor="middle" font-size="15">{}</text>"#,
+            w / 2.0,
+            xml(title)
+        );
+        let _ = writeln!(
+            o,
+            r#"<line x1="{m}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{m}" y1="{}" x2="{m}" y2="{}" stroke="black"/>"#,
+            hgt - m,
+            w - m / 2.0,
+            hgt - m,
+            hgt - m,
+            m / 2.0
+        );
+        for i in 0..=4 {
+            let f = i as f64 / 4.0;
+            let xv = x.0 + f * (x.1 - x.0);
+            let yv = y.0 + f * (y.1 - y.0);
+            let (px, py) = (c.sx(xv), c.sy(yv));
+            let _ = writeln!(
+                c.svg,
+                r#"<text x="{px:.1}" y="{}" text-anchor="middle">{}</text><text x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
+                hgt - m + 16.0,
+                tick(xv),
+                m - 6.0,
+                py + 4.0,
+                tick(yv)
+            );
+        }
+        let _ = writeln!(
+            c.svg,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text><text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#,
+            w / 2.0,
+            hgt - 24.0,
+            xml(x_label),
+            hgt / 2.0,
+            hgt / 2.0,
+            xml(y_label)
+        );
+        c
+    }
+
+    /// The pixel column of data value `x`.
+    fn sx(&self, x: f64) -> f64 {
+        Self::M + (x - self.x.0) / (self.x.1 - self.x.0) * (Self::W - 1.5 * Self::M)
+    }
+
+    /// The pixel row of data value `y`.
+    fn sy(&self, y: f64) -> f64 {
+        Self::H - Self::M - (y - self.y.0) / (self.y.1 - self.y.0) * (Self::H - 1.5 * Self::M)
+    }
+
+    /// A staircase through `points` (sorted by x): flat, then a step.
+    fn staircase(&mut self, points: &[[f64; 2]], colour: &str) {
+        let mut d = String::new();
+        for (i, p) in points.iter().enumerate() {
+            let (px, py) = (self.sx(p[0]), self.sy(p[1]));
+            if i == 0 {
+                let _ = write!(d, "M{px:.1},{py:.1}");
+            } else {
+                let _ = write!(d, " H{px:.1} V{py:.1}");
+            }
+        }
+        let _ = writeln!(
+            self.svg,
+            r#"<path d="{d}" fill="none" stroke="{colour}" stroke-width="1.5"/>"#
+        );
+    }
+
+    fn finish(mut self) -> String {
+        let _ = writeln!(self.svg, "</svg>");
+        self.svg
+    }
+}
+
+/// `(lo, hi)` of `values`, widened by 5% (and never empty).
+fn padded_range(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let lo = values.clone().fold(f64::INFINITY, f64::min);
+    let hi = values.fold(f64::NEG_INFINITY, f64::max);
+    let pad = ((hi - lo) * 0.05).max(hi.abs() * 1e-6).max(1e-12);
+    (lo - pad, hi + pad)
+}
+
 /// A scatter plot (SVG) of the first two objectives of every successful
 /// trial at the front's budget: the front in red joined by its staircase,
 /// the default configuration as a blue square.
@@ -329,71 +515,19 @@ pub fn pareto_svg(s: &Summary, h: &History) -> Option<String> {
     if pts.is_empty() {
         return None;
     }
-    let (w, hgt, m) = (640.0, 480.0, 70.0);
-    let range = |k: usize| {
-        let lo = pts.iter().map(|p| p.1[k]).fold(f64::INFINITY, f64::min);
-        let hi = pts.iter().map(|p| p.1[k]).fold(f64::NEG_INFINITY, f64::max);
-        let pad = ((hi - lo) * 0.05).max(hi.abs() * 1e-6).max(1e-12);
-        (lo - pad, hi + pad)
-    };
-    let (x0, x1) = range(0);
-    let (y0, y1) = range(1);
-    let sx = |x: f64| m + (x - x0) / (x1 - x0) * (w - 1.5 * m);
-    let sy = |y: f64| hgt - m - (y - y0) / (y1 - y0) * (hgt - 1.5 * m);
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{hgt}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(o, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        o,
-        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">{}: Pareto front at budget {budget}</text>"#,
-        w / 2.0,
-        xml(&s.name)
-    );
-    // Axes with 5 ticks each.
-    let _ = writeln!(
-        o,
-        r#"<line x1="{m}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{m}" y1="{}" x2="{m}" y2="{}" stroke="black"/>"#,
-        hgt - m,
-        w - m / 2.0,
-        hgt - m,
-        hgt - m,
-        m / 2.0
-    );
-    for i in 0..=4 {
-        let f = i as f64 / 4.0;
-        let xv = x0 + f * (x1 - x0);
-        let yv = y0 + f * (y1 - y0);
-        let _ = writeln!(
-            o,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text><text x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
-            sx(xv),
-            hgt - m + 16.0,
-            tick(xv),
-            m - 6.0,
-            sy(yv) + 4.0,
-            tick(yv)
-        );
-    }
-    let _ = writeln!(
-        o,
-        r#"<text x="{}" y="{}" text-anchor="middle">{}</text><text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#,
-        w / 2.0,
-        hgt - 24.0,
-        xml(&s.objectives[0]),
-        hgt / 2.0,
-        hgt / 2.0,
-        xml(&s.objectives[1])
+    let mut c = Chart::new(
+        &format!("{}: Pareto front at budget {budget}", s.name),
+        &s.objectives[0],
+        &s.objectives[1],
+        padded_range(pts.iter().map(|p| p.1[0])),
+        padded_range(pts.iter().map(|p| p.1[1])),
     );
     for (is_default, p) in &pts {
         if !is_default {
+            let (x, y) = (c.sx(p[0]), c.sy(p[1]));
             let _ = writeln!(
-                o,
-                r##"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="#999" fill-opacity="0.7"/>"##,
-                sx(p[0]),
-                sy(p[1])
+                c.svg,
+                r##"<circle cx="{x:.1}" cy="{y:.1}" r="3.5" fill="#999" fill-opacity="0.7"/>"##
             );
         }
     }
@@ -404,39 +538,27 @@ pub fn pareto_svg(s: &Summary, h: &History) -> Option<String> {
         .collect();
     front.sort_by(|a, b| a[0].total_cmp(&b[0]));
     if s.objectives.len() == 2 && front.len() > 1 {
-        let mut d = String::new();
-        for (i, p) in front.iter().enumerate() {
-            if i == 0 {
-                let _ = write!(d, "M{:.1},{:.1}", sx(p[0]), sy(p[1]));
-            } else {
-                let _ = write!(d, " H{:.1} V{:.1}", sx(p[0]), sy(p[1]));
-            }
-        }
-        let _ = writeln!(
-            o,
-            r##"<path d="{d}" fill="none" stroke="#d62728" stroke-width="1.5"/>"##
-        );
+        c.staircase(&front, "#d62728");
     }
     for p in &front {
+        let (x, y) = (c.sx(p[0]), c.sy(p[1]));
         let _ = writeln!(
-            o,
-            r##"<circle cx="{:.1}" cy="{:.1}" r="5" fill="#d62728"/>"##,
-            sx(p[0]),
-            sy(p[1])
+            c.svg,
+            r##"<circle cx="{x:.1}" cy="{y:.1}" r="5" fill="#d62728"/>"##
         );
     }
     for (is_default, p) in &pts {
         if *is_default {
+            let (x, y) = (c.sx(p[0]) - 5.0, c.sy(p[1]) - 5.0);
             let _ = writeln!(
-                o,
-                r##"<rect x="{:.1}" y="{:.1}" width="10" height="10" fill="#1f77b4"/>"##,
-                sx(p[0]) - 5.0,
-                sy(p[1]) - 5.0
+                c.svg,
+                r##"<rect x="{x:.1}" y="{y:.1}" width="10" height="10" fill="#1f77b4"/>"##
             );
         }
     }
+    let w = Chart::W;
     let _ = writeln!(
-        o,
+        c.svg,
         r##"<circle cx="{}" cy="44" r="5" fill="#d62728"/><text x="{}" y="48">Pareto front</text><rect x="{}" y="56" width="10" height="10" fill="#1f77b4"/><text x="{}" y="66">default</text><circle cx="{}" cy="80" r="3.5" fill="#999"/><text x="{}" y="84">other trials</text>"##,
         w - 150.0,
         w - 140.0,
@@ -445,8 +567,61 @@ pub fn pareto_svg(s: &Summary, h: &History) -> Option<String> {
         w - 150.0,
         w - 140.0
     );
-    let _ = writeln!(o, "</svg>");
-    Some(o)
+    Some(c.finish())
+}
+
+/// What a hypervolume plot runs along.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceAxis {
+    /// Finished trials.
+    Trials,
+    /// The run's wall-clock time (summed over sessions).
+    WallTime,
+}
+
+/// A step plot (SVG) of the front's normalised hypervolume over finished
+/// trials or over wall-clock time ([`hypervolume_trace`]); `None` when no
+/// trial succeeded, or for wall time when the log has no times.
+pub fn hypervolume_svg(s: &Summary, trace: &[HypervolumePoint], axis: TraceAxis) -> Option<String> {
+    let budget = s.budget?;
+    let xs: Vec<f64> = match axis {
+        TraceAxis::Trials => trace.iter().map(|p| p.results as f64).collect(),
+        TraceAxis::WallTime => trace.iter().map(|p| p.elapsed_s).collect::<Option<_>>()?,
+    };
+    if xs.is_empty() {
+        return None;
+    }
+    let (x_label, over) = match axis {
+        TraceAxis::Trials => (
+            "finished trials (the default and failures included)",
+            "trials",
+        ),
+        TraceAxis::WallTime => ("wall-clock time of the run (s)", "wall time"),
+    };
+    let top = trace.iter().map(|p| p.hypervolume).fold(0.0, f64::max);
+    let mut c = Chart::new(
+        &format!("{}: hypervolume at budget {budget} over {over}", s.name),
+        x_label,
+        "normalised hypervolume",
+        (0.0, xs.iter().copied().fold(1.0, f64::max) * 1.02),
+        (0.0, if top > 0.0 { top * 1.05 } else { 1.0 }),
+    );
+    let mut steps: Vec<[f64; 2]> = vec![[0.0, 0.0]];
+    steps.extend(xs.iter().zip(trace).map(|(&x, p)| [x, p.hypervolume]));
+    c.staircase(&steps, "#1f77b4");
+    // A dot where the hypervolume grew.
+    let mut last = 0.0;
+    for (&x, p) in xs.iter().zip(trace) {
+        if p.hypervolume > last {
+            last = p.hypervolume;
+            let (px, py) = (c.sx(x), c.sy(p.hypervolume));
+            let _ = writeln!(
+                c.svg,
+                r##"<circle cx="{px:.1}" cy="{py:.1}" r="3" fill="#1f77b4"/>"##
+            );
+        }
+    }
+    Some(c.finish())
 }
 
 fn tick(v: f64) -> String {
@@ -463,9 +638,17 @@ fn xml(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Writes `pareto.csv`, `summary.json`, `summary.md` and `pareto.svg` into
-/// `dir`, each atomically.
-pub fn write_reports(dir: &Path, s: &Summary, h: &History) -> std::io::Result<()> {
+/// The plots [`write_reports`] writes, by file name.
+pub const PLOTS: [&str; 3] = [
+    "pareto.svg",
+    "hypervolume_trials.svg",
+    "hypervolume_time.svg",
+];
+
+/// Writes `pareto.csv`, `summary.json`, `summary.md` and the [`PLOTS`] (the
+/// ones there is data for) into `dir`, each atomically; returns the files
+/// written.
+pub fn write_reports(dir: &Path, s: &Summary, h: &History) -> std::io::Result<Vec<PathBuf>> {
     use crate::local::write_atomically;
     write_atomically(&dir.join("pareto.csv"), front_csv(s).as_bytes())?;
     write_atomically(
@@ -475,10 +658,23 @@ pub fn write_reports(dir: &Path, s: &Summary, h: &History) -> std::io::Result<()
             .as_bytes(),
     )?;
     write_atomically(&dir.join("summary.md"), summary_markdown(s).as_bytes())?;
-    if let Some(svg) = pareto_svg(s, h) {
-        write_atomically(&dir.join("pareto.svg"), svg.as_bytes())?;
+    let mut written: Vec<PathBuf> = ["pareto.csv", "summary.json", "summary.md"]
+        .iter()
+        .map(|f| dir.join(f))
+        .collect();
+    let trace = hypervolume_trace(s, h);
+    let plots = [
+        pareto_svg(s, h),
+        hypervolume_svg(s, &trace, TraceAxis::Trials),
+        hypervolume_svg(s, &trace, TraceAxis::WallTime),
+    ];
+    for (name, svg) in PLOTS.iter().zip(plots) {
+        if let Some(svg) = svg {
+            write_atomically(&dir.join(name), svg.as_bytes())?;
+            written.push(dir.join(name));
+        }
     }
-    Ok(())
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -573,5 +769,84 @@ mod tests {
         assert_eq!(svg.matches("fill=\"#999\"").count(), 3 + 1);
         assert_eq!(svg.matches("fill=\"#d62728\"").count(), 2 + 1);
         assert_eq!(svg.matches("<rect x=").count(), 1 + 1); // + legend
+    }
+
+    #[test]
+    fn the_hypervolume_trace_grows_with_the_front_and_ends_at_the_summary() {
+        let names = vec!["loss".to_string(), "energy".to_string()];
+        let mut h = history();
+        h.result_elapsed_s = (1..=h.results.len()).map(|i| 2.0 * i as f64).collect();
+        let s = summarize("t", &names, &h);
+        let trace = hypervolume_trace(&s, &h);
+        assert_eq!(trace.len(), h.results.len());
+        let hv: Vec<f64> = trace.iter().map(|p| p.hypervolume).collect();
+        // Results in log order: the default (budget 9) starts the front;
+        // trial 0 ran at budget 1 (not the front's budget); trials 1 and 2
+        // improve it; trial 3 is dominated; 4 and 5 failed.
+        let norm = Normalizer::of(&[
+            vec![0.4, 10.0],
+            vec![0.3, 8.0],
+            vec![0.5, 2.0],
+            vec![0.6, 9.0],
+        ]);
+        let d = norm.hypervolume(&[vec![0.4, 10.0]]);
+        let d1 = norm.hypervolume(&[vec![0.4, 10.0], vec![0.3, 8.0]]);
+        assert!(d > 0.0 && d1 > d);
+        assert_eq!(hv[0], d);
+        assert_eq!(hv[1], d);
+        assert_eq!(hv[2], d1);
+        assert!(hv[3] > hv[2]);
+        assert_eq!(&hv[4..], &[hv[3]; 3]);
+        assert_eq!(hv[6], s.normalized_hypervolume.unwrap());
+        assert_eq!(trace[6].results, 7);
+        assert_eq!(trace[6].elapsed_s, Some(14.0));
+        // Plots: the trace over trials and over time; a dot where it grew
+        // (three times), none over time without recorded times.
+        for axis in [TraceAxis::Trials, TraceAxis::WallTime] {
+            let svg = hypervolume_svg(&s, &trace, axis).unwrap();
+            assert_eq!(svg.matches("<circle").count(), 3, "{axis:?}");
+            assert!(svg.contains("<path d=\"M") && svg.ends_with("</svg>\n"));
+        }
+        let untimed = hypervolume_trace(&s, &history());
+        assert!(hypervolume_svg(&s, &untimed, TraceAxis::WallTime).is_none());
+        assert!(hypervolume_svg(&s, &untimed, TraceAxis::Trials).is_some());
+        // Nothing succeeded: no trace, no plots.
+        let failed = History {
+            results: vec![history().results[5].clone()],
+            ..History::default()
+        };
+        let s0 = summarize("t", &names, &failed);
+        assert!(hypervolume_trace(&s0, &failed).is_empty());
+        assert!(hypervolume_svg(&s0, &[], TraceAxis::Trials).is_none());
+    }
+
+    #[test]
+    fn write_reports_writes_every_plot_it_has_data_for() {
+        let names = vec!["loss".to_string(), "energy".to_string()];
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = history();
+        let s = summarize("t", &names, &h);
+        let files = |w: Vec<PathBuf>| -> Vec<String> {
+            w.iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        let written = write_reports(dir.path(), &s, &h).unwrap();
+        assert_eq!(
+            files(written),
+            [
+                "pareto.csv",
+                "summary.json",
+                "summary.md",
+                "pareto.svg",
+                "hypervolume_trials.svg"
+            ]
+        );
+        h.result_elapsed_s = vec![1.0; h.results.len()];
+        let written = write_reports(dir.path(), &s, &h).unwrap();
+        assert_eq!(written.len(), 6);
+        for p in &written {
+            assert!(p.is_file(), "{}", p.display());
+        }
     }
 }

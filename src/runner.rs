@@ -149,8 +149,88 @@ pub struct RunOptions {
     pub meters: Option<Box<crate::objective::MeterFactory>>,
     /// Set from outside (a Ctrl-C handler) to stop the run cleanly.
     pub interrupt: Arc<AtomicBool>,
-    /// Called with a line of progress for every finished trial.
-    pub progress: Box<dyn FnMut(&str)>,
+    /// Receives a line for every finished trial and the run's status.
+    pub progress: Box<dyn Progress>,
+}
+
+/// Where a run stands, for progress displays.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunStatus {
+    /// Optimizer trials finished, earlier sessions included (the default
+    /// trial not counted).
+    pub finished: u64,
+    /// The stopping rule's number of trials, if it has one.
+    pub limit: Option<u64>,
+    /// Trials running now.
+    pub running: usize,
+    /// Of the finished trials, how many failed.
+    pub failed: u64,
+    /// The front's normalised hypervolume so far
+    /// ([`Summary::normalized_hypervolume`]).
+    pub hypervolume: Option<f64>,
+    /// The run's wall-clock seconds, summed over sessions.
+    pub elapsed_s: f64,
+    /// Seconds until the stopping rule ends the run: the wall-time limit, or
+    /// the trials left at this session's rate, whichever comes first; `None`
+    /// while there is nothing to estimate from.
+    pub remaining_s: Option<f64>,
+}
+
+impl RunStatus {
+    /// One line: running and failed trials, hypervolume, elapsed and
+    /// remaining time.
+    pub fn describe(&self) -> String {
+        let hv = self
+            .hypervolume
+            .map_or("-".to_string(), |v| format!("{v:.4}"));
+        let left = self
+            .remaining_s
+            .map_or(String::new(), |r| format!(", ~{} left", duration(r)));
+        format!(
+            "{} running, {} failed, hypervolume {hv}, {} elapsed{left}",
+            self.running,
+            self.failed,
+            duration(self.elapsed_s)
+        )
+    }
+}
+
+/// `42 s`, `3 min 05 s` or `2 h 07 min`.
+pub fn duration(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// Receives a run's progress (the binary shows a progress bar on a terminal
+/// and plain lines elsewhere).
+pub trait Progress {
+    /// A message (a finished trial, a resume) and the status after it.
+    fn line(&mut self, line: &str, status: &RunStatus);
+    /// The status, several times a second while the run waits for trials.
+    fn status(&mut self, status: &RunStatus);
+}
+
+/// Seconds until the stopping rule ends the run (see [`RunStatus::remaining_s`]).
+fn remaining(
+    stop: &crate::experiment::StopSection,
+    elapsed_s: f64,
+    finished: u64,
+    finished_this_session: u64,
+    session_s: f64,
+) -> Option<f64> {
+    let by_time = stop.wall_time_s.map(|w| (w - elapsed_s).max(0.0));
+    let by_trials = stop.trials.and_then(|n| {
+        (finished_this_session > 0)
+            .then(|| session_s / finished_this_session as f64 * n.saturating_sub(finished) as f64)
+    });
+    match (by_time, by_trials) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// How a run ended.
@@ -187,13 +267,30 @@ pub fn run_experiment(
         ))
     })?;
     let resumed = !history.results.is_empty() || !history.in_flight.is_empty();
+    let failed_before = history
+        .results
+        .iter()
+        .filter(|(t, r)| t.id != DEFAULT_TRIAL_ID && matches!(r.outcome, Outcome::Failure(_)))
+        .count() as u64;
+    let mut status = RunStatus {
+        finished: history.finished_trials() as u64,
+        limit: exp.experiment.stop.trials,
+        running: 0,
+        failed: failed_before,
+        hypervolume: summarize(&exp.experiment.name, &names, &history).normalized_hypervolume,
+        elapsed_s: history.elapsed_s,
+        remaining_s: None,
+    };
     if resumed {
-        (opts.progress)(&format!(
-            "resuming {}: {} trials done, {} to re-run",
-            run_dir.display(),
-            history.finished_trials(),
-            history.in_flight.len()
-        ));
+        opts.progress.line(
+            &format!(
+                "resuming {}: {} trials done, {} to re-run",
+                run_dir.display(),
+                history.finished_trials(),
+                history.in_flight.len()
+            ),
+            &status,
+        );
     }
     store.append(&LogRecord::Session {
         started_at: now_s(),
@@ -271,6 +368,7 @@ pub fn run_experiment(
     }
     let mut asked = h.asked_trials() as u64;
     let mut finished = h.finished_trials() as u64;
+    let finished_before = finished;
     executor.resume(pending)?;
 
     let session_start = Instant::now();
@@ -346,21 +444,42 @@ pub fn run_experiment(
                 optimizer.tell(trial.id, report.outcome.clone())?;
                 optimizer_idle = false;
                 finished += 1;
+                if matches!(report.outcome, Outcome::Failure(_)) {
+                    status.failed += 1;
+                }
             }
+            let at = elapsed(h.elapsed_s);
             store.append(&LogRecord::Result {
                 budget: trial.budget,
                 report: report.clone(),
-                elapsed_s: elapsed(h.elapsed_s),
+                elapsed_s: at,
             })?;
-            (opts.progress)(&progress_line(
-                &trial,
-                &report,
-                &names,
-                finished,
-                stop.trials,
-            ));
+            let line = progress_line(&trial, &report, &names, finished, stop.trials);
             h.results.push((trial, report));
+            h.result_elapsed_s.push(at);
+            status.finished = finished;
+            status.running = executor.in_flight();
+            status.hypervolume = summarize(&exp.experiment.name, &names, &h).normalized_hypervolume;
+            status.elapsed_s = at;
+            status.remaining_s = remaining(
+                stop,
+                at,
+                finished,
+                finished - finished_before,
+                session_start.elapsed().as_secs_f64(),
+            );
+            opts.progress.line(&line, &status);
         }
+        status.running = executor.in_flight();
+        status.elapsed_s = elapsed(h.elapsed_s);
+        status.remaining_s = remaining(
+            stop,
+            status.elapsed_s,
+            finished,
+            finished - finished_before,
+            session_start.elapsed().as_secs_f64(),
+        );
+        opts.progress.status(&status);
     }
     let total = elapsed(h.elapsed_s);
     h.elapsed_s = total;

@@ -99,6 +99,10 @@ pub struct History {
     pub events: Vec<Event>,
     /// Every finished trial: the trial and its report, in log order.
     pub results: Vec<(Trial, TrialReport)>,
+    /// The run's wall-clock seconds (summed over sessions) when each of
+    /// `results` was logged, in the same order; empty for a history built
+    /// by hand without times.
+    pub result_elapsed_s: Vec<f64>,
     /// Trials asked (or the default trial submitted) with no result yet, and
     /// how many sessions they were already started in.
     pub in_flight: Vec<(Trial, u32)>,
@@ -299,6 +303,7 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
                     });
                 }
                 h.results.push((trial, report));
+                h.result_elapsed_s.push(elapsed_s);
             }
             LogRecord::Stop { elapsed_s, .. } => h.elapsed_s = h.elapsed_s.max(elapsed_s),
         }

@@ -207,14 +207,29 @@ fn threads_and_processes_run_every_trial_and_write_the_run_store() {
             let f = r["report"]["outcome"]["Success"].as_array().unwrap();
             assert!(f[0].as_f64().unwrap() >= 0.0 && f[0].as_f64().unwrap() <= 1.0);
         }
-        for file in [
-            "experiment.toml",
-            "pareto.csv",
-            "summary.json",
-            "summary.md",
-            "pareto.svg",
-        ] {
+        for file in RUN_FILES {
             assert!(run.join(file).is_file(), "{kind}: no {file}");
+        }
+        // The default configuration is submitted before the optimizer's
+        // first trial.
+        let events: Vec<String> = log_records(&run)
+            .iter()
+            .map(|r| r["event"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(&events[..3], ["session", "default", "ask"], "{kind}");
+        // Not a terminal: one plain line per finished trial, with the
+        // run's status after it.
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| l.contains(" trial ")).collect();
+        assert_eq!(lines.len(), 7, "{kind}: {err}");
+        assert!(err.contains("[6/6] trial "), "{kind}: {err}");
+        for l in &lines {
+            assert!(
+                l.contains(" running, ")
+                    && l.contains(" failed, hypervolume ")
+                    && l.contains(" elapsed"),
+                "{kind}: {l}"
+            );
         }
         let csv = std::fs::read_to_string(run.join("pareto.csv")).unwrap();
         assert!(csv.starts_with("trial,budget,f1,f2,x0,x1,x2,x3\n"), "{csv}");
@@ -229,7 +244,33 @@ fn threads_and_processes_run_every_trial_and_write_the_run_store() {
         );
         let pareto = dsnn(&["pareto", run.to_str().unwrap(), "--csv"], dir.path());
         assert_eq!(String::from_utf8_lossy(&pareto.stdout), csv);
+        // The table is the summary, recomputed from the trial log.
+        let table = dsnn(&["pareto", run.to_str().unwrap()], dir.path());
+        let md = std::fs::read_to_string(run.join("summary.md")).unwrap();
+        assert!(md.contains("| trial | f1 | f2 | configuration |"), "{md}");
+        assert_eq!(String::from_utf8_lossy(&table.stdout), md, "{kind}");
+        // `dsnn report` writes the reports again, the same as the run did.
+        let before: Vec<String> = RUN_FILES[2..]
+            .iter()
+            .map(|f| std::fs::read_to_string(run.join(f)).unwrap())
+            .collect();
+        for f in &RUN_FILES[2..] {
+            std::fs::remove_file(run.join(f)).unwrap();
+        }
+        let report = dsnn(&["report", run.to_str().unwrap()], dir.path());
+        assert!(report.status.success(), "{}", text(&report));
+        let listed = String::from_utf8_lossy(&report.stdout);
+        assert_eq!(listed.lines().count(), 6, "{listed}");
+        for (f, old) in RUN_FILES[2..].iter().zip(&before) {
+            assert_eq!(&std::fs::read_to_string(run.join(f)).unwrap(), old, "{f}");
+            assert!(listed.contains(f), "{listed}");
+        }
+        let svg = &before[4]; // hypervolume_trials.svg
+        assert!(svg.contains("hypervolume at budget 1 over trials"), "{svg}");
     }
+    let not_a_run = dsnn(&["report", "."], Path::new("/tmp"));
+    assert!(!not_a_run.status.success());
+    assert!(text(&not_a_run).contains("is not a run directory"));
 }
 
 #[test]
@@ -476,6 +517,61 @@ trials = 6
         md.contains("Pareto front") && md.contains("vs the default"),
         "{md}"
     );
+    for file in RUN_FILES.iter().chain(&["emissions.csv"]) {
+        assert!(run.join(file).is_file(), "no {file}");
+    }
+    // The front is non-empty, and no successful trial at its budget
+    // dominates a point on it.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let front: Vec<Vec<f64>> = summary["front"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| floats(&p["objectives"]))
+        .collect();
+    assert!(!front.is_empty(), "{summary}");
+    let at_budget: Vec<Vec<f64>> = res
+        .iter()
+        .filter(|r| r["budget"] == summary["budget"])
+        .filter_map(|r| r["report"]["outcome"].get("Success").map(floats))
+        .collect();
+    assert!(at_budget.len() >= front.len());
+    for p in &front {
+        assert!(at_budget.contains(p), "{p:?} is not a trial's result");
+        assert!(
+            !at_budget.iter().any(|q| dominates(q, p)),
+            "{p:?} is dominated"
+        );
+    }
+    let csv = std::fs::read_to_string(run.join("pareto.csv")).unwrap();
+    assert_eq!(csv.lines().count(), front.len() + 1, "{csv}");
+}
+
+/// The files every finished run directory holds (`emissions.csv` too where
+/// trials are metered).
+const RUN_FILES: [&str; 8] = [
+    "experiment.toml",
+    "trials.jsonl",
+    "pareto.csv",
+    "summary.json",
+    "summary.md",
+    "pareto.svg",
+    "hypervolume_trials.svg",
+    "hypervolume_time.svg",
+];
+
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// Whether `a` Pareto-dominates `b` (minimising).
+fn dominates(a: &[f64], b: &[f64]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x <= y) && a.iter().zip(b).any(|(x, y)| x < y)
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 pub mod export;
 pub mod infer;
-pub mod pareto;
+pub mod pareto; // and `dsnn report`
 pub mod plugin_support;
 pub mod plugins;
 pub mod run;

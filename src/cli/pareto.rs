@@ -1,12 +1,13 @@
-//! `dsnn pareto RUN_DIR`: the Pareto front and summary of a run, recomputed
-//! from its trial log (also while the run is going on).
+//! `dsnn pareto RUN_DIR` (the Pareto front and summary of a run) and `dsnn
+//! report RUN_DIR` (its CSV, summary and SVG plots written again), both
+//! recomputed from the trial log, also while the run is going on.
 
 use anyhow::{Context, Result};
 use clap::Args;
 use dsnn::experiment::{experiment_objective_names, Experiment};
-use dsnn::report::{front_csv, summarize, summary_markdown};
-use dsnn::store::{read_history, RunStore};
-use std::path::PathBuf;
+use dsnn::report::{front_csv, summarize, summary_markdown, write_reports, Summary};
+use dsnn::store::{read_history, History, RunStore};
+use std::path::{Path, PathBuf};
 
 /// Arguments of `dsnn pareto`.
 #[derive(Args, Debug)]
@@ -18,13 +19,20 @@ pub struct ParetoArgs {
     pub csv: bool,
 }
 
-/// Run `dsnn pareto`.
-pub fn run(a: ParetoArgs) -> Result<()> {
-    let exp_file = a.run_dir.join(RunStore::EXPERIMENT);
+/// Arguments of `dsnn report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The run directory (`runs/<name>`).
+    pub run_dir: PathBuf,
+}
+
+/// Reads a run directory's trial log and summarises it.
+fn load(run_dir: &Path) -> Result<(History, Summary)> {
+    let exp_file = run_dir.join(RunStore::EXPERIMENT);
     if !exp_file.is_file() {
         anyhow::bail!(
             "{} is not a run directory (no {})",
-            a.run_dir.display(),
+            run_dir.display(),
             RunStore::EXPERIMENT
         );
     }
@@ -34,13 +42,30 @@ pub fn run(a: ParetoArgs) -> Result<()> {
         .with_context(|| format!("reading {}", exp_file.display()))?;
     let exp: Experiment =
         toml::from_str(&text).with_context(|| format!("parsing {}", exp_file.display()))?;
-    let history = read_history(&a.run_dir.join(RunStore::LOG))
-        .with_context(|| format!("reading the trial log of {}", a.run_dir.display()))?;
+    let history = read_history(&run_dir.join(RunStore::LOG))
+        .with_context(|| format!("reading the trial log of {}", run_dir.display()))?;
     let s = summarize(&exp.name, &experiment_objective_names(&exp), &history);
+    Ok((history, s))
+}
+
+/// Run `dsnn pareto`.
+pub fn run(a: ParetoArgs) -> Result<()> {
+    let (_, s) = load(&a.run_dir)?;
     if a.csv {
         print!("{}", front_csv(&s));
     } else {
         print!("{}", summary_markdown(&s));
+    }
+    Ok(())
+}
+
+/// Run `dsnn report`.
+pub fn report(a: ReportArgs) -> Result<()> {
+    let (history, s) = load(&a.run_dir)?;
+    let written = write_reports(&a.run_dir, &s, &history)
+        .with_context(|| format!("writing the reports of {}", a.run_dir.display()))?;
+    for path in written {
+        println!("{}", path.display());
     }
     Ok(())
 }

@@ -4,7 +4,9 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use dsnn::experiment::{describe, CheckedExperiment};
-use dsnn::runner::{run_experiment, RunOptions};
+use dsnn::runner::{run_experiment, Progress, RunOptions, RunStatus};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,6 +44,65 @@ fn install_interrupt_handler() {
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
         libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+    }
+}
+
+/// Progress as plain lines on stderr (not a terminal: logs, CI, pipes): one
+/// per finished trial, with the run's status after it.
+struct LineProgress;
+
+impl Progress for LineProgress {
+    fn line(&mut self, line: &str, status: &RunStatus) {
+        eprintln!("{line}; {}", status.describe());
+    }
+
+    fn status(&mut self, _: &RunStatus) {}
+}
+
+/// Progress on a terminal: finished trials scroll above a bar that shows
+/// trials done (out of the limit, if any), running and failed trials, the
+/// hypervolume, and the elapsed and remaining time.
+struct BarProgress {
+    bar: ProgressBar,
+}
+
+impl BarProgress {
+    fn new(limit: Option<u64>) -> BarProgress {
+        let bar = match limit {
+            Some(n) => ProgressBar::new(n).with_style(
+                ProgressStyle::with_template("[{bar:30.cyan/blue}] {pos}/{len} trials, {msg}")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            ),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{spinner} {pos} trials, {msg}")
+                    .expect("a valid template"),
+            ),
+        };
+        bar.enable_steady_tick(std::time::Duration::from_millis(250));
+        BarProgress { bar }
+    }
+
+    fn update(&self, status: &RunStatus) {
+        self.bar.set_position(status.finished);
+        self.bar.set_message(status.describe());
+    }
+}
+
+impl Progress for BarProgress {
+    fn line(&mut self, line: &str, status: &RunStatus) {
+        self.bar.println(line);
+        self.update(status);
+    }
+
+    fn status(&mut self, status: &RunStatus) {
+        self.update(status);
+    }
+}
+
+impl Drop for BarProgress {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
     }
 }
 
@@ -86,7 +147,11 @@ pub fn run(a: RunArgs) -> Result<()> {
         executors: crate::cli::plugin_support::executor_factory(),
         meters: crate::cli::plugin_support::meter_factory(&exp, &base_dir),
         interrupt,
-        progress: Box::new(|line| eprintln!("{line}")),
+        progress: if std::io::stderr().is_terminal() {
+            Box::new(BarProgress::new(exp.experiment.stop.trials))
+        } else {
+            Box::new(LineProgress)
+        },
     };
     let outcome = run_experiment(exp, options)?;
     let s = &outcome.summary;
@@ -100,8 +165,9 @@ pub fn run(a: RunArgs) -> Result<()> {
     );
     print!("{}", dsnn::report::summary_markdown(s));
     eprintln!(
-        "results in {} (summary.md, pareto.csv, pareto.svg, trials.jsonl, emissions.csv)",
-        outcome.run_dir.display()
+        "results in {} (summary.md, pareto.csv, trials.jsonl, emissions.csv, plots: {})",
+        outcome.run_dir.display(),
+        dsnn::report::PLOTS.join(", ")
     );
     if outcome.reason == "interrupted" {
         anyhow::bail!("interrupted; run `dsnn run` on the same file again to resume");
