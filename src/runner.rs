@@ -166,7 +166,8 @@ pub struct RunStatus {
     /// Of the finished trials, how many failed.
     pub failed: u64,
     /// The front's normalised hypervolume so far
-    /// ([`Summary::normalized_hypervolume`]).
+    /// ([`Summary::normalized_hypervolume`] of the trials finished so far:
+    /// scaled to their range, so it can fall when a trial widens the range).
     pub hypervolume: Option<f64>,
     /// The run's wall-clock seconds, summed over sessions.
     pub elapsed_s: f64,

@@ -274,6 +274,64 @@ fn threads_and_processes_run_every_trial_and_write_the_run_store() {
 }
 
 #[test]
+fn the_quick_start_runs_on_the_bundled_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let quickstart =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/experiments/quickstart.toml");
+    let out = dsnn(&["run", quickstart.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let run = dir.path().join("runs/quickstart");
+    for file in RUN_FILES.iter().chain(&["emissions.csv"]) {
+        assert!(run.join(file).is_file(), "no {file}");
+    }
+    // It ends with the front and the improvement over the default DSNN.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("## Pareto front at budget 3"), "{stdout}");
+    assert!(stdout.contains("## Best optimizer trial per objective vs the default"));
+    let res = results(&run);
+    assert_eq!(res.len(), 9, "8 trials and the default");
+    let default = res.iter().find(|r| is_default(r)).unwrap();
+    let accuracy = default["report"]["metrics"]["accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.7, "the default LeNet-5 learns: {default}");
+}
+
+#[test]
+fn a_terminal_gets_a_progress_bar_with_the_runs_status() {
+    // `script` (util-linux) runs dsnn on a pseudo-terminal.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "exp.toml", &problem("threads", 6, 0.3, ""));
+    let cmd = format!("{} run {}", env!("CARGO_BIN_EXE_dsnn"), f.display());
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(dir.path())
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    // The bar: trials done out of the limit and the status; the finished
+    // trials are printed above it, without the status (the bar has it).
+    assert!(screen.contains("/6 trials, "), "{screen}");
+    assert!(
+        screen.contains(" running, ") && screen.contains(" failed, hypervolume "),
+        "{screen}"
+    );
+    assert!(screen.contains("[6/6] trial "), "{screen}");
+    let trial_lines: Vec<&str> = screen
+        .split(['\n', '\r'])
+        .filter(|l| l.contains("] trial "))
+        .collect();
+    assert_eq!(trial_lines.len(), 7, "{screen}");
+    // (Plain lines end "(0.3 s); 1 running, ...".)
+    assert!(!screen.contains(" s); "), "{screen}");
+    assert_eq!(results(&dir.path().join("out/zdt")).len(), 7);
+}
+
+#[test]
 fn failing_trials_are_recorded_and_the_run_goes_on() {
     // Panics and NaN in threads; aborts and memory exhaustion in child processes.
     let cases = [
