@@ -680,6 +680,77 @@ fn wall_time_stops_the_run_and_trial_reads_stdin() {
 }
 
 #[test]
+fn every_objective_kind_is_taken_from_the_trials_measurements() {
+    let names = [
+        "loss",
+        "cross_entropy",
+        "energy",
+        "emissions",
+        "training_energy",
+        "model_size",
+        "latency",
+    ];
+    let exp = format!(
+        r#"
+name = "all"
+output_dir = "out"
+objectives = {names:?}
+[data]
+dataset = "digits"
+validation_fraction = 0.2
+[model]
+optimizer = "Adam"
+lr = 0.01
+batch_size = 32
+[space]
+hyperparameters = [
+  {{ name = "weight_bits", type = "int", lower = 2, upper = 5, default = 5 }},
+]
+[energy]
+meter = {{ kind = "opcount" }}
+[fidelity]
+max = 1
+[stop]
+trials = 2
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "all.toml", &exp);
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let run = dir.path().join("out/all");
+    let res = results(&run);
+    assert_eq!(res.len(), 3);
+    let mut grams_per_joule = Vec::new();
+    for r in &res {
+        let m = &r["report"]["metrics"];
+        let f = floats(&r["report"]["outcome"]["Success"]);
+        // The objective vector is the named measurements, in order.
+        for (name, v) in names.iter().zip(&f) {
+            assert_eq!(m[name].as_f64(), Some(*v), "{name}: {m}");
+            assert!(v.is_finite() && *v > 0.0, "{name}: {m}");
+        }
+        assert!((f[0] - (1.0 - m["accuracy"].as_f64().unwrap())).abs() < 1e-12);
+        let images = m["validation_images"].as_f64().unwrap();
+        assert!((f[2] * images - m["validation_energy_j"].as_f64().unwrap()).abs() < 1e-12);
+        grams_per_joule.push(f[3] / m["validation_energy_j"].as_f64().unwrap());
+        assert!(
+            f[4] > f[2],
+            "training costs more than one image's inference: {m}"
+        );
+    }
+    // Emissions are the metered energy at one carbon intensity.
+    assert!(grams_per_joule
+        .iter()
+        .all(|g| (g / grams_per_joule[0] - 1.0).abs() < 1e-9));
+    let csv = std::fs::read_to_string(run.join("pareto.csv")).unwrap();
+    assert!(
+        csv.starts_with(&format!("trial,budget,{}", names.join(","))),
+        "{csv}"
+    );
+}
+
+#[test]
 fn the_integer_engine_measures_the_validation_pass_of_shift_networks() {
     let exp = |engine: &str| {
         format!(
