@@ -393,6 +393,63 @@ fn a_rejected_submission_shows_sbatch_message() {
 }
 
 #[test]
+fn every_setting_reaches_the_sbatch_command_line() {
+    // No cluster needed: fake commands that take any submission's arguments
+    // and refuse it, so the error shows the command line.
+    let ctx = setup("args", Some(Duration::from_secs(150)));
+    let bin = ctx.run_dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    write_executable(
+        &bin.join("sbatch"),
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'slurm 22.05.8'; exit 0; }\necho 'sbatch: error: refused by the fake' >&2\nexit 1\n",
+    );
+    write_executable(
+        &bin.join("scontrol"),
+        "#!/bin/sh\necho 'Slurmctld(primary) at fake is UP'\n",
+    );
+    let submit = |s: SlurmSettings| {
+        let mut ex = SlurmExecutor::new(s, ctx.clone()).unwrap();
+        let e = ex.submit(task(4, "ok", 0.0)).unwrap_err().to_string();
+        assert!(e.contains("refused by the fake"), "{e}");
+        e
+    };
+    let e = submit(SlurmSettings {
+        bin_dir: Some(bin.clone()),
+        partition: Some("short".into()),
+        account: Some("green-ai".into()),
+        cpus_per_trial: 3,
+        mem: Some("2G".into()),
+        gpus: Some(GpuRequest::Spec("h100:1".into())),
+        extra_sbatch_args: vec!["--qos=low".into()],
+        ..settings()
+    });
+    for arg in [
+        "--parsable",
+        "--partition=short",
+        "--account=green-ai",
+        "--cpus-per-task=3",
+        "--mem=2G",
+        "--gres=gpu:h100:1",
+        "--qos=low",
+        // No time limit of its own: the trial limit (150 s) rounded up to
+        // minutes, plus two as a backstop behind the executor's own scancel.
+        "--time=5",
+    ] {
+        assert!(e.contains(arg), "{arg} missing: {e}");
+    }
+    let e = submit(SlurmSettings {
+        bin_dir: Some(bin),
+        time_limit: Some("01:00:00".into()),
+        ..settings()
+    });
+    assert!(
+        e.contains("--time=01:00:00") && !e.contains("--account"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&ctx.run_dir).unwrap();
+}
+
+#[test]
 fn a_gpu_request_reaches_sbatch() {
     require_cluster!();
     // The dev cluster has no GPUs: SLURM itself refuses the --gres request.
