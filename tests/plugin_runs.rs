@@ -103,6 +103,31 @@ fn moead_plugin_runs_a_search_like_a_built_in_optimizer() {
 }
 
 #[test]
+fn plugin_dirs_in_the_experiment_file_are_searched() {
+    // The plugin lives in a directory the file names, not in `./plugins`.
+    let dir = setup(&[]);
+    let elsewhere = dir.path().join("my-plugins");
+    std::fs::create_dir(&elsewhere).unwrap();
+    install_library(&elsewhere, "dsnn_plugin_example");
+    let exp = format!(
+        "plugin_dirs = [\"my-plugins\"]\n{}",
+        experiment(dir.path(), "plugin = \"example\"", 6)
+    );
+    let out = run(dir.path(), &exp);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(results(&dir.path().join("runs/plugged")).len(), 7);
+    // Without the key the plugin is not found.
+    let without = experiment(dir.path(), "plugin = \"example\"", 6).replace("plugged", "plain");
+    let out = run(dir.path(), &without);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("example"));
+}
+
+#[test]
 fn a_missing_plugin_is_a_clear_error() {
     let dir = setup(&[]);
     let out = run(dir.path(), &experiment(dir.path(), "plugin = \"cmaes\"", 5));
@@ -128,7 +153,16 @@ fn a_plugin_panicking_in_ask_or_tell_stops_the_run_cleanly_with_its_log_intact()
         assert!(!out.status.success(), "{method}: {stderr}");
         assert!(stderr.contains("panic"), "{method}: {stderr}");
         // The finished trials are in the log, every line parses.
-        let res = results(&dir.path().join("runs/plugged"));
+        let run_dir = dir.path().join("runs/plugged");
+        let log = std::fs::read_to_string(run_dir.join("trials.jsonl")).unwrap();
+        assert!(log.ends_with('\n'), "{method}: a cut-off last line");
+        for line in log.lines() {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                "{method}: {line}"
+            );
+        }
+        let res = results(&run_dir);
         assert!(res.len() >= 4, "{method}: {} results", res.len());
     }
 }
