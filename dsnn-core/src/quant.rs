@@ -446,6 +446,31 @@ mod tests {
     }
 
     #[test]
+    fn six_to_eight_bit_weights_reach_their_smallest_power_of_two() {
+        // The golden cases cover 2..=5 bits; wider codes only lower the
+        // smallest shift: -31, -63 and -127 for Q, one fewer for PS.
+        for (bits, q_lo) in [(6u32, -31i32), (7, -63), (8, -127)] {
+            assert_eq!(q_shift_range(bits), (q_lo, 0));
+            assert_eq!(ps_shift_range(bits), (q_lo + 1, 0));
+            let smallest = pow2(q_lo as f32);
+            let q = |w: f32| quantize_q(w, bits, Rounding::Deterministic, 0.0);
+            assert_eq!(q(smallest * 1.2), smallest, "{bits} bits");
+            // Smaller magnitudes are clamped up to it, zero stays zero.
+            assert_eq!(q(-smallest / 8.0), -smallest, "{bits} bits");
+            assert_eq!(q(0.0), 0.0);
+            assert_eq!(q(smallest * 3.0), 4.0 * smallest, "{bits} bits");
+            assert_eq!(q(-0.3), -0.25);
+            assert_eq!(q(7.0), 1.0);
+            let ps = |shift: f32, sign: f32| {
+                ps_weight(shift, sign, bits, Rounding::Deterministic, 0.0, 0.0)
+            };
+            assert_eq!(ps(-1000.0, 0.7), pow2((q_lo + 1) as f32), "{bits} bits");
+            assert_eq!(ps(-2.4, -0.8), -0.25);
+            assert_eq!(ps(-3.0, 0.2), 0.0);
+        }
+    }
+
+    #[test]
     fn stochastic_rounding_is_unbiased_and_in_range() {
         let stream = RandomStream { seed: 7, step: 3 };
         for &x in &[0.3f32, -2.25, 5.0, -0.999] {

@@ -294,6 +294,30 @@ fn saved_weights_reload_to_the_same_predictions() {
 }
 
 #[test]
+fn backbones_count_their_convertible_layers() {
+    // ResNet20: the stem and 18 block convolutions (option-A shortcuts have
+    // none); LeNet-5 and the digits CNN: two convolutions each.
+    for (name, n) in [("resnet20", 19), ("lenet5", 2), ("digits_cnn", 2)] {
+        let b = backbone_by_name(name).unwrap();
+        assert_eq!(b.num_convertible_layers(), n, "{name}");
+        assert_eq!(b.conv_layers().len(), n, "{name}");
+    }
+}
+
+#[test]
+fn the_cosine_schedule_falls_from_the_rate_to_zero() {
+    use dsnn_core::train::cosine_lr;
+    assert_eq!(cosine_lr(0.1, 0, 100, true), 0.1);
+    assert!((cosine_lr(0.1, 50, 100, true) - 0.05).abs() < 1e-15);
+    assert!((cosine_lr(0.1, 25, 100, true) - 0.05 * (1.0 + 0.5f64.sqrt())).abs() < 1e-15);
+    assert!(cosine_lr(0.1, 100, 100, true).abs() < 1e-15);
+    // Monotone in between; switched off, the rate stays.
+    let rates: Vec<f64> = (0..=100).map(|s| cosine_lr(0.1, s, 100, true)).collect();
+    assert!(rates.windows(2).all(|w| w[1] <= w[0]));
+    assert_eq!(cosine_lr(0.1, 70, 100, false), 0.1);
+}
+
+#[test]
 fn op_profile_counts_lenet_work() {
     let (b, mut spec) = spec("lenet5", Some(ShiftType::Q), 0);
     spec.shift_depth = 1;
