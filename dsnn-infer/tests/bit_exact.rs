@@ -617,3 +617,54 @@ fn residuals_across_different_borders_match_the_reference() {
         n,
     );
 }
+
+/// Sets every element of a LeNet-5 parameter to `value`.
+fn set_param(net: &dyn dsnn_core::Network, name: &str, value: f32) {
+    let p = net
+        .params()
+        .params()
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("no parameter {name}"));
+    let t = p.var.as_tensor();
+    let filled = candle_core::Tensor::full(value, t.shape(), t.device()).unwrap();
+    p.var.set(&filled).unwrap();
+}
+
+fn linear_acc_shift(model: &IntModel, name: &str) -> u32 {
+    model
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            Step::Linear { layer, .. } if layer.name == name => Some(layer.acc_shift),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn export_narrows_the_accumulator_for_large_biases_and_refuses_what_cannot_fit() {
+    let (net, spec) = build("lenet5", ShiftType::Q, 5, (16, 16), grey(28), 11);
+    let normal = IntModel::from_network(net.as_ref(), &spec).unwrap();
+    let full = linear_acc_shift(&normal, "fc2");
+    assert!(full > 0, "fc2 keeps extra fraction bits");
+    // A bias of 2^34 is 2^50 in activation units: the accumulator keeps
+    // fewer extra fraction bits (below 2^62), and the engine still equals
+    // the reference, flooring per bucket as documented.
+    set_param(net.as_ref(), "fc2.bias", 2f32.powi(34));
+    let narrowed = IntModel::from_network(net.as_ref(), &spec).unwrap();
+    let s = linear_acc_shift(&narrowed, "fc2");
+    assert!(s < full && s <= 11, "acc shift {s} (was {full})");
+    let n = 20;
+    let x = narrowed.quantize_input(&random_images(narrowed.input, n, 11));
+    check(&narrowed, &x, n, n);
+    // A bias of 1e25 overflows 2^62 even with no extra fraction bits.
+    set_param(net.as_ref(), "fc2.bias", 1e25);
+    let e = IntModel::from_network(net.as_ref(), &spec)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("overflow in layer `fc2`") && e.contains("limit 2^62"),
+        "{e}"
+    );
+}
