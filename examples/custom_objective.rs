@@ -53,7 +53,11 @@ fn search(evaluations: usize, seed: u64) -> Result<Vec<(Configuration, Vec<f64>)
     let mut evaluated = Vec::new();
     while evaluated.len() < evaluations {
         // Ask for a batch (a generation), evaluate it, tell every result.
-        for trial in optimizer.ask(20)? {
+        let trials = optimizer.ask(20)?;
+        if trials.is_empty() {
+            break; // the optimizer has nothing more to propose
+        }
+        for trial in trials {
             let f = evaluate(&trial.config);
             optimizer.tell(trial.id, Outcome::Success(f.clone()))?;
             evaluated.push((trial.config, f));

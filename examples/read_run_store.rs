@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use dsnn::experiment::{experiment_objective_names, Experiment};
+use dsnn::objective::trial_label;
 use dsnn::store::{read_history, RunStore};
 use dsnn_search::{pareto, Outcome};
 
@@ -117,13 +118,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| trial | {} |", a.objectives.join(" | "));
     println!("|---|{}", "---:|".repeat(a.objectives.len()));
     for (id, f) in &a.front {
-        let label = if *id == u64::MAX {
-            "default".to_string()
-        } else {
-            id.to_string()
-        };
         let values: Vec<String> = f.iter().map(|v| format!("{v:.6}")).collect();
-        println!("| {label} | {} |", values.join(" | "));
+        println!("| {} | {} |", trial_label(*id), values.join(" | "));
     }
     println!("normalised hypervolume: {:.4}", a.normalized_hypervolume);
     Ok(())
@@ -133,14 +129,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 mod tests {
     use super::*;
     use dsnn::experiment::CheckedExperiment;
-    use dsnn::runner::{run_experiment, Progress, RunOptions, RunStatus};
-
-    struct Quiet;
-
-    impl Progress for Quiet {
-        fn line(&mut self, _: &str, _: &RunStatus) {}
-        fn status(&mut self, _: &RunStatus) {}
-    }
+    use dsnn::runner::{run_experiment, NoProgress, RunOptions};
 
     #[test]
     fn the_front_and_hypervolume_read_back_match_the_runs_own_summary() {
@@ -169,7 +158,7 @@ trials = 30
                 executors: None,
                 meters: None,
                 interrupt: Default::default(),
-                progress: Box::new(Quiet),
+                progress: Box::new(NoProgress),
             },
         )
         .unwrap();
@@ -182,17 +171,7 @@ trials = 30
             assert!(!a.front.iter().any(|(_, g)| pareto::dominates(g, f)));
         }
         let s = &outcome.summary;
-        let mut ids: Vec<String> = a
-            .front
-            .iter()
-            .map(|(id, _)| {
-                if *id == u64::MAX {
-                    "default".into()
-                } else {
-                    id.to_string()
-                }
-            })
-            .collect();
+        let mut ids: Vec<String> = a.front.iter().map(|(id, _)| trial_label(*id)).collect();
         let mut expected: Vec<String> = s.front.iter().map(|p| p.trial.clone()).collect();
         ids.sort();
         expected.sort();

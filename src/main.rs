@@ -37,7 +37,12 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     dsnn_core::runtime::tune_process();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).build();
+    let level = logger.filter();
+    if log::set_boxed_logger(Box::new(cli::run::BarAwareLogger(logger))).is_ok() {
+        log::set_max_level(level);
+    }
     let result = match Cli::parse().command {
         Command::Train(a) => cli::train::run(a),
         Command::Run(a) => cli::run::run(a),

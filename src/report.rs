@@ -88,6 +88,7 @@ pub fn summarize(name: &str, objectives: &[String], h: &History) -> Summary {
         .collect();
     let points: Vec<Vec<f64>> = at.iter().map(|(_, _, f)| f.to_vec()).collect();
     let front_idx = pareto::non_dominated(&points);
+    let front_points: Vec<Vec<f64>> = front_idx.iter().map(|&i| points[i].clone()).collect();
     let front: Vec<FrontPoint> = front_idx
         .iter()
         .map(|&i| FrontPoint {
@@ -120,7 +121,7 @@ pub fn summarize(name: &str, objectives: &[String], h: &History) -> Summary {
         })
         .collect();
     let normalized_hypervolume =
-        (!points.is_empty()).then(|| Normalizer::of(&points).hypervolume(&points));
+        (!points.is_empty()).then(|| Normalizer::of(&points).hypervolume(&front_points));
     let mut failures: Vec<(String, usize)> = Vec::new();
     let mut trials = 0;
     let mut failed = 0;
@@ -212,8 +213,8 @@ fn successes_at(h: &History, m: usize, budget: f64) -> impl Iterator<Item = (usi
         })
 }
 
-/// The front's hypervolume after one more finished trial.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The front's hypervolume after a finished trial.
+#[derive(Clone, Debug, PartialEq)]
 pub struct HypervolumePoint {
     /// Trials finished so far (the default and failed trials included).
     pub results: usize,
@@ -224,10 +225,26 @@ pub struct HypervolumePoint {
     pub hypervolume: f64,
 }
 
-/// The hypervolume of the run's front as trials finished, one point per
-/// finished trial: the same budget and normalisation as the summary, so the
-/// last point is [`Summary::normalized_hypervolume`]. Empty when no trial
-/// succeeded.
+/// Adds `f` to a set of mutually non-dominated points; returns whether the
+/// set changed (it does not when `f` is dominated by or equal to a member).
+fn add_to_front(front: &mut Vec<Vec<f64>>, f: &[f64]) -> bool {
+    if front.iter().any(|q| q == f || pareto::dominates(q, f)) {
+        return false;
+    }
+    front.retain(|q| !pareto::dominates(f, q));
+    front.push(f.to_vec());
+    true
+}
+
+/// At most this many points in a [`hypervolume_trace`] (each may need a
+/// hypervolume, which is costly with many objectives and large fronts).
+pub const TRACE_POINTS: usize = 250;
+
+/// The hypervolume of the run's front as trials finished: the same budget
+/// and normalisation as the summary, so the last point is
+/// [`Summary::normalized_hypervolume`]. One point per finished trial, or
+/// [`TRACE_POINTS`] evenly spaced ones (the last included) for longer runs.
+/// Empty when no trial succeeded.
 pub fn hypervolume_trace(s: &Summary, h: &History) -> Vec<HypervolumePoint> {
     let Some(budget) = s.budget else {
         return Vec::new();
@@ -235,27 +252,98 @@ pub fn hypervolume_trace(s: &Summary, h: &History) -> Vec<HypervolumePoint> {
     let m = s.objectives.len();
     let all: Vec<Vec<f64>> = successes_at(h, m, budget).map(|(_, f)| f.clone()).collect();
     let norm = Normalizer::of(&all);
+    let n = h.results.len();
+    let every = n.div_ceil(TRACE_POINTS).max(1);
     let mut arrivals = successes_at(h, m, budget).peekable();
     let mut front: Vec<Vec<f64>> = Vec::new();
-    let mut hv = 0.0;
-    (0..h.results.len())
-        .map(|i| {
-            if let Some((_, f)) = arrivals.next_if(|(j, _)| *j == i) {
-                // A point dominated by (or equal to) one already on the front
-                // leaves the hypervolume as it is.
-                if !front.iter().any(|q| q == f || pareto::dominates(q, f)) {
-                    front.retain(|q| !pareto::dominates(f, q));
-                    front.push(f.clone());
-                    hv = norm.hypervolume(&front);
-                }
+    let (mut hv, mut changed) = (0.0, false);
+    let mut trace = Vec::with_capacity(n.min(TRACE_POINTS));
+    for i in 0..n {
+        if let Some((_, f)) = arrivals.next_if(|(j, _)| *j == i) {
+            changed |= add_to_front(&mut front, f);
+        }
+        if (i + 1) % every == 0 || i + 1 == n {
+            if changed {
+                hv = norm.hypervolume(&front);
+                changed = false;
             }
-            HypervolumePoint {
+            trace.push(HypervolumePoint {
                 results: i + 1,
                 elapsed_s: h.result_elapsed_s.get(i).copied(),
                 hypervolume: hv,
+            });
+        }
+    }
+    trace
+}
+
+/// The front of a run as results arrive, for a live hypervolume: the
+/// successful results at the largest budget seen so far (a larger budget
+/// starts afresh), normalised to their own range.
+#[derive(Clone, Debug)]
+pub struct LiveFront {
+    budget: f64,
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+    front: Vec<Vec<f64>>,
+    hypervolume: Option<f64>,
+    stale: bool,
+}
+
+impl LiveFront {
+    /// An empty front for `m` objectives.
+    pub fn new(m: usize) -> LiveFront {
+        LiveFront {
+            budget: f64::NEG_INFINITY,
+            lo: vec![f64::INFINITY; m],
+            hi: vec![f64::NEG_INFINITY; m],
+            front: Vec::new(),
+            hypervolume: None,
+            stale: false,
+        }
+    }
+
+    /// Takes a finished trial's outcome at `budget` into account.
+    pub fn add(&mut self, budget: f64, outcome: &Outcome) {
+        let Outcome::Success(f) = outcome else {
+            return;
+        };
+        if f.len() != self.lo.len() || budget < self.budget {
+            return;
+        }
+        if budget > self.budget {
+            *self = LiveFront::new(self.lo.len());
+            self.budget = budget;
+        }
+        let mut widened = false;
+        for (k, &v) in f.iter().enumerate() {
+            if v < self.lo[k] || v > self.hi[k] {
+                self.lo[k] = self.lo[k].min(v);
+                self.hi[k] = self.hi[k].max(v);
+                widened = true;
             }
-        })
-        .collect()
+        }
+        self.stale |= add_to_front(&mut self.front, f) | widened;
+    }
+
+    /// The front's normalised hypervolume (as [`Summary::normalized_hypervolume`]
+    /// of the results so far), recomputed only when the front or its range
+    /// changed; `None` until the results at the budget differ in every
+    /// objective (one point alone would fill the whole box).
+    pub fn hypervolume(&mut self) -> Option<f64> {
+        if self.stale {
+            self.stale = false;
+            let spread = self.lo.iter().zip(&self.hi).all(|(lo, hi)| hi > lo);
+            self.hypervolume = spread.then(|| {
+                Normalizer {
+                    lo: self.lo.clone(),
+                    hi: self.hi.clone(),
+                }
+                .hypervolume(&self.front)
+            });
+        }
+        self.hypervolume
+    }
 }
 
 /// The front as CSV: `trial,budget,<objectives...>,<hyperparameters...>`.
@@ -454,14 +542,24 @@ impl Chart {
         c
     }
 
+    /// Where `v` lies in `range`, 0 to 1 (0 for an empty range).
+    fn fraction(v: f64, range: (f64, f64)) -> f64 {
+        let width = range.1 - range.0;
+        if width > 0.0 {
+            (v - range.0) / width
+        } else {
+            0.0
+        }
+    }
+
     /// The pixel column of data value `x`.
     fn sx(&self, x: f64) -> f64 {
-        Self::M + (x - self.x.0) / (self.x.1 - self.x.0) * (Self::W - 1.5 * Self::M)
+        Self::M + Self::fraction(x, self.x) * (Self::W - 1.5 * Self::M)
     }
 
     /// The pixel row of data value `y`.
     fn sy(&self, y: f64) -> f64 {
-        Self::H - Self::M - (y - self.y.0) / (self.y.1 - self.y.0) * (Self::H - 1.5 * Self::M)
+        Self::H - Self::M - Self::fraction(y, self.y) * (Self::H - 1.5 * Self::M)
     }
 
     /// A staircase through `points` (sorted by x): flat, then a step.
@@ -491,6 +589,9 @@ impl Chart {
 fn padded_range(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     let lo = values.clone().fold(f64::INFINITY, f64::min);
     let hi = values.fold(f64::NEG_INFINITY, f64::max);
+    if !(lo.is_finite() && hi.is_finite()) {
+        return (0.0, 1.0);
+    }
     let pad = ((hi - lo) * 0.05).max(hi.abs() * 1e-6).max(1e-12);
     (lo - pad, hi + pad)
 }
@@ -664,11 +765,11 @@ pub fn write_reports(dir: &Path, s: &Summary, h: &History) -> std::io::Result<Ve
         .collect();
     let trace = hypervolume_trace(s, h);
     let plots = [
-        pareto_svg(s, h),
-        hypervolume_svg(s, &trace, TraceAxis::Trials),
-        hypervolume_svg(s, &trace, TraceAxis::WallTime),
+        (PLOTS[0], pareto_svg(s, h)),
+        (PLOTS[1], hypervolume_svg(s, &trace, TraceAxis::Trials)),
+        (PLOTS[2], hypervolume_svg(s, &trace, TraceAxis::WallTime)),
     ];
-    for (name, svg) in PLOTS.iter().zip(plots) {
+    for (name, svg) in plots {
         if let Some(svg) = svg {
             write_atomically(&dir.join(name), svg.as_bytes())?;
             written.push(dir.join(name));
@@ -818,6 +919,65 @@ mod tests {
         let s0 = summarize("t", &names, &failed);
         assert!(hypervolume_trace(&s0, &failed).is_empty());
         assert!(hypervolume_svg(&s0, &[], TraceAxis::Trials).is_none());
+    }
+
+    #[test]
+    fn the_live_front_waits_for_a_spread_and_follows_the_largest_budget() {
+        let ok = |f: &[f64]| Outcome::Success(f.to_vec());
+        let mut live = LiveFront::new(2);
+        live.add(3.0, &ok(&[0.4, 10.0]));
+        assert_eq!(live.hypervolume(), None, "one point fills the box");
+        live.add(3.0, &ok(&[0.5, 10.0]));
+        assert_eq!(
+            live.hypervolume(),
+            None,
+            "no spread in the second objective"
+        );
+        live.add(3.0, &ok(&[0.3, 8.0]));
+        let norm = Normalizer {
+            lo: vec![0.3, 8.0],
+            hi: vec![0.5, 10.0],
+        };
+        assert_eq!(
+            live.hypervolume(),
+            Some(norm.hypervolume(&[vec![0.3, 8.0]]))
+        );
+        // Failures, wrong lengths and smaller budgets change nothing.
+        let before = live.hypervolume();
+        live.add(3.0, &Outcome::Failure("diverged".into()));
+        live.add(3.0, &ok(&[0.1]));
+        live.add(1.0, &ok(&[0.0, 0.0]));
+        assert_eq!(live.hypervolume(), before);
+        // A larger budget starts afresh.
+        live.add(9.0, &ok(&[0.0, 0.0]));
+        assert_eq!(live.hypervolume(), None);
+        live.add(9.0, &ok(&[1.0, -1.0]));
+        let hv = live.hypervolume().unwrap();
+        let expected = (1.1 * 0.1 + 0.1 * 1.1 - 0.1 * 0.1) / 1.21;
+        assert!((hv - expected).abs() < 1e-12, "{hv} vs {expected}");
+    }
+
+    #[test]
+    fn long_traces_are_sampled_and_end_at_the_summary() {
+        let names = vec!["loss".to_string(), "energy".to_string()];
+        let mut h = History::default();
+        for i in 0..1000u64 {
+            let x = (i as f64 * 0.618).fract();
+            let f = vec![x, (1.0 - x).powi(2) + 0.001 * i as f64];
+            h.results.push(entry(i, 1.0, Outcome::Success(f)));
+            h.result_elapsed_s.push(i as f64);
+        }
+        let s = summarize("t", &names, &h);
+        let trace = hypervolume_trace(&s, &h);
+        assert_eq!(trace.len(), TRACE_POINTS);
+        assert_eq!(trace.last().unwrap().results, 1000);
+        assert_eq!(trace[0].results, 4);
+        assert!(trace
+            .windows(2)
+            .all(|w| w[1].hypervolume >= w[0].hypervolume));
+        let last = trace.last().unwrap().hypervolume;
+        let hv = s.normalized_hypervolume.unwrap();
+        assert!((last - hv).abs() < 1e-12, "{last} vs {hv}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::experiment::{
 };
 use crate::local::{ProcessExecutor, ThreadExecutor};
 use crate::objective::{trial_label, Objective, DEFAULT_TRIAL_ID};
-use crate::report::{summarize, write_reports, Summary};
+use crate::report::{summarize, write_reports, LiveFront, Summary};
 use crate::store::{LogRecord, RunStore, StoreError};
 
 /// Errors that stop a run (trial failures never do).
@@ -159,21 +159,20 @@ pub struct RunStatus {
     /// Optimizer trials finished, earlier sessions included (the default
     /// trial not counted).
     pub finished: u64,
-    /// The stopping rule's number of trials, if it has one.
-    pub limit: Option<u64>,
     /// Trials running now.
     pub running: usize,
     /// Of the finished trials, how many failed.
     pub failed: u64,
-    /// The front's normalised hypervolume so far
-    /// ([`Summary::normalized_hypervolume`] of the trials finished so far:
-    /// scaled to their range, so it can fall when a trial widens the range).
+    /// The front's normalised hypervolume so far ([`LiveFront`]: scaled to
+    /// the range of the results so far, so it can fall when a trial widens
+    /// the range; `None` until they differ in every objective).
     pub hypervolume: Option<f64>,
     /// The run's wall-clock seconds, summed over sessions.
     pub elapsed_s: f64,
-    /// Seconds until the stopping rule ends the run: the wall-time limit, or
-    /// the trials left at this session's rate, whichever comes first; `None`
-    /// while there is nothing to estimate from.
+    /// Seconds until the stopping rule ends the run, roughly: the wall-time
+    /// limit, or the trials left at this session's rate so far (budgets that
+    /// grow, as in Hyperband, make it optimistic), whichever comes first;
+    /// `None` while there is nothing to estimate from.
     pub remaining_s: Option<f64>,
 }
 
@@ -197,7 +196,7 @@ impl RunStatus {
 }
 
 /// `42 s`, `3 min 05 s` or `2 h 07 min`.
-pub fn duration(s: f64) -> String {
+fn duration(s: f64) -> String {
     let s = s.max(0.0).round() as u64;
     match s {
         0..60 => format!("{s} s"),
@@ -215,22 +214,38 @@ pub trait Progress {
     fn status(&mut self, status: &RunStatus);
 }
 
-/// Seconds until the stopping rule ends the run (see [`RunStatus::remaining_s`]).
-fn remaining(
-    stop: &crate::experiment::StopSection,
-    elapsed_s: f64,
-    finished: u64,
-    finished_this_session: u64,
-    session_s: f64,
-) -> Option<f64> {
-    let by_time = stop.wall_time_s.map(|w| (w - elapsed_s).max(0.0));
-    let by_trials = stop.trials.and_then(|n| {
-        (finished_this_session > 0)
-            .then(|| session_s / finished_this_session as f64 * n.saturating_sub(finished) as f64)
-    });
-    match (by_time, by_trials) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+/// A [`Progress`] that shows nothing (library use, tests).
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn line(&mut self, _: &str, _: &RunStatus) {}
+    fn status(&mut self, _: &RunStatus) {}
+}
+
+impl RunStatus {
+    /// Sets the running trials, the elapsed time and the estimate of the
+    /// remaining time (see [`RunStatus::remaining_s`]): `done_this_session`
+    /// results (the default's included) took `session_s`.
+    fn refresh(
+        &mut self,
+        stop: &crate::experiment::StopSection,
+        running: usize,
+        elapsed_s: f64,
+        done_this_session: usize,
+        session_s: f64,
+    ) {
+        self.running = running;
+        self.elapsed_s = elapsed_s;
+        let by_time = stop.wall_time_s.map(|w| (w - elapsed_s).max(0.0));
+        let by_trials = stop.trials.and_then(|n| {
+            (done_this_session > 0).then(|| {
+                session_s / done_this_session as f64 * n.saturating_sub(self.finished) as f64
+            })
+        });
+        self.remaining_s = match (by_time, by_trials) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -243,6 +258,8 @@ pub struct RunOutcome {
     pub summary: Summary,
     /// Why the session stopped.
     pub reason: String,
+    /// The reports written into the run directory (summaries, front, plots).
+    pub reports: Vec<PathBuf>,
 }
 
 fn now_s() -> f64 {
@@ -268,17 +285,17 @@ pub fn run_experiment(
         ))
     })?;
     let resumed = !history.results.is_empty() || !history.in_flight.is_empty();
-    let failed_before = history
-        .results
-        .iter()
-        .filter(|(t, r)| t.id != DEFAULT_TRIAL_ID && matches!(r.outcome, Outcome::Failure(_)))
-        .count() as u64;
+    let mut live = LiveFront::new(names.len());
+    let mut failed = 0;
+    for (t, r) in &history.results {
+        live.add(t.budget, &r.outcome);
+        failed += u64::from(t.id != DEFAULT_TRIAL_ID && matches!(r.outcome, Outcome::Failure(_)));
+    }
     let mut status = RunStatus {
         finished: history.finished_trials() as u64,
-        limit: exp.experiment.stop.trials,
         running: 0,
-        failed: failed_before,
-        hypervolume: summarize(&exp.experiment.name, &names, &history).normalized_hypervolume,
+        failed,
+        hypervolume: live.hypervolume(),
         elapsed_s: history.elapsed_s,
         remaining_s: None,
     };
@@ -369,11 +386,14 @@ pub fn run_experiment(
     }
     let mut asked = h.asked_trials() as u64;
     let mut finished = h.finished_trials() as u64;
-    let finished_before = finished;
+    let results_before = h.results.len();
     executor.resume(pending)?;
 
     let session_start = Instant::now();
     let elapsed = |h_el: f64| h_el + session_start.elapsed().as_secs_f64();
+    // The live hypervolume is recomputed at most this often (once known).
+    let hv_every = Duration::from_millis(500);
+    let mut hv_at: Option<Instant> = None;
     let stop = &exp.experiment.stop;
     let mut optimizer_idle = false;
     let reason: String;
@@ -456,28 +476,32 @@ pub fn run_experiment(
                 elapsed_s: at,
             })?;
             let line = progress_line(&trial, &report, &names, finished, stop.trials);
+            live.add(trial.budget, &report.outcome);
             h.results.push((trial, report));
             h.result_elapsed_s.push(at);
             status.finished = finished;
-            status.running = executor.in_flight();
-            status.hypervolume = summarize(&exp.experiment.name, &names, &h).normalized_hypervolume;
-            status.elapsed_s = at;
-            status.remaining_s = remaining(
+            if status.hypervolume.is_none() || hv_at.is_none_or(|t| t.elapsed() >= hv_every) {
+                status.hypervolume = live.hypervolume();
+                hv_at = Some(Instant::now());
+            }
+            status.refresh(
                 stop,
+                executor.in_flight(),
                 at,
-                finished,
-                finished - finished_before,
+                h.results.len() - results_before,
                 session_start.elapsed().as_secs_f64(),
             );
             opts.progress.line(&line, &status);
         }
-        status.running = executor.in_flight();
-        status.elapsed_s = elapsed(h.elapsed_s);
-        status.remaining_s = remaining(
+        if status.hypervolume.is_none() || hv_at.is_none_or(|t| t.elapsed() >= hv_every) {
+            status.hypervolume = live.hypervolume();
+            hv_at = Some(Instant::now());
+        }
+        status.refresh(
             stop,
-            status.elapsed_s,
-            finished,
-            finished - finished_before,
+            executor.in_flight(),
+            elapsed(h.elapsed_s),
+            h.results.len() - results_before,
             session_start.elapsed().as_secs_f64(),
         );
         opts.progress.status(&status);
@@ -489,7 +513,7 @@ pub fn run_experiment(
         elapsed_s: total,
     })?;
     let summary = summarize(&exp.experiment.name, &names, &h);
-    write_reports(&run_dir, &summary, &h).map_err(|e| {
+    let reports = write_reports(&run_dir, &summary, &h).map_err(|e| {
         RunError::Store(StoreError::Io {
             path: run_dir.clone(),
             source: e,
@@ -499,6 +523,7 @@ pub fn run_experiment(
         run_dir,
         summary,
         reason,
+        reports,
     })
 }
 

@@ -298,13 +298,17 @@ fn the_quick_start_runs_on_the_bundled_data() {
 #[test]
 fn a_terminal_gets_a_progress_bar_with_the_runs_status() {
     // `script` (util-linux) runs dsnn on a pseudo-terminal.
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: `script` (util-linux) is not installed");
+    let util_linux = Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !util_linux {
+        eprintln!("skipped: util-linux's `script` is not installed");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "exp.toml", &problem("threads", 6, 0.3, ""));
-    let cmd = format!("{} run {}", env!("CARGO_BIN_EXE_dsnn"), f.display());
+    let cmd = format!("'{}' run '{}'", env!("CARGO_BIN_EXE_dsnn"), f.display());
     let out = Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
         .current_dir(dir.path())
@@ -598,7 +602,9 @@ trials = 6
     for p in &front {
         assert!(at_budget.contains(p), "{p:?} is not a trial's result");
         assert!(
-            !at_budget.iter().any(|q| dominates(q, p)),
+            !at_budget
+                .iter()
+                .any(|q| dsnn_search::pareto::dominates(q, p)),
             "{p:?} is dominated"
         );
     }
@@ -625,11 +631,6 @@ fn floats(v: &serde_json::Value) -> Vec<f64> {
         .iter()
         .map(|x| x.as_f64().unwrap())
         .collect()
-}
-
-/// Whether `a` Pareto-dominates `b` (minimising).
-fn dominates(a: &[f64], b: &[f64]) -> bool {
-    a.iter().zip(b).all(|(x, y)| x <= y) && a.iter().zip(b).any(|(x, y)| x < y)
 }
 
 #[test]

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Arguments of `dsnn run`.
 #[derive(Args, Debug)]
@@ -25,17 +25,22 @@ pub struct CheckArgs {
     pub experiment: PathBuf,
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The run loop's interrupt flag, set straight from the signal handler (so
+/// the loop sees it before any report of a trial the signal cut short).
+static RUN_INTERRUPT: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
 extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+    // Only an atomic load and store: async-signal-safe.
+    if let Some(flag) = RUN_INTERRUPT.get() {
+        flag.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Stop cleanly on the first Ctrl-C or SIGTERM: the run cancels its trials
 /// and keeps its trial log; a second signal kills the process as usual.
 fn install_interrupt_handler() {
     #[cfg(unix)]
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe;
+    // SAFETY: the handler only loads and stores atomics, which is async-signal-safe;
     // SA_RESETHAND restores the default at once, so a second signal kills.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
@@ -59,6 +64,34 @@ impl Progress for LineProgress {
     fn status(&mut self, _: &RunStatus) {}
 }
 
+/// The progress bar on screen, if any, for [`BarAwareLogger`].
+static ACTIVE_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// The binary's logger: `env_logger`, printing above the progress bar (which
+/// it hides while it writes) instead of through it.
+pub struct BarAwareLogger(pub env_logger::Logger);
+
+impl log::Log for BarAwareLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.0.matches(record) {
+            return;
+        }
+        let bar = ACTIVE_BAR.lock().ok().and_then(|b| b.clone());
+        match bar {
+            Some(bar) => bar.suspend(|| self.0.log(record)),
+            None => self.0.log(record),
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
 /// Progress on a terminal: finished trials scroll above a bar that shows
 /// trials done (out of the limit, if any), running and failed trials, the
 /// hypervolume, and the elapsed and remaining time.
@@ -80,6 +113,9 @@ impl BarProgress {
             ),
         };
         bar.enable_steady_tick(std::time::Duration::from_millis(250));
+        if let Ok(mut active) = ACTIVE_BAR.lock() {
+            *active = Some(bar.clone());
+        }
         BarProgress { bar }
     }
 
@@ -102,6 +138,9 @@ impl Progress for BarProgress {
 
 impl Drop for BarProgress {
     fn drop(&mut self) {
+        if let Ok(mut active) = ACTIVE_BAR.lock() {
+            *active = None;
+        }
         self.bar.finish_and_clear();
     }
 }
@@ -129,17 +168,10 @@ pub fn run(a: RunArgs) -> Result<()> {
         info["hyperparameters"],
         exp.run_dir().display()
     );
+    let interrupt = RUN_INTERRUPT
+        .get_or_init(|| Arc::new(AtomicBool::new(false)))
+        .clone();
     install_interrupt_handler();
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let flag = interrupt.clone();
-    // Forward the signal flag to the run loop.
-    std::thread::spawn(move || loop {
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            flag.store(true, Ordering::SeqCst);
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    });
     let base_dir = exp.base_dir.clone();
     let options = RunOptions {
         dsnn_exe: std::env::current_exe().context("locating the dsnn binary")?,
@@ -164,10 +196,19 @@ pub fn run(a: RunArgs) -> Result<()> {
         s.budget.map_or("-".into(), |b| b.to_string())
     );
     print!("{}", dsnn::report::summary_markdown(s));
+    let mut files: Vec<String> = outcome
+        .reports
+        .iter()
+        .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+        .collect();
+    files.push(dsnn::store::RunStore::LOG.into());
+    if outcome.run_dir.join("emissions.csv").is_file() {
+        files.push("emissions.csv".into());
+    }
     eprintln!(
-        "results in {} (summary.md, pareto.csv, trials.jsonl, emissions.csv, plots: {})",
+        "results in {} ({})",
         outcome.run_dir.display(),
-        dsnn::report::PLOTS.join(", ")
+        files.join(", ")
     );
     if outcome.reason == "interrupted" {
         anyhow::bail!("interrupted; run `dsnn run` on the same file again to resume");
