@@ -222,30 +222,59 @@ impl Progress for NoProgress {
     fn status(&mut self, _: &RunStatus) {}
 }
 
-impl RunStatus {
-    /// Sets the running trials, the elapsed time and the estimate of the
-    /// remaining time (see [`RunStatus::remaining_s`]): `done_this_session`
-    /// results (the default's included) took `session_s`.
-    fn refresh(
+/// Keeps a run's [`RunStatus`] up to date as results come in.
+struct StatusTracker {
+    status: RunStatus,
+    live: LiveFront,
+    /// When the live hypervolume was last computed.
+    hv_at: Option<Instant>,
+    /// Results in the log when this session started.
+    results_before: usize,
+    session_start: Instant,
+}
+
+impl StatusTracker {
+    /// The live hypervolume is recomputed at most this often (once known).
+    const HV_EVERY: Duration = Duration::from_millis(500);
+
+    /// Takes a finished trial into account.
+    fn add(&mut self, trial: &Trial, outcome: &Outcome) {
+        self.live.add(trial.budget, outcome);
+        if trial.id != DEFAULT_TRIAL_ID {
+            self.status.finished += 1;
+            self.status.failed += u64::from(matches!(outcome, Outcome::Failure(_)));
+        }
+    }
+
+    /// Refreshes the hypervolume, the running trials, the elapsed time and
+    /// the estimate of the remaining time (see [`RunStatus::remaining_s`])
+    /// with `results` in the log now.
+    fn update(
         &mut self,
         stop: &crate::experiment::StopSection,
         running: usize,
         elapsed_s: f64,
-        done_this_session: usize,
-        session_s: f64,
-    ) {
-        self.running = running;
-        self.elapsed_s = elapsed_s;
+        results: usize,
+    ) -> &RunStatus {
+        let st = &mut self.status;
+        if st.hypervolume.is_none() || self.hv_at.is_none_or(|t| t.elapsed() >= Self::HV_EVERY) {
+            st.hypervolume = self.live.hypervolume();
+            self.hv_at = Some(Instant::now());
+        }
+        st.running = running;
+        st.elapsed_s = elapsed_s;
+        // The default's result counts towards this session's rate.
+        let done = results - self.results_before;
+        let session_s = self.session_start.elapsed().as_secs_f64();
         let by_time = stop.wall_time_s.map(|w| (w - elapsed_s).max(0.0));
         let by_trials = stop.trials.and_then(|n| {
-            (done_this_session > 0).then(|| {
-                session_s / done_this_session as f64 * n.saturating_sub(self.finished) as f64
-            })
+            (done > 0).then(|| session_s / done as f64 * n.saturating_sub(st.finished) as f64)
         });
-        self.remaining_s = match (by_time, by_trials) {
+        st.remaining_s = match (by_time, by_trials) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        st
     }
 }
 
@@ -285,20 +314,24 @@ pub fn run_experiment(
         ))
     })?;
     let resumed = !history.results.is_empty() || !history.in_flight.is_empty();
-    let mut live = LiveFront::new(names.len());
-    let mut failed = 0;
-    for (t, r) in &history.results {
-        live.add(t.budget, &r.outcome);
-        failed += u64::from(t.id != DEFAULT_TRIAL_ID && matches!(r.outcome, Outcome::Failure(_)));
-    }
-    let mut status = RunStatus {
-        finished: history.finished_trials() as u64,
-        running: 0,
-        failed,
-        hypervolume: live.hypervolume(),
-        elapsed_s: history.elapsed_s,
-        remaining_s: None,
+    let mut tracker = StatusTracker {
+        status: RunStatus {
+            finished: 0,
+            running: 0,
+            failed: 0,
+            hypervolume: None,
+            elapsed_s: history.elapsed_s,
+            remaining_s: None,
+        },
+        live: LiveFront::new(names.len()),
+        hv_at: None,
+        results_before: history.results.len(),
+        session_start: Instant::now(),
     };
+    for (t, r) in &history.results {
+        tracker.add(t, &r.outcome);
+    }
+    tracker.status.hypervolume = tracker.live.hypervolume();
     if resumed {
         opts.progress.line(
             &format!(
@@ -307,7 +340,7 @@ pub fn run_experiment(
                 history.finished_trials(),
                 history.in_flight.len()
             ),
-            &status,
+            &tracker.status,
         );
     }
     store.append(&LogRecord::Session {
@@ -386,14 +419,10 @@ pub fn run_experiment(
     }
     let mut asked = h.asked_trials() as u64;
     let mut finished = h.finished_trials() as u64;
-    let results_before = h.results.len();
     executor.resume(pending)?;
 
     let session_start = Instant::now();
     let elapsed = |h_el: f64| h_el + session_start.elapsed().as_secs_f64();
-    // The live hypervolume is recomputed at most this often (once known).
-    let hv_every = Duration::from_millis(500);
-    let mut hv_at: Option<Instant> = None;
     let stop = &exp.experiment.stop;
     let mut optimizer_idle = false;
     let reason: String;
@@ -465,9 +494,7 @@ pub fn run_experiment(
                 optimizer.tell(trial.id, report.outcome.clone())?;
                 optimizer_idle = false;
                 finished += 1;
-                if matches!(report.outcome, Outcome::Failure(_)) {
-                    status.failed += 1;
-                }
+                if matches!(report.outcome, Outcome::Failure(_)) {}
             }
             let at = elapsed(h.elapsed_s);
             store.append(&LogRecord::Result {
@@ -476,35 +503,19 @@ pub fn run_experiment(
                 elapsed_s: at,
             })?;
             let line = progress_line(&trial, &report, &names, finished, stop.trials);
-            live.add(trial.budget, &report.outcome);
+            tracker.add(&trial, &report.outcome);
             h.results.push((trial, report));
             h.result_elapsed_s.push(at);
-            status.finished = finished;
-            if status.hypervolume.is_none() || hv_at.is_none_or(|t| t.elapsed() >= hv_every) {
-                status.hypervolume = live.hypervolume();
-                hv_at = Some(Instant::now());
-            }
-            status.refresh(
-                stop,
-                executor.in_flight(),
-                at,
-                h.results.len() - results_before,
-                session_start.elapsed().as_secs_f64(),
-            );
-            opts.progress.line(&line, &status);
+            let status = tracker.update(stop, executor.in_flight(), at, h.results.len());
+            opts.progress.line(&line, status);
         }
-        if status.hypervolume.is_none() || hv_at.is_none_or(|t| t.elapsed() >= hv_every) {
-            status.hypervolume = live.hypervolume();
-            hv_at = Some(Instant::now());
-        }
-        status.refresh(
+        let status = tracker.update(
             stop,
             executor.in_flight(),
             elapsed(h.elapsed_s),
-            h.results.len() - results_before,
-            session_start.elapsed().as_secs_f64(),
+            h.results.len(),
         );
-        opts.progress.status(&status);
+        opts.progress.status(status);
     }
     let total = elapsed(h.elapsed_s);
     h.elapsed_s = total;
