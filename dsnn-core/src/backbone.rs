@@ -257,9 +257,13 @@ struct BasicBlock {
 
 impl BasicBlock {
     fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
-        let out = self.bn1.forward_relu(&self.conv1.forward(x, ctx)?, ctx)?;
+        let out = self
+            .bn1
+            .forward_relu(&self.conv1.forward_with(x, ctx)?, ctx)?;
         ctx.record_elementwise(&format!("{}.relu1", self.name), &out);
-        let out = self.bn2.forward(&self.conv2.forward(&out, ctx)?, ctx)?;
+        let out = self
+            .bn2
+            .forward_with(&self.conv2.forward_with(&out, ctx)?, ctx)?;
         let short = match self.shortcut_pad {
             None => x.clone(),
             Some(pad) => {
@@ -289,14 +293,16 @@ struct ResNet20Net {
 
 impl Network for ResNet20Net {
     fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
-        let mut out = self.bn1.forward_relu(&self.conv1.forward(x, ctx)?, ctx)?;
+        let mut out = self
+            .bn1
+            .forward_relu(&self.conv1.forward_with(x, ctx)?, ctx)?;
         ctx.record_elementwise("relu1", &out);
         for block in &self.blocks {
             out = block.forward(&out, ctx)?;
         }
         ctx.record_elementwise("avgpool", &out);
         let pooled = out.mean(D::Minus1)?.mean(D::Minus1)?;
-        self.linear.forward(&pooled, ctx)
+        self.linear.forward_with(&pooled, ctx)
     }
 
     fn params(&self) -> &ParamStore {
@@ -437,17 +443,21 @@ struct TwoConvNet {
 
 impl Network for TwoConvNet {
     fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
-        let mut x = relu(&self.conv1.forward(x, ctx)?, "relu1", ctx)?;
+        let mut x = relu(&self.conv1.forward_with(x, ctx)?, "relu1", ctx)?;
         if self.pool_after_conv1 {
             x = max_pool2(&x, "pool1", ctx)?;
         }
         let x = max_pool2(
-            &relu(&self.conv2.forward(&x, ctx)?, "relu2", ctx)?,
+            &relu(&self.conv2.forward_with(&x, ctx)?, "relu2", ctx)?,
             "pool2",
             ctx,
         )?;
-        let x = relu(&self.fc1.forward(&x.flatten_from(1)?, ctx)?, "relu3", ctx)?;
-        self.fc2.forward(&x, ctx)
+        let x = relu(
+            &self.fc1.forward_with(&x.flatten_from(1)?, ctx)?,
+            "relu3",
+            ctx,
+        )?;
+        self.fc2.forward_with(&x, ctx)
     }
 
     fn params(&self) -> &ParamStore {

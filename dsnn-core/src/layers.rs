@@ -234,6 +234,9 @@ impl ShiftCore {
 ///
 /// Shift variants quantise the input and the bias to fixed point and use
 /// power-of-two weights, as the reference `Conv2dShiftQ` / `Conv2dShift`.
+/// It is a candle module ([`candle_nn::Module`]), so it composes with
+/// `candle_nn::seq()` and candle's own layers; [`Conv2dLayer::forward_with`] adds
+/// operation tracing.
 #[derive(Debug)]
 pub struct Conv2dLayer {
     name: String,
@@ -259,8 +262,8 @@ impl Conv2dLayer {
         self.core.effective_weight()
     }
 
-    /// Applies the convolution.
-    pub fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
+    /// Applies the convolution; `ctx` can trace the layer's operations.
+    pub fn forward_with(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
         let shift = self.core.is_shift();
         let x = if shift {
             self.core.quantize_activation(x)?
@@ -299,7 +302,9 @@ impl Conv2dLayer {
     }
 }
 
-/// A fully connected layer: float, DeepShift-Q or DeepShift-PS.
+/// A fully connected layer: float, DeepShift-Q or DeepShift-PS (the
+/// reference `LinearShiftQ` / `LinearShift`), and a candle module
+/// ([`candle_nn::Module`]).
 ///
 /// Reference quirks kept on purpose: Q quantises its input but adds the
 /// stored bias un-rounded (it is rounded once at creation); PS quantises
@@ -327,8 +332,9 @@ impl LinearLayer {
         self.core.effective_weight()
     }
 
-    /// Applies `x W^T + b` to `x` of shape `batch x in`.
-    pub fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
+    /// Applies `x W^T + b` to `x` of shape `batch x in`; `ctx` can trace
+    /// the layer's operations.
+    pub fn forward_with(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
         let x = match self.core.weights {
             Weights::Q(_) => self.core.quantize_activation(x)?,
             _ => x.clone(),
@@ -357,7 +363,9 @@ impl LinearLayer {
     }
 }
 
-/// Batch normalisation with running statistics (momentum 0.1, eps 1e-5, as PyTorch).
+/// Batch normalisation with running statistics (momentum 0.1, eps 1e-5, as
+/// PyTorch); a candle [`candle_nn::ModuleT`], whose `train` flag picks batch
+/// or running statistics.
 #[derive(Debug)]
 pub struct BatchNorm2d {
     name: String,
@@ -372,11 +380,11 @@ pub struct BatchNorm2d {
 impl BatchNorm2d {
     /// Normalises `x` (`N x C x H x W`): with batch statistics in training
     /// (updating the running ones), with running statistics in inference.
-    pub fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
+    pub fn forward_with(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
         self.forward_fused(x, ctx, false)
     }
 
-    /// [`BatchNorm2d::forward`] followed by a ReLU, fused in training.
+    /// [`BatchNorm2d::forward_with`] followed by a ReLU, fused in training.
     pub fn forward_relu(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
         self.forward_fused(x, ctx, true)
     }
@@ -433,6 +441,38 @@ impl BatchNorm2d {
                 Ok(y)
             }
         }
+    }
+}
+
+/// Turns a dsnn error into candle's, for the candle module traits.
+fn to_candle(e: CoreError) -> candle_core::Error {
+    match e {
+        CoreError::Tensor(e) => e,
+        other => candle_core::Error::wrap(other),
+    }
+}
+
+/// Inference-mode forward as a candle module. Training mode makes no
+/// difference to a convolution, so candle's blanket `ModuleT` is exact too.
+impl candle_nn::Module for Conv2dLayer {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        Conv2dLayer::forward_with(self, xs, Forward::eval()).map_err(to_candle)
+    }
+}
+
+/// Inference-mode forward as a candle module. Training mode makes no
+/// difference to a linear layer, so candle's blanket `ModuleT` is exact too.
+impl candle_nn::Module for LinearLayer {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        LinearLayer::forward_with(self, xs, Forward::eval()).map_err(to_candle)
+    }
+}
+
+/// Batch norm as a candle module: `train` uses (and updates) batch statistics.
+impl candle_nn::ModuleT for BatchNorm2d {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let ctx = Forward { train, trace: None };
+        BatchNorm2d::forward_with(self, xs, ctx).map_err(to_candle)
     }
 }
 

@@ -174,7 +174,7 @@ fn linear_q_layer_matches_golden() {
         &floats(&e["weight_quantized"]),
     );
     let x = Var::from_tensor(&tensor(&c["input"])).unwrap();
-    let y = layer.forward(x.as_tensor(), Forward::train()).unwrap();
+    let y = layer.forward_with(x.as_tensor(), Forward::train()).unwrap();
     assert_exact("output", &flat(&y), &floats(&e["output"]));
     let grads = weighted_sum(&y, &c["grad_output"]).backward().unwrap();
     assert_exact(
@@ -216,7 +216,7 @@ fn linear_ps_layer_matches_golden() {
         &floats(&e["weight"]),
     );
     let x = Var::from_tensor(&tensor(&c["input"])).unwrap();
-    let y = layer.forward(x.as_tensor(), Forward::train()).unwrap();
+    let y = layer.forward_with(x.as_tensor(), Forward::train()).unwrap();
     assert_exact("output", &flat(&y), &floats(&e["output"]));
     let grads = weighted_sum(&y, &c["grad_output"]).backward().unwrap();
     assert_close(
@@ -287,7 +287,7 @@ fn conv_case(key: &str, shift_type: ShiftType) {
         );
     }
     let x = Var::from_tensor(&tensor(&c["input"])).unwrap();
-    let y = layer.forward(x.as_tensor(), Forward::train()).unwrap();
+    let y = layer.forward_with(x.as_tensor(), Forward::train()).unwrap();
     assert_exact("output", &flat(&y), &floats(&e["output"]));
     let grads = weighted_sum(&y, &c["grad_output"]).backward().unwrap();
     assert_exact(
