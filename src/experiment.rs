@@ -475,6 +475,13 @@ impl ProblemSection {
             ))
             }
         };
+        if let Some(m) = self.objectives {
+            if matches!(kind, ProblemKind::Dtlz1 | ProblemKind::Dtlz2) && !(2..=10).contains(&m) {
+                return Err(format!(
+                    "`problem.objectives` = {m} is out of range (allowed: 2..=10)"
+                ));
+            }
+        }
         let base = match kind {
             ProblemKind::Dtlz1 => TestProblem::dtlz1(self.objectives.unwrap_or(3)),
             ProblemKind::Dtlz2 => TestProblem::dtlz2(self.objectives.unwrap_or(3)),
@@ -589,7 +596,7 @@ pub struct EnergySection {
     #[serde(default = "default_meter")]
     pub meter: MeterChoice,
     /// Where the electricity comes from (for emissions).
-    #[serde(default = "default_grid")]
+    #[serde(default = "default_grid", deserialize_with = "deserialize_grid")]
     pub grid: GridLocation,
     /// Power usage effectiveness of the facility (>= 1).
     #[serde(default = "default_pue")]
@@ -687,14 +694,97 @@ pub enum OptimizerSection {
     BuiltIn(BuiltInOptimizer),
 }
 
-/// Reads a table as `T`, prefixing errors with the table's key.
+/// The dotted key inside the deserialised value that a `toml` error is
+/// about, and its message. `toml` keeps the key path private and prints it
+/// as an `in `key`` line, so it is read from there; an unknown field is
+/// named by its message.
+pub(crate) fn toml_error_key(e: &toml::de::Error) -> (Option<String>, String) {
+    let message = e.message().trim().to_string();
+    let shown = e.to_string();
+    let key = shown
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("in `").and_then(|r| r.strip_suffix('`')))
+        .map(str::to_string)
+        .or_else(|| {
+            message
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+                .map(str::to_string)
+        });
+    (key, message)
+}
+
+/// The dotted key of the only value in `t` that serde's "invalid type" or
+/// "invalid value" `message` describes (`string "4"`, `integer `5``, ...).
+fn key_with_unexpected_value(t: &toml::Table, message: &str) -> Option<String> {
+    fn describe(v: &toml::Value) -> Option<String> {
+        Some(match v {
+            toml::Value::String(s) => format!("string {s:?}"),
+            toml::Value::Integer(i) => format!("integer `{i}`"),
+            toml::Value::Float(f) => format!("floating point `{f}`"),
+            toml::Value::Boolean(b) => format!("boolean `{b}`"),
+            _ => return None,
+        })
+    }
+    fn walk(t: &toml::Table, shown: &str, prefix: &str, found: &mut Vec<String>) {
+        for (k, v) in t {
+            let key = format!("{prefix}{k}");
+            match v {
+                toml::Value::Table(inner) => walk(inner, shown, &format!("{key}."), found),
+                _ if describe(v).as_deref() == Some(shown) => found.push(key),
+                _ => {}
+            }
+        }
+    }
+    let rest = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))?;
+    let shown = &rest[..rest.find(", expected")?];
+    let mut found = Vec::new();
+    walk(t, shown, "", &mut found);
+    (found.len() == 1).then(|| found.remove(0))
+}
+
+/// Reads `energy.grid`, refusing keys its `kind` does not take (serde's
+/// `deny_unknown_fields` lets extra keys through on `kind = "world"`, a unit
+/// variant of an internally tagged enum).
+fn deserialize_grid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<GridLocation, D::Error> {
+    let t = toml::Table::deserialize(d)?;
+    let allowed: &[&str] = match t.get("kind").and_then(|k| k.as_str()) {
+        Some("world") => &["kind"],
+        Some("country") => &["kind", "iso3"],
+        Some("cloud") => &["kind", "provider", "region"],
+        Some("fixed") => &["kind", "g_per_kwh"],
+        _ => &[],
+    };
+    if !allowed.is_empty() {
+        if let Some(k) = t.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(serde::de::Error::custom(format!(
+                "in `energy.grid.{k}`: unknown field `{k}` for this `kind` (allowed: {})",
+                allowed.join(", ")
+            )));
+        }
+    }
+    table_as("energy.grid", t)
+}
+
+/// Reads a table as `T`. Errors name the full dotted key (`in `key`: ...`),
+/// which [`Experiment::from_str`] turns into the key's line and column.
 fn table_as<T: serde::de::DeserializeOwned, E: serde::de::Error>(
     key: &str,
     t: toml::Table,
 ) -> Result<T, E> {
-    toml::Value::Table(t)
+    toml::Value::Table(t.clone())
         .try_into()
-        .map_err(|e: toml::de::Error| E::custom(format!("in `{key}`: {}", e.message().trim())))
+        .map_err(|e: toml::de::Error| {
+            let (sub, message) = toml_error_key(&e);
+            // A value error carries no key here: find the one key whose value
+            // is the one the message shows.
+            let sub = sub.or_else(|| key_with_unexpected_value(&t, &message));
+            let full = sub.map_or_else(|| key.to_string(), |s| format!("{key}.{s}"));
+            E::custom(format!("in `{full}`: {message}"))
+        })
 }
 
 impl<'de> Deserialize<'de> for OptimizerSection {
@@ -978,6 +1068,24 @@ impl CheckedExperiment {
                 })
                 .unwrap_or_default();
             let message = e.message().trim().to_string();
+            // A nested table read by `table_as` names its own key: point at it.
+            if let Some((key, rest)) = message
+                .strip_prefix("in `")
+                .and_then(|r| r.split_once("`: "))
+            {
+                let location = src
+                    .span_of(key)
+                    .map(|s| {
+                        let (l, c) = line_col(text, s.start);
+                        format!(":{l}:{c}")
+                    })
+                    .unwrap_or(location);
+                return ConfigError {
+                    file: file.to_string(),
+                    location,
+                    message: format!("`{key}`: {rest}"),
+                };
+            }
             // Name the key whose value is wrong (unknown keys name themselves).
             let key = e
                 .span()
@@ -1060,7 +1168,7 @@ fn check_experiment(exp: &mut Experiment, src: &Source, base: &Path) -> Result<(
         _ => {}
     }
     if let Some(p) = &exp.problem {
-        let problem = p.problem().map_err(|m| err(&key_in(&m, "problem"), m))?;
+        p.problem().map_err(|m| err(&key_in(&m, "problem"), m))?;
         if exp.model.is_some() {
             return Err(err(
                 "model",
@@ -1069,7 +1177,6 @@ fn check_experiment(exp: &mut Experiment, src: &Source, base: &Path) -> Result<(
         }
         // A test problem's objectives are its own.
         exp.objectives.clear();
-        let _ = problem;
     }
     if let Some(d) = &mut exp.data {
         if !(d.validation_fraction > 0.0 && d.validation_fraction < 1.0) {
@@ -1143,12 +1250,25 @@ fn check_experiment(exp: &mut Experiment, src: &Source, base: &Path) -> Result<(
             ),
         ));
     }
-    if let GridLocation::Country { iso3 } = &exp.energy.grid {
-        let tables =
-            dsnn_energy::CarbonTables::embedded().map_err(|e| err("energy.grid", e.to_string()))?;
-        tables
-            .intensity(&exp.energy.grid)
-            .map_err(|e| err("energy.grid", format!("`energy.grid.iso3` = {iso3:?}: {e}")))?;
+    // Every grid location resolves now, not in the first trial.
+    let tables =
+        dsnn_energy::CarbonTables::embedded().map_err(|e| err("energy.grid", e.to_string()))?;
+    if let Err(e) = tables.intensity(&exp.energy.grid) {
+        let (key, what) = match &exp.energy.grid {
+            GridLocation::Country { iso3 } => ("energy.grid.iso3", format!("{iso3:?}")),
+            GridLocation::Cloud { provider, region } => {
+                ("energy.grid.region", format!("{provider:?} / {region:?}"))
+            }
+            GridLocation::Fixed { g_per_kwh } => ("energy.grid.g_per_kwh", g_per_kwh.to_string()),
+            GridLocation::World => ("energy.grid", "world".into()),
+        };
+        return Err(err(key, format!("`{key}` = {what}: {e}")));
+    }
+    if let MeterChoice::Meter(spec) = &exp.energy.meter {
+        spec.validate().map_err(|(option, e)| {
+            let key = format!("energy.meter.{option}");
+            err(&key, format!("`{key}`: {e}"))
+        })?;
     }
     let f = &exp.fidelity;
     if !(f.eta.is_finite() && f.eta > 1.0) {

@@ -297,6 +297,23 @@ fn now_s() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Removes a run directory created by this session when dropped while it
+/// still holds one: the session failed before any trial could start.
+struct NewRunDirGuard {
+    dir: Option<PathBuf>,
+}
+
+impl Drop for NewRunDirGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => log::debug!("removed {} after a failed start", dir.display()),
+                Err(e) => log::warn!("could not remove {}: {e}", dir.display()),
+            }
+        }
+    }
+}
+
 /// Carries out (or resumes) the run of a checked experiment.
 pub fn run_experiment(
     exp: CheckedExperiment,
@@ -304,6 +321,12 @@ pub fn run_experiment(
 ) -> Result<RunOutcome, RunError> {
     let run_dir = exp.run_dir();
     let resolved = exp.resolved_toml();
+    // A run directory this call creates is removed again if the optimizer or
+    // the executor cannot be set up (an unknown plugin, no sbatch), so that
+    // the corrected file can run under the same name.
+    let mut new_dir_guard = NewRunDirGuard {
+        dir: (!run_dir.exists()).then(|| run_dir.clone()),
+    };
     let (mut store, history) = RunStore::open(&run_dir, &resolved)?;
     let names = objective_names(&exp);
     let mut optimizer = build_optimizer(&exp, opts.plugins.as_deref())?;
@@ -389,6 +412,8 @@ pub fn run_experiment(
             }
         },
     };
+
+    new_dir_guard.dir = None;
 
     let mut trials_of: std::collections::BTreeMap<u64, Trial> = std::collections::BTreeMap::new();
     let mut h = history;
@@ -494,7 +519,6 @@ pub fn run_experiment(
                 optimizer.tell(trial.id, report.outcome.clone())?;
                 optimizer_idle = false;
                 finished += 1;
-                if matches!(report.outcome, Outcome::Failure(_)) {}
             }
             let at = elapsed(h.elapsed_s);
             store.append(&LogRecord::Result {

@@ -103,9 +103,14 @@ impl SlurmSettings {
     /// Read the settings from an experiment file's `[executor.slurm]` table;
     /// errors name the key and what is allowed.
     pub fn from_toml(table: &toml::Table) -> Result<Self, ExecutorError> {
-        let settings: SlurmSettings = toml::Value::Table(table.clone())
-            .try_into()
-            .map_err(|e| ExecutorError::Other(format!("[executor.slurm]: {e}")))?;
+        let settings: SlurmSettings =
+            toml::Value::Table(table.clone()).try_into().map_err(|e| {
+                let (key, message) = crate::experiment::toml_error_key(&e);
+                ExecutorError::Other(match key {
+                    Some(k) => format!("executor.slurm.{k}: {message}"),
+                    None => format!("[executor.slurm]: {message}"),
+                })
+            })?;
         settings.validate()?;
         Ok(settings)
     }

@@ -137,6 +137,16 @@ fn a_missing_plugin_is_a_clear_error() {
         stderr.contains("cmaes") && stderr.contains("plugins"),
         "{stderr}"
     );
+    // The failed start leaves no run directory behind, so the corrected file
+    // runs under the same name.
+    assert!(!dir.path().join("runs/plugged").exists());
+    let out = run(dir.path(), &experiment(dir.path(), "kind = \"random\"", 3));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(results(&dir.path().join("runs/plugged")).len(), 4);
 }
 
 #[test]

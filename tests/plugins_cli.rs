@@ -91,3 +91,67 @@ fn a_missing_directory_is_an_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn lists_what_an_experiment_file_would_see_and_names_a_missing_plugin() {
+    // The experiment lives in its own directory with `plugins/` beside it
+    // and a `plugin_dirs` entry; the command runs from elsewhere.
+    let exp_dir = tempdir();
+    std::fs::create_dir(exp_dir.path().join("plugins")).unwrap();
+    put(&exp_dir.path().join("plugins"), "dsnn_plugin_example");
+    std::fs::create_dir(exp_dir.path().join("more")).unwrap();
+    put(&exp_dir.path().join("more"), "dsnn_plugin_constant_power");
+    let elsewhere = tempdir();
+    let experiment = |optimizer: &str| {
+        let f = exp_dir.path().join("exp.toml");
+        std::fs::write(
+            &f,
+            format!(
+                "name = \"p\"\nplugin_dirs = [\"more\"]\n[problem]\nname = \"zdt1\"\n[optimizer]\nplugin = \"{optimizer}\"\n[energy.meter]\nplugin = \"constant-power\"\nwatts = 5.0\n[stop]\ntrials = 2\n"
+            ),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_dsnn"))
+            .current_dir(elsewhere.path())
+            .env_remove("DSNN_PLUGIN_PATH")
+            .args(["plugins", "--experiment"])
+            .arg(&f)
+            .output()
+            .unwrap()
+    };
+
+    let out = experiment("example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let header = stdout.lines().next().unwrap();
+    assert!(header.contains("next to the experiment file"), "{header}");
+    assert!(
+        header.contains(&exp_dir.path().join("plugins").display().to_string())
+            && header.contains(&exp_dir.path().join("more").display().to_string()),
+        "{header}"
+    );
+    assert!(
+        stdout.contains("optimizer plugin `example`: found"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("meter plugin `constant-power`: found"),
+        "{stdout}"
+    );
+
+    let out = experiment("cmaes");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("optimizer plugin `cmaes`: NOT FOUND"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("optimizer plugin `cmaes`"), "{stderr}");
+    // The listing still shows what is there.
+    assert!(stdout.contains("libdsnn_plugin_example"), "{stdout}");
+}

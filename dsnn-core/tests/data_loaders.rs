@@ -8,16 +8,18 @@ use dsnn_core::data::{
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-fn shared_data() -> Option<PathBuf> {
+/// The shared real data directory when it holds `needs` (a path inside it),
+/// or `None` with a message saying what is missing.
+fn shared_data(needs: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("DSNN_SHARED_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
-    if dir.is_dir() {
+    if dir.join(needs).exists() {
         Some(dir)
     } else {
         eprintln!(
-            "SKIPPED: shared data sets not found at {} (set DSNN_SHARED_DATA)",
-            dir.display()
+            "SKIPPED: shared data file {} not found (set DSNN_SHARED_DATA to the shared data directory)",
+            dir.join(needs).display()
         );
         None
     }
@@ -31,7 +33,9 @@ fn bundled(name: &str) -> PathBuf {
 
 #[test]
 fn mnist_labels_and_class_counts_are_the_known_ones() {
-    let Some(dir) = shared_data() else { return };
+    let Some(dir) = shared_data("mnist") else {
+        return;
+    };
     let s = load_dataset(DatasetName::Mnist, &dir.join("mnist"), 0).unwrap();
     assert_eq!(s.train.len(), 60_000);
     assert_eq!(s.test.len(), 10_000);
@@ -46,7 +50,9 @@ fn mnist_labels_and_class_counts_are_the_known_ones() {
 
 #[test]
 fn fashion_mnist_labels_are_the_known_ones() {
-    let Some(dir) = shared_data() else { return };
+    let Some(dir) = shared_data("fashion-mnist") else {
+        return;
+    };
     let s = load_dataset(DatasetName::FashionMnist, &dir.join("fashion-mnist"), 0).unwrap();
     assert_eq!(&s.train.labels[..8], &[9, 0, 0, 3, 0, 2, 7, 2]);
     assert_eq!(&s.test.labels[..8], &[9, 2, 1, 1, 6, 1, 4, 6]);
@@ -55,7 +61,9 @@ fn fashion_mnist_labels_are_the_known_ones() {
 
 #[test]
 fn digits_class_counts_are_the_known_ones() {
-    let Some(dir) = shared_data() else { return };
+    let Some(dir) = shared_data("digits/digits.csv.gz") else {
+        return;
+    };
     let d = read_digits_csv(&dir.join("digits/digits.csv.gz")).unwrap();
     assert_eq!(d.len(), 1797);
     assert_eq!(
@@ -67,7 +75,9 @@ fn digits_class_counts_are_the_known_ones() {
 
 #[test]
 fn cifar10_sample_has_the_known_labels() {
-    let Some(dir) = shared_data() else { return };
+    let Some(dir) = shared_data("cifar10-sample/test_batch_first20.bin") else {
+        return;
+    };
     let d = read_cifar10_batches(&[dir.join("cifar10-sample/test_batch_first20.bin")]).unwrap();
     assert_eq!(
         d.labels,
@@ -213,7 +223,9 @@ fn batches_are_normalised_and_augmentation_is_seeded() {
 
 #[test]
 fn cifar10_directory_layout_loads_batches_and_test_set() {
-    let Some(dir) = shared_data() else { return };
+    let Some(dir) = shared_data("cifar10-sample/test_batch_first20.bin") else {
+        return;
+    };
     let sample = std::fs::read(dir.join("cifar10-sample/test_batch_first20.bin")).unwrap();
     let cifar = scratch("cifar-dir");
     // The real layout: five training batches and a test batch.

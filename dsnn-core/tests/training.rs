@@ -348,3 +348,52 @@ fn op_profile_counts_lenet_work() {
         (500 + 25_000 + 400_000 + 5_000) * 32
     );
 }
+
+#[test]
+fn op_profile_reports_resnet20_work_and_the_configured_bit_widths() {
+    use dsnn_core::quant::{FixedPoint, Rounding};
+    use dsnn_energy::LayerKind;
+    let b = backbone_by_name("resnet20").unwrap();
+    let spec = |depth: usize| ModelSpec {
+        input: b.default_input(),
+        classes: 10,
+        shift: Some(ShiftSettings {
+            shift_type: ShiftType::Q,
+            weight_bits: 6,
+            rounding: Rounding::Deterministic,
+            activation: FixedPoint {
+                integer_bits: 8,
+                fraction_bits: 4,
+            },
+        }),
+        shift_depth: depth,
+        shift_end: ShiftEnd::Output,
+        seed: 0,
+    };
+    // Stem 32x32x16x27; stage 1: six 32x32x16x144; stages 2 and 3: one
+    // strided convolution and five more, 1,179,648 + 5 x 2,359,296 each;
+    // the linear layer 64 x 10.
+    let conv = 32 * 32 * 16 * 27 + 6 * 2_359_296 + 2 * (1_179_648 + 5 * 2_359_296);
+    assert_eq!(conv, 40_550_400);
+    let all = b.op_profile(&spec(1000)).unwrap();
+    assert_eq!(all.total_macs(), conv + 640);
+    assert_eq!(all.shift_macs(), all.total_macs());
+    assert_eq!(all.shift_layer_count(), 20);
+    for l in all
+        .layers
+        .iter()
+        .filter(|l| matches!(l.kind, LayerKind::Conv2d | LayerKind::Linear))
+    {
+        assert!(l.shift, "{}", l.name);
+        // 6-bit weights; 8 + 4 activation bits (not a float layer's 32).
+        assert_eq!((l.weight_bits, l.activation_bits), (6, 12), "{}", l.name);
+    }
+    // Five convolutions from the output end: the last five of stage 3.
+    let five = b.op_profile(&spec(5)).unwrap();
+    assert_eq!(five.total_macs(), conv + 640);
+    assert_eq!(five.shift_macs(), 5 * 2_359_296 + 640);
+    assert_eq!(five.shift_layer_count(), 6);
+    let stem = five.layers.iter().find(|l| l.name == "conv1").unwrap();
+    assert!(!stem.shift);
+    assert_eq!((stem.weight_bits, stem.activation_bits), (32, 32));
+}

@@ -23,7 +23,7 @@ const PER_SOURCE_JSON: &str = include_str!("../data/carbon_intensity_per_source.
 
 /// Where the electricity comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum GridLocation {
     /// The world average (475 gCO2e/kWh).
     World,

@@ -97,6 +97,43 @@ pub struct BuiltMeter {
 }
 
 impl MeterSpec {
+    /// Checks the settings' values without touching the machine, so that a
+    /// configuration can be validated before anything runs. Returns the
+    /// offending option's name with the error.
+    pub fn validate(&self) -> std::result::Result<(), (&'static str, EnergyError)> {
+        match self {
+            MeterSpec::Nvml {
+                sample_interval_ms, ..
+            } if *sample_interval_ms == 0 => Err((
+                "sample_interval_ms",
+                EnergyError::invalid("NVML sample interval", "0 ms (allowed: at least 1)"),
+            )),
+            MeterSpec::Estimator {
+                cpu_tdp_w,
+                ram_w,
+                gpu_w,
+                ..
+            } => {
+                if let Some(w) = cpu_tdp_w {
+                    if !w.is_finite() || *w <= 0.0 {
+                        return Err((
+                            "cpu_tdp_w",
+                            EnergyError::invalid("CPU TDP", format!("{w} W (allowed: > 0)")),
+                        ));
+                    }
+                }
+                if let Some(w) = ram_w {
+                    check_watts("RAM power", *w).map_err(|e| ("ram_w", e))?;
+                }
+                if let Some(w) = gpu_w {
+                    check_watts("GPU power", *w).map_err(|e| ("gpu_w", e))?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Builds the meter.
     pub fn build(&self) -> Result<BuiltMeter> {
         let mut notes = Vec::new();
@@ -202,7 +239,7 @@ fn check_watts(what: &str, w: f64) -> Result<()> {
     if w.is_finite() && w >= 0.0 {
         Ok(())
     } else {
-        Err(EnergyError::invalid(what, format!("{w} W")))
+        Err(EnergyError::invalid(what, format!("{w} W (allowed: >= 0)")))
     }
 }
 

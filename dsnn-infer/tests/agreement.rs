@@ -13,7 +13,9 @@ use dsnn_infer::compare::compare;
 use dsnn_infer::IntModel;
 
 fn agreement(dataset: DatasetName, shift_type: ShiftType) {
-    let Some(dir) = shared_data() else { return };
+    let Some(dir) = shared_data(&dataset.to_string()) else {
+        return;
+    };
     let s = load_dataset(dataset, &dir.join(dataset.to_string()), 0).unwrap();
     let (train_set, validation) = s.train.head(6000).split(0.05, 0);
     let (net, spec) = build("lenet5", shift_type, 5, (16, 16), train_set.shape, 0);

@@ -91,7 +91,9 @@ fn lenet5_q_and_ps_match_the_reference_on_random_inputs() {
 
 #[test]
 fn digits_cnn_matches_the_reference_on_real_digits() {
-    let Some(dir) = shared_data() else { return };
+    let Some(dir) = shared_data("digits/digits.csv.gz") else {
+        return;
+    };
     let data = read_digits_csv(&dir.join("digits/digits.csv.gz")).unwrap();
     let (images, transform) = real_images(&data, 40);
     for (st, seed) in [(ShiftType::Q, 5), (ShiftType::PS, 6)] {
@@ -108,7 +110,9 @@ fn digits_cnn_matches_the_reference_on_real_digits() {
 
 #[test]
 fn lenet5_matches_the_reference_on_real_mnist_images() {
-    let Some(dir) = shared_data() else { return };
+    let Some(dir) = shared_data("mnist") else {
+        return;
+    };
     let s = load_dataset(DatasetName::Mnist, &dir.join("mnist"), 0).unwrap();
     let (images, _) = real_images(&s.test, 20);
     let (net, spec) = build("lenet5", ShiftType::Q, 5, (16, 16), s.test.shape, 7);
@@ -123,7 +127,7 @@ fn resnet20_matches_the_reference_on_the_cifar_sample_and_random_inputs() {
         height: 32,
         width: 32,
     };
-    let real = shared_data().map(|dir| {
+    let real = shared_data("cifar10-sample/test_batch_first20.bin").map(|dir| {
         let d = read_cifar10_batches(&[dir.join("cifar10-sample/test_batch_first20.bin")]).unwrap();
         real_images(&d, 20).0
     });

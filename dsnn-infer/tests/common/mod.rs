@@ -12,17 +12,18 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 
-/// The shared real data sets, or `None` (with a message) when absent.
-pub fn shared_data() -> Option<PathBuf> {
+/// The shared real data directory when it holds `needs` (a path inside it),
+/// or `None` with a message saying what is missing.
+pub fn shared_data(needs: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("DSNN_SHARED_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
-    if dir.is_dir() {
+    if dir.join(needs).exists() {
         Some(dir)
     } else {
         eprintln!(
-            "SKIPPED: shared data sets not found at {} (set DSNN_SHARED_DATA)",
-            dir.display()
+            "SKIPPED: shared data file {} not found (set DSNN_SHARED_DATA to the shared data directory)",
+            dir.join(needs).display()
         );
         None
     }

@@ -49,8 +49,14 @@ pub const PLUGIN_PATH_ENV: &str = "DSNN_PLUGIN_PATH";
 /// The directories named by [`PLUGIN_PATH_ENV`], in order (empty entries
 /// are skipped).
 pub fn plugin_path_from_env() -> Vec<PathBuf> {
-    match std::env::var_os(PLUGIN_PATH_ENV) {
-        Some(v) => std::env::split_paths(&v)
+    split_plugin_path(std::env::var_os(PLUGIN_PATH_ENV).as_deref())
+}
+
+/// The directories of a `DSNN_PLUGIN_PATH` value (`:`-separated on Unix;
+/// empty entries are skipped).
+pub fn split_plugin_path(value: Option<&std::ffi::OsStr>) -> Vec<PathBuf> {
+    match value {
+        Some(v) => std::env::split_paths(v)
             .filter(|p| !p.as_os_str().is_empty())
             .collect(),
         None => Vec::new(),
@@ -91,9 +97,19 @@ impl PluginHost {
     /// (relative ones are taken relative to `base_dir`), then
     /// `DSNN_PLUGIN_PATH`.
     pub fn standard(base_dir: &Path, extra_dirs: &[PathBuf]) -> Self {
+        PluginHost::standard_with_path(base_dir, extra_dirs, plugin_path_from_env())
+    }
+
+    /// [`PluginHost::standard`] with the `DSNN_PLUGIN_PATH` directories
+    /// given instead of read from the environment.
+    pub fn standard_with_path(
+        base_dir: &Path,
+        extra_dirs: &[PathBuf],
+        plugin_path: Vec<PathBuf>,
+    ) -> Self {
         let mut dirs = vec![base_dir.join("plugins")];
         dirs.extend(extra_dirs.iter().map(|d| base_dir.join(d)));
-        dirs.extend(plugin_path_from_env());
+        dirs.extend(plugin_path);
         PluginHost::new(dirs)
     }
 

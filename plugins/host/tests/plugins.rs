@@ -355,10 +355,14 @@ fn standard_directories_come_in_order_of_precedence() {
     let a = plugin_dir(&[EXAMPLE]);
     let b = plugin_dir(&[EXAMPLE]);
     std::fs::create_dir(base.path().join("plugins")).unwrap();
-    // SAFETY (edition 2021: set_var is safe): no other test reads this variable.
-    std::env::set_var("DSNN_PLUGIN_PATH", format!("{}:", b.path().display()));
-    let h = PluginHost::standard(base.path(), &[a.path().to_path_buf()]);
-    std::env::remove_var("DSNN_PLUGIN_PATH");
+    // A DSNN_PLUGIN_PATH value, given directly: setting the variable would
+    // race with the other tests' threads.
+    let path_value = std::ffi::OsString::from(format!("{}:", b.path().display()));
+    let h = PluginHost::standard_with_path(
+        base.path(),
+        &[a.path().to_path_buf()],
+        dsnn_plugin_host::split_plugin_path(Some(&path_value)),
+    );
     assert_eq!(
         h.dirs(),
         &[
