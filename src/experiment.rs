@@ -47,8 +47,13 @@ impl Source<'_> {
     /// An error at the value of the dotted `key` (or at the file when the key
     /// is absent).
     fn error_at(&self, key: &str, message: String) -> ConfigError {
+        // SLURM settings may also be written in the executor table itself.
+        let flat = key
+            .strip_prefix("executor.slurm.")
+            .map(|k| format!("executor.{k}"));
         let location = self
             .span_of(key)
+            .or_else(|| flat.and_then(|k| self.span_of(&k)))
             .map(|s| {
                 let (l, c) = line_col(self.text, s.start);
                 format!(":{l}:{c}")
@@ -157,7 +162,7 @@ pub struct Experiment {
     #[serde(default)]
     pub fidelity: FidelitySection,
     /// Where trials run.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "deserialize_executor")]
     pub executor: ExecutorSection,
     /// When the run stops.
     #[serde(default)]
@@ -715,8 +720,9 @@ pub(crate) fn toml_error_key(e: &toml::de::Error) -> (Option<String>, String) {
     (key, message)
 }
 
-/// The dotted key of the only value in `t` that serde's "invalid type" or
-/// "invalid value" `message` describes (`string "4"`, `integer `5``, ...).
+/// The dotted key of the only value in `t` that serde's "invalid type",
+/// "invalid value" or "unknown variant" `message` describes (`string "4"`,
+/// `integer `5``, ...).
 fn key_with_unexpected_value(t: &toml::Table, message: &str) -> Option<String> {
     fn describe(v: &toml::Value) -> Option<String> {
         Some(match v {
@@ -737,13 +743,57 @@ fn key_with_unexpected_value(t: &toml::Table, message: &str) -> Option<String> {
             }
         }
     }
-    let rest = message
-        .strip_prefix("invalid type: ")
-        .or_else(|| message.strip_prefix("invalid value: "))?;
-    let shown = &rest[..rest.find(", expected")?];
+    let shown = match message.strip_prefix("unknown variant `") {
+        Some(rest) => format!("string {:?}", &rest[..rest.find('`')?]),
+        None => {
+            let rest = message
+                .strip_prefix("invalid type: ")
+                .or_else(|| message.strip_prefix("invalid value: "))?;
+            rest[..rest.find(", expected")?].to_string()
+        }
+    };
+    let shown = shown.as_str();
     let mut found = Vec::new();
     walk(t, shown, "", &mut found);
     (found.len() == 1).then(|| found.remove(0))
+}
+
+/// Reads `[executor]`. With `kind = "slurm"`, SLURM settings may be written
+/// in the executor table itself (`executor = { kind = "slurm", partition =
+/// "gpu" }`) as well as in `[executor.slurm]`; they are moved into the latter.
+fn deserialize_executor<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<ExecutorSection, D::Error> {
+    let mut t = toml::Table::deserialize(d)?;
+    if t.get("kind").and_then(|k| k.as_str()) == Some("slurm") {
+        let flat: Vec<String> = t
+            .keys()
+            .filter(|k| crate::slurm::SETTING_KEYS.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        if !flat.is_empty() {
+            let mut nested = match t.remove("slurm") {
+                Some(toml::Value::Table(n)) => n,
+                Some(_) => {
+                    return Err(serde::de::Error::custom(
+                        "in `executor.slurm`: invalid type, expected a table",
+                    ))
+                }
+                None => toml::Table::new(),
+            };
+            for k in flat {
+                let v = t.remove(&k).expect("key listed above");
+                if nested.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format!(
+                        "in `executor.{k}`: `{k}` is given both in `executor` and in `[executor.slurm]`"
+                    )));
+                }
+                nested.insert(k, v);
+            }
+            t.insert("slurm".into(), toml::Value::Table(nested));
+        }
+    }
+    table_as("executor", t)
 }
 
 /// Reads `energy.grid`, refusing keys its `kind` does not take (serde's

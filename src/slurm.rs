@@ -33,6 +33,25 @@ use serde::{Deserialize, Serialize};
 use crate::executor::{Executor, ExecutorContext, ExecutorError, TrialReport, TrialTask};
 use crate::local::TrialInput;
 
+/// The keys of [`SlurmSettings`], as written in `[executor.slurm]` or
+/// directly in `executor = { kind = "slurm", ... }`.
+pub const SETTING_KEYS: &[&str] = &[
+    "partition",
+    "account",
+    "time_limit",
+    "cpus_per_trial",
+    "mem",
+    "gpus",
+    "extra_sbatch_args",
+    "max_jobs_in_flight",
+    "shared_dir",
+    "poll_interval_s",
+    "result_grace_s",
+    "setup",
+    "dsnn_exe",
+    "bin_dir",
+];
+
 /// Settings of the SLURM executor: the `[executor.slurm]` table of an
 /// experiment file. Every field is optional; unknown keys are errors.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]

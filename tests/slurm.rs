@@ -774,3 +774,54 @@ fn ctrl_c_cancels_the_runs_jobs_and_keeps_the_trial_log() {
     assert!(log.contains("interrupted"), "{log}");
     assert!(run_results(&run).is_empty());
 }
+
+#[test]
+fn settings_may_be_written_in_the_executor_table_itself() {
+    // `executor = { kind = "slurm", ... }` and `[executor.slurm]` mean the same.
+    let parse = |text: &str| {
+        let exp = dsnn::experiment::CheckedExperiment::from_str(text, "exp.toml", Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let table = exp.experiment.executor.slurm.clone().expect("slurm table");
+        SlurmSettings::from_toml(&table).unwrap()
+    };
+    let head = "name = \"x\"\n[problem]\nname = \"zdt1\"\n[stop]\ntrials = 3\n";
+    let flat = parse(&format!(
+        "executor = {{ kind = \"slurm\", partition = \"gpu\", max_jobs_in_flight = 7, gpus = 2, workers = 1 }}\n{head}"
+    ));
+    let nested = parse(&format!(
+        "{head}[executor]\nkind = \"slurm\"\nworkers = 1\n[executor.slurm]\npartition = \"gpu\"\nmax_jobs_in_flight = 7\ngpus = 2\n"
+    ));
+    let mixed = parse(&format!(
+        "{head}[executor]\nkind = \"slurm\"\npartition = \"gpu\"\n[executor.slurm]\nmax_jobs_in_flight = 7\ngpus = 2\n"
+    ));
+    assert_eq!(flat.partition.as_deref(), Some("gpu"));
+    assert_eq!(flat.max_jobs_in_flight, 7);
+    assert_eq!(format!("{flat:?}"), format!("{nested:?}"));
+    assert_eq!(format!("{mixed:?}"), format!("{nested:?}"));
+
+    // A range error in the flat form points at the key where it is written.
+    let e = dsnn::experiment::CheckedExperiment::from_str(
+        "name = \"x\"\n[problem]\nname = \"zdt1\"\n[executor]\nkind = \"slurm\"\nmax_jobs_in_flight = 0\n[stop]\ntrials = 3\n",
+        "exp.toml",
+        Path::new("."),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("exp.toml:6:22"), "{e}");
+    assert!(
+        e.contains("max_jobs_in_flight") && e.contains("at least 1"),
+        "{e}"
+    );
+    // Written twice: refused, naming the key.
+    let e = dsnn::experiment::CheckedExperiment::from_str(
+        &format!("{head}[executor]\nkind = \"slurm\"\npartition = \"a\"\n[executor.slurm]\npartition = \"b\"\n"),
+        "exp.toml",
+        Path::new("."),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("`executor.partition`") && e.contains("both"),
+        "{e}"
+    );
+}
