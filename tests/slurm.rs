@@ -223,7 +223,10 @@ fn a_job_cancelled_from_outside_is_a_failed_trial() {
     assert!(st.success());
     let got = collect(&mut ex, 2, Duration::from_secs(30));
     let m = failure(&got[&1]);
-    assert!(m.contains(&format!("slurm job {job} CANCELLED")), "{m}");
+    assert!(
+        m.contains(&format!("slurm job {job} CANCELLED (exit code ")),
+        "{m}"
+    );
     assert!(matches!(got[&2].outcome, Outcome::Success(_)));
     std::fs::remove_dir_all(&ctx.run_dir).unwrap();
 }
@@ -824,4 +827,64 @@ fn settings_may_be_written_in_the_executor_table_itself() {
         e.contains("`executor.partition`") && e.contains("both"),
         "{e}"
     );
+}
+
+#[test]
+fn timeout_node_fail_and_out_of_memory_are_failures_with_state_and_exit_code() {
+    // No cluster needed: fake commands play a controller whose jobs ended in
+    // the states a small test cluster cannot produce on demand.
+    let ctx = setup("states", None);
+    let bin = ctx.run_dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let jobs = bin.join("jobs");
+    write_executable(
+        &bin.join("sbatch"),
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'slurm 22.05.8'; exit 0; }}\n\
+             n=$(( $(wc -l < '{jobs}' 2>/dev/null || echo 0) + 101 ))\n\
+             for a in \"$@\"; do case \"$a\" in --job-name=*) name=\"${{a#--job-name=}}\" ;; esac; done\n\
+             echo \"$n $name\" >> '{jobs}'\necho \"$n\"\n",
+            jobs = jobs.display()
+        ),
+    );
+    // squeue no longer lists the jobs; scontrol still knows how they ended.
+    write_executable(&bin.join("squeue"), "#!/bin/sh\nexit 0\n");
+    write_executable(
+        &bin.join("scontrol"),
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = ping ] && {{ echo 'Slurmctld(primary) at fake is UP'; exit 0; }}\n\
+             name=$(awk -v id=\"$4\" '$1 == id {{ print $2 }}' '{jobs}')\n\
+             case \"$name\" in\n\
+               *-t1) s=TIMEOUT; c=0:15 ;;\n\
+               *-t2) s=NODE_FAIL; c=0:0 ;;\n\
+               *-t3) s=OUT_OF_MEMORY; c=0:125 ;;\n\
+               *) exit 1 ;;\n\
+             esac\n\
+             echo \"JobId=$4 JobName=$name JobState=$s Reason=None ExitCode=$c\"\n",
+            jobs = jobs.display()
+        ),
+    );
+    let mut ex = SlurmExecutor::new(
+        SlurmSettings {
+            bin_dir: Some(bin),
+            ..settings()
+        },
+        ctx.clone(),
+    )
+    .unwrap();
+    for id in 1..=3 {
+        ex.submit(task(id, "ok", 0.0)).unwrap();
+    }
+    let got = collect(&mut ex, 3, Duration::from_secs(20));
+    for (id, expected) in [
+        (1, "TIMEOUT (exit code 0:15)"),
+        (2, "NODE_FAIL (exit code 0:0)"),
+        (3, "OUT_OF_MEMORY (exit code 0:125)"),
+    ] {
+        let m = failure(&got[&id]);
+        assert!(m.contains(&format!("slurm job {}", 100 + id)), "{m}");
+        assert!(m.contains(expected), "trial {id}: {m}");
+    }
+    assert_eq!(ex.in_flight(), 0);
+    std::fs::remove_dir_all(&ctx.run_dir).unwrap();
 }
