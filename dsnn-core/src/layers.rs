@@ -444,6 +444,15 @@ impl BatchNorm2d {
     }
 }
 
+/// DeepShift's name for a shift convolution: a [`Conv2dLayer`] built as a
+/// shift layer (`NetBuilder` with `ShiftSettings`) is `Conv2dShiftQ` or
+/// `Conv2dShift` of the reference code, by its `shift_type`.
+pub type Conv2dShift = Conv2dLayer;
+
+/// DeepShift's name for a shift linear layer: a [`LinearLayer`] built as a
+/// shift layer is `LinearShiftQ` or `LinearShift` of the reference code.
+pub type LinearShift = LinearLayer;
+
 /// Turns a dsnn error into candle's, for the candle module traits.
 fn to_candle(e: CoreError) -> candle_core::Error {
     match e {

@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Module, ModuleT, Tensor};
 use dsnn_core::conv::ConvGeometry;
-use dsnn_core::layers::{Forward, NetBuilder, ShiftSettings, ShiftType};
+use dsnn_core::layers::{Conv2dShift, Forward, LinearShift, NetBuilder, ShiftSettings, ShiftType};
 use std::collections::HashSet;
 
 fn builder(shift_type: Option<ShiftType>) -> NetBuilder {
@@ -33,8 +33,8 @@ fn sequential_matches_traced_forward(shift_type: Option<ShiftType>) {
         stride: 1,
         padding: 1,
     };
-    let conv = b.conv2d("conv", 2, 4, 3, geometry, true).unwrap();
-    let fc = b.linear("fc", 4 * 6 * 6, 5).unwrap();
+    let conv: Conv2dShift = b.conv2d("conv", 2, 4, 3, geometry, true).unwrap();
+    let fc: LinearShift = b.linear("fc", 4 * 6 * 6, 5).unwrap();
     assert_eq!(conv.is_shift(), shift_type.is_some());
     assert_eq!(fc.is_shift(), shift_type.is_some());
     let x = input();
