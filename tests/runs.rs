@@ -381,6 +381,9 @@ fn a_terminal_gets_a_progress_bar_with_the_runs_status() {
         "{screen}"
     );
     assert!(screen.contains("[6/6] trial "), "{screen}");
+    // Elapsed time, and once trials have finished, the time left.
+    assert!(screen.contains(" elapsed"), "{screen}");
+    assert!(screen.contains(" left"), "{screen}");
     let trial_lines: Vec<&str> = screen
         .split(['\n', '\r'])
         .filter(|l| l.contains("] trial "))
@@ -986,5 +989,42 @@ fn ctrl_c_stops_the_run_cleanly_and_resume_reruns_the_cancelled_trials() {
         assert!(all
             .iter()
             .all(|r| r["report"]["outcome"]["Success"].is_array()));
+    }
+}
+
+#[test]
+fn rust_log_sets_the_verbosity() {
+    // A one-trial DSNN search on the bundled digits: at the default level it
+    // prints warnings only; RUST_LOG=info adds where trials run and the meter.
+    let dir = tempfile::tempdir().unwrap();
+    let exp = "name = \"logs\"\noutput_dir = \"out\"\n[data]\ndataset = \"digits\"\n\
+               [model]\nbackbone = \"digits_cnn\"\nepochs = 1\n\
+               [space]\nhyperparameters = [{ name = \"lr\", type = \"float\", lower = 0.01, upper = 0.1 }]\n\
+               [energy]\nmeter = { kind = \"opcount\" }\n[stop]\ntrials = 1\n";
+    let run = |name: &str, rust_log: Option<&str>| {
+        let g = write(
+            dir.path(),
+            &format!("{name}.toml"),
+            &exp.replace("name = \"logs\"", &format!("name = \"{name}\"")),
+        );
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsnn"));
+        cmd.args(["run", g.to_str().unwrap()])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG");
+        if let Some(level) = rust_log {
+            cmd.env("RUST_LOG", level);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let quiet = run("quiet", None);
+    let info = run("info", Some("info"));
+    assert!(!quiet.contains(" INFO "), "{quiet}");
+    assert!(info.contains(" INFO "), "{info}");
+    assert!(info.contains("trials run on"), "{info}");
+    // The plain status lines are there either way.
+    for stderr in [&quiet, &info] {
+        assert!(stderr.contains("[1/1] trial "), "{stderr}");
     }
 }
