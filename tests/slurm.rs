@@ -733,6 +733,94 @@ fn a_killed_dsnn_run_resumed_collects_the_jobs_it_submitted() {
 }
 
 #[test]
+fn dsnn_run_records_a_job_cancelled_from_outside_and_finishes() {
+    require_cluster!();
+    let dir = tempfile::tempdir().unwrap();
+    let trials = 5;
+    let exp = search(dir.path(), trials, 3.0);
+    let run = dir.path().join("out/zdt");
+    let child = Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .arg("run")
+        .arg(&exp)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // An optimizer trial's job (the default configuration's id is u64::MAX).
+    let start = Instant::now();
+    let (trial, job) = loop {
+        if let Some((t, jobs)) = submissions(&run).into_iter().find(|(t, _)| *t != u64::MAX) {
+            break (t, jobs[0]);
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no submissions");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    wait_for_state(job, "RUNNING", Duration::from_secs(30));
+    let st = Command::new("scancel")
+        .arg(job.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    let res = run_results(&run);
+    assert_eq!(res.len(), trials as usize + 1, "{text}");
+    let cancelled = res
+        .iter()
+        .find(|r| r["report"]["id"].as_u64() == Some(trial))
+        .unwrap_or_else(|| panic!("trial {trial} has no result"));
+    let reason = cancelled["report"]["outcome"]["Failure"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a failure: {cancelled}"));
+    assert!(
+        reason.contains(&format!("slurm job {job} CANCELLED (exit code ")),
+        "{reason}"
+    );
+    let failed = res
+        .iter()
+        .filter(|r| r["report"]["outcome"]["Failure"].is_string())
+        .count();
+    assert_eq!(failed, 1, "{text}");
+    let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(summary.contains("5 trials (1 failed)"), "{summary}");
+}
+
+#[test]
+fn dsnn_run_cancels_trials_over_their_time_limit_and_finishes() {
+    require_cluster!();
+    let dir = tempfile::tempdir().unwrap();
+    let exp = search(dir.path(), 3, 60.0);
+    let text = std::fs::read_to_string(&exp).unwrap().replace(
+        "kind = \"slurm\"\n",
+        "kind = \"slurm\"\ntrial_time_limit_s = 1.5\n",
+    );
+    std::fs::write(&exp, text).unwrap();
+    let start = Instant::now();
+    let out = dsnn_run(&exp);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(start.elapsed() < Duration::from_secs(45), "{text}");
+    let run = dir.path().join("out/zdt");
+    let res = run_results(&run);
+    assert_eq!(res.len(), 4, "3 trials and the default: {text}");
+    for r in &res {
+        let reason = r["report"]["outcome"]["Failure"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not a failure: {r}"));
+        assert!(
+            reason.contains("exceeded the trial time limit of 1.5 s"),
+            "{reason}"
+        );
+    }
+    // The jobs themselves were cancelled, not left running for a minute.
+    for jobs in submissions(&run).values() {
+        wait_for_state(jobs[0], "CANCELLED", Duration::from_secs(15));
+    }
+}
+
+#[test]
 fn ctrl_c_cancels_the_runs_jobs_and_keeps_the_trial_log() {
     require_cluster!();
     let dir = tempfile::tempdir().unwrap();
