@@ -28,10 +28,17 @@
 //! - Add methods to [`OptimizerInstance`] or [`MeterInstance`], and fields to
 //!   [`OptimizerPlugin`] or [`MeterPlugin`], **only after the last prefix
 //!   field** (the one marked `#[sabi(last_prefix_field)]`), bump this
-//!   crate's minor version, and give new trait methods a default body: a
-//!   plugin built against the older interface then still loads, and the
-//!   host sees the new field as absent (`Option` accessor) or runs the
-//!   default body.
+//!   crate's minor version, and give new trait methods a default body. A
+//!   plugin built against the newer minor version then still loads into a
+//!   dsnn of the older one, which ignores what it does not know (tested with
+//!   `plugins/fixtures/interface-1.1`, built against a 1.1.0 with one more
+//!   root-module field). The other direction does not hold: `abi_stable`'s
+//!   load-time check refuses a root module with fewer fields than the host
+//!   expects ("too many fields", measured with a 1.0.0 plugin in a 1.1.0
+//!   host), so when the interface grows, plugins of the older minor version
+//!   are refused with a one-line message and must be rebuilt (their source
+//!   needs only the new field's value). Read fields after the last prefix
+//!   field through their `Option` accessors all the same.
 //! - Never remove, reorder or retype a field, a method or an enum variant,
 //!   and never add a variant to an enum of this crate ([`PValue`],
 //!   [`POutcome`], [`PError`], [`PComponent`]): those changes need a new

@@ -125,7 +125,10 @@ fn list_describes_plugins_and_explains_unusable_libraries_in_one_line() {
         );
     }
     let other = find(OTHER_VERSION).status.as_ref().unwrap_err();
-    assert!(other.contains("interface 1.0.0"), "{other}");
+    assert!(
+        other.contains(&format!("interface {}", dsnn_plugin_api::INTERFACE_VERSION)),
+        "{other}"
+    );
 
     // The host goes on: the good plugins in the same directory still load.
     let p = TestProblem::zdt1();
@@ -443,5 +446,52 @@ fn integer_string_and_conditional_values_cross_the_boundary() {
             }
         }
         assert!(sgd > 0 && adam > 0, "{name}: sgd {sgd}, adam {adam}");
+    }
+}
+
+#[test]
+fn a_plugin_of_a_newer_minor_interface_loads_and_runs() {
+    // The fixture lives outside the workspace, with dsnn-plugin-api as a
+    // version 1.1.0 might be (one more root-module field after the last
+    // prefix field): build it as its author would, with its own cargo call.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/interface-1.1");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interface-1.1");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["build", "--locked", "--quiet", "--manifest-path"])
+        .arg(fixture.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .expect("running cargo");
+    assert!(
+        out.status.success(),
+        "building the interface-1.1 fixture failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = plugin_dir(&[]);
+    let lib = file_name("dsnn_fixture_interface_1_1");
+    std::fs::copy(target.join("debug").join(&lib), dir.path().join(&lib)).unwrap();
+    let h = host(dir.path());
+
+    let entries = h.list();
+    assert_eq!(entries.len(), 1);
+    let info = entries[0].status.as_ref().expect("loads");
+    assert_eq!(info.name, "interface-1.1");
+    assert_eq!(info.interface_version, "1.1.0");
+    assert_eq!(dsnn_plugin_api::INTERFACE_VERSION, "1.0.0");
+
+    // This host knows `create` only: the plugin's extra field is ignored,
+    // and its settings (not the run through `create_in_run`) set the budget.
+    let p = TestProblem::zdt1();
+    let mut opt = h
+        .load_optimizer("interface-1.1", &p.space(), "budget = 2.0", 3)
+        .unwrap();
+    for _ in 0..5 {
+        for t in opt.ask(4).unwrap() {
+            assert_eq!(t.budget, 2.0, "the budget of its settings");
+            let f = p.evaluate_config(&t.config);
+            opt.tell(t.id, Outcome::Success(f)).unwrap();
+        }
     }
 }
