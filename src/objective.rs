@@ -366,6 +366,16 @@ impl Objective {
         metrics.insert("cross_entropy".to_string(), eval.loss);
         metrics.insert("energy".to_string(), reading.joules() / images);
         metrics.insert("validation_energy_j".to_string(), reading.joules());
+        // The metered regions' own wall time (a little longer than the
+        // evaluation or training they surround).
+        metrics.insert(
+            "validation_metered_s".to_string(),
+            reading.wall.as_secs_f64(),
+        );
+        metrics.insert(
+            "training_metered_s".to_string(),
+            train_reading.wall.as_secs_f64(),
+        );
         metrics.insert("emissions".to_string(), emissions_g);
         metrics.insert("training_energy".to_string(), training_energy);
         metrics.insert(
