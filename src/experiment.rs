@@ -54,16 +54,19 @@ impl Source<'_> {
         let location = self
             .span_of(key)
             .or_else(|| flat.and_then(|k| self.span_of(&k)))
-            .map(|s| {
-                let (l, c) = line_col(self.text, s.start);
-                format!(":{l}:{c}")
-            })
+            .map(|s| self.location(s.start))
             .unwrap_or_default();
         ConfigError {
             file: self.file.clone(),
             location,
             message,
         }
+    }
+
+    /// `:line:column` of byte `offset`.
+    fn location(&self, offset: usize) -> String {
+        let (l, c) = line_col(self.text, offset);
+        format!(":{l}:{c}")
     }
 
     /// The dotted key whose value covers byte `offset`, if any.
@@ -1110,13 +1113,7 @@ impl CheckedExperiment {
             text,
         };
         let mut exp: Experiment = toml::from_str(text).map_err(|e| {
-            let location = e
-                .span()
-                .map(|s| {
-                    let (l, c) = line_col(text, s.start);
-                    format!(":{l}:{c}")
-                })
-                .unwrap_or_default();
+            let location = e.span().map(|s| src.location(s.start)).unwrap_or_default();
             let message = e.message().trim().to_string();
             // A nested table read by `table_as` names its own key: point at it.
             if let Some((key, rest)) = message
@@ -1125,10 +1122,7 @@ impl CheckedExperiment {
             {
                 let location = src
                     .span_of(key)
-                    .map(|s| {
-                        let (l, c) = line_col(text, s.start);
-                        format!(":{l}:{c}")
-                    })
+                    .map(|s| src.location(s.start))
                     .unwrap_or(location);
                 return ConfigError {
                     file: file.to_string(),

@@ -613,13 +613,15 @@ fn search(dir: &Path, trials: u32, delay: f64) -> PathBuf {
     f
 }
 
+/// `dsnn run EXP`, run from the experiment's directory.
+fn dsnn_run_command(exp: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsnn"));
+    cmd.arg("run").arg(exp).current_dir(exp.parent().unwrap());
+    cmd
+}
+
 fn dsnn_run(exp: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dsnn"))
-        .arg("run")
-        .arg(exp)
-        .current_dir(exp.parent().unwrap())
-        .output()
-        .unwrap()
+    dsnn_run_command(exp).output().unwrap()
 }
 
 /// Trial id -> job ids, from the executor's `jobs.jsonl`.
@@ -680,10 +682,7 @@ fn a_killed_dsnn_run_resumed_collects_the_jobs_it_submitted() {
     let trials = 8;
     let exp = search(dir.path(), trials, 1.5);
     let run = dir.path().join("out/zdt");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dsnn"))
-        .arg("run")
-        .arg(&exp)
-        .current_dir(dir.path())
+    let mut child = dsnn_run_command(&exp)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -739,10 +738,7 @@ fn dsnn_run_records_a_job_cancelled_from_outside_and_finishes() {
     let trials = 5;
     let exp = search(dir.path(), trials, 3.0);
     let run = dir.path().join("out/zdt");
-    let child = Command::new(env!("CARGO_BIN_EXE_dsnn"))
-        .arg("run")
-        .arg(&exp)
-        .current_dir(dir.path())
+    let child = dsnn_run_command(&exp)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -826,10 +822,7 @@ fn ctrl_c_cancels_the_runs_jobs_and_keeps_the_trial_log() {
     let dir = tempfile::tempdir().unwrap();
     let exp = search(dir.path(), 6, 30.0);
     let run = dir.path().join("out/zdt");
-    let child = Command::new(env!("CARGO_BIN_EXE_dsnn"))
-        .arg("run")
-        .arg(&exp)
-        .current_dir(dir.path())
+    let child = dsnn_run_command(&exp)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

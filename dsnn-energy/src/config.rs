@@ -136,6 +136,7 @@ impl MeterSpec {
 
     /// Builds the meter.
     pub fn build(&self) -> Result<BuiltMeter> {
+        self.validate().map_err(|(_, e)| e)?;
         let mut notes = Vec::new();
         let meter: Box<dyn EnergyMeter> = match self {
             MeterSpec::Rapl {
@@ -170,11 +171,7 @@ impl MeterSpec {
                 }
                 cfg.mode = *mode;
                 if let Some(w) = ram_w {
-                    check_watts("RAM power", *w)?;
                     cfg.ram = RamPowerModel::Fixed { watts: *w };
-                }
-                if let Some(w) = gpu_w {
-                    check_watts("GPU power", *w)?;
                 }
                 cfg.gpu_w = *gpu_w;
                 notes.push(describe_estimate(&cfg));
