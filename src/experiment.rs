@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use dsnn_core::data::DatasetName;
 use dsnn_core::optim::OptimizerKind;
-use dsnn_core::{Rounding, ShiftEnd};
+use dsnn_core::{Rounding, ShiftEnd, ShiftType};
 use dsnn_energy::{GridLocation, MeterSpec};
 use dsnn_search::problems::TestProblem;
 use dsnn_search::{ConfigurationSpace, SearchSpace, Value};
@@ -207,32 +207,6 @@ fn default_validation_fraction() -> f64 {
     0.1
 }
 
-/// The shift variant of a DSNN, or the float network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ShiftChoice {
-    /// DeepShift-Q.
-    #[serde(alias = "q")]
-    Q,
-    /// DeepShift-PS.
-    #[serde(alias = "ps")]
-    PS,
-    /// No conversion.
-    #[serde(rename = "float")]
-    Float,
-}
-
-impl std::str::FromStr for ShiftChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "q" => Ok(ShiftChoice::Q),
-            "ps" => Ok(ShiftChoice::PS),
-            "float" => Ok(ShiftChoice::Float),
-            _ => Err(format!("unknown shift type `{s}` (allowed: Q, PS, float)")),
-        }
-    }
-}
-
 /// The backbone and every DSNN hyperparameter's value when it is not searched.
 /// The defaults are the paper's default DSNN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -259,7 +233,7 @@ pub struct ModelSection {
     /// Which end `shift_depth` counts from.
     pub shift_end: ShiftEnd,
     /// `Q`, `PS` or `float`.
-    pub shift_type: ShiftChoice,
+    pub shift_type: ShiftType,
     /// Rounding of shifts.
     pub rounding: Rounding,
     /// Training batch size.
@@ -289,7 +263,7 @@ impl Default for ModelSection {
             activation_fraction_bits: 16,
             shift_depth: None,
             shift_end: ShiftEnd::Output,
-            shift_type: ShiftChoice::PS,
+            shift_type: ShiftType::PS,
             rounding: Rounding::Deterministic,
             batch_size: 128,
             test_batch_size: 1000,

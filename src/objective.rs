@@ -34,7 +34,7 @@ use dsnn_search::{Outcome, Trial, TrialId};
 use crate::executor::{TrialReport, TrialTask};
 use crate::experiment::{
     BudgetUnit, CheckedExperiment, FailureKind, InferenceEngine, MeterChoice, ModelSection,
-    ObjectiveKind, ShiftChoice,
+    ObjectiveKind,
 };
 
 /// The identifier of the trial of the default configuration, which every run
@@ -515,13 +515,9 @@ pub fn epochs_of(budget: f64) -> usize {
 
 fn model_spec(m: &ModelSection, train: &Dataset, seed: u64) -> ModelSpec {
     let shift = match m.shift_type {
-        ShiftChoice::Float => None,
-        kind => Some(ShiftSettings {
-            shift_type: if kind == ShiftChoice::Q {
-                ShiftType::Q
-            } else {
-                ShiftType::PS
-            },
+        ShiftType::Float => None,
+        shift_type => Some(ShiftSettings {
+            shift_type,
             weight_bits: m.weight_bits as u32,
             rounding: m.rounding,
             activation: FixedPoint {

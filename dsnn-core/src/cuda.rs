@@ -67,21 +67,47 @@ fn alloc(dev: &CudaDevice, n: usize) -> Result<CudaSlice<f32>> {
     unsafe { dev.alloc::<f32>(n.max(1)) }
 }
 
+/// The constants of one fixed-point format as the rounding kernel takes
+/// them (computed by `quant`, which owns the rules).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FixedPointKernelArgs {
+    /// The reference's `integer_bits == 1` special case.
+    pub special: bool,
+    /// `2^fraction_bits`.
+    pub scale: f32,
+    /// `2^-fraction_bits`.
+    pub delta: f32,
+    /// `2^(integer_bits - 1)`.
+    pub bound: f32,
+}
+
+/// The rounding of one weight quantiser as its kernel takes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WeightKernelArgs {
+    /// Lowest shift exponent.
+    pub lo: i32,
+    /// Highest shift exponent.
+    pub hi: i32,
+    /// Stochastic (else deterministic) rounding.
+    pub stochastic: bool,
+    /// Seed of the counter-based random stream.
+    pub seed: u64,
+    /// Step of the counter-based random stream.
+    pub step: u64,
+}
+
 /// `quant::QuantizeActivation`: fixed-point rounding.
 pub(crate) fn round_to_fixed(
     s: &CudaStorage,
     l: &Layout,
-    integer_bits: u32,
-    fraction_bits: u32,
+    args: FixedPointKernelArgs,
 ) -> Result<CudaStorage> {
     let dev = s.device();
     let x = view(s, l)?;
     let n = count(x.len())?;
     let mut y = alloc(dev, x.len())?;
-    let special = i32::from(integer_bits == 1);
-    let scale = crate::quant::pow2(fraction_bits as f32);
-    let delta = crate::quant::pow2(-(fraction_bits as f32));
-    let bound = crate::quant::pow2(integer_bits.max(1) as f32 - 1.0);
+    let special = i32::from(args.special);
+    let (scale, delta, bound) = (args.scale, args.delta, args.bound);
     let f = dev.get_or_load_custom_func("dsnn_round_to_fixed", MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&n).arg(&x).arg(&mut y).arg(&special);
@@ -95,15 +121,15 @@ pub(crate) fn round_to_fixed(
 pub(crate) fn quantize_q(
     s: &CudaStorage,
     l: &Layout,
-    op: &crate::quant::QuantizeWeightQ,
+    args: WeightKernelArgs,
 ) -> Result<CudaStorage> {
     let dev = s.device();
     let w = view(s, l)?;
     let n = count(w.len())?;
     let mut y = alloc(dev, w.len())?;
-    let lo = crate::quant::q_shift_range(op.weight_bits).0;
-    let stochastic = i32::from(op.rounding == crate::quant::Rounding::Stochastic);
-    let (seed, step) = (op.stream.seed, op.stream.step);
+    let lo = args.lo;
+    let stochastic = i32::from(args.stochastic);
+    let (seed, step) = (args.seed, args.step);
     let f = dev.get_or_load_custom_func("dsnn_quantize_q", MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&n).arg(&w).arg(&mut y).arg(&lo);
@@ -119,7 +145,7 @@ pub(crate) fn ps_weight(
     l1: &Layout,
     s2: &CudaStorage,
     l2: &Layout,
-    op: &crate::quant::PsWeight,
+    args: WeightKernelArgs,
 ) -> Result<CudaStorage> {
     let dev = s1.device();
     let (shift, sign) = (view(s1, l1)?, view(s2, l2)?);
@@ -128,9 +154,9 @@ pub(crate) fn ps_weight(
     }
     let n = count(shift.len())?;
     let mut y = alloc(dev, shift.len())?;
-    let (lo, hi) = crate::quant::ps_shift_range(op.weight_bits);
-    let stochastic = i32::from(op.rounding == crate::quant::Rounding::Stochastic);
-    let (seed, step) = (op.stream.seed, op.stream.step);
+    let (lo, hi) = (args.lo, args.hi);
+    let stochastic = i32::from(args.stochastic);
+    let (seed, step) = (args.seed, args.step);
     let f = dev.get_or_load_custom_func("dsnn_ps_weight", MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&n)
@@ -159,37 +185,6 @@ pub(crate) fn clamp_abs_inplace(s: &mut CudaStorage, l: &Layout, lo: i32) -> Res
     // SAFETY: the arguments match the kernel's signature.
     unsafe { b.launch(grid(n)) }.w()?;
     Ok(())
-}
-
-/// DeepShift-Q's `clamp_abs` applied in place to a master weight on the
-/// GPU (`ParamStore::project` on CUDA tensors; the CPU keeps its own path).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ClampAbsInPlace {
-    /// The lower end of the exponent range (`|w| >= 2^lo`).
-    pub lo: i32,
-}
-
-impl candle_core::InplaceOp1 for ClampAbsInPlace {
-    fn name(&self) -> &'static str {
-        "dsnn-clamp-abs"
-    }
-    fn cpu_fwd(&self, s: &mut candle_core::CpuStorage, l: &Layout) -> Result<()> {
-        let Some((a, b)) = l.contiguous_offsets() else {
-            candle_core::bail!("dsnn ops need contiguous f32 tensors");
-        };
-        match s {
-            candle_core::CpuStorage::F32(v) => {
-                for w in &mut v[a..b] {
-                    *w = crate::quant::clamp_abs(*w, self.lo);
-                }
-                Ok(())
-            }
-            _ => candle_core::bail!("dsnn ops need contiguous f32 tensors"),
-        }
-    }
-    fn cuda_fwd(&self, s: &mut CudaStorage, l: &Layout) -> Result<()> {
-        clamp_abs_inplace(s, l, self.lo)
-    }
 }
 
 /// Sizes of one convolution, as the kernels take them.

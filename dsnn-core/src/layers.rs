@@ -18,7 +18,10 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Which DeepShift variant a converted layer uses.
+/// Which DeepShift variant a network's converted layers use, or `Float`
+/// for no conversion: the one shift-type choice of experiment files
+/// (`shift_type = "Q" | "PS" | "float"`), `dsnn train --shift-type` and
+/// [`ShiftSettings`]. Settings of type `Float` build a float network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum ShiftType {
     /// DeepShift-Q: float master weights rounded to powers of two in forward.
@@ -28,15 +31,29 @@ pub enum ShiftType {
     #[default]
     #[serde(alias = "ps")]
     PS,
+    /// No conversion: the float network.
+    #[serde(rename = "float", alias = "Float", alias = "FLOAT")]
+    Float,
+}
+
+impl ShiftType {
+    /// The names accepted by [`std::str::FromStr`], for error messages.
+    pub const NAMES: &'static [&'static str] = &["Q", "PS", "float"];
+
+    /// Whether layers of this type shift (Q or PS).
+    pub fn is_shift(self) -> bool {
+        self != ShiftType::Float
+    }
 }
 
 impl std::str::FromStr for ShiftType {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s.to_ascii_uppercase().as_str() {
-            "Q" => Ok(ShiftType::Q),
-            "PS" => Ok(ShiftType::PS),
-            _ => Err(format!("unknown shift type `{s}` (allowed: Q, PS)")),
+        match s.to_ascii_lowercase().as_str() {
+            "q" => Ok(ShiftType::Q),
+            "ps" => Ok(ShiftType::PS),
+            "float" => Ok(ShiftType::Float),
+            _ => Err(format!("unknown shift type `{s}` (allowed: Q, PS, float)")),
         }
     }
 }
@@ -46,6 +63,7 @@ impl std::fmt::Display for ShiftType {
         f.write_str(match self {
             ShiftType::Q => "Q",
             ShiftType::PS => "PS",
+            ShiftType::Float => "float",
         })
     }
 }
@@ -549,7 +567,8 @@ impl NetBuilder {
             store: ParamStore::default(),
             rng: StdRng::seed_from_u64(seed),
             device: device.clone(),
-            shift,
+            // Settings of type `Float` build the float network.
+            shift: shift.filter(|s| s.shift_type.is_shift()),
             convert,
             engine,
             seed,
@@ -574,7 +593,7 @@ impl NetBuilder {
         let layer_seed = self.seed ^ fnv1a(name);
         let settings = self.shift.unwrap_or_default();
         let weights = match (shift, settings.shift_type) {
-            (false, _) => {
+            (false, _) | (true, ShiftType::Float) => {
                 let v = self.var(w, shape)?;
                 self.store
                     .add(format!("{name}.weight"), v.clone(), ParamRole::Plain);

@@ -76,11 +76,9 @@ impl ParamStore {
             if p.var.device().is_cuda() {
                 let t = p.var.as_tensor();
                 match p.role {
-                    ParamRole::QWeight { weight_bits } => {
-                        t.inplace_op1(&crate::cuda::ClampAbsInPlace {
-                            lo: q_shift_range(weight_bits).0,
-                        })?
-                    }
+                    ParamRole::QWeight { weight_bits } => t.inplace_op1(&ClampAbsInPlace {
+                        lo: q_shift_range(weight_bits).0,
+                    })?,
                     ParamRole::PsShift { weight_bits } => {
                         let (lo, hi) = crate::quant::ps_shift_range(weight_bits);
                         p.var.set(&t.clamp(lo as f32, hi as f32)?)?;
@@ -158,5 +156,46 @@ impl ParamStore {
             var.set(&t.to_device(var.device())?)?;
         }
         Ok(())
+    }
+}
+
+/// DeepShift-Q's `clamp_abs` applied in place to a master weight on the
+/// GPU (`ParamStore::project` on CUDA tensors; the CPU keeps its own path).
+#[cfg(feature = "cuda")]
+#[derive(Debug, Clone, Copy)]
+struct ClampAbsInPlace {
+    /// The lower end of the exponent range (`|w| >= 2^lo`).
+    lo: i32,
+}
+
+#[cfg(feature = "cuda")]
+impl candle_core::InplaceOp1 for ClampAbsInPlace {
+    fn name(&self) -> &'static str {
+        "dsnn-clamp-abs"
+    }
+    fn cpu_fwd(
+        &self,
+        s: &mut candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        let Some((a, b)) = l.contiguous_offsets() else {
+            candle_core::bail!("dsnn ops need contiguous f32 tensors");
+        };
+        match s {
+            candle_core::CpuStorage::F32(v) => {
+                for w in &mut v[a..b] {
+                    *w = clamp_abs(*w, self.lo);
+                }
+                Ok(())
+            }
+            _ => candle_core::bail!("dsnn ops need contiguous f32 tensors"),
+        }
+    }
+    fn cuda_fwd(
+        &self,
+        s: &mut candle_core::CudaStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        crate::cuda::clamp_abs_inplace(s, l, self.lo)
     }
 }

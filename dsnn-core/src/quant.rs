@@ -290,12 +290,14 @@ impl CustomOp1 for QuantizeActivation {
         storage: &candle_core::CudaStorage,
         layout: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let y = crate::cuda::round_to_fixed(
-            storage,
-            layout,
-            self.0.integer_bits,
-            self.0.fraction_bits,
-        )?;
+        let (integer_bits, fraction_bits) = (self.0.integer_bits, self.0.fraction_bits);
+        let args = crate::cuda::FixedPointKernelArgs {
+            special: integer_bits == 1,
+            scale: pow2(fraction_bits as f32),
+            delta: pow2(-(fraction_bits as f32)),
+            bound: pow2(integer_bits.max(1) as f32 - 1.0),
+        };
+        let y = crate::cuda::round_to_fixed(storage, layout, args)?;
         Ok((y, layout.shape().clone()))
     }
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -335,7 +337,14 @@ impl CustomOp1 for QuantizeWeightQ {
         storage: &candle_core::CudaStorage,
         layout: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let y = crate::cuda::quantize_q(storage, layout, self)?;
+        let args = crate::cuda::WeightKernelArgs {
+            lo: q_shift_range(self.weight_bits).0,
+            hi: 0,
+            stochastic: self.rounding == Rounding::Stochastic,
+            seed: self.stream.seed,
+            step: self.stream.step,
+        };
+        let y = crate::cuda::quantize_q(storage, layout, args)?;
         Ok((y, layout.shape().clone()))
     }
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -394,7 +403,15 @@ impl CustomOp2 for PsWeight {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let y = crate::cuda::ps_weight(s1, l1, s2, l2, self)?;
+        let (lo, hi) = ps_shift_range(self.weight_bits);
+        let args = crate::cuda::WeightKernelArgs {
+            lo,
+            hi,
+            stochastic: self.rounding == Rounding::Stochastic,
+            seed: self.stream.seed,
+            step: self.stream.step,
+        };
+        let y = crate::cuda::ps_weight(s1, l1, s2, l2, args)?;
         Ok((y, l1.shape().clone()))
     }
     fn bwd(

@@ -266,6 +266,7 @@ fn conv_case(key: &str, shift_type: ShiftType) {
             gl.set("conv.shift", &c["shift"]);
             gl.set("conv.sign", &c["sign"]);
         }
+        ShiftType::Float => unreachable!("the golden layer cases are Q or PS"),
     }
     gl.set("conv.bias", &c["bias"]);
     gl.builder.store.project().unwrap();
@@ -319,6 +320,7 @@ fn conv_case(key: &str, shift_type: ShiftType) {
                 &floats(&e["grad_sign"]),
             );
         }
+        ShiftType::Float => unreachable!("the golden layer cases are Q or PS"),
     }
 }
 

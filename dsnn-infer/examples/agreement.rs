@@ -62,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (optimizer, lr) = match shift_type {
         ShiftType::Q => (OptimizerKind::SGD, 0.1),
-        ShiftType::PS => (OptimizerKind::Adam, 0.03),
+        ShiftType::PS | ShiftType::Float => (OptimizerKind::Adam, 0.03),
     };
     let cfg = TrainConfig {
         epochs,

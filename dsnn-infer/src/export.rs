@@ -208,22 +208,27 @@ impl Exporter {
             ));
         }
         let b = self.settings.weight_bits;
-        let floats: Vec<f32> = match self.settings.shift_type {
-            ShiftType::Q => self
-                .values(&format!("{layer}.weight"))?
-                .into_iter()
-                .map(|w| quantize_q(w, b, Rounding::Deterministic, 0.0))
-                .collect(),
-            ShiftType::PS => {
-                let shift = self.values(&format!("{layer}.shift"))?;
-                let sign = self.values(&format!("{layer}.sign"))?;
-                shift
-                    .iter()
-                    .zip(&sign)
-                    .map(|(&p, &s)| ps_weight(p, s, b, Rounding::Deterministic, 0.0, 0.0))
-                    .collect()
-            }
-        };
+        let floats: Vec<f32> =
+            match self.settings.shift_type {
+                ShiftType::Q => self
+                    .values(&format!("{layer}.weight"))?
+                    .into_iter()
+                    .map(|w| quantize_q(w, b, Rounding::Deterministic, 0.0))
+                    .collect(),
+                ShiftType::PS => {
+                    let shift = self.values(&format!("{layer}.shift"))?;
+                    let sign = self.values(&format!("{layer}.sign"))?;
+                    shift
+                        .iter()
+                        .zip(&sign)
+                        .map(|(&p, &s)| ps_weight(p, s, b, Rounding::Deterministic, 0.0, 0.0))
+                        .collect()
+                }
+                ShiftType::Float => return Err(InferError::unsupported(
+                    layer,
+                    "it is a float layer; the integer engine needs a DeepShift-Q or -PS network",
+                )),
+            };
         if floats.len() != expect {
             return Err(InferError::unsupported(
                 layer,

@@ -25,7 +25,7 @@ fn agreement(dataset: DatasetName, shift_type: ShiftType) {
     };
     let (kind, lr) = match shift_type {
         ShiftType::Q => (OptimizerKind::SGD, 0.1),
-        ShiftType::PS => (OptimizerKind::Adam, 0.03),
+        ShiftType::PS | ShiftType::Float => (OptimizerKind::Adam, 0.03),
     };
     let cfg = TrainConfig {
         epochs: 1,

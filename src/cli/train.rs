@@ -14,14 +14,6 @@ use dsnn_core::{
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// The DeepShift variant, or `float` for an unconverted network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ShiftKind {
-    Q,
-    Ps,
-    Float,
-}
-
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// Data set: fashion-mnist, mnist, digits or cifar10.
@@ -35,8 +27,8 @@ pub struct TrainArgs {
     #[arg(long)]
     backbone: Option<String>,
     /// DeepShift variant: q, ps, or float (no conversion).
-    #[arg(long, value_enum, default_value = "ps")]
-    shift_type: ShiftKind,
+    #[arg(long, default_value = "ps")]
+    shift_type: ShiftType,
     /// Bits per shift weight (2..=8).
     #[arg(long, default_value_t = 5)]
     weight_bits: u32,
@@ -134,13 +126,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let (train_set, validation) = full.split(a.validation_fraction, a.seed);
     let backbone = backbone_by_name(a.backbone.as_deref().unwrap_or(default_backbone(a.dataset)))?;
     let shift = match a.shift_type {
-        ShiftKind::Float => None,
-        kind => Some(ShiftSettings {
-            shift_type: if kind == ShiftKind::Q {
-                ShiftType::Q
-            } else {
-                ShiftType::PS
-            },
+        ShiftType::Float => None,
+        shift_type => Some(ShiftSettings {
+            shift_type,
             weight_bits: a.weight_bits,
             rounding: a.rounding,
             activation: FixedPoint {
