@@ -52,6 +52,7 @@ fn compare(epochs: usize) -> Result<Vec<Row>, Box<dyn std::error::Error>> {
             shift_depth: usize::MAX,
             shift_end: ShiftEnd::Output,
             seed: 1,
+            arch: Default::default(),
         };
         let net = backbone.build(&spec, &Device::Cpu)?;
         let cfg = TrainConfig {

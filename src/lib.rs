@@ -1,17 +1,29 @@
-//! dsnn's run layer: experiment files, the DSNN objective, executors and the
-//! crash-safe run store that turn `dsnn-core`, `dsnn-search` and `dsnn-energy`
-//! into `dsnn run exp.toml`.
+//! dsnn's run layer: experiment files, objectives, executors and the
+//! crash-safe run store that turn `dsnn-core`, `dsnn-search` and
+//! `dsnn-energy` into `dsnn run exp.toml`, and a framework for research
+//! code: a [`registry::Registry`] of everything swappable (backbones, data
+//! sets, objectives, optimizers, schedules, spaces, meters, executors), and
+//! the whole command line as a library function ([`cli::main`], feature
+//! `cli`) so a research crate gets its own `dsnn`-like binary.
 //!
-//! The binary (`src/main.rs`) is a thin command line over this library, so
-//! researchers can drive the same machinery from their own code.
+//! Three ways in (`docs/library.md`): ask/tell in your own loop with
+//! `dsnn-search`; a registered objective or backbone run through
+//! [`runner::run_experiment`]; your own binary with [`cli::main`].
 
 #![warn(missing_docs)]
 
+pub mod builtins;
+#[cfg(feature = "cli")]
+pub mod cli;
+pub mod dsnn_objective;
 pub mod executor;
 pub mod experiment;
-pub mod local;
 pub mod objective;
+#[cfg(feature = "plugins")]
+pub mod plugins;
+pub mod problem_objective;
+pub mod registry;
 pub mod report;
 pub mod runner;
-pub mod slurm;
+pub mod settings;
 pub mod store;

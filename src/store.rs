@@ -7,7 +7,7 @@
 //!   counts once its `result` line is written and synced to disk. A line cut
 //!   short by a crash at the end of the file is ignored on resume.
 //! - `pareto.csv`, `summary.json`, `summary.md`, `pareto.svg`: written at the
-//!   end of every session from the log (see [`crate::report`]).
+//!   end of every session from the log (by the report module).
 //! - `emissions.csv`: one CodeCarbon-style row per metered validation pass.
 
 use std::fs::{self, File, OpenOptions};
@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 use dsnn_search::{Event, Trial};
 use serde::{Deserialize, Serialize};
 
-use crate::executor::TrialReport;
-use crate::objective::DEFAULT_TRIAL_ID;
+use crate::executor::{write_atomically, TrialReport, DEFAULT_TRIAL_ID};
 
 /// Errors of the run store.
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +43,18 @@ pub enum StoreError {
         reason: String,
     },
     /// The run directory holds a different experiment.
-    #[error("{0}")]
-    Mismatch(String),
+    #[error(
+        "{} holds a different experiment than the one given ({} changed; only `stop` may change, to let a run grow); compare with {}, choose another `name`, or delete the directory to start over",
+        dir.display(),
+        if changed.is_empty() { "its text".to_string() } else { changed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ") },
+        dir.join(RunStore::EXPERIMENT).display()
+    )]
+    Mismatch {
+        /// The run directory.
+        dir: PathBuf,
+        /// The dotted keys whose values differ.
+        changed: Vec<String>,
+    },
 }
 
 /// One line of `trials.jsonl`.
@@ -152,8 +161,9 @@ impl RunStore {
     pub const EXPERIMENT: &'static str = "experiment.toml";
 
     /// Opens (creating if needed) the run directory `dir` for an experiment
-    /// whose resolved form is `resolved`. An existing directory must hold the
-    /// same experiment.
+    /// whose resolved form is `resolved` (TOML text). An existing directory
+    /// must hold the same experiment, but for `stop`: raising
+    /// `stop.trials` or `stop.wall_time_s` continues a finished run.
     pub fn open(dir: &Path, resolved: &str) -> Result<(Self, History), StoreError> {
         let io = |p: &Path, e| StoreError::Io {
             path: p.to_path_buf(),
@@ -163,16 +173,30 @@ impl RunStore {
         let exp_path = dir.join(Self::EXPERIMENT);
         match fs::read_to_string(&exp_path) {
             Ok(existing) if existing != resolved => {
-                return Err(StoreError::Mismatch(format!(
-                    "{} holds a different experiment than the one given (compare with {}); choose another `name`, or delete the directory to start over",
-                    dir.display(),
-                    exp_path.display()
-                )))
+                let changed = match (
+                    toml::from_str::<toml::Table>(&existing),
+                    toml::from_str::<toml::Table>(resolved),
+                ) {
+                    (Ok(a), Ok(b)) => Some(changed_keys(&a, &b)),
+                    _ => None,
+                };
+                match changed {
+                    Some(keys) if keys.is_empty() => {
+                        // Only the stopping rule differs: the run grows.
+                        write_atomically(&exp_path, resolved.as_bytes())
+                            .map_err(|e| io(&exp_path, e))?;
+                    }
+                    other => {
+                        return Err(StoreError::Mismatch {
+                            dir: dir.to_path_buf(),
+                            changed: other.unwrap_or_default(),
+                        })
+                    }
+                }
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                crate::local::write_atomically(&exp_path, resolved.as_bytes())
-                    .map_err(|e| io(&exp_path, e))?;
+                write_atomically(&exp_path, resolved.as_bytes()).map_err(|e| io(&exp_path, e))?;
             }
             Err(e) => return Err(io(&exp_path, e)),
         }
@@ -217,6 +241,41 @@ impl RunStore {
                 source: e,
             })
     }
+}
+
+/// The dotted keys whose values differ between two resolved experiments,
+/// `stop` excluded (a run may grow). Integers and floats of equal value are
+/// equal.
+pub fn changed_keys(a: &toml::Table, b: &toml::Table) -> Vec<String> {
+    fn walk(a: Option<&toml::Value>, b: Option<&toml::Value>, prefix: &str, out: &mut Vec<String>) {
+        match (a, b) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(x.get(k), y.get(k), &p, out);
+                }
+            }
+            (Some(x), Some(y)) if x == y => {}
+            (Some(toml::Value::Float(x)), Some(toml::Value::Integer(y)))
+            | (Some(toml::Value::Integer(y)), Some(toml::Value::Float(x)))
+                if *x == *y as f64 => {}
+            (None, None) => {}
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let strip = |t: &toml::Table| {
+        let mut t = t.clone();
+        t.remove("stop");
+        toml::Value::Table(t)
+    };
+    let mut out = Vec::new();
+    walk(Some(&strip(a)), Some(&strip(b)), "", &mut out);
+    out
 }
 
 /// Reads a trial log (missing: empty history).
@@ -344,6 +403,7 @@ mod tests {
                 metrics: Default::default(),
                 duration_s: 0.1,
                 worker: "thread 0".into(),
+                setup_failure: false,
             },
             elapsed_s: id.min(5) as f64,
         }
@@ -439,13 +499,26 @@ mod tests {
     }
 
     #[test]
-    fn another_experiment_is_refused() {
+    fn another_experiment_is_refused_naming_the_changed_keys_but_a_run_may_grow() {
         let dir = tempfile::tempdir().unwrap();
-        RunStore::open(dir.path(), "exp A").unwrap();
-        match RunStore::open(dir.path(), "exp B") {
-            Err(StoreError::Mismatch(m)) => assert!(m.contains("different experiment")),
+        let a = "name = \"x\"\n[optimizer]\nkind = \"random\"\n[stop]\ntrials = 3\n";
+        RunStore::open(dir.path(), a).unwrap();
+        let b = "name = \"x\"\n[optimizer]\nkind = \"parego\"\n[stop]\ntrials = 3\n";
+        match RunStore::open(dir.path(), b) {
+            Err(e @ StoreError::Mismatch { .. }) => {
+                let StoreError::Mismatch { changed, .. } = &e else {
+                    unreachable!()
+                };
+                assert_eq!(changed, &["optimizer.kind"]);
+                assert!(e.to_string().contains("different experiment"), "{e}");
+            }
             Err(e) => panic!("wrong error {e}"),
             Ok(_) => panic!("a different experiment was accepted"),
         }
+        let grown =
+            "name = \"x\"\n[optimizer]\nkind = \"random\"\n[stop]\ntrials = 9\nwall_time_s = 60\n";
+        RunStore::open(dir.path(), grown).unwrap();
+        let stored = fs::read_to_string(dir.path().join(RunStore::EXPERIMENT)).unwrap();
+        assert_eq!(stored, grown);
     }
 }

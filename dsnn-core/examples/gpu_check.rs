@@ -450,6 +450,7 @@ fn spec_for(model: &str, variant: &str) -> Res<(Box<dyn dsnn_core::Backbone>, Mo
         shift_depth: usize::MAX,
         shift_end: ShiftEnd::Output,
         seed: 0,
+        arch: Default::default(),
     };
     Ok((backbone, spec))
 }

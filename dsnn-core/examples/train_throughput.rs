@@ -75,6 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     shift_depth: usize::MAX,
                     shift_end: ShiftEnd::Output,
                     seed: 0,
+                    arch: Default::default(),
                 };
                 let net = backbone.build_with(&spec, &dev, engine)?;
                 let opt = Optimizer::new(

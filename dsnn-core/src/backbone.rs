@@ -6,12 +6,15 @@
 
 use crate::conv::ConvGeometry;
 use crate::error::{CoreError, Result};
+use crate::graph::NetGraph;
 use crate::layers::{
     layers_to_convert, BatchNorm2d, Conv2dLayer, ConvEngine, Forward, LinearLayer, NetBuilder,
     ShiftEnd, ShiftSettings,
 };
+use crate::nn;
 use crate::params::ParamStore;
-use candle_core::{Device, Tensor, D};
+use crate::recipe::{ArchParam, ArchValues};
+use candle_core::{Device, Tensor};
 use dsnn_energy::OpProfile;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -42,6 +45,10 @@ pub struct ModelSpec {
     pub shift_end: ShiftEnd,
     /// Seed of the initial weights and of stochastic rounding.
     pub seed: u64,
+    /// The backbone's architecture hyperparameters (see
+    /// [`Backbone::hyperparameters`]); empty for backbones that take none.
+    #[serde(default)]
+    pub arch: ArchValues,
 }
 
 /// A built network: a forward pass and its parameters.
@@ -55,16 +62,34 @@ pub trait Network: Send + Sync {
 }
 
 /// An architecture from which DSNNs are built.
+///
+/// Implement it to bring your own network to dsnn: register it with the
+/// run layer's registry and it can be trained, searched, reported and
+/// exported like the built-in ones (`docs/backbones.md`).
 pub trait Backbone: Send + Sync {
     /// Short name used in configuration files (`resnet20`, `lenet5`, `digits_cnn`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
 
-    /// Names of the convolution layers, in forward order, for `input`.
-    fn conv_layers(&self) -> Vec<String>;
+    /// One line on the architecture, for listings.
+    fn description(&self) -> String {
+        String::new()
+    }
+
+    /// The architecture hyperparameters it takes (widths, depths, ...):
+    /// experiment files may set them in `[model]` and search spaces may
+    /// search them; they reach [`Backbone::build_with`] in
+    /// [`ModelSpec::arch`], checked and with defaults filled in.
+    fn hyperparameters(&self) -> Vec<ArchParam> {
+        Vec::new()
+    }
+
+    /// Names of the convolution layers `shift_depth` counts, in forward
+    /// order, for the architecture values `arch`.
+    fn conv_layers(&self, arch: &ArchValues) -> Vec<String>;
 
     /// Number of convolution layers `shift_depth` can convert.
-    fn num_convertible_layers(&self) -> usize {
-        self.conv_layers().len()
+    fn num_convertible_layers(&self, arch: &ArchValues) -> usize {
+        self.conv_layers(arch).len()
     }
 
     /// The input shape the backbone is designed for.
@@ -98,15 +123,52 @@ pub trait Backbone: Send + Sync {
             Forward {
                 train: false,
                 trace: Some(&trace),
+                graph: None,
             },
         )?;
         Ok(OpProfile {
-            layers: trace.into_inner().expect("trace lock"),
+            layers: trace.into_inner().unwrap_or_else(|p| p.into_inner()),
         })
     }
 }
 
-/// Looks up a backbone by its configuration name.
+/// The dataflow of `net`'s inference forward pass on one blank image of
+/// `input`'s shape, on the CPU (what export compiles; see [`crate::graph`]).
+pub fn record_graph(net: &dyn Network, input: InputShape) -> Result<NetGraph> {
+    let x = Tensor::zeros(
+        (1, input.channels, input.height, input.width),
+        candle_core::DType::F32,
+        &Device::Cpu,
+    )?;
+    let ops = Mutex::new(Vec::new());
+    let y = net.forward(
+        &x,
+        Forward {
+            train: false,
+            trace: None,
+            graph: Some(&ops),
+        },
+    )?;
+    Ok(NetGraph {
+        input: x.id(),
+        output: y.id(),
+        ops: ops.into_inner().unwrap_or_else(|p| p.into_inner()),
+    })
+}
+
+/// The backbones built into dsnn-core, which the run layer's registry
+/// registers under their names.
+pub fn builtin_backbones() -> Vec<std::sync::Arc<dyn Backbone>> {
+    vec![
+        std::sync::Arc::new(ResNet20),
+        std::sync::Arc::new(LeNet5),
+        std::sync::Arc::new(DigitsCnn),
+    ]
+}
+
+/// Looks up a built-in backbone by name (for tests, benchmarks and code
+/// that works without a registry; experiment files resolve names through
+/// the run layer's registry, which also knows registered backbones).
 pub fn backbone_by_name(name: &str) -> Result<Box<dyn Backbone>> {
     match name.to_ascii_lowercase().as_str() {
         "resnet20" => Ok(Box::new(ResNet20)),
@@ -114,12 +176,15 @@ pub fn backbone_by_name(name: &str) -> Result<Box<dyn Backbone>> {
         "digits_cnn" | "digits" => Ok(Box::new(DigitsCnn)),
         other => Err(CoreError::config(
             "backbone",
-            format!("unknown backbone `{other}` (allowed: resnet20, lenet5, digits_cnn)"),
+            format!("unknown backbone `{other}` (built in: resnet20, lenet5, digits_cnn)"),
         )),
     }
 }
 
-fn builder(
+/// A [`NetBuilder`] for `spec` that converts the convolutions `shift_depth`
+/// selects among `convs` (forward order) and every linear layer: the start
+/// of every backbone's `build_with`, built-in or not.
+pub fn net_builder(
     spec: &ModelSpec,
     convs: &[String],
     device: &Device,
@@ -142,16 +207,6 @@ fn builder(
 
 fn geometry(stride: usize, padding: usize) -> ConvGeometry {
     ConvGeometry { stride, padding }
-}
-
-fn relu(x: &Tensor, name: &str, ctx: Forward) -> Result<Tensor> {
-    ctx.record_elementwise(name, x);
-    Ok(crate::ops::relu(x)?)
-}
-
-fn max_pool2(x: &Tensor, name: &str, ctx: Forward) -> Result<Tensor> {
-    ctx.record_elementwise(name, x);
-    Ok(crate::ops::max_pool2x2(x)?)
 }
 
 fn collect_shift(convs: &[&Conv2dLayer], linears: &[&LinearLayer]) -> Vec<String> {
@@ -180,11 +235,15 @@ pub struct ResNet20;
 const RESNET_STAGES: [(usize, usize); 3] = [(16, 1), (32, 2), (64, 2)];
 
 impl Backbone for ResNet20 {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "resnet20"
     }
 
-    fn conv_layers(&self) -> Vec<String> {
+    fn description(&self) -> String {
+        "ResNet20 for 32x32 images: 19 convolutions in three stages, option-A shortcuts".into()
+    }
+
+    fn conv_layers(&self, _arch: &ArchValues) -> Vec<String> {
         let mut names = vec!["conv1".to_string()];
         for stage in 1..=3 {
             for block in 0..3 {
@@ -210,7 +269,7 @@ impl Backbone for ResNet20 {
         device: &Device,
         engine: ConvEngine,
     ) -> Result<Box<dyn Network>> {
-        let mut b = builder(spec, &self.conv_layers(), device, engine)?;
+        let mut b = net_builder(spec, &self.conv_layers(&spec.arch), device, engine)?;
         let conv1 = b.conv2d("conv1", spec.input.channels, 16, 3, geometry(1, 1), false)?;
         let bn1 = b.batch_norm("bn1", 16)?;
         let mut blocks = Vec::new();
@@ -266,20 +325,9 @@ impl BasicBlock {
             .forward_with(&self.conv2.forward_with(&out, ctx)?, ctx)?;
         let short = match self.shortcut_pad {
             None => x.clone(),
-            Some(pad) => {
-                let (n, c, h, w) = x.dims4()?;
-                // x[:, :, ::2, ::2] for even h, w.
-                let sub = x
-                    .reshape((n, c, h / 2, 2, w / 2, 2))?
-                    .narrow(3, 0, 1)?
-                    .narrow(5, 0, 1)?
-                    .reshape((n, c, h / 2, w / 2))?;
-                sub.pad_with_zeros(1, pad, pad)?
-            }
+            Some(pad) => nn::shortcut_option_a(x, pad, ctx)?,
         };
-        ctx.record_elementwise(&format!("{}.add", self.name), &out);
-        ctx.record_elementwise(&format!("{}.relu2", self.name), &out);
-        Ok(crate::ops::add_relu(&out, &short)?)
+        nn::add_relu(&out, &short, &self.name, ctx)
     }
 }
 
@@ -300,8 +348,7 @@ impl Network for ResNet20Net {
         for block in &self.blocks {
             out = block.forward(&out, ctx)?;
         }
-        ctx.record_elementwise("avgpool", &out);
-        let pooled = out.mean(D::Minus1)?.mean(D::Minus1)?;
+        let pooled = nn::global_avg_pool(&out, "avgpool", ctx)?;
         self.linear.forward_with(&pooled, ctx)
     }
 
@@ -328,11 +375,15 @@ impl Network for ResNet20Net {
 pub struct LeNet5;
 
 impl Backbone for LeNet5 {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "lenet5"
     }
 
-    fn conv_layers(&self) -> Vec<String> {
+    fn description(&self) -> String {
+        "DeepShift's LeNet-style MNIST network: two 5x5 convolutions, two linear layers".into()
+    }
+
+    fn conv_layers(&self, _arch: &ArchValues) -> Vec<String> {
         vec!["conv1".into(), "conv2".into()]
     }
 
@@ -363,7 +414,7 @@ impl Backbone for LeNet5 {
                 format!("lenet5 needs images of at least 16x16, got {height}x{width}"),
             ));
         }
-        let mut b = builder(spec, &self.conv_layers(), device, engine)?;
+        let mut b = net_builder(spec, &self.conv_layers(&spec.arch), device, engine)?;
         Ok(Box::new(TwoConvNet {
             conv1: b.conv2d("conv1", channels, 20, 5, geometry(1, 0), true)?,
             conv2: b.conv2d("conv2", 20, 50, 5, geometry(1, 0), true)?,
@@ -384,11 +435,15 @@ impl Backbone for LeNet5 {
 pub struct DigitsCnn;
 
 impl Backbone for DigitsCnn {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "digits_cnn"
     }
 
-    fn conv_layers(&self) -> Vec<String> {
+    fn description(&self) -> String {
+        "a small CNN for the 8x8 digits: two 3x3 convolutions, two linear layers".into()
+    }
+
+    fn conv_layers(&self, _arch: &ArchValues) -> Vec<String> {
         vec!["conv1".into(), "conv2".into()]
     }
 
@@ -417,7 +472,7 @@ impl Backbone for DigitsCnn {
                 "digits_cnn needs images of at least 2x2",
             ));
         }
-        let mut b = builder(spec, &self.conv_layers(), device, engine)?;
+        let mut b = net_builder(spec, &self.conv_layers(&spec.arch), device, engine)?;
         Ok(Box::new(TwoConvNet {
             conv1: b.conv2d("conv1", channels, 16, 3, geometry(1, 1), true)?,
             conv2: b.conv2d("conv2", 16, 32, 3, geometry(1, 1), true)?,
@@ -443,17 +498,17 @@ struct TwoConvNet {
 
 impl Network for TwoConvNet {
     fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
-        let mut x = relu(&self.conv1.forward_with(x, ctx)?, "relu1", ctx)?;
+        let mut x = nn::relu(&self.conv1.forward_with(x, ctx)?, "relu1", ctx)?;
         if self.pool_after_conv1 {
-            x = max_pool2(&x, "pool1", ctx)?;
+            x = nn::max_pool2(&x, "pool1", ctx)?;
         }
-        let x = max_pool2(
-            &relu(&self.conv2.forward_with(&x, ctx)?, "relu2", ctx)?,
+        let x = nn::max_pool2(
+            &nn::relu(&self.conv2.forward_with(&x, ctx)?, "relu2", ctx)?,
             "pool2",
             ctx,
         )?;
-        let x = relu(
-            &self.fc1.forward_with(&x.flatten_from(1)?, ctx)?,
+        let x = nn::relu(
+            &self.fc1.forward_with(&nn::flatten(&x, ctx)?, ctx)?,
             "relu3",
             ctx,
         )?;

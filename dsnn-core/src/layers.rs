@@ -4,6 +4,7 @@
 use crate::batchnorm::{BatchNormTrain, BatchStats};
 use crate::conv::{conv2d, ConvGeometry};
 use crate::error::{CoreError, Result};
+use crate::graph::NetOp;
 use crate::params::{ParamRole, ParamStore};
 use crate::quant::{
     round_to_fixed, FixedPoint, PsWeight, QuantizeActivation, QuantizeWeightQ, RandomStream,
@@ -123,6 +124,9 @@ pub struct Forward<'a> {
     pub train: bool,
     /// When set, every layer appends its per-image operation count here.
     pub trace: Option<&'a Mutex<Vec<LayerOps>>>,
+    /// When set, every layer appends the operation it ran, with the
+    /// tensors it read and wrote (for export; see [`crate::graph`]).
+    pub graph: Option<&'a Mutex<Vec<NetOp>>>,
 }
 
 impl Forward<'_> {
@@ -131,6 +135,7 @@ impl Forward<'_> {
         Forward {
             train: true,
             trace: None,
+            graph: None,
         }
     }
     /// Inference-mode forward without tracing.
@@ -138,6 +143,14 @@ impl Forward<'_> {
         Forward {
             train: false,
             trace: None,
+            graph: None,
+        }
+    }
+
+    /// Records the operation `op` builds when recording the graph.
+    pub fn record_op(&self, op: impl FnOnce() -> NetOp) {
+        if let Some(g) = self.graph {
+            g.lock().unwrap_or_else(|p| p.into_inner()).push(op());
         }
     }
 
@@ -282,6 +295,7 @@ impl Conv2dLayer {
 
     /// Applies the convolution; `ctx` can trace the layer's operations.
     pub fn forward_with(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
+        let input = x.id();
         let shift = self.core.is_shift();
         let x = if shift {
             self.core.quantize_activation(x)?
@@ -314,6 +328,23 @@ impl Conv2dLayer {
                 weight_bits: self.core.weight_bits(),
                 activation_bits: self.core.activation_bits(),
                 params,
+            });
+        }
+        if ctx.graph.is_some() {
+            let (cout, cin_per_group, kh, kw) = w.dims4()?;
+            let cin = x.dim(1)?;
+            ctx.record_op(|| NetOp::Conv {
+                layer: self.name.clone(),
+                input,
+                output: y.id(),
+                in_channels: cin,
+                out_channels: cout,
+                kernel: (kh, kw),
+                stride: self.geometry.stride,
+                padding: self.geometry.padding,
+                groups: cin / cin_per_group.max(1),
+                bias: self.bias.is_some(),
+                shift,
             });
         }
         Ok(y)
@@ -353,6 +384,7 @@ impl LinearLayer {
     /// Applies `x W^T + b` to `x` of shape `batch x in`; `ctx` can trace
     /// the layer's operations.
     pub fn forward_with(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
+        let input = x.id();
         let x = match self.core.weights {
             Weights::Q(_) => self.core.quantize_activation(x)?,
             _ => x.clone(),
@@ -375,6 +407,18 @@ impl LinearLayer {
                     _ => 32,
                 },
                 params: (out * inp) as u64,
+            });
+        }
+        if ctx.graph.is_some() {
+            let (out, inp) = w.dims2()?;
+            ctx.record_op(|| NetOp::Linear {
+                layer: self.name.clone(),
+                input,
+                output: y.id(),
+                in_features: inp,
+                out_features: out,
+                bias: self.bias.is_some(),
+                shift: self.core.is_shift(),
             });
         }
         Ok(y)
@@ -408,6 +452,18 @@ impl BatchNorm2d {
     }
 
     fn forward_fused(&self, x: &Tensor, ctx: Forward, relu: bool) -> Result<Tensor> {
+        let y = self.forward_fused_unrecorded(x, ctx, relu)?;
+        ctx.record_op(|| NetOp::BatchNorm {
+            layer: self.name.clone(),
+            input: x.id(),
+            output: y.id(),
+            channels: self.gamma.elem_count(),
+            relu,
+        });
+        Ok(y)
+    }
+
+    fn forward_fused_unrecorded(&self, x: &Tensor, ctx: Forward, relu: bool) -> Result<Tensor> {
         if ctx.trace.is_some() {
             ctx.record(LayerOps {
                 name: self.name.clone(),
@@ -498,7 +554,11 @@ impl candle_nn::Module for LinearLayer {
 /// Batch norm as a candle module: `train` uses (and updates) batch statistics.
 impl candle_nn::ModuleT for BatchNorm2d {
     fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let ctx = Forward { train, trace: None };
+        let ctx = Forward {
+            train,
+            trace: None,
+            graph: None,
+        };
         BatchNorm2d::forward_with(self, xs, ctx).map_err(to_candle)
     }
 }

@@ -41,6 +41,11 @@ pub enum OptimizerKind {
 }
 
 impl OptimizerKind {
+    /// Their names, in the order of [`OptimizerKind::ALL`].
+    pub const NAMES: [&'static str; 7] = [
+        "SGD", "Adam", "Adadelta", "Adagrad", "RMSprop", "RAdam", "Ranger",
+    ];
+
     /// Every optimiser, in the order of the paper's search space.
     pub const ALL: [OptimizerKind; 7] = [
         OptimizerKind::SGD,

@@ -26,6 +26,11 @@ pub enum Rounding {
     Stochastic,
 }
 
+impl Rounding {
+    /// The names [`std::str::FromStr`] accepts, for error messages.
+    pub const NAMES: &'static [&'static str] = &["deterministic", "stochastic"];
+}
+
 impl std::str::FromStr for Rounding {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {

@@ -349,6 +349,7 @@ fn shift_depth_matches_reference_convention() {
             shift_depth: depth.parse().unwrap(),
             shift_end: ShiftEnd::Output,
             seed: 0,
+            arch: Default::default(),
         };
         let net = backbone.build(&spec, &Device::Cpu).unwrap();
         let mut got = net.shift_layers();
@@ -377,6 +378,7 @@ fn shift_depth_from_input_end_converts_first_layers() {
         shift_depth: 2,
         shift_end: ShiftEnd::Input,
         seed: 0,
+        arch: Default::default(),
     };
     let net = backbone.build(&spec, &Device::Cpu).unwrap();
     assert_eq!(

@@ -37,6 +37,7 @@ fn spec(
         shift_depth: 1000,
         shift_end: ShiftEnd::Output,
         seed,
+        arch: Default::default(),
     };
     (b, spec)
 }
@@ -369,6 +370,7 @@ fn op_profile_reports_resnet20_work_and_the_configured_bit_widths() {
         shift_depth: depth,
         shift_end: ShiftEnd::Output,
         seed: 0,
+        arch: Default::default(),
     };
     // Stem 32x32x16x27; stage 1: six 32x32x16x144; stages 2 and 3: one
     // strided convolution and five more, 1,179,648 + 5 x 2,359,296 each;

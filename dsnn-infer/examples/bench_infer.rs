@@ -84,7 +84,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut sizes = Vec::new();
     let mut energies = Vec::new();
     for model in models.split(',') {
-        let backbone = backbone_by_name(model)?;
+        // Leaked: the table keeps the names for the whole run.
+        let backbone: &'static dyn dsnn_core::Backbone = Box::leak(backbone_by_name(model)?);
         let name: &'static str = backbone.name();
         for shift in [None, Some(ShiftType::Q), Some(ShiftType::PS)] {
             let spec = ModelSpec {
@@ -97,6 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 shift_depth: usize::MAX,
                 shift_end: ShiftEnd::Output,
                 seed: 0,
+                arch: Default::default(),
             };
             let net = backbone.build(&spec, &dev)?;
             net.params().project()?;

@@ -36,6 +36,7 @@ fn network(backbone: &str, st: ShiftType, input: InputShape, seed: u64) -> Res<I
         shift_depth: usize::MAX,
         shift_end: ShiftEnd::Output,
         seed,
+        arch: Default::default(),
     };
     let b = backbone_by_name(backbone)?;
     let net = b.build(&model, &Device::Cpu)?;

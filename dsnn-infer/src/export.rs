@@ -6,8 +6,11 @@ use crate::format::ActFormat;
 use crate::model::{Epilogue, InputTransform, IntModel, Requant, ShiftLayer, Step};
 use crate::weights::ShiftWeight;
 use candle_core::Tensor;
+use dsnn_core::backbone::record_graph;
 use dsnn_core::quant::{ps_weight, quantize_q};
-use dsnn_core::{backbone_by_name, ModelSpec, Network, Rounding, ShiftSettings, ShiftType};
+use dsnn_core::{
+    backbone_by_name, Backbone, ModelSpec, Network, Rounding, ShiftSettings, ShiftType,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -62,12 +65,36 @@ pub fn read_trained_spec(path: &Path) -> Result<TrainedSpec> {
         .map_err(|e| InferError::file(path, format!("bad `{SPEC_METADATA_KEY}` metadata: {e}")))
 }
 
-/// Builds the network a weights file describes and loads its parameters.
+/// Builds the network a weights file describes, with one of dsnn-core's
+/// built-in backbones, and loads its parameters.
 pub fn load_trained(path: &Path) -> Result<(Box<dyn Network>, TrainedSpec)> {
     let spec = read_trained_spec(path)?;
-    let net = backbone_by_name(&spec.backbone)?.build(&spec.model, &candle_core::Device::Cpu)?;
-    net.params().load(path)?;
+    let backbone = backbone_by_name(&spec.backbone)?;
+    let net = load_trained_with(path, &spec, backbone.as_ref())?;
     Ok((net, spec))
+}
+
+/// Builds the network of `spec` (read by [`read_trained_spec`]) with
+/// `backbone` (any backbone, a research crate's own included) and loads the
+/// parameters of the weights file `path`.
+pub fn load_trained_with(
+    path: &Path,
+    spec: &TrainedSpec,
+    backbone: &dyn Backbone,
+) -> Result<Box<dyn Network>> {
+    if backbone.name() != spec.backbone {
+        return Err(InferError::file(
+            path,
+            format!(
+                "was trained with backbone `{}`, not `{}`",
+                spec.backbone,
+                backbone.name()
+            ),
+        ));
+    }
+    let net = backbone.build(&spec.model, &candle_core::Device::Cpu)?;
+    net.params().load(path)?;
+    Ok(net)
 }
 
 /// Largest accumulator magnitude the export allows (a factor 2 below `i64`).
@@ -75,7 +102,10 @@ const ACC_LIMIT: f64 = 4_611_686_018_427_387_904.0; // 2^62
 
 impl IntModel {
     /// Exports a trained network (every convolution and linear layer must be
-    /// a shift layer) into the integer model; see `docs/integer-inference.md`.
+    /// a shift layer) into the integer model, compiling the dataflow its
+    /// forward pass records (see the `compile` module and
+    /// `docs/integer-inference.md`): any backbone built from dsnn-core's
+    /// layers exports, not only the built-in ones.
     pub fn from_network(net: &dyn Network, spec: &TrainedSpec) -> Result<IntModel> {
         let settings = spec.model.shift.ok_or_else(|| {
             InferError::unsupported(
@@ -96,75 +126,12 @@ impl IntModel {
             settings,
             act,
         };
-        let backbone = backbone_by_name(&spec.backbone)?;
+        let graph = record_graph(net, spec.model.input)?;
+        let steps = crate::compile::compile(&graph, &ex)?;
         let input = spec.model.input;
         let classes = spec.model.classes;
-        let steps = match backbone.name() {
-            "lenet5" => {
-                let (c, h, w) = (input.channels, input.height, input.width);
-                let after = |s: usize| (s.saturating_sub(4) / 2).saturating_sub(4) / 2;
-                vec![
-                    ex.conv("conv1", c, 20, 5, 1, 0, true, ex.shift_relu())?,
-                    Step::MaxPool2,
-                    ex.conv("conv2", 20, 50, 5, 1, 0, true, ex.shift_relu())?,
-                    Step::MaxPool2,
-                    ex.linear("fc1", 50 * after(h) * after(w), 500, false)?,
-                    ex.linear("fc2", 500, classes, true)?,
-                ]
-            }
-            "digits_cnn" => {
-                let (c, h, w) = (input.channels, input.height, input.width);
-                vec![
-                    ex.conv("conv1", c, 16, 3, 1, 1, true, ex.shift_relu())?,
-                    ex.conv("conv2", 16, 32, 3, 1, 1, true, ex.shift_relu())?,
-                    Step::MaxPool2,
-                    ex.linear("fc1", 32 * (h / 2) * (w / 2), 64, false)?,
-                    ex.linear("fc2", 64, classes, true)?,
-                ]
-            }
-            "resnet20" => {
-                let mut steps = vec![ex.conv_bn("conv1", "bn1", input.channels, 16, 1, true)?];
-                let mut cin = 16;
-                for (s, (cout, stride)) in [(16, 1), (32, 2), (64, 2)].into_iter().enumerate() {
-                    for i in 0..3 {
-                        let st = if i == 0 { stride } else { 1 };
-                        let p = format!("layer{}.{i}", s + 1);
-                        steps.push(Step::SaveResidual);
-                        steps.push(ex.conv_bn(
-                            &format!("{p}.conv1"),
-                            &format!("{p}.bn1"),
-                            cin,
-                            cout,
-                            st,
-                            true,
-                        )?);
-                        steps.push(ex.conv_bn(
-                            &format!("{p}.conv2"),
-                            &format!("{p}.bn2"),
-                            cout,
-                            cout,
-                            1,
-                            false,
-                        )?);
-                        steps.push(Step::AddResidual {
-                            pad: (st != 1 || cin != cout).then_some(cout / 4),
-                        });
-                        cin = cout;
-                    }
-                }
-                steps.push(Step::GlobalAvgPool);
-                steps.push(ex.linear("linear", 64, classes, true)?);
-                steps
-            }
-            other => {
-                return Err(InferError::unsupported(
-                    other,
-                    "no integer export for this backbone (supported: lenet5, digits_cnn, resnet20)",
-                ))
-            }
-        };
         let model = IntModel {
-            backbone: backbone.name().to_string(),
+            backbone: spec.backbone.clone(),
             shift_type: settings.shift_type,
             input,
             classes,
@@ -178,7 +145,9 @@ impl IntModel {
     }
 }
 
-struct Exporter {
+/// Reads a trained network's tensors and turns its layers into integer
+/// steps (used by the `compile` module).
+pub(crate) struct Exporter {
     tensors: HashMap<String, Tensor>,
     shifted: HashSet<String>,
     settings: ShiftSettings,
@@ -186,10 +155,6 @@ struct Exporter {
 }
 
 impl Exporter {
-    fn shift_relu(&self) -> Requant {
-        Requant::Shift { relu: true }
-    }
-
     fn values(&self, name: &str) -> Result<Vec<f32>> {
         let t = self.tensors.get(name).ok_or_else(|| {
             InferError::unsupported(name, "the trained network has no such tensor")
@@ -293,8 +258,9 @@ impl Exporter {
         Ok(s)
     }
 
+    /// A shift convolution with its bias and `requant`.
     #[allow(clippy::too_many_arguments)]
-    fn conv(
+    pub(crate) fn conv(
         &self,
         name: &str,
         cin: usize,
@@ -332,18 +298,22 @@ impl Exporter {
         })
     }
 
-    /// A 3x3 convolution (padding 1, no bias) followed by batch norm folded
-    /// into a fixed-point affine step.
-    fn conv_bn(
+    /// A convolution followed by batch norm folded into a fixed-point
+    /// affine step (and a ReLU if `relu`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn conv_bn(
         &self,
         name: &str,
         bn: &str,
         cin: usize,
         cout: usize,
+        k: usize,
         stride: usize,
+        padding: usize,
+        bias: bool,
         relu: bool,
     ) -> Result<Step> {
-        let mut step = self.conv(name, cin, cout, 3, stride, 1, false, Requant::Logits)?;
+        let mut step = self.conv(name, cin, cout, k, stride, padding, bias, Requant::Logits)?;
         if let Step::Conv {
             layer, epilogue, ..
         } = &mut step
@@ -427,9 +397,20 @@ impl Exporter {
 
     /// A linear layer; its bias is added unrounded in the float model, so
     /// it is rounded to nearest at the accumulator's `F + S` fraction bits.
-    fn linear(&self, name: &str, inp: usize, out: usize, logits: bool) -> Result<Step> {
+    pub(crate) fn linear(
+        &self,
+        name: &str,
+        inp: usize,
+        out: usize,
+        has_bias: bool,
+        requant: Requant,
+    ) -> Result<Step> {
         let ws = self.weights(name, out * inp)?;
-        let bias = self.values(&format!("{name}.bias"))?;
+        let bias = if has_bias {
+            self.values(&format!("{name}.bias"))?
+        } else {
+            vec![0.0; out]
+        };
         if bias.len() != out {
             return Err(InferError::unsupported(
                 name,
@@ -447,12 +428,8 @@ impl Exporter {
                     .iter()
                     .map(|&v| (f64::from(v) * f64::from(f + s).exp2()).round_ties_even() as i64)
                     .collect(),
-                requant: if logits {
-                    Requant::Logits
-                } else {
-                    Requant::Shift { relu: true }
-                },
-                bias: true,
+                requant,
+                bias: has_bias,
             },
         })
     }

@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod compare;
+mod compile;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod engine;
@@ -30,7 +31,7 @@ pub mod weights;
 
 pub use engine::EngineOptions;
 pub use error::{InferError, Result};
-pub use export::{load_trained, read_trained_spec, save_trained, TrainedSpec};
+pub use export::{load_trained, load_trained_with, read_trained_spec, save_trained, TrainedSpec};
 pub use format::ActFormat;
 pub use kernels::Isa;
 pub use model::{InputTransform, IntModel, Logits, Requant, Step};

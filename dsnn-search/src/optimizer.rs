@@ -137,6 +137,22 @@ pub trait Proposer: Send {
     ) -> Result<Vec<Configuration>, OptimizerError>;
 }
 
+/// Boxed proposers (`Box<dyn Proposer>`) are proposers too.
+impl<P: Proposer + ?Sized> Proposer for Box<P> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn propose(
+        &mut self,
+        n: usize,
+        history: &[Observation],
+        pending: &[Configuration],
+        rng: &mut dyn RngCore,
+    ) -> Result<Vec<Configuration>, OptimizerError> {
+        (**self).propose(n, history, pending, rng)
+    }
+}
+
 /// One step of an ask/tell session, for recording and replay.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {

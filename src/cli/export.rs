@@ -3,9 +3,28 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use dsnn_infer::{load_trained, IntModel, Step};
-use std::path::PathBuf;
+use dsnn_core::Network;
+use dsnn_infer::{load_trained_with, read_trained_spec, IntModel, Step, TrainedSpec};
+use std::path::{Path, PathBuf};
 
+use crate::registry::Registry;
+
+/// Builds the network a weights file (from `dsnn train --save` or a run's
+/// `--save-weights`) describes, with the registry's backbone of that name,
+/// and loads its parameters.
+pub fn load_weights(path: &Path, registry: &Registry) -> Result<(Box<dyn Network>, TrainedSpec)> {
+    let spec = read_trained_spec(path)?;
+    let backbone = registry.backbone(&spec.backbone).with_context(|| {
+        format!(
+            "{} names a backbone this program does not have",
+            path.display()
+        )
+    })?;
+    let net = load_trained_with(path, &spec, backbone.as_ref())?;
+    Ok((net, spec))
+}
+
+/// Arguments of `dsnn export`.
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// Weights saved by `dsnn train --save` (with the model spec in their metadata).
@@ -16,9 +35,9 @@ pub struct ExportArgs {
 }
 
 /// Run `dsnn export`.
-pub fn run(a: ExportArgs) -> Result<()> {
-    let (net, spec) =
-        load_trained(&a.weights).with_context(|| format!("loading {}", a.weights.display()))?;
+pub fn run(a: ExportArgs, registry: &Registry) -> Result<()> {
+    let (net, spec) = load_weights(&a.weights, registry)
+        .with_context(|| format!("loading {}", a.weights.display()))?;
     let model = IntModel::from_network(net.as_ref(), &spec)
         .with_context(|| format!("exporting {}", a.weights.display()))?;
     model
@@ -26,13 +45,16 @@ pub fn run(a: ExportArgs) -> Result<()> {
         .with_context(|| format!("writing {}", a.output.display()))?;
     let float_bytes = model.float_model_bytes() as u64;
     let int_bytes = std::fs::metadata(&a.output)?.len();
-    eprintln!(
+    crate::errln!(
         "dsnn export: {} DeepShift-{}, activations {}.{} fixed point",
-        model.backbone, model.shift_type, model.act.integer_bits, model.act.fraction_bits
+        model.backbone,
+        model.shift_type,
+        model.act.integer_bits,
+        model.act.fraction_bits
     );
     for step in &model.steps {
         if let Step::Conv { layer, .. } | Step::Linear { layer, .. } = step {
-            eprintln!(
+            crate::errln!(
                 "  {:<18} {:>4} x {:<5} {}-bit codes, accumulator {} fraction bits, {} non-zero",
                 layer.name,
                 layer.cout,
@@ -43,11 +65,11 @@ pub fn run(a: ExportArgs) -> Result<()> {
             );
         }
     }
-    println!(
+    crate::outln!(
         "wrote {}: {int_bytes} bytes ({} of packed weights) vs {float_bytes} bytes as 32-bit floats ({:.1}x smaller)",
         a.output.display(),
         model.packed_weight_bytes(),
         float_bytes as f64 / int_bytes.max(1) as f64
-    );
+    )?;
     Ok(())
 }

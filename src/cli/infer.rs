@@ -3,19 +3,22 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use dsnn_core::data::{load_dataset, Augment, Batcher, DatasetName};
+use dsnn_core::data::{Augment, Batcher};
 use dsnn_infer::compare::compare;
-use dsnn_infer::{load_trained, IntModel, Isa, Logits};
+use dsnn_infer::{IntModel, Isa, Logits};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::registry::Registry;
+
+/// Arguments of `dsnn infer`.
 #[derive(Args, Debug)]
 pub struct InferArgs {
     /// Integer model written by `dsnn export`.
     model: PathBuf,
-    /// Data set: fashion-mnist, mnist, digits or cifar10.
+    /// Data set (`dsnn plugins` lists them).
     #[arg(long, default_value = "fashion-mnist")]
-    dataset: DatasetName,
+    dataset: String,
     /// Directory holding the data set's files (default: the bundled subset).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -84,7 +87,7 @@ impl<'a> Engine<'a> {
 }
 
 /// Run `dsnn infer`.
-pub fn run(a: InferArgs) -> Result<()> {
+pub fn run(a: InferArgs, registry: &Registry) -> Result<()> {
     if let Some(t) = a.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
@@ -97,13 +100,8 @@ pub fn run(a: InferArgs) -> Result<()> {
     let model = IntModel::load(&a.model)?;
     model.prepare();
     let (engine, engine_note) = Engine::new(&model, &a.device)?;
-    let dir = match &a.data_dir {
-        Some(d) => d.clone(),
-        None => super::train::bundled_dir(a.dataset)?,
-    };
-    let test = load_dataset(a.dataset, &dir, 0)
-        .with_context(|| format!("loading {}", a.dataset))?
-        .test;
+    let (_, _, splits) = super::train::load_splits(registry, &a.dataset, a.data_dir.as_deref(), 0)?;
+    let test = splits.test;
     let test = match a.limit {
         Some(n) => test.head(n),
         None => test,
@@ -145,20 +143,23 @@ pub fn run(a: InferArgs) -> Result<()> {
         lat.push(t.elapsed().as_secs_f64());
     }
     lat.sort_by(f64::total_cmp);
-    eprintln!(
+    crate::errln!(
         "dsnn infer: {} DeepShift-{} on {n} {} test images, {engine_note}",
-        model.backbone, model.shift_type, a.dataset,
+        model.backbone,
+        model.shift_type,
+        a.dataset,
     );
-    println!(
+    crate::outln!(
         "accuracy {:.2}% on {n} images; throughput {:.0} img/s at batch {}; latency at batch 1: median {:.3} ms (p90 {:.3} ms)",
         100.0 * correct as f64 / n.max(1) as f64,
         n as f64 / seconds.max(1e-9),
         a.batch_size,
         1e3 * lat[lat.len() / 2],
         1e3 * lat[(lat.len() * 9 / 10).min(lat.len() - 1)]
-    );
+    )?;
     if let Some(w) = &a.compare {
-        let (net, spec) = load_trained(w).with_context(|| format!("loading {}", w.display()))?;
+        let (net, spec) = super::export::load_weights(w, registry)
+            .with_context(|| format!("loading {}", w.display()))?;
         let normalization = spec
             .input_transform
             .map(|t| t.normalization)
@@ -168,13 +169,13 @@ pub fn run(a: InferArgs) -> Result<()> {
             augment: Augment::default(),
         };
         let c = compare(net.as_ref(), &model, &test, &batcher, 1000)?;
-        println!(
+        crate::outln!(
             "float-simulated model: accuracy {:.2}%; top-1 agreement {:.2}% ({} of {} images differ)",
             100.0 * c.float_accuracy(),
             100.0 * c.agreement(),
             c.images - c.agree,
             c.images
-        );
+        )?;
     }
     Ok(())
 }

@@ -4,10 +4,10 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use dsnn::experiment::{experiment_objective_names, Experiment};
-use dsnn::report::{front_csv, summarize, summary_markdown, write_reports, Summary};
-use dsnn::store::{read_history, History, RunStore};
 use std::path::{Path, PathBuf};
+
+use crate::report::{front_csv, summarize, summary_markdown, write_reports, Summary};
+use crate::store::{read_history, History, RunStore};
 
 /// Arguments of `dsnn pareto`.
 #[derive(Args, Debug)]
@@ -40,11 +40,29 @@ fn load(run_dir: &Path) -> Result<(History, Summary)> {
     // run's name and objectives (its data may have moved since).
     let text = std::fs::read_to_string(&exp_file)
         .with_context(|| format!("reading {}", exp_file.display()))?;
-    let exp: Experiment =
+    let doc: toml::Table =
         toml::from_str(&text).with_context(|| format!("parsing {}", exp_file.display()))?;
+    let name = doc
+        .get("name")
+        .and_then(|v| v.as_str())
+        .with_context(|| format!("{} has no `name`", exp_file.display()))?;
+    let objectives: Vec<String> = doc
+        .get("objectives")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .with_context(|| {
+            format!(
+                "{} has no `objectives` list (written by dsnn run since 0.2)",
+                exp_file.display()
+            )
+        })?;
     let history = read_history(&run_dir.join(RunStore::LOG))
         .with_context(|| format!("reading the trial log of {}", run_dir.display()))?;
-    let s = summarize(&exp.name, &experiment_objective_names(&exp), &history);
+    let s = summarize(name, &objectives, &history);
     Ok((history, s))
 }
 
@@ -52,9 +70,9 @@ fn load(run_dir: &Path) -> Result<(History, Summary)> {
 pub fn run(a: ParetoArgs) -> Result<()> {
     let (_, s) = load(&a.run_dir)?;
     if a.csv {
-        print!("{}", front_csv(&s));
+        crate::cli::output::out(format_args!("{}", front_csv(&s)))?;
     } else {
-        print!("{}", summary_markdown(&s));
+        crate::cli::output::out(format_args!("{}", summary_markdown(&s)))?;
     }
     Ok(())
 }
@@ -65,7 +83,7 @@ pub fn report(a: ReportArgs) -> Result<()> {
     let written = write_reports(&a.run_dir, &s, &history)
         .with_context(|| format!("writing the reports of {}", a.run_dir.display()))?;
     for path in written {
-        println!("{}", path.display());
+        crate::outln!("{}", path.display())?;
     }
     Ok(())
 }

@@ -3,9 +3,12 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use dsnn::experiment::{describe, CheckedExperiment};
-use dsnn::runner::{run_experiment, Progress, RunOptions, RunStatus};
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::experiment::CheckedExperiment;
+use crate::registry::Registry;
+use crate::runner::{run_experiment, Progress, RunOptions, RunStatus, StopReason};
+use crate::{errln, outln};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,7 +61,7 @@ struct LineProgress;
 
 impl Progress for LineProgress {
     fn line(&mut self, line: &str, status: &RunStatus) {
-        eprintln!("{line}; {}", status.describe());
+        errln!("{line}; {}", status.describe());
     }
 
     fn status(&mut self, _: &RunStatus) {}
@@ -145,49 +148,51 @@ impl Drop for BarProgress {
     }
 }
 
-/// Run `dsnn check`.
-pub fn check(a: CheckArgs) -> Result<()> {
-    let exp = CheckedExperiment::from_file(&a.experiment)?;
-    println!("{}: valid", a.experiment.display());
-    for (k, v) in describe(&exp) {
-        println!("  {k}: {v}");
+/// Run `dsnn check`: validate the file (plugins it names are loaded and
+/// check their settings) and say what the run would do.
+pub fn check(a: CheckArgs, registry: &Registry) -> Result<()> {
+    let exp = CheckedExperiment::from_file(&a.experiment, registry)?;
+    outln!("{}: valid", a.experiment.display())?;
+    for (k, v) in exp.describe() {
+        outln!("  {k}: {v}")?;
     }
-    println!("  run directory: {}", exp.run_dir().display());
+    outln!("  run directory: {}", exp.run_dir().display())?;
     Ok(())
 }
 
 /// Run `dsnn run`.
-pub fn run(a: RunArgs) -> Result<()> {
-    let exp = CheckedExperiment::from_file(&a.experiment)?;
-    let info = describe(&exp);
-    eprintln!(
-        "dsnn run: {} ({}; objectives {}; {} hyperparameters) -> {}",
-        exp.experiment.name,
+pub fn run(a: RunArgs, registry: &Registry) -> Result<()> {
+    let exp = CheckedExperiment::from_file(&a.experiment, registry)?;
+    let info = exp.describe();
+    errln!(
+        "{} run: {} ({}; objectives {}; {} hyperparameters; {}) -> {}",
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "dsnn".into()),
+        exp.name,
         info["target"],
         info["objectives"],
         info["hyperparameters"],
+        info["optimizer"],
         exp.run_dir().display()
     );
     let interrupt = RUN_INTERRUPT
         .get_or_init(|| Arc::new(AtomicBool::new(false)))
         .clone();
     install_interrupt_handler();
-    let base_dir = exp.base_dir.clone();
-    let options = RunOptions {
-        dsnn_exe: std::env::current_exe().context("locating the dsnn binary")?,
-        plugins: crate::cli::plugin_support::optimizer_factory(&exp, &base_dir),
-        executors: crate::cli::plugin_support::executor_factory(),
-        meters: crate::cli::plugin_support::meter_factory(&exp, &base_dir),
-        interrupt,
-        progress: if std::io::stderr().is_terminal() {
-            Box::new(BarProgress::new(exp.experiment.stop.trials))
-        } else {
-            Box::new(LineProgress)
-        },
+    let progress: Box<dyn Progress> = if std::io::stderr().is_terminal() {
+        Box::new(BarProgress::new(exp.stop.trials))
+    } else {
+        Box::new(LineProgress)
     };
+    let options = RunOptions::default()
+        .exe(std::env::current_exe().context("locating the running binary")?)
+        .interrupt(interrupt)
+        .progress(progress);
     let outcome = run_experiment(exp, options)?;
     let s = &outcome.summary;
-    eprintln!(
+    errln!(
         "stopped: {}. {} trials ({} failed); Pareto front of {} at budget {}",
         outcome.reason,
         s.trials,
@@ -195,23 +200,23 @@ pub fn run(a: RunArgs) -> Result<()> {
         s.front.len(),
         s.budget.map_or("-".into(), |b| b.to_string())
     );
-    print!("{}", dsnn::report::summary_markdown(s));
+    crate::cli::output::out(format_args!("{}", crate::report::summary_markdown(s)))?;
     let mut files: Vec<String> = outcome
         .reports
         .iter()
         .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
         .collect();
-    files.push(dsnn::store::RunStore::LOG.into());
+    files.push(crate::store::RunStore::LOG.into());
     if outcome.run_dir.join("emissions.csv").is_file() {
         files.push("emissions.csv".into());
     }
-    eprintln!(
+    errln!(
         "results in {} ({})",
         outcome.run_dir.display(),
         files.join(", ")
     );
-    if outcome.reason == "interrupted" {
-        anyhow::bail!("interrupted; run `dsnn run` on the same file again to resume");
+    if outcome.reason == StopReason::Interrupted {
+        anyhow::bail!("interrupted; run `run` on the same file again to resume");
     }
     Ok(())
 }

@@ -1,31 +1,38 @@
 //! `dsnn train`: train one DSNN configuration on real data and report its
-//! test accuracy.
+//! test accuracy. Data sets and backbones come from the registry, so a
+//! research crate's own binary trains its own backbones here too.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use dsnn::experiment::{bundled_data_dir, default_backbone};
-use dsnn_core::data::{load_dataset, Augment, Batcher, DatasetName, Splits};
+use dsnn_core::data::{Batcher, Splits};
 use dsnn_core::device::DeviceSpec;
-use dsnn_core::optim::{OptimizerKind, OptimizerSettings};
-use dsnn_core::train::{evaluate, train, TrainConfig};
-use dsnn_core::{
-    backbone_by_name, FixedPoint, ModelSpec, Rounding, ShiftEnd, ShiftSettings, ShiftType,
-};
+use dsnn_core::optim::OptimizerKind;
+use dsnn_core::recipe::{resolve_arch, ArchValues, Recipe, Setting};
+use dsnn_core::train::{evaluate, train};
+use dsnn_core::{Rounding, ShiftEnd, ShiftType};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::registry::{DatasetFactory, Registry};
+use crate::settings::Section;
+/// Arguments of `dsnn train`; the defaults are the paper's default DSNN.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Data set: fashion-mnist, mnist, digits or cifar10.
+    /// Data set (`dsnn plugins` lists them): fashion-mnist, mnist, digits,
+    /// cifar10, or one a research crate registered.
     #[arg(long, default_value = "fashion-mnist")]
-    dataset: DatasetName,
+    dataset: String,
     /// Directory holding the data set's files. Defaults to the small subset
     /// bundled with dsnn (`data/fashion-mnist-small`, `data/digits`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Backbone: lenet5, resnet20 or digits_cnn (default: by data set).
+    /// Backbone (`dsnn plugins` lists them; default: by data set).
     #[arg(long)]
     backbone: Option<String>,
+    /// An architecture hyperparameter of the backbone, as NAME=VALUE
+    /// (repeatable; `dsnn plugins` lists each backbone's).
+    #[arg(long = "arch", value_name = "NAME=VALUE")]
+    arch: Vec<String>,
     /// DeepShift variant: q, ps, or float (no conversion).
     #[arg(long, default_value = "ps")]
     shift_type: ShiftType,
@@ -91,16 +98,56 @@ pub struct TrainArgs {
     device: DeviceSpec,
 }
 
-/// The bundled copy of a data set, or an error asking for `--data-dir`.
-pub fn bundled_dir(dataset: DatasetName) -> Result<PathBuf> {
-    match bundled_data_dir(dataset) {
-        Some(dir) => Ok(dir),
-        None => bail!("no bundled copy of {dataset}: pass --data-dir with the full data set"),
+/// Reads `NAME=VALUE` architecture settings: integers, numbers or words.
+fn parse_arch(items: &[String]) -> Result<ArchValues> {
+    let mut arch = ArchValues::new();
+    for item in items {
+        let Some((name, value)) = item.split_once('=') else {
+            bail!("--arch {item}: expected NAME=VALUE");
+        };
+        let value = value.trim();
+        let setting = if let Ok(i) = value.parse::<i64>() {
+            Setting::Int(i)
+        } else if let Ok(f) = value.parse::<f64>() {
+            Setting::Float(f)
+        } else {
+            Setting::Text(value.to_string())
+        };
+        arch.insert(name.trim().to_string(), setting);
     }
+    Ok(arch)
+}
+
+/// Loads a registered data set from `data_dir` (default: its bundled
+/// copy): the factory, the directory used and the splits.
+pub fn load_splits(
+    registry: &Registry,
+    name: &str,
+    data_dir: Option<&std::path::Path>,
+    seed: u64,
+) -> Result<(std::sync::Arc<dyn DatasetFactory>, PathBuf, Splits)> {
+    let dataset = registry.dataset(name).context("--dataset")?;
+    let dir = match (data_dir, dataset.bundled_dir()) {
+        (Some(d), _) => d.to_path_buf(),
+        (None, Some(d)) => d,
+        (None, None) => {
+            bail!("no bundled copy of {name}: pass --data-dir with the full data set")
+        }
+    };
+    let no_settings = Section::detached(
+        "command line",
+        "data",
+        toml::Value::Table(Default::default()),
+    );
+    let splits = dataset
+        .load(&dir, &no_settings, seed)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("loading {name} from {}", dir.display()))?;
+    Ok((dataset, dir, splits))
 }
 
 /// Run `dsnn train`.
-pub fn run(a: TrainArgs) -> Result<()> {
+pub fn run(a: TrainArgs, registry: &Registry) -> Result<()> {
     if let Some(t) = a.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
@@ -113,43 +160,50 @@ pub fn run(a: TrainArgs) -> Result<()> {
             a.validation_fraction
         );
     }
-    let dir = match &a.data_dir {
-        Some(d) => d.clone(),
-        None => bundled_dir(a.dataset)?,
-    };
-    let Splits { train: full, test } =
-        load_dataset(a.dataset, &dir, a.seed).with_context(|| format!("loading {}", a.dataset))?;
+    let (dataset, dir, Splits { train: full, test }) =
+        load_splits(registry, &a.dataset, a.data_dir.as_deref(), a.seed)?;
     let full = match a.train_limit {
         Some(n) => full.head(n),
         None => full,
     };
     let (train_set, validation) = full.split(a.validation_fraction, a.seed);
-    let backbone = backbone_by_name(a.backbone.as_deref().unwrap_or(default_backbone(a.dataset)))?;
-    let shift = match a.shift_type {
-        ShiftType::Float => None,
-        shift_type => Some(ShiftSettings {
-            shift_type,
-            weight_bits: a.weight_bits,
-            rounding: a.rounding,
-            activation: FixedPoint {
-                integer_bits: a.activation_integer_bits,
-                fraction_bits: a.activation_fraction_bits,
-            },
-        }),
+    let backbone_name = match (&a.backbone, dataset.default_backbone()) {
+        (Some(b), _) => b.clone(),
+        (None, Some(b)) => b,
+        (None, None) => bail!(
+            "data set {} has no default backbone: pass --backbone",
+            a.dataset
+        ),
     };
-    let spec = ModelSpec {
-        input: train_set.shape,
-        classes: train_set.classes,
-        shift,
-        shift_depth: a.shift_depth.unwrap_or(usize::MAX),
+    let backbone = registry
+        .backbone(&backbone_name)
+        .with_context(|| "--backbone".to_string())?;
+    let arch = resolve_arch(backbone.as_ref(), &parse_arch(&a.arch)?).context("--arch")?;
+    let recipe = Recipe {
+        optimizer: a.optimizer,
+        lr: a.lr,
+        momentum: a.momentum,
+        weight_decay: a.weight_decay,
+        weight_bits: a.weight_bits,
+        activation_integer_bits: a.activation_integer_bits,
+        activation_fraction_bits: a.activation_fraction_bits,
+        shift_depth: a.shift_depth,
         shift_end: a.shift_end,
-        seed: a.seed,
+        shift_type: a.shift_type,
+        rounding: a.rounding,
+        batch_size: a.batch_size,
+        test_batch_size: a.test_batch_size,
+        epochs: a.epochs,
+        cosine_schedule: !a.no_cosine,
     };
+    recipe.validate().context("checking the settings")?;
+    let shift = recipe.shift_settings();
+    let spec = recipe.model_spec(train_set.shape, train_set.classes, a.seed, arch);
     let (device, device_note) =
         dsnn_core::device::select(a.device).with_context(|| format!("--device {}", a.device))?;
     let net = backbone.build(&spec, &device)?;
     let profile = backbone.op_profile(&spec)?;
-    eprintln!(
+    crate::errln!(
         "dsnn train: {} on {} ({} train / {} validation / {} test images from {})",
         backbone.name(),
         a.dataset,
@@ -158,7 +212,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         test.len(),
         dir.display()
     );
-    eprintln!(
+    crate::errln!(
         "  {} shift layers ({}), {:.1}% of {} MACs per image are shifts, {} parameters",
         net.shift_layers().len(),
         match shift {
@@ -169,29 +223,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         profile.total_macs(),
         net.params().num_scalars()
     );
-    eprintln!("  device: {device_note}");
-    let augment = if a.dataset == DatasetName::Cifar10 {
-        Augment::cifar()
-    } else {
-        Augment::default()
-    };
+    crate::errln!("  device: {device_note}");
     let batcher = Batcher {
         normalization: train_set.channel_stats(),
-        augment,
+        augment: dataset.augment(),
     };
-    let cfg = TrainConfig {
-        epochs: a.epochs,
-        batch_size: a.batch_size,
-        test_batch_size: a.test_batch_size,
-        optimizer: OptimizerSettings {
-            kind: a.optimizer,
-            lr: a.lr,
-            momentum: a.momentum,
-            weight_decay: a.weight_decay,
-        },
-        cosine_schedule: !a.no_cosine,
-        seed: a.seed,
-    };
+    let cfg = recipe.train_config(a.epochs, a.seed);
     let start = Instant::now();
     train(
         net.as_ref(),
@@ -201,35 +238,35 @@ pub fn run(a: TrainArgs) -> Result<()> {
         &cfg,
         &device,
         &mut |r| {
-            eprintln!(
+            crate::errln!(
             "  epoch {:>3}/{}: train loss {:.4}  train acc {:6.2}%  val loss {:.4}  val acc {:6.2}%  lr {:.4}  {:.0} img/s",
             r.epoch, a.epochs, r.train_loss, 100.0 * r.train_accuracy, r.validation.loss, 100.0 * r.validation.accuracy, r.lr, r.images_per_second
         )
         },
     )?;
     let result = evaluate(net.as_ref(), &test, &batcher, a.test_batch_size, &device)?;
-    println!(
+    crate::outln!(
         "test accuracy {:.2}% (loss {:.4}) on {} images after {} epochs in {:.1} s",
         100.0 * result.accuracy,
         result.loss,
         result.images,
         a.epochs,
         start.elapsed().as_secs_f64()
-    );
+    )?;
     if let Some(path) = &a.save {
         // The spec travels in the file's metadata, so `dsnn export` can
         // rebuild the network without being told its settings again.
         let trained = dsnn_infer::TrainedSpec {
             backbone: backbone.name().to_string(),
             model: spec.clone(),
-            dataset: Some(a.dataset.to_string()),
+            dataset: Some(a.dataset.clone()),
             input_transform: Some(dsnn_infer::InputTransform {
                 normalization: batcher.normalization.clone(),
                 pixel_max: train_set.pixel_max,
             }),
         };
         dsnn_infer::save_trained(net.as_ref(), &trained, path)?;
-        eprintln!("saved weights and model spec to {}", path.display());
+        crate::errln!("saved weights and model spec to {}", path.display());
     }
     Ok(())
 }

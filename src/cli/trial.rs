@@ -4,12 +4,14 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use dsnn::experiment::CheckedExperiment;
-use dsnn::local::{write_atomically, TrialInput};
-use dsnn::objective::Objective;
 use dsnn_core::train::TrainControl;
 use std::io::Read;
 use std::path::PathBuf;
+
+use crate::executor::{write_atomically, TrialEvaluator, TrialInput};
+use crate::experiment::CheckedExperiment;
+use crate::registry::Registry;
+use crate::runner::RunEvaluator;
 
 /// Arguments of `dsnn trial`.
 #[derive(Args, Debug)]
@@ -23,7 +25,7 @@ pub struct TrialArgs {
 }
 
 /// Run `dsnn trial`.
-pub fn run(a: TrialArgs) -> Result<()> {
+pub fn run(a: TrialArgs, registry: &Registry) -> Result<()> {
     let text = match &a.input {
         Some(p) => {
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
@@ -37,19 +39,16 @@ pub fn run(a: TrialArgs) -> Result<()> {
         }
     };
     let input: TrialInput = serde_json::from_str(&text).context("parsing the trial input")?;
-    let exp = CheckedExperiment::from_file(&input.experiment_file)?;
+    let exp = CheckedExperiment::from_file(&input.experiment_file, registry)?;
     let run_dir = input.experiment_file.parent().map(|p| p.to_path_buf());
-    let mut objective = Objective::new(exp.clone(), run_dir);
-    if let Some(m) = crate::cli::plugin_support::meter_factory(&exp, &exp.base_dir) {
-        objective = objective.with_meter_factory(m);
-    }
+    let evaluator = RunEvaluator::new(&exp, run_dir);
     let worker = format!("pid {}", std::process::id());
-    let report = objective.evaluate(&input.task, &TrainControl::default(), &worker);
+    let report = evaluator.evaluate(&input.task, &TrainControl::default(), &worker);
     let json = serde_json::to_string_pretty(&report)?;
     match &a.output {
         Some(p) => write_atomically(p, json.as_bytes())
             .with_context(|| format!("writing {}", p.display()))?,
-        None => println!("{json}"),
+        None => crate::outln!("{json}")?,
     }
     Ok(())
 }

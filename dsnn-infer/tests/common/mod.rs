@@ -53,6 +53,7 @@ pub fn build(
         shift_depth: usize::MAX,
         shift_end: ShiftEnd::Output,
         seed,
+        arch: Default::default(),
     };
     let b = backbone_by_name(backbone).unwrap();
     let net = b.build(&model, &Device::Cpu).unwrap();

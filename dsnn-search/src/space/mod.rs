@@ -994,6 +994,13 @@ pub trait SearchSpace: Send + Sync {
         per_numeric: usize,
     ) -> Vec<Configuration>;
 
+    /// The space as a [`ConfigurationSpace`], when it is one (optimizer
+    /// plugins receive spaces as ConfigSpace JSON, which only that type
+    /// writes).
+    fn as_configuration_space(&self) -> Option<&ConfigurationSpace> {
+        None
+    }
+
     /// The encoding of the configuration that the cube point `u` decodes to
     /// (rounded to bins, `NaN` for inactive), or `None` if that configuration is
     /// forbidden. Model-based optimizers call this in their inner loops; the
@@ -1244,6 +1251,10 @@ impl ConfigurationSpace {
 }
 
 impl SearchSpace for ConfigurationSpace {
+    fn as_configuration_space(&self) -> Option<&ConfigurationSpace> {
+        Some(self)
+    }
+
     fn names(&self) -> Vec<String> {
         self.hyperparameters
             .iter()

@@ -155,6 +155,12 @@ impl PluginHost {
             .collect()
     }
 
+    /// The first usable plugin called `name` of kind `kind`, or why there
+    /// is none (directories searched, plugins found, unusable libraries).
+    pub fn locate(&self, name: &str, kind: PluginKind) -> Result<PluginInfo, PluginError> {
+        self.find(name, kind).map(|(info, _)| info)
+    }
+
     /// The first plugin called `name` of kind `kind`, with its module.
     fn find(&self, name: &str, kind: PluginKind) -> Result<(PluginInfo, Module), PluginError> {
         let mut found = Vec::new();

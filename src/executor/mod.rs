@@ -1,19 +1,32 @@
-//! Executors: where and how trials run.
+//! Executors: where and how trials run, and the trial protocol they share.
 //!
 //! The run loop (ask the optimizer, hand trials to an executor, tell the
 //! optimizer what came back) never evaluates a trial itself. An [`Executor`]
-//! takes [`TrialTask`]s, runs them somewhere (worker threads in this process,
-//! child processes running `dsnn trial`, or jobs on a cluster) and hands back
-//! [`TrialReport`]s. Failures of a trial (a panic, NaN, a time limit, running
-//! out of memory, a cancelled job) are reports with a failed outcome, never
-//! executor errors; [`ExecutorError`] is for the executor itself breaking.
+//! takes [`TrialTask`]s, runs them somewhere (worker threads in this process
+//! ([`threads`]), child processes running `<binary> trial` ([`processes`]),
+//! or jobs on a SLURM cluster ([`slurm`])) and hands back [`TrialReport`]s.
+//! Failures of a trial (a panic, NaN, a time limit, running out of memory,
+//! a cancelled job) are reports with a failed outcome, never executor
+//! errors; [`ExecutorError`] is for the executor itself breaking.
+//!
+//! Executors are registered by name in the registry; [`ExecutorSetup`] is
+//! what a factory gets to build one.
+
+pub mod processes;
+pub mod protocol;
+pub mod slurm;
+pub mod threads;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use dsnn_core::train::TrainControl;
 use dsnn_search::{Outcome, Trial, TrialId};
 use serde::{Deserialize, Serialize};
+
+pub use protocol::{trial_label, write_atomically, TrialInput, DEFAULT_TRIAL_ID};
 
 /// A trial handed to an executor: the optimizer's trial plus how often it was
 /// started before (a resumed run re-runs trials that were in flight).
@@ -23,6 +36,10 @@ pub struct TrialTask {
     pub trial: Trial,
     /// 0 for the first start, 1 after one interrupted attempt, ...
     pub attempt: u32,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// What came back from one trial.
@@ -40,21 +57,63 @@ pub struct TrialReport {
     pub duration_s: f64,
     /// Where it ran: `thread 0`, `pid 1234`, `slurm job 42`.
     pub worker: String,
+    /// The failure is the experiment's, not the configuration's (its data
+    /// cannot be read, ...): see [`crate::objective::EvalError::Setup`].
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub setup_failure: bool,
 }
 
-/// Everything an executor may need from the run it works for.
-#[derive(Clone, Debug)]
-pub struct ExecutorContext {
+impl TrialReport {
+    /// A failed report for `id` with `reason`.
+    pub fn failed(id: TrialId, reason: String, duration_s: f64, worker: String) -> Self {
+        TrialReport {
+            id,
+            outcome: Outcome::Failure(reason),
+            metrics: BTreeMap::new(),
+            duration_s,
+            worker,
+            setup_failure: false,
+        }
+    }
+}
+
+/// Evaluates trials in this process (what worker threads call).
+pub trait TrialEvaluator: Send + Sync {
+    /// Evaluates `task` under `control` (deadline, cancel flag) and reports;
+    /// never panics.
+    fn evaluate(&self, task: &TrialTask, control: &TrainControl, worker: &str) -> TrialReport;
+}
+
+/// Everything an executor factory may need from the run it works for.
+#[derive(Clone)]
+pub struct ExecutorSetup {
     /// The run directory (`runs/<name>/`); executors keep their own files in
     /// a subdirectory named after themselves.
     pub run_dir: PathBuf,
     /// The resolved experiment file inside the run directory, which
-    /// `dsnn trial` reads.
+    /// `<binary> trial` reads.
     pub experiment_file: PathBuf,
-    /// The `dsnn` binary that child processes and jobs run.
-    pub dsnn_exe: PathBuf,
+    /// The binary that child processes and jobs run (`dsnn`, or a research
+    /// crate's own binary with the same CLI).
+    pub exe: PathBuf,
+    /// Trials at once (`[executor] workers`).
+    pub workers: usize,
     /// Per-trial wall-clock limit, if any.
     pub trial_time_limit: Option<Duration>,
+    /// Evaluates trials in this process (for in-process executors).
+    pub evaluator: Arc<dyn TrialEvaluator>,
+}
+
+impl std::fmt::Debug for ExecutorSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutorSetup")
+            .field("run_dir", &self.run_dir)
+            .field("experiment_file", &self.experiment_file)
+            .field("exe", &self.exe)
+            .field("workers", &self.workers)
+            .field("trial_time_limit", &self.trial_time_limit)
+            .finish()
+    }
 }
 
 /// The executor itself failed (not a trial).
@@ -94,7 +153,7 @@ pub trait Executor: Send {
     /// Reports of trials that finished, waiting up to `timeout` for at least
     /// one when none is ready. An empty vector means the timeout passed.
     fn wait(&mut self, timeout: Duration) -> Result<Vec<TrialReport>, ExecutorError>;
-    /// Take over trials that were in flight when an earlier `dsnn run` on the
+    /// Take over trials that were in flight when an earlier run on the
     /// same run directory stopped. The default starts each again; an
     /// executor whose work outlives the process (cluster jobs) collects
     /// finished ones and re-attaches to running ones instead.

@@ -1,169 +1,16 @@
-//! The two executors that run on this machine: worker threads in the
-//! `dsnn run` process ([`ThreadExecutor`], the default) and one `dsnn trial`
-//! child process per trial ([`ProcessExecutor`]), which isolates the run from
-//! crashes and enforces per-trial memory and time limits.
+//! One child process per trial: `<binary> trial --input F --output R`, which
+//! isolates the run from crashes (a panic, an abort, running out of
+//! memory) and enforces per-trial memory and time limits.
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dsnn_core::train::TrainControl;
-use dsnn_search::Outcome;
-use serde::{Deserialize, Serialize};
-
-use crate::executor::{Executor, ExecutorContext, ExecutorError, TrialReport, TrialTask};
-use crate::objective::{trial_label, Objective};
-
-/// Worker threads in this process. Trials share the loaded data set; a trial
-/// that panics or diverges is a failed report. A per-trial time limit is
-/// checked before every training step (a thread cannot be killed), and a
-/// trial that exhausts memory takes the process with it: use
-/// [`ProcessExecutor`] for isolation.
-pub struct ThreadExecutor {
-    objective: Arc<Objective>,
-    workers: usize,
-    time_limit: Option<Duration>,
-    sender: Sender<TrialReport>,
-    receiver: Receiver<TrialReport>,
-    running: BTreeMap<u64, usize>,
-    cancel: Arc<AtomicBool>,
-    closed: bool,
-}
-
-impl ThreadExecutor {
-    /// `workers` threads evaluating `objective`.
-    pub fn new(objective: Arc<Objective>, workers: usize, time_limit: Option<Duration>) -> Self {
-        let (sender, receiver) = channel();
-        ThreadExecutor {
-            objective,
-            workers: workers.max(1),
-            time_limit,
-            sender,
-            receiver,
-            running: BTreeMap::new(),
-            cancel: Arc::new(AtomicBool::new(false)),
-            closed: false,
-        }
-    }
-
-    fn free_slot(&self) -> usize {
-        (0..self.workers)
-            .find(|s| !self.running.values().any(|r| r == s))
-            .unwrap_or(0)
-    }
-}
-
-impl Executor for ThreadExecutor {
-    fn name(&self) -> &str {
-        "threads"
-    }
-
-    fn slots(&self) -> usize {
-        self.workers
-    }
-
-    fn in_flight(&self) -> usize {
-        self.running.len()
-    }
-
-    fn submit(&mut self, task: TrialTask) -> Result<(), ExecutorError> {
-        if self.closed {
-            return Err(ExecutorError::Other("the executor is shut down".into()));
-        }
-        let slot = self.free_slot();
-        self.running.insert(task.trial.id, slot);
-        let objective = self.objective.clone();
-        let sender = self.sender.clone();
-        let limit = self.time_limit;
-        let cancel = self.cancel.clone();
-        std::thread::Builder::new()
-            .name(format!("dsnn-trial-{}", trial_label(task.trial.id)))
-            .spawn(move || {
-                let control = TrainControl {
-                    deadline: limit.map(|l| Instant::now() + l),
-                    cancel: Some(cancel),
-                };
-                let mut report = objective.evaluate(&task, &control, &format!("thread {slot}"));
-                if let (Some(l), Outcome::Failure(reason)) = (limit, &report.outcome) {
-                    if reason.contains("the time limit passed") {
-                        report.outcome = Outcome::Failure(format!(
-                            "exceeded the per-trial time limit of {:.1} s",
-                            l.as_secs_f64()
-                        ));
-                    }
-                }
-                // The receiver is gone only when the run has stopped.
-                let _ = sender.send(report);
-            })
-            .map_err(|e| ExecutorError::Io {
-                context: "starting a worker thread".into(),
-                source: e,
-            })?;
-        Ok(())
-    }
-
-    fn wait(&mut self, timeout: Duration) -> Result<Vec<TrialReport>, ExecutorError> {
-        let mut out = Vec::new();
-        match self.receiver.recv_timeout(timeout) {
-            Ok(r) => out.push(r),
-            Err(RecvTimeoutError::Timeout) => return Ok(out),
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(ExecutorError::Other("all worker threads are gone".into()))
-            }
-        }
-        while let Ok(r) = self.receiver.try_recv() {
-            out.push(r);
-        }
-        for r in &out {
-            self.running.remove(&r.id);
-        }
-        Ok(out)
-    }
-
-    fn shutdown(&mut self, cancel: bool) -> Result<(), ExecutorError> {
-        self.closed = true;
-        if cancel {
-            self.cancel.store(true, Ordering::Relaxed);
-            // Trials check the flag before every step: wait (a while) for
-            // them to stop, so none outlives the run; their reports are
-            // dropped, and the trials run again on resume.
-            let until = Instant::now() + Duration::from_secs(30);
-            while !self.running.is_empty() && Instant::now() < until {
-                if let Ok(r) = self.receiver.recv_timeout(Duration::from_millis(100)) {
-                    self.running.remove(&r.id);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The input of `dsnn trial`: which experiment, which trial.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrialInput {
-    /// The resolved experiment file of the run.
-    pub experiment_file: PathBuf,
-    /// The trial.
-    pub task: TrialTask,
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same
-/// directory, flushed and synced, then renamed over `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)
-}
+use super::{
+    trial_label, write_atomically, Executor, ExecutorError, ExecutorSetup, TrialInput, TrialReport,
+    TrialTask,
+};
 
 struct ChildTrial {
     child: Child,
@@ -177,7 +24,7 @@ struct ChildTrial {
 /// of memory fails that trial only. The time limit is enforced by killing
 /// the child, the memory limit by `RLIMIT_AS` set in the child.
 pub struct ProcessExecutor {
-    ctx: ExecutorContext,
+    setup: ExecutorSetup,
     workers: usize,
     memory_limit: Option<u64>,
     dir: PathBuf,
@@ -185,26 +32,23 @@ pub struct ProcessExecutor {
 }
 
 impl ProcessExecutor {
-    /// `workers` children at a time; files go to `<run_dir>/processes/`.
-    pub fn new(
-        ctx: ExecutorContext,
-        workers: usize,
-        memory_limit: Option<u64>,
-    ) -> Result<Self, ExecutorError> {
-        let dir = ctx.run_dir.join("processes");
+    /// `setup.workers` children at a time, each limited to `memory_limit`
+    /// bytes of address space; files go to `<run_dir>/processes/`.
+    pub fn new(setup: ExecutorSetup, memory_limit: Option<u64>) -> Result<Self, ExecutorError> {
+        let dir = setup.run_dir.join("processes");
         fs::create_dir_all(&dir).map_err(|e| ExecutorError::Io {
             context: format!("creating {}", dir.display()),
             source: e,
         })?;
-        if !ctx.dsnn_exe.is_file() {
+        if !setup.exe.is_file() {
             return Err(ExecutorError::Command(format!(
-                "the dsnn binary {} that runs trials does not exist",
-                ctx.dsnn_exe.display()
+                "the binary {} that runs trials does not exist",
+                setup.exe.display()
             )));
         }
         Ok(ProcessExecutor {
-            ctx,
-            workers: workers.max(1),
+            workers: setup.workers.max(1),
+            setup,
             memory_limit,
             dir,
             children: Vec::new(),
@@ -213,12 +57,13 @@ impl ProcessExecutor {
 
     fn finish(&self, c: &ChildTrial, status: std::process::ExitStatus) -> TrialReport {
         let label = trial_label(c.task.trial.id);
-        let failed = |reason: String| TrialReport {
-            id: c.task.trial.id,
-            outcome: Outcome::Failure(reason),
-            metrics: BTreeMap::new(),
-            duration_s: c.started.elapsed().as_secs_f64(),
-            worker: format!("pid {}", c.child.id()),
+        let failed = |reason: String| {
+            TrialReport::failed(
+                c.task.trial.id,
+                reason,
+                c.started.elapsed().as_secs_f64(),
+                format!("pid {}", c.child.id()),
+            )
         };
         let log = fs::read_to_string(&c.log_file).unwrap_or_default();
         // The telling line: an allocation failure, a panic or an error, else
@@ -308,7 +153,7 @@ impl Executor for ProcessExecutor {
         let result_file = self.dir.join(format!("{stem}.result.json"));
         let log_file = self.dir.join(format!("{stem}.log"));
         let input = TrialInput {
-            experiment_file: self.ctx.experiment_file.clone(),
+            experiment_file: self.setup.experiment_file.clone(),
             task: task.clone(),
         };
         let io = |what: &str, p: &Path, e: std::io::Error| ExecutorError::Io {
@@ -324,7 +169,7 @@ impl Executor for ProcessExecutor {
         )
         .map_err(|e| io("writing", &input_file, e))?;
         let log = fs::File::create(&log_file).map_err(|e| io("creating", &log_file, e))?;
-        let mut cmd = Command::new(&self.ctx.dsnn_exe);
+        let mut cmd = Command::new(&self.setup.exe);
         cmd.arg("trial")
             .arg("--input")
             .arg(&input_file)
@@ -360,7 +205,7 @@ impl Executor for ProcessExecutor {
             }
         }
         let child = cmd.spawn().map_err(|e| {
-            ExecutorError::Command(format!("cannot start {}: {e}", self.ctx.dsnn_exe.display()))
+            ExecutorError::Command(format!("cannot start {}: {e}", self.setup.exe.display()))
         })?;
         self.children.push(ChildTrial {
             child,
@@ -378,7 +223,7 @@ impl Executor for ProcessExecutor {
             let mut out = Vec::new();
             let mut k = 0;
             while k < self.children.len() {
-                let limit = self.ctx.trial_time_limit;
+                let limit = self.setup.trial_time_limit;
                 let c = &mut self.children[k];
                 let status = c.child.try_wait().map_err(|e| ExecutorError::Io {
                     context: "waiting for a trial process".into(),
@@ -394,16 +239,15 @@ impl Executor for ProcessExecutor {
                         let _ = c.child.kill();
                         let _ = c.child.wait();
                         let c = self.children.remove(k);
-                        out.push(TrialReport {
-                            id: c.task.trial.id,
-                            outcome: Outcome::Failure(format!(
+                        out.push(TrialReport::failed(
+                            c.task.trial.id,
+                            format!(
                                 "exceeded the per-trial time limit of {:.1} s (process killed)",
                                 l.as_secs_f64()
-                            )),
-                            metrics: BTreeMap::new(),
-                            duration_s: c.started.elapsed().as_secs_f64(),
-                            worker: format!("pid {}", c.child.id()),
-                        });
+                            ),
+                            c.started.elapsed().as_secs_f64(),
+                            format!("pid {}", c.child.id()),
+                        ));
                         continue;
                     }
                 }

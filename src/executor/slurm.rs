@@ -27,11 +27,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dsnn_search::{Outcome, TrialId};
+use dsnn_search::TrialId;
 use serde::{Deserialize, Serialize};
 
-use crate::executor::{Executor, ExecutorContext, ExecutorError, TrialReport, TrialTask};
-use crate::local::TrialInput;
+use super::{
+    trial_label, write_atomically, Executor, ExecutorError, ExecutorSetup, TrialInput, TrialReport,
+    TrialTask,
+};
+use crate::settings::{ConfigError, Section};
 
 /// The keys of [`SlurmSettings`], as written in `[executor.slurm]` or
 /// directly in `executor = { kind = "slurm", ... }`.
@@ -119,25 +122,27 @@ impl Default for SlurmSettings {
 }
 
 impl SlurmSettings {
-    /// Read the settings from an experiment file's `[executor.slurm]` table;
-    /// errors name the key and what is allowed.
-    pub fn from_toml(table: &toml::Table) -> Result<Self, ExecutorError> {
-        let settings: SlurmSettings =
-            toml::Value::Table(table.clone()).try_into().map_err(|e| {
-                let (key, message) = crate::experiment::toml_error_key(&e);
-                ExecutorError::Other(match key {
-                    Some(k) => format!("executor.slurm.{k}: {message}"),
-                    None => format!("[executor.slurm]: {message}"),
-                })
-            })?;
-        settings.validate()?;
+    /// Reads the settings from an experiment file's `[executor.slurm]`
+    /// table (or the keys written in `[executor]` itself); errors point at
+    /// the key and say what is allowed.
+    pub fn from_section(section: &Section) -> Result<Self, ConfigError> {
+        let settings: SlurmSettings = section.parse()?;
+        settings.validate().map_err(|e| {
+            section.error(
+                &e.key,
+                format!("`{}.{}`: {}", section.key(), e.key, e.message),
+            )
+        })?;
         Ok(settings)
     }
 
-    /// Check value ranges (serde checks the types).
-    pub fn validate(&self) -> Result<(), ExecutorError> {
+    /// Checks value ranges (serde checks the types).
+    pub fn validate(&self) -> Result<(), SettingError> {
         let bad = |key: &str, msg: String| {
-            Err(ExecutorError::Other(format!("executor.slurm.{key}: {msg}")))
+            Err(SettingError {
+                key: key.to_string(),
+                message: msg,
+            })
         };
         if self.cpus_per_trial == 0 {
             return bad("cpus_per_trial", "is 0 (allowed: at least 1)".into());
@@ -174,6 +179,16 @@ impl SlurmSettings {
         }
         Ok(())
     }
+}
+
+/// A SLURM setting out of range: which key, and what is wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("`{key}` {message}")]
+pub struct SettingError {
+    /// The key in `[executor.slurm]`.
+    pub key: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
 }
 
 /// GPUs of one trial, as `--gres=gpu:<request>`.
@@ -264,7 +279,7 @@ const POLL_FAILURE_TOLERANCE: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct SlurmExecutor {
     settings: SlurmSettings,
-    ctx: ExecutorContext,
+    ctx: ExecutorSetup,
     shared: PathBuf,
     records: PathBuf,
     experiment_file: PathBuf,
@@ -280,8 +295,10 @@ pub struct SlurmExecutor {
 impl SlurmExecutor {
     /// Check the settings, create the executor's directories and check that
     /// `sbatch` exists and the controller answers.
-    pub fn new(settings: SlurmSettings, ctx: ExecutorContext) -> Result<Self, ExecutorError> {
-        settings.validate()?;
+    pub fn new(settings: SlurmSettings, ctx: ExecutorSetup) -> Result<Self, ExecutorError> {
+        settings
+            .validate()
+            .map_err(|e| ExecutorError::Other(format!("[executor.slurm] {e}")))?;
         let own_dir = ctx.run_dir.join("slurm");
         let shared = settings
             .shared_dir
@@ -313,7 +330,7 @@ impl SlurmExecutor {
         };
         let dsnn_exe = match &settings.dsnn_exe {
             Some(p) => p.clone(),
-            None => absolute(&ctx.dsnn_exe)?,
+            None => absolute(&ctx.exe)?,
         };
         let name_prefix = format!("dsnn-{}-{}", run_label(&ctx.run_dir), run_tag(&own_dir)?);
         let mut ex = SlurmExecutor {
@@ -711,13 +728,12 @@ impl SlurmExecutor {
         if let Some(tail) = log_tail(&log) {
             msg.push_str(&format!("; last lines: {tail}"));
         }
-        TrialReport {
-            id: job.task.trial.id,
-            outcome: Outcome::Failure(msg),
-            metrics: BTreeMap::new(),
-            duration_s: job.started.unwrap_or(job.submitted).elapsed().as_secs_f64(),
-            worker: format!("slurm job {}", job.id),
-        }
+        TrialReport::failed(
+            job.task.trial.id,
+            msg,
+            job.started.unwrap_or(job.submitted).elapsed().as_secs_f64(),
+            format!("slurm job {}", job.id),
+        )
     }
 
     /// The job's result file, if it is there and readable.
@@ -999,16 +1015,6 @@ impl Executor for SlurmExecutor {
     }
 }
 
-/// A trial's id in file and job names; the run's default-configuration
-/// trial (id `u64::MAX`) is `default`.
-fn trial_label(id: TrialId) -> String {
-    if id == TrialId::MAX {
-        "default".into()
-    } else {
-        id.to_string()
-    }
-}
-
 fn is_active(state: &str) -> bool {
     ACTIVE_STATES.contains(&state)
 }
@@ -1056,15 +1062,9 @@ fn output_text(out: &Output) -> String {
     s
 }
 
-/// Write a file so that readers never see it half-written.
+/// Writes a file so that readers never see it half-written.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExecutorError> {
-    let tmp = path.with_extension("tmp");
-    let ctx = || format!("write {}", path.display());
-    let mut f = fs::File::create(&tmp).map_err(|e| io_err(ctx(), e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| io_err(ctx(), e))?;
-    fs::rename(&tmp, path).map_err(|e| io_err(ctx(), e))
+    write_atomically(path, bytes).map_err(|e| io_err(format!("write {}", path.display()), e))
 }
 
 /// `'...'` with embedded quotes escaped, for `sh`.
@@ -1138,9 +1138,17 @@ fn log_tail(path: &Path) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn from_toml(t: &toml::Table) -> Result<SlurmSettings, ConfigError> {
+        SlurmSettings::from_section(&Section::detached(
+            "<test>",
+            "executor.slurm",
+            toml::Value::Table(t.clone()),
+        ))
+    }
+
     #[test]
     fn settings_defaults_and_unknown_keys() {
-        let s = SlurmSettings::from_toml(&toml::Table::new()).unwrap();
+        let s = from_toml(&toml::Table::new()).unwrap();
         assert_eq!(s, SlurmSettings::default());
         let t: toml::Table = toml::from_str(
             r#"partition = "gpu"
@@ -1149,24 +1157,24 @@ mod tests {
                extra_sbatch_args = ["--qos=short"]"#,
         )
         .unwrap();
-        let s = SlurmSettings::from_toml(&t).unwrap();
+        let s = from_toml(&t).unwrap();
         assert_eq!(s.partition.as_deref(), Some("gpu"));
         assert_eq!(s.gpus, Some(GpuRequest::Count(2)));
         assert_eq!(s.gpus.as_ref().unwrap().gres(), "--gres=gpu:2");
         let t: toml::Table = toml::from_str(r#"gpus = "a100:1""#).unwrap();
-        let s = SlurmSettings::from_toml(&t).unwrap();
+        let s = from_toml(&t).unwrap();
         assert_eq!(s.gpus.unwrap().gres(), "--gres=gpu:a100:1");
         let t: toml::Table = toml::from_str("partiton = \"gpu\"").unwrap();
-        let e = SlurmSettings::from_toml(&t).unwrap_err().to_string();
+        let e = from_toml(&t).unwrap_err().to_string();
         assert!(
             e.contains("unknown field `partiton`") && e.contains("partition"),
             "{e}"
         );
         let t: toml::Table = toml::from_str("max_jobs_in_flight = 0").unwrap();
-        let e = SlurmSettings::from_toml(&t).unwrap_err().to_string();
+        let e = from_toml(&t).unwrap_err().to_string();
         assert!(e.contains("executor.slurm.max_jobs_in_flight"), "{e}");
         let t: toml::Table = toml::from_str("poll_interval_s = -1.0").unwrap();
-        assert!(SlurmSettings::from_toml(&t).is_err());
+        assert!(from_toml(&t).is_err());
     }
 
     #[test]

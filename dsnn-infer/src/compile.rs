@@ -1,0 +1,323 @@
+//! Compiles the recorded dataflow of a trained network
+//! ([`dsnn_core::graph::NetGraph`]) into the integer engine's straight-line
+//! program of [`Step`]s, so that any backbone built from dsnn-core's layers
+//! exports without export code of its own.
+//!
+//! The engine runs one activation at a time with a stack of saved
+//! activations for residual blocks. The compiler walks the operations in
+//! the order they ran, keeping the tensor that is "current":
+//! - a convolution, optionally followed by batch norm and a ReLU, becomes
+//!   one [`Step::Conv`] (batch norm folded into its requantisation);
+//! - a linear layer, optionally followed by a ReLU, becomes one
+//!   [`Step::Linear`]; the one that produces the logits keeps them;
+//! - 2x2 max pooling and global average pooling map to their steps, a
+//!   flatten before a linear layer to nothing (the engine flattens);
+//! - a tensor read twice (a residual block's input) is saved when it
+//!   becomes current, and `max(main + shortcut, 0)` with that tensor, or
+//!   its option-A shortcut, becomes [`Step::AddResidual`].
+//!
+//! Anything else is refused with an error that names the layer.
+
+use std::collections::HashMap;
+
+use candle_core::TensorId;
+use dsnn_core::graph::{NetGraph, NetOp};
+
+use crate::error::{InferError, Result};
+use crate::export::Exporter;
+use crate::model::{Requant, Step};
+
+/// Where a tensor the program may read lives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Held {
+    /// On the residual stack (saved when it was current).
+    Saved,
+    /// The option-A shortcut of a saved tensor, with its padding.
+    OptionA(TensorId, usize),
+}
+
+/// The steps computing `graph`'s logits from its input.
+pub(crate) fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
+    let mut readers: HashMap<TensorId, usize> = HashMap::new();
+    for op in &graph.ops {
+        for t in op.inputs() {
+            *readers.entry(t).or_default() += 1;
+        }
+    }
+    let reads = |t: TensorId| readers.get(&t).copied().unwrap_or(0);
+    let mut steps = Vec::new();
+    let mut held: HashMap<TensorId, Held> = HashMap::new();
+    let mut stack: Vec<TensorId> = Vec::new();
+    let mut cur = graph.input;
+    // A tensor read by more than one operation must be saved for the later
+    // readers before the first one replaces it.
+    let become_current = |t: TensorId,
+                          steps: &mut Vec<Step>,
+                          stack: &mut Vec<TensorId>,
+                          held: &mut HashMap<TensorId, Held>| {
+        if reads(t) > 1 {
+            steps.push(Step::SaveResidual);
+            stack.push(t);
+            held.insert(t, Held::Saved);
+        }
+        t
+    };
+    cur = become_current(cur, &mut steps, &mut stack, &mut held);
+
+    let ops = &graph.ops;
+    let mut i = 0;
+    while i < ops.len() {
+        let op = &ops[i];
+        let next = ops.get(i + 1);
+        // Fuses a following ReLU that reads `t` (and nothing else does).
+        let relu_after = |t: TensorId, at: usize| -> Option<TensorId> {
+            match ops.get(at) {
+                Some(NetOp::Relu { input, output }) if *input == t && reads(t) == 1 => {
+                    Some(*output)
+                }
+                _ => None,
+            }
+        };
+        match op {
+            NetOp::Conv {
+                layer,
+                input,
+                output,
+                in_channels,
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                groups,
+                bias,
+                ..
+            } => {
+                expect_current(op, *input, cur)?;
+                if *groups != 1 {
+                    return Err(InferError::unsupported(
+                        layer,
+                        format!(
+                            "a grouped convolution ({groups} groups) has no integer kernel yet \
+                             (supported: dense convolutions)"
+                        ),
+                    ));
+                }
+                if kernel.0 != kernel.1 {
+                    return Err(InferError::unsupported(
+                        layer,
+                        format!("kernel {}x{} is not square", kernel.0, kernel.1),
+                    ));
+                }
+                let bn = match next {
+                    Some(NetOp::BatchNorm {
+                        layer: bn,
+                        input: bn_in,
+                        output: bn_out,
+                        channels,
+                        relu,
+                    }) if bn_in == output && reads(*bn_in) == 1 => {
+                        Some((bn.clone(), *bn_out, *channels, *relu))
+                    }
+                    _ => None,
+                };
+                let (step, out, used) = match bn {
+                    Some((bn, bn_out, channels, relu)) => {
+                        if channels != *out_channels {
+                            return Err(InferError::unsupported(
+                                &bn,
+                                format!("has {channels} channels, `{layer}` gives {out_channels}"),
+                            ));
+                        }
+                        let fused_relu = if relu {
+                            None
+                        } else {
+                            relu_after(bn_out, i + 2)
+                        };
+                        let step = ex.conv_bn(
+                            layer,
+                            &bn,
+                            *in_channels,
+                            *out_channels,
+                            kernel.0,
+                            *stride,
+                            *padding,
+                            *bias,
+                            relu || fused_relu.is_some(),
+                        )?;
+                        match fused_relu {
+                            Some(o) => (step, o, 3),
+                            None => (step, bn_out, 2),
+                        }
+                    }
+                    None => {
+                        let fused_relu = relu_after(*output, i + 1);
+                        let requant = Requant::Shift {
+                            relu: fused_relu.is_some(),
+                        };
+                        if *output == graph.output {
+                            return Err(InferError::unsupported(
+                                layer,
+                                "a convolution gives the logits; the integer engine needs a \
+                                 linear layer last",
+                            ));
+                        }
+                        let step = ex.conv(
+                            layer,
+                            *in_channels,
+                            *out_channels,
+                            kernel.0,
+                            *stride,
+                            *padding,
+                            *bias,
+                            requant,
+                        )?;
+                        (
+                            step,
+                            fused_relu.unwrap_or(*output),
+                            1 + usize::from(fused_relu.is_some()),
+                        )
+                    }
+                };
+                steps.push(step);
+                cur = become_current(out, &mut steps, &mut stack, &mut held);
+                i += used;
+                continue;
+            }
+            NetOp::Linear {
+                layer,
+                input,
+                output,
+                in_features,
+                out_features,
+                bias,
+                ..
+            } => {
+                expect_current(op, *input, cur)?;
+                let fused_relu = relu_after(*output, i + 1);
+                let requant = if *output == graph.output {
+                    Requant::Logits
+                } else {
+                    Requant::Shift {
+                        relu: fused_relu.is_some(),
+                    }
+                };
+                steps.push(ex.linear(layer, *in_features, *out_features, *bias, requant)?);
+                let out = fused_relu.unwrap_or(*output);
+                cur = become_current(out, &mut steps, &mut stack, &mut held);
+                i += 1 + usize::from(fused_relu.is_some());
+                continue;
+            }
+            NetOp::MaxPool2 { input, output } => {
+                expect_current(op, *input, cur)?;
+                steps.push(Step::MaxPool2);
+                cur = become_current(*output, &mut steps, &mut stack, &mut held);
+            }
+            NetOp::GlobalAvgPool { input, output } => {
+                expect_current(op, *input, cur)?;
+                steps.push(Step::GlobalAvgPool);
+                cur = become_current(*output, &mut steps, &mut stack, &mut held);
+            }
+            NetOp::Flatten { input, output } => {
+                expect_current(op, *input, cur)?;
+                match next {
+                    Some(n @ NetOp::Linear { .. }) if reads_first(n, *output) => {}
+                    _ => {
+                        return Err(InferError::unsupported(
+                            "flatten",
+                            "a flatten must feed a linear layer directly",
+                        ))
+                    }
+                }
+                cur = *output;
+            }
+            NetOp::ShortcutOptionA { input, output, pad } => {
+                if held.get(input) != Some(&Held::Saved) {
+                    return Err(InferError::unsupported(
+                        "shortcut",
+                        "an option-A shortcut must read a residual block's input",
+                    ));
+                }
+                held.insert(*output, Held::OptionA(*input, *pad));
+            }
+            NetOp::AddRelu {
+                main,
+                shortcut,
+                output,
+            } => {
+                let other = if *main == cur {
+                    *shortcut
+                } else if *shortcut == cur {
+                    *main
+                } else {
+                    return Err(InferError::unsupported(
+                        "residual add",
+                        "neither of its inputs is the block's main path",
+                    ));
+                };
+                let (saved, pad) = match held.get(&other) {
+                    Some(Held::Saved) => (other, None),
+                    Some(Held::OptionA(t, pad)) => (*t, Some(*pad)),
+                    None => {
+                        return Err(InferError::unsupported(
+                            "residual add",
+                            "its shortcut is neither a saved block input nor its option-A \
+                             shortcut (an operation in between was not recorded)",
+                        ))
+                    }
+                };
+                if stack.last() != Some(&saved) {
+                    return Err(InferError::unsupported(
+                        "residual add",
+                        "residual blocks must nest (the shortcut is not the last saved tensor)",
+                    ));
+                }
+                stack.pop();
+                held.remove(&saved);
+                steps.push(Step::AddResidual { pad });
+                cur = become_current(*output, &mut steps, &mut stack, &mut held);
+            }
+            NetOp::BatchNorm { layer, .. } => {
+                return Err(InferError::unsupported(
+                    layer,
+                    "batch norm must follow a convolution directly (it is folded into it)",
+                ))
+            }
+            NetOp::Relu { .. } => {
+                return Err(InferError::unsupported(
+                    "relu",
+                    "a ReLU must follow a convolution, batch norm or linear layer directly \
+                     (it is fused into its requantisation)",
+                ))
+            }
+        }
+        i += 1;
+    }
+    if cur != graph.output {
+        return Err(InferError::unsupported(
+            "model",
+            "the recorded operations do not end in the network's logits (an operation of the \
+             forward pass was not recorded: build backbones from dsnn-core's layers and \
+             dsnn_core::nn)",
+        ));
+    }
+    Ok(steps)
+}
+
+/// Whether `op` reads `t` first.
+fn reads_first(op: &NetOp, t: TensorId) -> bool {
+    op.inputs().first() == Some(&t)
+}
+
+/// The error for an operation that does not read the current activations.
+fn expect_current(op: &NetOp, input: TensorId, cur: TensorId) -> Result<()> {
+    if input == cur {
+        Ok(())
+    } else {
+        Err(InferError::unsupported(
+            &op.describe(),
+            "it does not read the activations the layer before it wrote (an operation in \
+             between was not recorded, or the network branches in a way the integer engine \
+             cannot run: only residual blocks may)",
+        ))
+    }
+}

@@ -1,0 +1,141 @@
+//! The built-in optimizers and proposers: `random`, `parego` (proposers:
+//! MO-Hyperband under a multi-fidelity schedule, "Hyperband + ParEGO" as in
+//! the paper) and `nsga2` (single budget).
+
+use std::sync::Arc;
+
+use dsnn_search::{
+    Nsga2, Nsga2Settings, Optimizer, ParEgoProposer, ParEgoSettings, Proposer, RandomProposer,
+};
+use serde::Deserialize;
+
+use crate::registry::{OptimizerFactory, OptimizerSetup, ProposerFactory, Registry};
+use crate::settings::{ConfigError, Section};
+
+/// Registers `random`, `parego` and `nsga2`.
+pub fn register(r: &mut Registry) {
+    r.register_proposer("random", Arc::new(RandomFactory));
+    r.register_proposer("parego", Arc::new(ParEgoFactory));
+    r.register_optimizer("nsga2", Arc::new(Nsga2Factory));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoSettings {}
+
+struct RandomFactory;
+
+impl ProposerFactory for RandomFactory {
+    fn description(&self) -> String {
+        "uniform random configurations (MO-Hyperband under a multi-fidelity schedule)".into()
+    }
+
+    fn build(
+        &self,
+        settings: &Section,
+        setup: &OptimizerSetup,
+    ) -> Result<Box<dyn Proposer>, ConfigError> {
+        settings.parse::<NoSettings>()?;
+        Ok(Box::new(RandomProposer::new(setup.space.clone())))
+    }
+}
+
+/// `[optimizer] kind = "parego"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParEgoToml {
+    /// Random configurations before the surrogate is used.
+    #[serde(default)]
+    n_initial: Option<usize>,
+    /// Augmentation weight rho.
+    #[serde(default)]
+    rho: Option<f64>,
+    /// Probability of a random proposal instead of a model-based one.
+    #[serde(default)]
+    random_fraction: Option<f64>,
+}
+
+struct ParEgoFactory;
+
+impl ProposerFactory for ParEgoFactory {
+    fn description(&self) -> String {
+        "ParEGO: random Chebyshev scalarisations and a random-forest surrogate (Hyperband + ParEGO under a multi-fidelity schedule)".into()
+    }
+
+    fn build(
+        &self,
+        settings: &Section,
+        setup: &OptimizerSetup,
+    ) -> Result<Box<dyn Proposer>, ConfigError> {
+        let t: ParEgoToml = settings.parse()?;
+        let mut s = ParEgoSettings::default();
+        if let Some(n) = t.n_initial {
+            s.n_initial = n;
+        }
+        if let Some(r) = t.rho {
+            if !(r.is_finite() && r >= 0.0) {
+                return Err(settings.out_of_range("rho", r, ">= 0"));
+            }
+            s.rho = r;
+        }
+        if let Some(r) = t.random_fraction {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(settings.out_of_range("random_fraction", r, "0..=1"));
+            }
+            s.random_fraction = r;
+        }
+        Ok(Box::new(ParEgoProposer::new(setup.space.clone(), s)))
+    }
+}
+
+/// `[optimizer] kind = "nsga2"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Nsga2Toml {
+    /// Population size.
+    #[serde(default)]
+    population: Option<usize>,
+    /// Offspring per generation.
+    #[serde(default)]
+    offspring: Option<usize>,
+}
+
+struct Nsga2Factory;
+
+impl OptimizerFactory for Nsga2Factory {
+    fn description(&self) -> String {
+        "NSGA-II (every trial at the full budget)".into()
+    }
+
+    fn multi_fidelity(&self) -> bool {
+        false
+    }
+
+    fn build(
+        &self,
+        settings: &Section,
+        setup: &OptimizerSetup,
+    ) -> Result<Box<dyn Optimizer>, ConfigError> {
+        let t: Nsga2Toml = settings.parse()?;
+        let mut s = Nsga2Settings {
+            budget: setup.budget.max,
+            ..Nsga2Settings::default()
+        };
+        if let Some(p) = t.population {
+            if p < 2 {
+                return Err(settings.out_of_range("population", p, ">= 2"));
+            }
+            s.population = p;
+            s.offspring = p;
+        }
+        if let Some(o) = t.offspring {
+            if o < 1 {
+                return Err(settings.out_of_range("offspring", o, ">= 1"));
+            }
+            s.offspring = o;
+        }
+        Nsga2::new(setup.space.clone(), s, setup.seed)
+            .map(|o| Box::new(o) as Box<dyn Optimizer>)
+            .map_err(|e| settings.error("", e.to_string()))
+    }
+}

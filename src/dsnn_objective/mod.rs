@@ -1,0 +1,471 @@
+//! The DSNN objective: train a Deep Shift network with the trial's
+//! configuration for its budget, evaluate it on the validation split, and
+//! measure the energy of that validation (inference) pass.
+//!
+//! It reads `[data]` (a registered data set), `[model]` (a registered
+//! backbone, the values of hyperparameters that are not searched, and the
+//! backbone's architecture hyperparameters), `[energy] inference` and
+//! `[fidelity] unit`. Research objectives that train DSNNs too can build
+//! one with [`DsnnObjective::from_setup`] and add their own metrics
+//! ([`DsnnObjective::train_and_measure`]).
+
+mod evaluate;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use candle_core::Device;
+use dsnn_core::data::{Batcher, Dataset};
+use dsnn_core::recipe::{resolve_arch, ArchValues, Recipe, RecipeError, Setting};
+use dsnn_core::Backbone;
+use dsnn_search::{Configuration, SearchSpace, Value};
+use serde::Deserialize;
+
+use crate::objective::{EvalError, MetricInfo, Metrics, Objective, SpaceIssue, TrialContext};
+use crate::registry::{DatasetFactory, ObjectiveBuild, ObjectiveFactory, ObjectiveSetup, Registry};
+use crate::settings::{backticked, ConfigError, Section};
+
+pub use evaluate::{evaluate_integer, TrainedTrial};
+
+/// What a budget counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetUnit {
+    /// Training epochs (rounded to the nearest whole epoch, at least 1).
+    #[default]
+    Epochs,
+    /// Fraction of the training images used (for `model.epochs` epochs).
+    DataFraction,
+}
+
+/// How the validation (inference) pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InferenceEngine {
+    /// The float-simulated network (as trained, as the paper measured).
+    #[default]
+    Simulated,
+    /// dsnn-infer's integer shift-add engine, for networks it can export
+    /// (others fall back to the simulation, recorded in the trial's
+    /// `integer_inference` metric).
+    Integer,
+}
+
+/// The common keys of `[data]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataCommon {
+    dataset: String,
+    #[serde(default)]
+    path: Option<PathBuf>,
+    #[serde(default = "default_validation_fraction")]
+    validation_fraction: f64,
+    #[serde(default)]
+    train_limit: Option<usize>,
+}
+
+fn default_validation_fraction() -> f64 {
+    0.1
+}
+
+const DATA_KEYS: &[&str] = &["dataset", "path", "validation_fraction", "train_limit"];
+
+/// The keys of `[model]` besides the recipe and the backbone's own.
+const MODEL_KEYS: &[&str] = &["backbone", "device"];
+
+/// The data of a DSNN experiment.
+#[derive(Clone)]
+pub struct DataSpec {
+    /// The data set's registered name.
+    pub name: String,
+    /// Its loader.
+    pub factory: Arc<dyn DatasetFactory>,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its own settings (`[data]` besides the common keys).
+    pub settings: Section,
+    /// Fraction of the training images held out for validation.
+    pub validation_fraction: f64,
+    /// At most this many training images (before the split).
+    pub train_limit: Option<usize>,
+}
+
+/// The data of a process's trials, loaded once and shared.
+pub(crate) struct TrialData {
+    pub(crate) train: Dataset,
+    pub(crate) validation: Dataset,
+    pub(crate) batcher: Batcher,
+}
+
+/// The DSNN objective (see the module documentation).
+pub struct DsnnObjective {
+    /// The data.
+    pub data: DataSpec,
+    /// The backbone's registered name.
+    pub backbone_name: String,
+    /// The backbone.
+    pub backbone: Arc<dyn Backbone>,
+    /// Values of the hyperparameters a configuration does not set.
+    pub recipe: Recipe,
+    /// Architecture values a configuration does not set.
+    pub arch: ArchValues,
+    /// Where trials train (`auto`, `cpu`, `cuda[:N]`).
+    pub device: String,
+    /// What a budget counts.
+    pub unit: BudgetUnit,
+    /// How the validation pass runs.
+    pub inference: InferenceEngine,
+    /// The run's seed (splits, initial weights).
+    pub seed: u64,
+    loaded: OnceLock<Result<Arc<TrialData>, String>>,
+    device_cache: OnceLock<Result<Device, String>>,
+}
+
+/// The metrics a DSNN trial reports, all of which can be objectives.
+pub const DSNN_OBJECTIVES: &[(&str, &str, bool)] = &[
+    ("loss", "1 - accuracy", false),
+    ("cross_entropy", "nats", false),
+    ("energy", "J/image", true),
+    ("emissions", "gCO2e", true),
+    ("training_energy", "J", true),
+    ("model_size", "bits", false),
+    ("latency", "s/image", true),
+];
+
+impl DsnnObjective {
+    /// Reads `[data]`, `[model]`, `[energy] inference` and `[fidelity]
+    /// unit` of an experiment file (located errors).
+    pub fn from_setup(setup: &ObjectiveSetup) -> Result<Self, ConfigError> {
+        let reg = setup.registry;
+        let data = setup.section("data");
+        if !setup.has("data") {
+            return Err(setup.source.error(
+                "",
+                "the DSNN objective needs a `[data]` table (`dataset = \"fashion-mnist\"`, ...)",
+            ));
+        }
+        let common: DataCommon = data.only(DATA_KEYS).parse()?;
+        let factory = reg
+            .dataset(&common.dataset)
+            .map_err(|e| data.error("dataset", format!("`data.dataset`: {e}")))?;
+        factory.check(&data.without(DATA_KEYS))?;
+        if !(common.validation_fraction > 0.0 && common.validation_fraction < 1.0) {
+            return Err(data.out_of_range(
+                "validation_fraction",
+                common.validation_fraction,
+                "strictly between 0 and 1",
+            ));
+        }
+        if common.train_limit == Some(0) {
+            return Err(data.out_of_range("train_limit", 0, "at least 1"));
+        }
+        let dir = match &common.path {
+            Some(p) => setup.base_dir.join(p),
+            None => factory.bundled_dir().ok_or_else(|| {
+                data.error(
+                    "dataset",
+                    format!(
+                        "no bundled copy of {}: set `data.path` to the directory with its files",
+                        common.dataset
+                    ),
+                )
+            })?,
+        };
+        if !dir.is_dir() {
+            return Err(data.error(
+                "path",
+                format!("`data.path`: {} is not a directory", dir.display()),
+            ));
+        }
+        let model = setup.section("model");
+        let backbone_name = match model.value().get("backbone").and_then(|v| v.as_str()) {
+            Some(b) => b.to_string(),
+            None => factory.default_backbone().ok_or_else(|| {
+                model.error(
+                    "",
+                    format!(
+                        "data set `{}` has no default backbone: set `[model] backbone` (allowed: {})",
+                        common.dataset,
+                        backticked(reg.names(crate::registry::Kind::Backbone))
+                    ),
+                )
+            })?,
+        };
+        let backbone = reg
+            .backbone(&backbone_name)
+            .map_err(|e| model.error("backbone", format!("`model.backbone`: {e}")))?;
+        let (recipe, device, arch) = read_model(&model, backbone.as_ref())?;
+        let energy = setup.section("energy");
+        let inference: InferenceEngine = match energy.get("inference") {
+            Some(s) => s.parse()?,
+            None => InferenceEngine::default(),
+        };
+        let fidelity = setup.section("fidelity");
+        let unit: BudgetUnit = match fidelity.get("unit") {
+            Some(s) => s.parse()?,
+            None => BudgetUnit::default(),
+        };
+        Ok(DsnnObjective {
+            data: DataSpec {
+                name: common.dataset,
+                factory,
+                dir,
+                settings: data.without(DATA_KEYS),
+                validation_fraction: common.validation_fraction,
+                train_limit: common.train_limit,
+            },
+            backbone_name,
+            backbone,
+            recipe,
+            arch,
+            device,
+            unit,
+            inference,
+            seed: setup.seed,
+            loaded: OnceLock::new(),
+            device_cache: OnceLock::new(),
+        })
+    }
+
+    /// The recipe and architecture values of `config` applied to the
+    /// defaults, checked.
+    pub fn apply(&self, config: &Configuration) -> Result<(Recipe, ArchValues), RecipeError> {
+        let mut recipe = self.recipe.clone();
+        let mut arch = self.arch.clone();
+        let declared = self.backbone.hyperparameters();
+        for (name, value) in config.iter() {
+            let v = setting(value);
+            if declared.iter().any(|p| &p.name == name) {
+                arch.insert(name.clone(), v);
+            } else {
+                recipe.set(name, &v).map_err(|e| match e {
+                    RecipeError::Unknown {
+                        name, mut allowed, ..
+                    } => {
+                        allowed.extend(declared.iter().map(|p| p.name.clone()));
+                        RecipeError::Unknown {
+                            name,
+                            allowed,
+                            backbone: None,
+                        }
+                    }
+                    other => other,
+                })?;
+            }
+        }
+        recipe.validate()?;
+        let arch = resolve_arch(self.backbone.as_ref(), &arch)?;
+        Ok((recipe, arch))
+    }
+
+    /// The data of this process's trials (loaded on first use).
+    pub(crate) fn trial_data(&self) -> Result<Arc<TrialData>, String> {
+        self.loaded
+            .get_or_init(|| {
+                let d = &self.data;
+                let splits = d
+                    .factory
+                    .load(&d.dir, &d.settings, self.seed)
+                    .map_err(|e| format!("loading {}: {e}", d.name))?;
+                let full = match d.train_limit {
+                    Some(n) => splits.train.head(n),
+                    None => splits.train,
+                };
+                let (train, validation) = full.split(d.validation_fraction, self.seed);
+                let batcher = Batcher {
+                    normalization: train.channel_stats(),
+                    augment: d.factory.augment(),
+                };
+                Ok(Arc::new(TrialData {
+                    train,
+                    validation,
+                    batcher,
+                }))
+            })
+            .clone()
+    }
+
+    /// The device of this process's trials, chosen once (all trials of a
+    /// process share it, so a GPU's start-up cost is paid once per run).
+    pub(crate) fn trial_device(&self) -> Result<Device, String> {
+        self.device_cache
+            .get_or_init(|| {
+                let (device, why) = dsnn_core::device::select_str(&self.device)
+                    .map_err(|e| format!("device `{}`: {e}", self.device))?;
+                log::info!("trials run on {why}");
+                Ok(device)
+            })
+            .clone()
+    }
+}
+
+/// A search-space value as a recipe setting.
+pub fn setting(v: &Value) -> Setting {
+    match v {
+        Value::Int(i) => Setting::Int(*i),
+        Value::Float(f) => Setting::Float(*f),
+        Value::Str(s) => Setting::Text(s.clone()),
+        Value::Bool(b) => Setting::Text(b.to_string()),
+    }
+}
+
+/// Reads `[model]`: the recipe, the device, and the backbone's own
+/// architecture values.
+fn read_model(
+    model: &Section,
+    backbone: &dyn Backbone,
+) -> Result<(Recipe, String, ArchValues), ConfigError> {
+    let recipe_keys: Vec<String> = Recipe::KEYS.iter().map(|s| s.to_string()).collect();
+    let declared = backbone.hyperparameters();
+    let table = model.table();
+    for key in table.keys() {
+        let known = MODEL_KEYS.contains(&key.as_str())
+            || recipe_keys.iter().any(|k| k == key)
+            || declared.iter().any(|p| &p.name == key);
+        if !known {
+            let mut allowed: Vec<String> = MODEL_KEYS.iter().map(|s| s.to_string()).collect();
+            allowed.extend(recipe_keys.iter().cloned());
+            allowed.extend(declared.iter().map(|p| p.name.clone()));
+            return Err(model.source().error_at(
+                &[model.key(), key.clone()],
+                true,
+                format!(
+                    "`model.{key}`: unknown field `{key}`, expected one of {}",
+                    backticked(&allowed)
+                ),
+            ));
+        }
+    }
+    let only: Vec<&str> = recipe_keys.iter().map(String::as_str).collect();
+    let recipe: Recipe = model.only(&only).parse()?;
+    recipe
+        .validate()
+        .map_err(|e| model.error(e.name(), format!("in `[model]`: {e}")))?;
+    let device = match model.get("device") {
+        Some(d) => d.parse::<String>()?,
+        None => "auto".to_string(),
+    };
+    device
+        .parse::<dsnn_core::device::DeviceSpec>()
+        .map_err(|e| model.error("device", format!("`model.device`: {e}")))?;
+    let mut given = ArchValues::new();
+    for p in &declared {
+        if let Some(v) = model.get(&p.name) {
+            given.insert(p.name.clone(), v.parse::<Setting>()?);
+        }
+    }
+    let arch = resolve_arch(backbone, &given)
+        .map_err(|e| model.error(e.name(), format!("in `[model]`: {e}")))?;
+    Ok((recipe, device, arch))
+}
+
+impl Objective for DsnnObjective {
+    fn metrics(&self) -> Vec<MetricInfo> {
+        DSNN_OBJECTIVES
+            .iter()
+            .map(|(n, u, m)| MetricInfo::new(n, u, *m))
+            .collect()
+    }
+
+    fn default_objectives(&self) -> Vec<String> {
+        vec!["loss".into(), "energy".into()]
+    }
+
+    fn default_max_budget(&self) -> f64 {
+        match self.unit {
+            BudgetUnit::Epochs => self.recipe.epochs as f64,
+            BudgetUnit::DataFraction => 1.0,
+        }
+    }
+
+    fn check_space(&self, space: &dyn SearchSpace) -> Result<(), SpaceIssue> {
+        let declared = self.backbone.hyperparameters();
+        for name in space.names() {
+            let known = Recipe::HYPERPARAMETERS.contains(&name.as_str())
+                || declared.iter().any(|p| p.name == name);
+            if !known {
+                let mut allowed: Vec<String> = Recipe::HYPERPARAMETERS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                allowed.extend(declared.iter().map(|p| p.name.clone()));
+                return Err(SpaceIssue {
+                    message: format!(
+                        "the DSNN objective with backbone `{}` has no hyperparameter `{name}` (allowed: {})",
+                        self.backbone_name,
+                        allowed.join(", ")
+                    ),
+                    hyperparameter: Some(name),
+                });
+            }
+            if name == "epochs" && self.unit == BudgetUnit::Epochs {
+                return Err(SpaceIssue {
+                    hyperparameter: Some(name),
+                    message: "`epochs` cannot be searched when the budget is in epochs (the budget decides the epochs); remove it or set `fidelity.unit = \"data_fraction\"`".into(),
+                });
+            }
+        }
+        self.apply(&space.default_configuration())
+            .map_err(|e| SpaceIssue {
+                hyperparameter: None,
+                message: format!("the space's default configuration: {e}"),
+            })?;
+        Ok(())
+    }
+
+    fn evaluate(&self, ctx: &TrialContext) -> Result<Metrics, EvalError> {
+        Ok(self.train_and_measure(ctx)?.metrics)
+    }
+}
+
+/// The built-in `dsnn` objective factory.
+pub struct DsnnObjectiveFactory;
+
+impl ObjectiveFactory for DsnnObjectiveFactory {
+    fn description(&self) -> String {
+        "train a DSNN for the budget, measure validation loss and inference energy".into()
+    }
+
+    fn create(&self, setup: &ObjectiveSetup) -> Result<ObjectiveBuild, ConfigError> {
+        if let Some(k) = setup.settings.table().keys().next() {
+            return Err(setup.settings.error(
+                k,
+                format!("`objective.{k}`: the `dsnn` objective takes no settings in `[objective]` (its settings are `[data]`, `[model]` and `[energy]`)"),
+            ));
+        }
+        let o = DsnnObjective::from_setup(setup)?;
+        Ok(dsnn_build(Arc::new(o)))
+    }
+}
+
+/// The [`ObjectiveBuild`] of a DSNN objective (or of an objective wrapping
+/// `inner`, which provides the resolved data path and backbone).
+pub fn dsnn_build_with(objective: Arc<dyn Objective>, inner: &DsnnObjective) -> ObjectiveBuild {
+    let path = toml::Value::String(inner.data.dir.display().to_string());
+    ObjectiveBuild {
+        objective,
+        resolved: vec![
+            ("data.path".into(), path),
+            (
+                "model.backbone".into(),
+                toml::Value::String(inner.backbone_name.clone()),
+            ),
+        ],
+        target: format!("{} on {}", inner.backbone_name, inner.data.name),
+    }
+}
+
+fn dsnn_build(o: Arc<DsnnObjective>) -> ObjectiveBuild {
+    let inner = o.clone();
+    dsnn_build_with(o, &inner)
+}
+
+/// Data sets live wherever the user keeps them; the bundled ones here.
+pub fn bundled_data_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data"))
+}
+
+/// Registered names a `[model]` may use, for messages.
+pub fn backbone_names(registry: &Registry) -> Vec<String> {
+    registry.names(crate::registry::Kind::Backbone)
+}

@@ -1,0 +1,129 @@
+//! `[executor]`: where trials run, through a registered executor.
+//!
+//! `kind`, `workers` and `trial_time_limit_s` are common to every executor;
+//! the executor's own settings are the other keys of `[executor]` and those
+//! of `[executor.KIND]` (so `executor = { kind = "slurm", partition = "gpu" }`
+//! and `[executor.slurm] partition = "gpu"` say the same).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::registry::{ExecutorFactory, Kind, Registry};
+use crate::settings::{ConfigError, Section};
+
+/// The keys of `[executor]` every executor shares.
+pub const COMMON_KEYS: &[&str] = &["kind", "workers", "trial_time_limit_s"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Common {
+    #[serde(default = "default_kind")]
+    kind: String,
+    #[serde(default = "default_workers")]
+    workers: usize,
+    #[serde(default)]
+    trial_time_limit_s: Option<f64>,
+}
+
+fn default_kind() -> String {
+    "threads".into()
+}
+
+fn default_workers() -> usize {
+    1
+}
+
+/// The run's executor, checked.
+#[derive(Clone)]
+pub struct ExecutorChoice {
+    /// The executor's registered name.
+    pub kind: String,
+    /// Trials at once.
+    pub workers: usize,
+    /// Per-trial wall-clock limit.
+    pub trial_time_limit: Option<Duration>,
+    /// Its own settings.
+    pub settings: Section,
+    /// Its factory.
+    pub factory: Arc<dyn ExecutorFactory>,
+}
+
+impl ExecutorChoice {
+    /// Reads and checks `[executor]`.
+    pub fn read(section: &Section, registry: &Registry) -> Result<Self, ConfigError> {
+        let c: Common = section.only(COMMON_KEYS).parse()?;
+        let factory = registry
+            .executor(&c.kind)
+            .map_err(|e| section.error("kind", format!("`executor.kind`: {e}")))?;
+        if c.workers == 0 || c.workers > 1024 {
+            return Err(section.out_of_range("workers", c.workers, "1..=1024"));
+        }
+        if let Some(t) = c.trial_time_limit_s {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(section.out_of_range("trial_time_limit_s", t, "> 0"));
+            }
+        }
+        // Tables named after another executor belong to that one.
+        let table = section.table();
+        for name in registry.names(Kind::Executor) {
+            if name != c.kind && table.get(&name).is_some_and(|v| v.is_table()) {
+                return Err(section.error(
+                    &name,
+                    format!("`[executor.{name}]` needs `executor.kind = \"{name}\"`"),
+                ));
+            }
+        }
+        let settings = own_settings(section, &c.kind)?;
+        factory.check(&settings)?;
+        Ok(ExecutorChoice {
+            kind: c.kind,
+            workers: c.workers,
+            trial_time_limit: c.trial_time_limit_s.map(Duration::from_secs_f64),
+            settings,
+            factory,
+        })
+    }
+}
+
+/// The executor's own settings: `[executor.KIND]` with the other keys of
+/// `[executor]` merged in (each remembering where it is written).
+fn own_settings(section: &Section, kind: &str) -> Result<Section, ConfigError> {
+    let table = section.table();
+    let mut own = match table.get(kind) {
+        Some(toml::Value::Table(t)) => t.clone(),
+        Some(_) => {
+            return Err(section.error(
+                kind,
+                format!("`executor.{kind}`: invalid type, expected a table"),
+            ))
+        }
+        None => toml::Table::new(),
+    };
+    let mut flat = Vec::new();
+    for (k, v) in &table {
+        if COMMON_KEYS.contains(&k.as_str()) || k == kind {
+            continue;
+        }
+        if own.contains_key(k) {
+            return Err(section.error(
+                k,
+                format!(
+                    "`executor.{k}`: `{k}` is given both in `executor` and in `[executor.{kind}]`"
+                ),
+            ));
+        }
+        own.insert(k.clone(), v.clone());
+        flat.push(k.clone());
+    }
+    let mut path = section.path().to_vec();
+    path.push(kind.to_string());
+    let mut s = Section::new(section.source(), path, Some(toml::Value::Table(own)));
+    for k in flat {
+        let mut written = section.path().to_vec();
+        written.push(k.clone());
+        s = s.with_origin(&k, written);
+    }
+    Ok(s)
+}

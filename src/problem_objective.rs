@@ -1,0 +1,236 @@
+//! The test-problem objective: a ZDT or DTLZ function instead of a DSNN,
+//! for trying optimizers and executors in seconds (`[problem]`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dsnn_search::problems::{ProblemKind, TestProblem};
+use dsnn_search::SearchSpace;
+use serde::Deserialize;
+
+use crate::objective::{EvalError, MetricInfo, Metrics, Objective, TrialContext};
+use crate::registry::{ObjectiveBuild, ObjectiveFactory, ObjectiveSetup};
+use crate::settings::{ConfigError, Section};
+
+/// `[problem]`: a known multi-objective test problem as the objective.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProblemSection {
+    /// `zdt1`, `zdt2`, `zdt3`, `zdt4`, `zdt6`, `dtlz1` or `dtlz2`.
+    pub name: String,
+    /// Number of variables (default: the problem's usual size).
+    #[serde(default)]
+    pub dimensions: Option<usize>,
+    /// Number of objectives (DTLZ only; default 3).
+    #[serde(default)]
+    pub objectives: Option<usize>,
+    /// Seconds each evaluation sleeps, to simulate an expensive trial.
+    #[serde(default)]
+    pub delay_s: f64,
+    /// Fault injection, for trying how executors and optimizers handle
+    /// failing trials: trials whose first variable is below `fraction` fail
+    /// the given way.
+    #[serde(default)]
+    pub inject_failure: Option<InjectFailure>,
+}
+
+/// A failure the test problem injects (see [`ProblemSection::inject_failure`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectFailure {
+    /// How the trial fails.
+    pub kind: FailureKind,
+    /// Trials with `x0 < fraction` fail (0..=1).
+    pub fraction: f64,
+}
+
+/// How an injected failure fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The evaluation panics.
+    Panic,
+    /// The objectives are NaN.
+    Nan,
+    /// The process aborts (only survivable with the processes executor).
+    Abort,
+    /// The evaluation allocates memory until it runs out (only survivable
+    /// with the processes executor and a `memory_limit`).
+    OutOfMemory,
+}
+
+const NAMES: &[&str] = &["zdt1", "zdt2", "zdt3", "zdt4", "zdt6", "dtlz1", "dtlz2"];
+
+impl ProblemSection {
+    /// The problem it names; errors point at the key in `section`.
+    pub fn problem(&self, section: &Section) -> Result<TestProblem, ConfigError> {
+        let kind = match self.name.to_ascii_lowercase().as_str() {
+            "zdt1" => ProblemKind::Zdt1,
+            "zdt2" => ProblemKind::Zdt2,
+            "zdt3" => ProblemKind::Zdt3,
+            "zdt4" => ProblemKind::Zdt4,
+            "zdt6" => ProblemKind::Zdt6,
+            "dtlz1" => ProblemKind::Dtlz1,
+            "dtlz2" => ProblemKind::Dtlz2,
+            other => {
+                return Err(section.error(
+                    "name",
+                    format!(
+                        "`problem.name`: unknown problem `{other}` (allowed: {})",
+                        NAMES.join(", ")
+                    ),
+                ))
+            }
+        };
+        if let Some(m) = self.objectives {
+            if matches!(kind, ProblemKind::Dtlz1 | ProblemKind::Dtlz2) && !(2..=10).contains(&m) {
+                return Err(section.out_of_range("objectives", m, "2..=10"));
+            }
+        }
+        let base = match kind {
+            ProblemKind::Dtlz1 => TestProblem::dtlz1(self.objectives.unwrap_or(3)),
+            ProblemKind::Dtlz2 => TestProblem::dtlz2(self.objectives.unwrap_or(3)),
+            _ => {
+                if self.objectives.is_some_and(|m| m != 2) {
+                    return Err(section.error(
+                        "objectives",
+                        "`problem.objectives`: ZDT problems have exactly 2 objectives",
+                    ));
+                }
+                TestProblem::new(kind, 30, 2)
+            }
+        };
+        let n_var = self.dimensions.unwrap_or(base.n_var());
+        if n_var < base.n_obj() || n_var > 1000 {
+            return Err(section.out_of_range(
+                "dimensions",
+                n_var,
+                format!("{}..=1000", base.n_obj()),
+            ));
+        }
+        if let Some(f) = &self.inject_failure {
+            if !(0.0..=1.0).contains(&f.fraction) {
+                return Err(section.out_of_range("inject_failure.fraction", f.fraction, "0..=1"));
+            }
+        }
+        if !(self.delay_s.is_finite() && self.delay_s >= 0.0) {
+            return Err(section.out_of_range("delay_s", self.delay_s, ">= 0"));
+        }
+        Ok(TestProblem::new(kind, n_var, base.n_obj()))
+    }
+}
+
+/// A test problem as an objective.
+pub struct ProblemObjective {
+    /// The problem.
+    pub problem: TestProblem,
+    /// Its settings.
+    pub settings: ProblemSection,
+}
+
+impl Objective for ProblemObjective {
+    fn metrics(&self) -> Vec<MetricInfo> {
+        (1..=self.problem.n_obj())
+            .map(|i| MetricInfo::new(&format!("f{i}"), "", false))
+            .collect()
+    }
+
+    fn default_objectives(&self) -> Vec<String> {
+        (1..=self.problem.n_obj())
+            .map(|i| format!("f{i}"))
+            .collect()
+    }
+
+    fn own_space(&self) -> Option<Arc<dyn SearchSpace>> {
+        Some(Arc::new(self.problem.space()))
+    }
+
+    fn evaluate(&self, ctx: &TrialContext) -> Result<Metrics, EvalError> {
+        let p = &self.settings;
+        if p.delay_s > 0.0 {
+            let until = Instant::now() + Duration::from_secs_f64(p.delay_s);
+            while Instant::now() < until {
+                ctx.control
+                    .check()
+                    .map_err(|e| EvalError::Trial(e.to_string()))?;
+                std::thread::sleep(
+                    until
+                        .saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(20)),
+                );
+            }
+        }
+        if let Some(inject) = &p.inject_failure {
+            let x0 = ctx.trial.config.get_f64("x0").unwrap_or(1.0);
+            if x0 < inject.fraction {
+                inject_failure(inject.kind);
+                return Ok(self
+                    .default_objectives()
+                    .into_iter()
+                    .map(|n| (n, f64::NAN))
+                    .collect());
+            }
+        }
+        let f = self.problem.evaluate_config(&ctx.trial.config);
+        Ok(f.iter()
+            .enumerate()
+            .map(|(i, v)| (format!("f{}", i + 1), *v))
+            .collect())
+    }
+}
+
+/// Fails the way `kind` says (returns only for [`FailureKind::Nan`]).
+fn inject_failure(kind: FailureKind) {
+    match kind {
+        FailureKind::Panic => panic!("injected failure (problem.inject_failure)"),
+        FailureKind::Nan => {}
+        FailureKind::Abort => std::process::abort(),
+        FailureKind::OutOfMemory => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                // Touch every page so the memory is really used.
+                hoard.push(vec![1u8; 64 << 20]);
+                log::debug!("holding {} MiB", hoard.len() * 64);
+            }
+        }
+    }
+}
+
+/// The built-in `problem` objective factory.
+pub struct ProblemObjectiveFactory;
+
+impl ObjectiveFactory for ProblemObjectiveFactory {
+    fn description(&self) -> String {
+        "a ZDT or DTLZ test problem (`[problem]`), for trying optimizers and executors".into()
+    }
+
+    fn create(&self, setup: &ObjectiveSetup) -> Result<ObjectiveBuild, ConfigError> {
+        if !setup.has("problem") {
+            return Err(setup
+                .source
+                .error("", "the `problem` objective needs a `[problem]` table"));
+        }
+        for (other, what) in [("model", "`[model]`"), ("data", "`[data]`")] {
+            if setup.has(other) {
+                return Err(setup.source.error(
+                    other,
+                    format!("{what} applies to DSNN searches only, not to `[problem]`"),
+                ));
+            }
+        }
+        if let Some(unit) = setup.section("fidelity").get("unit") {
+            if unit.value().as_str() != Some("epochs") {
+                return Err(unit.error("", "`data_fraction` budgets apply to DSNN searches only"));
+            }
+        }
+        let section = setup.section("problem");
+        let settings: ProblemSection = section.parse()?;
+        let problem = settings.problem(&section)?;
+        let target = format!("test problem {}", settings.name);
+        Ok(ObjectiveBuild {
+            objective: Arc::new(ProblemObjective { problem, settings }),
+            resolved: Vec::new(),
+            target,
+        })
+    }
+}

@@ -1,0 +1,412 @@
+//! The run loop: ask the optimizer, hand trials to the executor, log and tell
+//! what comes back; resume from the run directory after a crash.
+//!
+//! ```no_run
+//! use dsnn::experiment::CheckedExperiment;
+//! use dsnn::runner::{run_experiment, RunOptions};
+//!
+//! let registry = dsnn::builtins::registry();
+//! let exp = CheckedExperiment::from_file("examples/experiments/problem_zdt1.toml".as_ref(), &registry)?;
+//! let outcome = run_experiment(exp, RunOptions::default())?;
+//! println!("{} trials, front of {}", outcome.summary.trials, outcome.summary.front.len());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod evaluator;
+mod progress;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dsnn_search::{replay, OptimizerError, Outcome, Trial};
+
+use crate::executor::{
+    trial_label, Executor, ExecutorError, ExecutorSetup, TrialReport, TrialTask, DEFAULT_TRIAL_ID,
+};
+use crate::experiment::CheckedExperiment;
+use crate::report::{summarize, write_reports, LiveFront, Summary};
+use crate::settings::ConfigError;
+use crate::store::{LogRecord, RunStore, StoreError};
+
+pub use evaluator::RunEvaluator;
+use progress::StatusTracker;
+pub use progress::{NoProgress, Progress, RunStatus};
+
+/// Errors that stop a run (trial failures never do).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The experiment file is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The run directory could not be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The optimizer failed (or a resumed history could not be replayed).
+    #[error("optimizer: {0}")]
+    Optimizer(#[from] OptimizerError),
+    /// The executor broke.
+    #[error("executor: {0}")]
+    Executor(#[from] ExecutorError),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Options of [`run_experiment`] beyond the experiment file. Build with
+/// `RunOptions::default()` and the builder methods.
+pub struct RunOptions {
+    /// The binary child processes and cluster jobs run (`<exe> trial`):
+    /// `None` is the running binary, which must have the CLI (dsnn's, or a
+    /// research crate's own built with [`crate::cli`]).
+    pub exe: Option<PathBuf>,
+    /// Set from outside (a Ctrl-C handler) to stop the run cleanly.
+    pub interrupt: Arc<AtomicBool>,
+    /// Receives a line for every finished trial and the run's status.
+    pub progress: Box<dyn Progress>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            exe: None,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            progress: Box::new(NoProgress),
+        }
+    }
+}
+
+impl RunOptions {
+    /// Runs trials of child processes and jobs with `exe`.
+    pub fn exe(mut self, exe: PathBuf) -> Self {
+        self.exe = Some(exe);
+        self
+    }
+
+    /// Stops the run cleanly when `flag` is set.
+    pub fn interrupt(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.interrupt = flag;
+        self
+    }
+
+    /// Shows progress with `progress`.
+    pub fn progress(mut self, progress: Box<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+}
+
+/// Why a session of a run stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopReason {
+    /// Interrupted from outside (Ctrl-C, SIGTERM, the interrupt flag).
+    Interrupted,
+    /// `stop.wall_time_s` was reached.
+    WallTime {
+        /// The limit.
+        limit_s: f64,
+    },
+    /// `stop.trials` trials finished.
+    TrialsDone {
+        /// How many.
+        trials: u64,
+    },
+    /// The optimizer had no more trials to give.
+    OptimizerExhausted,
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::Interrupted => f.write_str("interrupted"),
+            StopReason::WallTime { limit_s } => write!(f, "wall time of {limit_s:.0} s reached"),
+            StopReason::TrialsDone { trials } => write!(f, "{trials} trials done"),
+            StopReason::OptimizerExhausted => f.write_str("the optimizer has no more trials"),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The summary written there.
+    pub summary: Summary,
+    /// Why the session stopped.
+    pub reason: StopReason,
+    /// The reports written into the run directory (summaries, front, plots).
+    pub reports: Vec<PathBuf>,
+}
+
+fn now_s() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Removes a run directory created by this session when dropped while it
+/// still holds one: the session failed before any trial could start.
+struct NewRunDirGuard {
+    dir: Option<PathBuf>,
+}
+
+impl Drop for NewRunDirGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => log::debug!("removed {} after a failed start", dir.display()),
+                Err(e) => log::warn!("could not remove {}: {e}", dir.display()),
+            }
+        }
+    }
+}
+
+/// Carries out (or resumes) the run of a checked experiment.
+pub fn run_experiment(
+    exp: CheckedExperiment,
+    mut opts: RunOptions,
+) -> Result<RunOutcome, RunError> {
+    let run_dir = exp.run_dir();
+    let resolved = exp.resolved_toml();
+    // A run directory this call creates is removed again if the optimizer or
+    // the executor cannot be set up (an unknown plugin, no sbatch), so that
+    // the corrected file can run under the same name.
+    let mut new_dir_guard = NewRunDirGuard {
+        dir: (!run_dir.exists()).then(|| run_dir.clone()),
+    };
+    let (mut store, history) = RunStore::open(&run_dir, &resolved)?;
+    let names = exp.objective_names().to_vec();
+    let mut optimizer = exp.build_optimizer()?;
+    replay(optimizer.as_mut(), &history.events).map_err(|e| {
+        RunError::Other(format!(
+            "cannot resume {}: replaying its trial log on a fresh optimizer failed ({e}); was the optimizer or dsnn changed since?",
+            run_dir.display()
+        ))
+    })?;
+    let resumed = !history.results.is_empty() || !history.in_flight.is_empty();
+    let mut tracker = StatusTracker {
+        status: RunStatus {
+            finished: 0,
+            running: 0,
+            failed: 0,
+            hypervolume: None,
+            elapsed_s: history.elapsed_s,
+            remaining_s: None,
+        },
+        live: LiveFront::new(names.len()),
+        hv_at: None,
+        results_before: history.results.len(),
+        session_start: Instant::now(),
+    };
+    for (t, r) in &history.results {
+        tracker.add(t, &r.outcome);
+    }
+    tracker.status.hypervolume = tracker.live.hypervolume();
+    if resumed {
+        opts.progress.line(
+            &format!(
+                "resuming {}: {} trials done, {} to re-run",
+                run_dir.display(),
+                history.finished_trials(),
+                history.in_flight.len()
+            ),
+            &tracker.status,
+        );
+    }
+    store.append(&LogRecord::Session {
+        started_at: now_s(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })?;
+    let exe = match opts.exe.take() {
+        Some(e) => e,
+        None => std::env::current_exe()
+            .map_err(|e| RunError::Other(format!("locating the running binary: {e}")))?,
+    };
+    let setup = ExecutorSetup {
+        run_dir: run_dir.clone(),
+        experiment_file: run_dir.join(RunStore::EXPERIMENT),
+        exe,
+        workers: exp.executor.workers,
+        trial_time_limit: exp.executor.trial_time_limit,
+        evaluator: Arc::new(RunEvaluator::new(&exp, Some(run_dir.clone()))),
+    };
+    let mut executor: Box<dyn Executor> =
+        exp.executor.factory.build(&exp.executor.settings, setup)?;
+
+    new_dir_guard.dir = None;
+
+    let mut trials_of: std::collections::BTreeMap<u64, Trial> = std::collections::BTreeMap::new();
+    let mut h = history;
+    // Trials in flight when the last session stopped: run them again.
+    let mut pending: Vec<TrialTask> = h
+        .in_flight
+        .iter()
+        .map(|(t, attempts)| TrialTask {
+            trial: t.clone(),
+            attempt: *attempts,
+        })
+        .collect();
+    // The default configuration first, at the full budget.
+    if h.default_trial.is_none() {
+        let trial = Trial {
+            id: DEFAULT_TRIAL_ID,
+            config: exp.space.default_configuration(),
+            budget: exp.max_budget(),
+        };
+        store.append(&LogRecord::Default {
+            trial: trial.clone(),
+        })?;
+        h.default_trial = Some(trial.clone());
+        pending.insert(0, TrialTask { trial, attempt: 0 });
+    }
+    for t in &pending {
+        trials_of.insert(t.trial.id, t.trial.clone());
+    }
+    let mut asked = h.asked_trials() as u64;
+    let mut finished = h.finished_trials() as u64;
+    executor.resume(pending)?;
+
+    let session_start = Instant::now();
+    let elapsed = |h_el: f64| h_el + session_start.elapsed().as_secs_f64();
+    let stop = &exp.stop;
+    let mut optimizer_idle = false;
+    let reason: StopReason;
+    loop {
+        if opts.interrupt.load(Ordering::Relaxed) {
+            executor.shutdown(true)?;
+            reason = StopReason::Interrupted;
+            break;
+        }
+        let el = elapsed(h.elapsed_s);
+        if let Some(limit_s) = stop.wall_time_s.filter(|w| el >= *w) {
+            executor.shutdown(true)?;
+            reason = StopReason::WallTime { limit_s };
+            break;
+        }
+        let trials_done = stop.trials.is_some_and(|n| finished >= n);
+        if trials_done && executor.in_flight() == 0 {
+            reason = StopReason::TrialsDone { trials: finished };
+            break;
+        }
+        let free = executor.slots().saturating_sub(executor.in_flight());
+        let quota = stop
+            .trials
+            .map_or(usize::MAX, |n| n.saturating_sub(asked) as usize);
+        let want = free.min(quota);
+        if want > 0 && !optimizer_idle {
+            let trials = optimizer.ask(want)?;
+            store.append(&LogRecord::Ask {
+                n: want,
+                trials: trials.clone(),
+                elapsed_s: elapsed(h.elapsed_s),
+            })?;
+            if trials.is_empty() {
+                optimizer_idle = true;
+            }
+            for t in trials {
+                asked += 1;
+                trials_of.insert(t.id, t.clone());
+                executor.submit(TrialTask {
+                    trial: t,
+                    attempt: 0,
+                })?;
+            }
+        }
+        if executor.in_flight() == 0 {
+            if optimizer_idle || quota == 0 {
+                reason = StopReason::OptimizerExhausted;
+                break;
+            }
+            continue;
+        }
+        let reports = executor.wait(Duration::from_millis(200))?;
+        if opts.interrupt.load(Ordering::Relaxed) {
+            // Trials that ended because of the interruption are not results:
+            // they run again on resume.
+            continue;
+        }
+        for report in reports {
+            let Some(trial) = trials_of.remove(&report.id) else {
+                log::warn!("ignoring a report for unknown trial {}", report.id);
+                continue;
+            };
+            // Tell first, then log: a tell that fails stops the run before
+            // the result is logged, so the log always replays.
+            if trial.id != DEFAULT_TRIAL_ID {
+                optimizer.tell(trial.id, report.outcome.clone())?;
+                optimizer_idle = false;
+                finished += 1;
+            }
+            let at = elapsed(h.elapsed_s);
+            store.append(&LogRecord::Result {
+                budget: trial.budget,
+                report: report.clone(),
+                elapsed_s: at,
+            })?;
+            let line = progress_line(&trial, &report, &names, finished, stop.trials);
+            tracker.add(&trial, &report.outcome);
+            h.results.push((trial, report));
+            h.result_elapsed_s.push(at);
+            let status = tracker.update(stop, executor.in_flight(), at, h.results.len());
+            opts.progress.line(&line, status);
+        }
+        let status = tracker.update(
+            stop,
+            executor.in_flight(),
+            elapsed(h.elapsed_s),
+            h.results.len(),
+        );
+        opts.progress.status(status);
+    }
+    let total = elapsed(h.elapsed_s);
+    h.elapsed_s = total;
+    store.append(&LogRecord::Stop {
+        reason: reason.to_string(),
+        elapsed_s: total,
+    })?;
+    let summary = summarize(&exp.name, &names, &h);
+    let reports = write_reports(&run_dir, &summary, &h).map_err(|e| {
+        RunError::Store(StoreError::Io {
+            path: run_dir.clone(),
+            source: e,
+        })
+    })?;
+    Ok(RunOutcome {
+        run_dir,
+        summary,
+        reason,
+        reports,
+    })
+}
+
+fn progress_line(
+    trial: &Trial,
+    report: &TrialReport,
+    names: &[String],
+    finished: u64,
+    limit: Option<u64>,
+) -> String {
+    let count = match limit {
+        Some(n) => format!("[{finished}/{n}]"),
+        None => format!("[{finished}]"),
+    };
+    let what = match &report.outcome {
+        Outcome::Success(f) => names
+            .iter()
+            .zip(f)
+            .map(|(n, v)| format!("{n} {v:.4e}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Outcome::Failure(r) => format!("FAILED: {r}"),
+    };
+    format!(
+        "{count} trial {} (budget {}) on {}: {what} ({:.1} s)",
+        trial_label(trial.id),
+        trial.budget,
+        report.worker,
+        report.duration_s
+    )
+}
