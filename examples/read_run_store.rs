@@ -8,9 +8,8 @@
 
 use std::path::Path;
 
-use dsnn::experiment::{experiment_objective_names, Experiment};
-use dsnn::objective::trial_label;
-use dsnn::store::{read_history, RunStore};
+use dsnn::executor::trial_label;
+use dsnn::store::{read_history, RunInfo, RunStore};
 use dsnn_search::{pareto, Outcome};
 
 /// What this example reads out of a run directory.
@@ -33,9 +32,7 @@ pub struct RunAnalysis {
 
 /// Reads `run_dir`'s experiment and trial log.
 pub fn analyse(run_dir: &Path) -> Result<RunAnalysis, Box<dyn std::error::Error>> {
-    let text = std::fs::read_to_string(run_dir.join(RunStore::EXPERIMENT))?;
-    let experiment: Experiment = toml::from_str(&text)?;
-    let objectives = experiment_objective_names(&experiment);
+    let objectives = RunInfo::read(run_dir)?.objectives;
     let history = read_history(&run_dir.join(RunStore::LOG))?;
     let successes: Vec<(u64, f64, &Vec<f64>)> = history
         .results
@@ -129,7 +126,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 mod tests {
     use super::*;
     use dsnn::experiment::CheckedExperiment;
-    use dsnn::runner::{run_experiment, NoProgress, RunOptions};
+    use dsnn::runner::{run_experiment, RunOptions};
 
     #[test]
     fn the_front_and_hypervolume_read_back_match_the_runs_own_summary() {
@@ -149,19 +146,9 @@ workers = 2
 [stop]
 trials = 30
 "#;
-        let exp = CheckedExperiment::from_str(text, "zdt.toml", dir.path()).unwrap();
-        let outcome = run_experiment(
-            exp,
-            RunOptions {
-                dsnn_exe: "dsnn".into(),
-                plugins: None,
-                executors: None,
-                meters: None,
-                interrupt: Default::default(),
-                progress: Box::new(NoProgress),
-            },
-        )
-        .unwrap();
+        let registry = dsnn::builtins::registry();
+        let exp = CheckedExperiment::from_str(text, "zdt.toml", dir.path(), &registry).unwrap();
+        let outcome = run_experiment(exp, RunOptions::default()).unwrap();
         let a = analyse(&outcome.run_dir).unwrap();
         assert_eq!(a.objectives, vec!["f1", "f2"]);
         assert_eq!((a.finished, a.failed), (31, 0), "30 trials and the default");

@@ -14,12 +14,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dsnn::executor::{Executor, ExecutorContext, TrialTask};
+use dsnn::executor::processes::ProcessExecutor;
+use dsnn::executor::slurm::{SlurmExecutor, SlurmSettings};
+use dsnn::executor::threads::ThreadExecutor;
+use dsnn::executor::{Executor, ExecutorSetup, TrialTask};
 use dsnn::experiment::CheckedExperiment;
-use dsnn::local::{ProcessExecutor, ThreadExecutor};
-use dsnn::objective::Objective;
-use dsnn::slurm::{SlurmExecutor, SlurmSettings};
-use dsnn_search::{Outcome, SearchSpace, Trial};
+use dsnn::runner::RunEvaluator;
+use dsnn_search::{Outcome, Trial};
 
 const EXPERIMENT: &str = r#"
 name = "throughput"
@@ -88,14 +89,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&root)?;
     let experiment_file = root.join("experiment.toml");
     std::fs::write(&experiment_file, EXPERIMENT)?;
-    let exp = CheckedExperiment::from_file(&experiment_file)?;
-    let ctx = |name: &str| ExecutorContext {
+    let exp = CheckedExperiment::from_file(&experiment_file, &dsnn::builtins::registry())?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let evaluator = Arc::new(RunEvaluator::new(&exp, None));
+    let ctx = |name: &str| ExecutorSetup {
         run_dir: root.join(name),
         experiment_file: experiment_file.clone(),
-        dsnn_exe: dsnn_exe.clone(),
+        exe: dsnn_exe.clone(),
+        workers,
         trial_time_limit: None,
+        evaluator: evaluator.clone(),
     };
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let report = |what: String, (s, med, max): (f64, f64, f64)| {
         println!(
             "{what}: {n} trials in {s:.2} s = {:.1} trials/s; submit-to-report latency \
@@ -104,15 +108,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     };
 
-    let objective = Arc::new(Objective::new(exp.clone(), None));
-    let mut threads = ThreadExecutor::new(objective, workers, None);
+    let mut threads = ThreadExecutor::new(evaluator.clone(), workers, None);
     report(
         format!("threads ({workers} workers, in process)"),
         drive(&mut threads, &exp, n),
     );
     threads.shutdown(false)?;
 
-    let mut procs = ProcessExecutor::new(ctx("processes"), workers, None)?;
+    let mut procs = ProcessExecutor::new(ctx("processes"), None)?;
     report(
         format!("processes ({workers} `dsnn trial` children at a time)"),
         drive(&mut procs, &exp, n),

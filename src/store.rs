@@ -42,6 +42,14 @@ pub enum StoreError {
         /// The parse error.
         reason: String,
     },
+    /// The stored experiment file lacks what a reader needs.
+    #[error("{path}: {reason}")]
+    BadExperiment {
+        /// The stored `experiment.toml`.
+        path: PathBuf,
+        /// What is missing or malformed.
+        reason: String,
+    },
     /// The run directory holds a different experiment.
     #[error(
         "{} holds a different experiment than the one given ({} changed; only `stop` may change, to let a run grow); compare with {}, choose another `name`, or delete the directory to start over",
@@ -55,6 +63,51 @@ pub enum StoreError {
         /// The dotted keys whose values differ.
         changed: Vec<String>,
     },
+}
+
+/// A run directory's name and objectives, read from its stored
+/// `experiment.toml` (resolved, so the objectives are listed there).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunInfo {
+    /// The experiment's `name`.
+    pub name: String,
+    /// The objectives, in order (all minimised).
+    pub objectives: Vec<String>,
+}
+
+impl RunInfo {
+    /// Reads the run directory `dir`'s name and objectives.
+    pub fn read(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(RunStore::EXPERIMENT);
+        let bad = |reason: String| StoreError::BadExperiment {
+            path: path.clone(),
+            reason,
+        };
+        if !path.is_file() {
+            return Err(bad(format!(
+                "not found: {} is not a run directory",
+                dir.display()
+            )));
+        }
+        let text = fs::read_to_string(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let doc: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let name = doc
+            .get("name")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad("no `name`".into()))?
+            .to_string();
+        let objectives = doc
+            .get("objectives")
+            .and_then(|v| v.as_array())
+            .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_string)).collect())
+            .ok_or_else(|| {
+                bad("no `objectives` list of names (run directories of dsnn before 0.2 lack it)".into())
+            })?;
+        Ok(RunInfo { name, objectives })
+    }
 }
 
 /// One line of `trials.jsonl`.

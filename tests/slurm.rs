@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 mod common;
 use common::{output_text, results as run_results};
 
-use dsnn::executor::{Executor, ExecutorContext, TrialReport, TrialTask};
-use dsnn::slurm::{GpuRequest, SlurmExecutor, SlurmSettings};
+use dsnn::executor::slurm::{GpuRequest, SlurmExecutor, SlurmSettings};
+use dsnn::executor::{Executor, ExecutorSetup, TrialEvaluator, TrialReport, TrialTask};
 use dsnn_search::{Configuration, Outcome, Trial};
 
 /// Why the cluster cannot be used, if it cannot.
@@ -73,8 +73,28 @@ printf '{"id":%s,"outcome":{"Success":[%s.0]},"metrics":{"accuracy":0.5},"durati
 mv "$out.tmp" "$out"
 "#;
 
+/// The SLURM executor never evaluates in its own process: jobs run the
+/// (fake) binary. This evaluator says so if it is ever called.
+struct JobsOnly;
+
+impl TrialEvaluator for JobsOnly {
+    fn evaluate(
+        &self,
+        task: &TrialTask,
+        _: &dsnn_core::train::TrainControl,
+        worker: &str,
+    ) -> TrialReport {
+        TrialReport::failed(
+            task.trial.id,
+            "evaluated in the run's process instead of a SLURM job".into(),
+            0.0,
+            worker.into(),
+        )
+    }
+}
+
 /// A fresh run directory with an experiment file and the fake binary.
-fn setup(name: &str, limit: Option<Duration>) -> ExecutorContext {
+fn setup(name: &str, limit: Option<Duration>) -> ExecutorSetup {
     let run_dir =
         std::env::temp_dir().join(format!("dsnn-slurm-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&run_dir);
@@ -83,11 +103,13 @@ fn setup(name: &str, limit: Option<Duration>) -> ExecutorContext {
     std::fs::write(&experiment_file, "# not read by the fake trial\n").unwrap();
     let dsnn_exe = run_dir.join("fake-dsnn");
     write_executable(&dsnn_exe, FAKE_DSNN);
-    ExecutorContext {
+    ExecutorSetup {
         run_dir,
         experiment_file,
-        dsnn_exe,
+        exe: dsnn_exe,
+        workers: 1,
         trial_time_limit: limit,
+        evaluator: std::sync::Arc::new(JobsOnly),
     }
 }
 
@@ -165,7 +187,7 @@ fn failure(r: &TrialReport) -> &str {
     }
 }
 
-fn records(ctx: &ExecutorContext) -> String {
+fn records(ctx: &ExecutorSetup) -> String {
     std::fs::read_to_string(ctx.run_dir.join("slurm/jobs.jsonl")).unwrap()
 }
 
@@ -863,10 +885,14 @@ fn ctrl_c_cancels_the_runs_jobs_and_keeps_the_trial_log() {
 fn settings_may_be_written_in_the_executor_table_itself() {
     // `executor = { kind = "slurm", ... }` and `[executor.slurm]` mean the same.
     let parse = |text: &str| {
-        let exp = dsnn::experiment::CheckedExperiment::from_str(text, "exp.toml", Path::new("."))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let table = exp.experiment.executor.slurm.clone().expect("slurm table");
-        SlurmSettings::from_toml(&table).unwrap()
+        let exp = dsnn::experiment::CheckedExperiment::from_str(
+            text,
+            "exp.toml",
+            Path::new("."),
+            &dsnn::builtins::registry(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        SlurmSettings::from_section(&exp.executor.settings).unwrap()
     };
     let head = "name = \"x\"\n[problem]\nname = \"zdt1\"\n[stop]\ntrials = 3\n";
     let flat = parse(&format!(
@@ -888,6 +914,7 @@ fn settings_may_be_written_in_the_executor_table_itself() {
         "name = \"x\"\n[problem]\nname = \"zdt1\"\n[executor]\nkind = \"slurm\"\nmax_jobs_in_flight = 0\n[stop]\ntrials = 3\n",
         "exp.toml",
         Path::new("."),
+        &dsnn::builtins::registry(),
     )
     .unwrap_err()
     .to_string();
@@ -901,6 +928,7 @@ fn settings_may_be_written_in_the_executor_table_itself() {
         &format!("{head}[executor]\nkind = \"slurm\"\npartition = \"a\"\n[executor.slurm]\npartition = \"b\"\n"),
         "exp.toml",
         Path::new("."),
+        &dsnn::builtins::registry(),
     )
     .unwrap_err()
     .to_string();

@@ -7,7 +7,7 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 
 use crate::report::{front_csv, summarize, summary_markdown, write_reports, Summary};
-use crate::store::{read_history, History, RunStore};
+use crate::store::{read_history, History, RunInfo, RunStore};
 
 /// Arguments of `dsnn pareto`.
 #[derive(Args, Debug)]
@@ -28,41 +28,10 @@ pub struct ReportArgs {
 
 /// Reads a run directory's trial log and summarises it.
 fn load(run_dir: &Path) -> Result<(History, Summary)> {
-    let exp_file = run_dir.join(RunStore::EXPERIMENT);
-    if !exp_file.is_file() {
-        anyhow::bail!(
-            "{} is not a run directory (no {})",
-            run_dir.display(),
-            RunStore::EXPERIMENT
-        );
-    }
-    // The stored experiment is already resolved; it is only read for the
-    // run's name and objectives (its data may have moved since).
-    let text = std::fs::read_to_string(&exp_file)
-        .with_context(|| format!("reading {}", exp_file.display()))?;
-    let doc: toml::Table =
-        toml::from_str(&text).with_context(|| format!("parsing {}", exp_file.display()))?;
-    let name = doc
-        .get("name")
-        .and_then(|v| v.as_str())
-        .with_context(|| format!("{} has no `name`", exp_file.display()))?;
-    let objectives: Vec<String> = doc
-        .get("objectives")
-        .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .with_context(|| {
-            format!(
-                "{} has no `objectives` list (written by dsnn run since 0.2)",
-                exp_file.display()
-            )
-        })?;
+    let info = RunInfo::read(run_dir)?;
     let history = read_history(&run_dir.join(RunStore::LOG))
         .with_context(|| format!("reading the trial log of {}", run_dir.display()))?;
-    let s = summarize(name, &objectives, &history);
+    let s = summarize(&info.name, &info.objectives, &history);
     Ok((history, s))
 }
 

@@ -402,6 +402,7 @@ mod tests {
                 metrics: Default::default(),
                 duration_s: 1.0,
                 worker: "thread 0".into(),
+                setup_failure: false,
             },
         )
     }
