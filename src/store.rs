@@ -104,7 +104,10 @@ impl RunInfo {
             .and_then(|v| v.as_array())
             .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_string)).collect())
             .ok_or_else(|| {
-                bad("no `objectives` list of names (run directories of dsnn before 0.2 lack it)".into())
+                bad(
+                    "no `objectives` list of names (run directories of dsnn before 0.2 lack it)"
+                        .into(),
+                )
             })?;
         Ok(RunInfo { name, objectives })
     }

@@ -37,7 +37,12 @@ fn lists_plugins_from_all_three_places_and_explains_unusable_ones() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<&str> = stdout.lines().collect();
+    // The plugin part ends at the blank line before the registry's names.
+    let lines: Vec<&str> = stdout.lines().take_while(|l| !l.is_empty()).collect();
+    assert!(
+        stdout.contains("\nbackbones:\n  digits_cnn") && stdout.contains("\nexecutors:\n"),
+        "{stdout}"
+    );
     assert!(
         lines[0].contains(&extra.path().display().to_string()),
         "{stdout}"

@@ -361,7 +361,7 @@ mod tests {
         let doc = src.parse().unwrap();
         let sec = Section::new(&src, vec!["b".into()], doc.get("b").cloned());
         let e = sec.error("c.e", "bad");
-        assert_eq!(e.location, ":3:28");
+        assert_eq!(e.location, ":3:23");
         assert_eq!(e.key.as_deref(), Some("b.c.e"));
         let e = sec.error("c.d.1", "bad");
         assert_eq!(e.location, ":3:15");
@@ -379,7 +379,7 @@ mod tests {
         }
         let e = sec.parse::<B>().unwrap_err();
         assert_eq!(e.key.as_deref(), Some("b.c.e"));
-        assert_eq!(e.location, ":3:22", "{e}");
+        assert_eq!(e.location, ":3:19", "{e}");
         assert!(e.message.contains("unknown field `e`"), "{e}");
         let e = src
             .parse()
