@@ -81,7 +81,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let models = opt("--models").unwrap_or_else(|| "resnet20,lenet5".into());
     let with_candle = !args.iter().any(|a| a == "--no-candle");
     let wanted = opt("--variants").unwrap_or_else(|| "float,Q,PS".into());
-    let batch: usize = opt("--batch").map(|s| s.parse()).transpose()?.unwrap_or(128);
+    let batch: usize = opt("--batch")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(128);
     let dev = Device::Cpu;
     let mut variants = Vec::new();
     for model in models.split(',') {

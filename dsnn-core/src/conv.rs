@@ -23,6 +23,12 @@ thread_local! {
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
+thread_local! {
+    /// Per-thread buffer for one sample's input planes rounded to the
+    /// fixed-point grid before they are unfolded.
+    static ROUNDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Runs `f` with this thread's two scratch buffers, grown to `a` and `b`
 /// elements. Their contents are stale: callers overwrite what they read.
 fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
@@ -220,31 +226,27 @@ impl Unfold {
 /// reference pads the already quantised input).
 fn im2col(x: &[f32], d: &Dims, col: &mut [f32], ld: usize, offset: usize, unfold: Unfold) {
     match unfold {
-        // Separate monomorphisations, so the plain copy stays a plain copy.
-        Unfold::Plain => im2col_map(x, d, col, ld, offset, |v| v),
-        Unfold::Quantized(grid) => im2col_map(x, d, col, ld, offset, move |v| grid.round(v)),
+        Unfold::Plain => im2col_plain(x, d, col, ld, offset),
+        // Rounded once into a plane-sized buffer, then unfolded as a plain
+        // copy: rounding inside the unfolding would round every value
+        // `kh * kw` times (it took a third of a ResNet20 Q step).
+        Unfold::Quantized(grid) => ROUNDED.with(|cell| {
+            let mut rounded = cell.borrow_mut();
+            if rounded.len() < x.len() {
+                rounded.resize(x.len(), 0.0);
+            }
+            let rounded = &mut rounded[..x.len()];
+            grid.round_slice(x, rounded);
+            im2col_plain(rounded, d, col, ld, offset)
+        }),
     }
 }
 
-/// Copies `src` into `dst` through `f` (a straight copy for the identity).
-#[inline(always)]
-fn copy_map(dst: &mut [f32], src: &[f32], f: impl Fn(f32) -> f32) {
-    for (o, &v) in dst.iter_mut().zip(src) {
-        *o = f(v);
-    }
-}
-
-fn im2col_map(
-    x: &[f32],
-    d: &Dims,
-    col: &mut [f32],
-    ld: usize,
-    offset: usize,
-    f: impl Fn(f32) -> f32 + Copy,
-) {
+/// [`im2col`] of values used as they are.
+fn im2col_plain(x: &[f32], d: &Dims, col: &mut [f32], ld: usize, offset: usize) {
     let p = d.p();
     if d.same_width() {
-        return im2col_same_width(x, d, col, ld, offset, f);
+        return im2col_same_width(x, d, col, ld, offset);
     }
     for c in 0..d.cg() {
         let plane = &x[c * d.hw()..(c + 1) * d.hw()];
@@ -265,10 +267,10 @@ fn im2col_map(
                     out[hi..].fill(0.0);
                     if d.stride == 1 {
                         let start = lo + j - d.pad;
-                        copy_map(&mut out[lo..hi], &src[start..start + (hi - lo)], f);
+                        out[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
                     } else {
                         for (ow, o) in out[lo..hi].iter_mut().enumerate() {
-                            *o = f(src[(ow + lo) * d.stride + j - d.pad]);
+                            *o = src[(ow + lo) * d.stride + j - d.pad];
                         }
                     }
                 }
@@ -366,14 +368,7 @@ fn shifted_run(d: &Dims, i: usize, j: usize) -> Option<(std::ops::Range<usize>, 
 /// the image plane shifted by a constant offset, so each row is one
 /// contiguous copy plus zeros at the padded edges, instead of one short
 /// copy per output row.
-fn im2col_same_width(
-    x: &[f32],
-    d: &Dims,
-    col: &mut [f32],
-    ld: usize,
-    offset: usize,
-    f: impl Fn(f32) -> f32 + Copy,
-) {
+fn im2col_same_width(x: &[f32], d: &Dims, col: &mut [f32], ld: usize, offset: usize) {
     let (p, hw) = (d.p(), d.hw());
     for c in 0..d.cg() {
         let plane = &x[c * hw..(c + 1) * hw];
@@ -385,7 +380,7 @@ fn im2col_same_width(
                 dst[..rlo * d.wo].fill(0.0);
                 dst[rhi * d.wo..].fill(0.0);
                 if let Some((q, s)) = shifted_run(d, i, j) {
-                    copy_map(&mut dst[q.clone()], &plane[s..s + q.len()], f);
+                    dst[q.clone()].copy_from_slice(&plane[s..s + q.len()]);
                 }
                 // The copy wrapped across image rows at the padded columns.
                 let (lo, hi) = d.ow_range(j);
