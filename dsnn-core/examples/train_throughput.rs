@@ -4,7 +4,13 @@
 //! machine noise hits them alike; figures are medians (and, for training, the
 //! fastest step too, to compare with the minimum times of the PyTorch reference).
 //!
-//! `cargo run --release -p dsnn-core --example train_throughput -- [--steps N] [--models resnet20,lenet5] [--variants float,Q,PS] [--no-candle] [--json out.json]`
+//! The "train cpu ms" column is the process CPU time per training step
+//! (all threads): on a shared machine it moves far less than wall time,
+//! so it is the figure to compare builds by while other jobs run. The peak
+//! resident memory of the process is printed at the end (run one model and
+//! variant per process to compare it with PyTorch's).
+//!
+//! `cargo run --release -p dsnn-core --example train_throughput -- [--steps N] [--batch 128] [--models resnet20,lenet5] [--variants float,Q,PS] [--no-candle] [--json out.json]`
 
 use candle_core::{DType, Device, Tensor};
 use dsnn_core::layers::ConvEngine;
@@ -22,6 +28,7 @@ struct Variant {
     net: Box<dyn Network>,
     opt: Optimizer,
     train_ms: Vec<f64>,
+    train_cpu_ms: Vec<f64>,
     infer_ms: Vec<f64>,
     infer1_ms: Vec<f64>,
 }
@@ -30,6 +37,35 @@ fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
     s[s.len() / 2]
+}
+
+/// CPU time of the whole process (all threads) in milliseconds.
+fn process_cpu_ms() -> f64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec it is given.
+        if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0 {
+            return ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6;
+        }
+    }
+    f64::NAN
+}
+
+/// Peak resident memory of the process in MiB.
+fn peak_rss_mib() -> f64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: getrusage fills the struct it is given.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0 {
+            return ru.ru_maxrss as f64 / 1024.0;
+        }
+    }
+    f64::NAN
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,7 +81,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let models = opt("--models").unwrap_or_else(|| "resnet20,lenet5".into());
     let with_candle = !args.iter().any(|a| a == "--no-candle");
     let wanted = opt("--variants").unwrap_or_else(|| "float,Q,PS".into());
-    let batch = 128;
+    let batch: usize = opt("--batch")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(128);
     let dev = Device::Cpu;
     let mut variants = Vec::new();
     for model in models.split(',') {
@@ -92,6 +131,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     net,
                     opt,
                     train_ms: vec![],
+                    train_cpu_ms: vec![],
                     infer_ms: vec![],
                     infer1_ms: vec![],
                 });
@@ -112,9 +152,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for round in 0..=steps {
         for v in variants.iter_mut() {
             let (x, y) = input(v.model, batch)?;
-            let t = Instant::now();
+            let (t, cpu) = (Instant::now(), process_cpu_ms());
             train_step(v.net.as_ref(), &mut v.opt, &x, &y, 0.01)?;
             let train = t.elapsed().as_secs_f64() * 1e3;
+            let train_cpu = process_cpu_ms() - cpu;
             let t = Instant::now();
             v.net
                 .forward(&x, Forward::eval())?
@@ -131,6 +172,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let infer1 = t.elapsed().as_secs_f64() * 1e3;
             if round > 0 {
                 v.train_ms.push(train);
+                v.train_cpu_ms.push(train_cpu);
                 v.infer_ms.push(infer);
                 v.infer1_ms.push(infer1);
             }
@@ -138,8 +180,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprint!("\rround {round}/{steps}");
     }
     eprintln!();
-    println!("| model | variant | conv engine | train ms/step (b{batch}) | train img/s | train img/s (min time) | infer b{batch} img/s | infer b1 img/s |");
-    println!("|---|---|---|---:|---:|---:|---:|---:|");
+    println!("| model | variant | conv engine | train ms/step (b{batch}) | train cpu ms/step | train img/s | train img/s (min time) | infer b{batch} img/s | infer b1 img/s |");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
     let mut json = Vec::new();
     for v in &variants {
         let (tm, im, i1) = (
@@ -153,21 +195,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let fastest = v.train_ms.iter().copied().fold(f64::INFINITY, f64::min);
         println!(
-            "| {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
             v.model,
             v.label,
             engine,
             tm,
+            median(&v.train_cpu_ms),
             batch as f64 / tm * 1e3,
             batch as f64 / fastest * 1e3,
             batch as f64 / im * 1e3,
             1e3 / i1
         );
         json.push(format!(
-            "{{\"model\":\"{}\",\"variant\":\"{}\",\"engine\":\"{engine}\",\"train_img_s\":{:.1},\"infer_b128_img_s\":{:.1},\"infer_b1_img_s\":{:.1}}}",
-            v.model, v.label, batch as f64 / tm * 1e3, batch as f64 / im * 1e3, 1e3 / i1
+            "{{\"model\":\"{}\",\"variant\":\"{}\",\"engine\":\"{engine}\",\"batch\":{batch},\"train_img_s\":{:.1},\"train_cpu_ms\":{:.2},\"infer_b128_img_s\":{:.1},\"infer_b1_img_s\":{:.1}}}",
+            v.model, v.label, batch as f64 / tm * 1e3, median(&v.train_cpu_ms), batch as f64 / im * 1e3, 1e3 / i1
         ));
     }
+    println!("peak resident memory: {:.0} MiB", peak_rss_mib());
     if let Some(path) = opt("--json") {
         std::fs::write(path, format!("[{}]\n", json.join(",\n")))?;
     }

@@ -4,18 +4,29 @@
 //! `docs/decisions/0001-tensor-backend.md`), so dsnn runs its own forward and
 //! backward as candle custom ops: each sample is unfolded into a column
 //! matrix and multiplied with the `gemm` crate, samples in parallel over the
-//! batch. The op is a plain float convolution; shift layers feed it weights
-//! already rounded to powers of two.
+//! batch. The op is a float convolution, optionally grouped (depthwise when
+//! every input channel is its own group); shift layers feed it weights
+//! already rounded to powers of two and can have it round the input to
+//! DeepShift's fixed-point grid while unfolding it, which saves a full pass
+//! over the activation and a node of the autograd graph.
 
+use crate::quant::{FixedPoint, FixedPointGrid};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 thread_local! {
     /// Per-thread work buffers (column matrix and gemm staging), kept between
     /// calls so that the hot loop neither allocates nor zero-fills them.
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+thread_local! {
+    /// Per-thread buffer for one sample's input planes rounded to the
+    /// fixed-point grid before they are unfolded.
+    static ROUNDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with this thread's two scratch buffers, grown to `a` and `b`
@@ -43,7 +54,41 @@ pub struct ConvGeometry {
     pub padding: usize,
 }
 
-/// Sizes of one convolution call.
+/// Everything a convolution call takes besides its two operands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvOptions {
+    /// Stride and padding.
+    pub geometry: ConvGeometry,
+    /// Channel groups: input and output channels are split into `groups`
+    /// equal sets, and each output set sees only its input set (1 = an
+    /// ordinary convolution; the number of input channels = depthwise). The
+    /// weight is then `cout x cin / groups x kh x kw`, as in PyTorch.
+    pub groups: usize,
+    /// Round the input down to this fixed-point grid before convolving
+    /// (DeepShift's activation quantisation, `round_to_fixed`), fused into
+    /// the unfolding; the gradient passes straight through to the input.
+    /// CPU only: the CUDA path refuses it.
+    pub input_quant: Option<FixedPoint>,
+}
+
+impl ConvOptions {
+    /// A plain, ungrouped float convolution.
+    pub fn plain(geometry: ConvGeometry) -> Self {
+        ConvOptions {
+            geometry,
+            groups: 1,
+            input_quant: None,
+        }
+    }
+
+    fn grid(&self) -> Option<FixedPointGrid> {
+        self.input_quant
+            .map(|q| FixedPointGrid::new(q.integer_bits, q.fraction_bits))
+    }
+}
+
+/// Sizes of one convolution call. `cin` and `cout` count all channels; a
+/// group has `cg()` of the input and `og()` of the output channels.
 #[derive(Debug, Clone, Copy)]
 struct Dims {
     n: usize,
@@ -57,15 +102,21 @@ struct Dims {
     wo: usize,
     stride: usize,
     pad: usize,
+    groups: usize,
 }
 
 impl Dims {
-    fn new(x: &[usize], w: &[usize], g: ConvGeometry) -> Result<Self> {
+    fn new(x: &[usize], w: &[usize], g: ConvGeometry, groups: usize) -> Result<Self> {
         let (&[n, cin, h, wd], &[cout, cin_w, kh, kw]) = (x, w) else {
             candle_core::bail!("conv2d expects a 4-D input and a 4-D weight, got {x:?} and {w:?}");
         };
-        if cin != cin_w {
-            candle_core::bail!("conv2d: input has {cin} channels, weight expects {cin_w}");
+        if groups == 0 || !cout.is_multiple_of(groups) {
+            candle_core::bail!("conv2d: {cout} output channels do not split into {groups} groups");
+        }
+        if cin != cin_w * groups {
+            candle_core::bail!(
+                "conv2d: input has {cin} channels, weight expects {cin_w} per group x {groups} groups"
+            );
         }
         if g.stride == 0 || h + 2 * g.padding < kh || wd + 2 * g.padding < kw {
             candle_core::bail!(
@@ -86,11 +137,24 @@ impl Dims {
             wo: (wd + 2 * g.padding - kw) / g.stride + 1,
             stride: g.stride,
             pad: g.padding,
+            groups,
         })
     }
-    /// Rows of the column matrix (`cin * kh * kw`).
+    /// Input channels per group.
+    fn cg(&self) -> usize {
+        self.cin / self.groups
+    }
+    /// Output channels per group.
+    fn og(&self) -> usize {
+        self.cout / self.groups
+    }
+    /// Rows of a group's column matrix (`cg * kh * kw`).
     fn k(&self) -> usize {
-        self.cin * self.kh * self.kw
+        self.cg() * self.kh * self.kw
+    }
+    /// Elements of one input channel plane.
+    fn hw(&self) -> usize {
+        self.h * self.w
     }
     /// Output positions per sample.
     fn p(&self) -> usize {
@@ -102,10 +166,17 @@ impl Dims {
     fn out_len(&self) -> usize {
         self.cout * self.p()
     }
-    /// The sizes as the CUDA kernels take them.
+    /// The sizes as the CUDA kernels take them; they have no grouped
+    /// convolution yet, so groups are refused with a clear error.
     #[cfg(feature = "cuda")]
-    fn cuda(&self) -> crate::cuda::ConvSizes {
-        crate::cuda::ConvSizes {
+    fn cuda(&self) -> Result<crate::cuda::ConvSizes> {
+        if self.groups != 1 {
+            candle_core::bail!(
+                "grouped convolution (groups = {}) is not supported on CUDA yet; train this network on the CPU",
+                self.groups
+            );
+        }
+        Ok(crate::cuda::ConvSizes {
             n: self.n,
             cin: self.cin,
             h: self.h,
@@ -117,7 +188,7 @@ impl Dims {
             wo: self.wo,
             stride: self.stride,
             pad: self.pad,
-        }
+        })
     }
     /// Stride 1 with as many output columns as input columns (a "same"
     /// convolution along the width), where [`im2col`] has a faster path.
@@ -136,15 +207,49 @@ impl Dims {
     }
 }
 
-/// Unfolds one sample `x` (`cin x h x w`) into columns `offset..offset + p`
-/// of `col` (`k` rows of length `ld`).
-fn im2col(x: &[f32], d: &Dims, col: &mut [f32], ld: usize, offset: usize) {
+/// How [`im2col`] reads the input: as it is, or rounded to a fixed-point grid.
+#[derive(Debug, Clone, Copy)]
+enum Unfold {
+    Plain,
+    Quantized(FixedPointGrid),
+}
+
+impl Unfold {
+    fn new(grid: Option<FixedPointGrid>) -> Self {
+        grid.map_or(Unfold::Plain, Unfold::Quantized)
+    }
+}
+
+/// Unfolds the channels of one group of one sample, `x` (`cg x h x w`), into
+/// columns `offset..offset + p` of `col` (`k` rows of length `ld`), rounding
+/// every input value to the grid of `unfold` (padding stays zero, as the
+/// reference pads the already quantised input).
+fn im2col(x: &[f32], d: &Dims, col: &mut [f32], ld: usize, offset: usize, unfold: Unfold) {
+    match unfold {
+        Unfold::Plain => im2col_plain(x, d, col, ld, offset),
+        // Rounded once into a plane-sized buffer, then unfolded as a plain
+        // copy: rounding inside the unfolding would round every value
+        // `kh * kw` times (it took a third of a ResNet20 Q step).
+        Unfold::Quantized(grid) => ROUNDED.with(|cell| {
+            let mut rounded = cell.borrow_mut();
+            if rounded.len() < x.len() {
+                rounded.resize(x.len(), 0.0);
+            }
+            let rounded = &mut rounded[..x.len()];
+            grid.round_slice(x, rounded);
+            im2col_plain(rounded, d, col, ld, offset)
+        }),
+    }
+}
+
+/// [`im2col`] of values used as they are.
+fn im2col_plain(x: &[f32], d: &Dims, col: &mut [f32], ld: usize, offset: usize) {
     let p = d.p();
     if d.same_width() {
         return im2col_same_width(x, d, col, ld, offset);
     }
-    for c in 0..d.cin {
-        let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
+    for c in 0..d.cg() {
+        let plane = &x[c * d.hw()..(c + 1) * d.hw()];
         for i in 0..d.kh {
             for j in 0..d.kw {
                 let row = (c * d.kh + i) * d.kw + j;
@@ -175,14 +280,15 @@ fn im2col(x: &[f32], d: &Dims, col: &mut [f32], ld: usize, offset: usize) {
 }
 
 /// Folds columns `offset..offset + p` of `col` (`k` rows of length `ld`) back
-/// onto one sample's gradient `dx`, summing overlaps. `dx` must start zeroed.
+/// onto the gradient of one group of one sample, `dx` (`cg x h x w`),
+/// summing overlaps. `dx` must start zeroed.
 fn col2im(col: &mut [f32], d: &Dims, dx: &mut [f32], ld: usize, offset: usize) {
     let p = d.p();
     if d.same_width() {
         return col2im_same_width(col, d, dx, ld, offset);
     }
-    for c in 0..d.cin {
-        let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
+    for c in 0..d.cg() {
+        let plane = &mut dx[c * d.hw()..(c + 1) * d.hw()];
         for i in 0..d.kh {
             for j in 0..d.kw {
                 let row = (c * d.kh + i) * d.kw + j;
@@ -263,8 +369,8 @@ fn shifted_run(d: &Dims, i: usize, j: usize) -> Option<(std::ops::Range<usize>, 
 /// contiguous copy plus zeros at the padded edges, instead of one short
 /// copy per output row.
 fn im2col_same_width(x: &[f32], d: &Dims, col: &mut [f32], ld: usize, offset: usize) {
-    let (p, hw) = (d.p(), d.h * d.w);
-    for c in 0..d.cin {
+    let (p, hw) = (d.p(), d.hw());
+    for c in 0..d.cg() {
         let plane = &x[c * hw..(c + 1) * hw];
         for i in 0..d.kh {
             let (rlo, rhi) = oh_range(d, i);
@@ -290,8 +396,8 @@ fn im2col_same_width(x: &[f32], d: &Dims, col: &mut [f32], ld: usize, offset: us
 /// row are zeroed in `col` first, then the row is added to the plane in one
 /// contiguous run.
 fn col2im_same_width(col: &mut [f32], d: &Dims, dx: &mut [f32], ld: usize, offset: usize) {
-    let (p, hw) = (d.p(), d.h * d.w);
-    for c in 0..d.cin {
+    let (p, hw) = (d.p(), d.hw());
+    for c in 0..d.cg() {
         let plane = &mut dx[c * hw..(c + 1) * hw];
         for i in 0..d.kh {
             let (rlo, rhi) = oh_range(d, i);
@@ -316,12 +422,16 @@ fn col2im_same_width(col: &mut [f32], d: &Dims, dx: &mut [f32], ld: usize, offse
 
 /// `dst (m x n) = beta_dst * dst + a (m x k) * b (k x n)`, each matrix a
 /// strided view given as (row stride, column stride).
+///
+/// # Safety
+/// `dst` must be valid for writes (and, with `accumulate`, reads) at every
+/// index its strides reach for `m x n`; it may be uninitialised otherwise.
 #[allow(clippy::too_many_arguments)]
-fn matmul(
+unsafe fn matmul(
     m: usize,
     n: usize,
     k: usize,
-    dst: &mut [f32],
+    dst: *mut f32,
     dst_strides: (isize, isize),
     accumulate: bool,
     a: &[f32],
@@ -330,15 +440,15 @@ fn matmul(
     b_strides: (isize, isize),
     par: Parallelism,
 ) {
-    debug_assert!(dst.len() >= m * n);
     // SAFETY: the slices cover the index ranges implied by the dimensions and
-    // strides, which the callers derive from the same `Dims`.
+    // strides, which the callers derive from the same `Dims`; `dst` is the
+    // caller's promise. gemm does not read `dst` unless `accumulate`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             dst_strides.1,
             dst_strides.0,
             accumulate,
@@ -379,9 +489,28 @@ fn plan(n: usize) -> (usize, Parallelism) {
     }
 }
 
+/// A vector of `n` floats that the caller fills completely before reading
+/// (saves the zeroing pass of `vec![0.0; n]` over every output tensor).
+fn uninit_vec(n: usize) -> Vec<MaybeUninit<f32>> {
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: `MaybeUninit` needs no initialisation.
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// The vector of [`uninit_vec`] once every element has been written.
+///
+/// # Safety
+/// Every element of `v` must have been initialised.
+unsafe fn assume_init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: same layout and allocation; the caller promises initialisation.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), v.len(), v.capacity()) }
+}
+
 /// The forward convolution op (`x`, `w`) -> `y`, with a backward pass.
 #[derive(Debug, Clone, Copy)]
-pub struct Conv2dOp(pub ConvGeometry);
+pub struct Conv2dOp(pub ConvOptions);
 
 impl CustomOp2 for Conv2dOp {
     fn name(&self) -> &'static str {
@@ -395,52 +524,70 @@ impl CustomOp2 for Conv2dOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let d = Dims::new(l1.dims(), l2.dims(), self.0)?;
+        let d = Dims::new(l1.dims(), l2.dims(), self.0.geometry, self.0.groups)?;
+        let unfold = Unfold::new(self.0.grid());
         let (x, w) = (crate::ops::slice(s1, l1)?, crate::ops::slice(s2, l2)?);
-        let (k, p, ol) = (d.k(), d.p(), d.out_len());
-        let mut y = vec![0f32; d.n * ol];
+        let (k, p, ol, og, il) = (d.k(), d.p(), d.out_len(), d.og(), d.in_len());
+        let (cg_len, wg_len) = (d.cg() * d.hw(), og * k);
+        let mut y = uninit_vec(d.n * ol);
         let (per_task, par) = plan(d.n);
         let g = group_size(&d, per_task);
         y.par_chunks_mut(per_task * ol)
             .enumerate()
             .for_each(|(t, ys)| {
-                with_scratch(k * p * g, d.cout * p * g, |col, out| {
+                with_scratch(k * p * g, og * p * g, |col, out| {
                     for (gi, yg) in ys.chunks_mut(g * ol).enumerate() {
                         let first = t * per_task + gi * g;
                         let s = yg.len() / ol;
                         let ld = s * p;
-                        for j in 0..s {
-                            let xn = &x[(first + j) * d.in_len()..(first + j + 1) * d.in_len()];
-                            im2col(xn, &d, col, ld, j * p);
-                        }
-                        // out (cout x s*p) = W (cout x k) * col (k x s*p); a single
-                        // sample's output is already in NCHW order, so write it in place.
-                        let dst: &mut [f32] = if s == 1 { yg } else { out };
-                        matmul(
-                            d.cout,
-                            ld,
-                            k,
-                            dst,
-                            (ld as isize, 1),
-                            false,
-                            w,
-                            (k as isize, 1),
-                            col,
-                            (ld as isize, 1),
-                            par,
-                        );
-                        if s == 1 {
-                            continue;
-                        }
-                        for j in 0..s {
-                            for c in 0..d.cout {
-                                yg[j * ol + c * p..j * ol + (c + 1) * p]
-                                    .copy_from_slice(&out[c * ld + j * p..c * ld + (j + 1) * p]);
+                        for grp in 0..d.groups {
+                            for j in 0..s {
+                                let xn = &x[(first + j) * il + grp * cg_len..][..cg_len];
+                                im2col(xn, &d, col, ld, j * p, unfold);
+                            }
+                            // out (og x s*p) = W_grp (og x k) * col (k x s*p); a single
+                            // sample's output is already in NCHW order, so write it in place.
+                            let dst: *mut f32 = if s == 1 {
+                                yg[grp * og * p..(grp + 1) * og * p].as_mut_ptr().cast()
+                            } else {
+                                out.as_mut_ptr()
+                            };
+                            // SAFETY: `dst` spans og x ld elements (one sample's rows of
+                            // this group in `yg`, or the scratch `out`).
+                            unsafe {
+                                matmul(
+                                    og,
+                                    ld,
+                                    k,
+                                    dst,
+                                    (ld as isize, 1),
+                                    false,
+                                    &w[grp * wg_len..(grp + 1) * wg_len],
+                                    (k as isize, 1),
+                                    col,
+                                    (ld as isize, 1),
+                                    par,
+                                )
+                            };
+                            if s == 1 {
+                                continue;
+                            }
+                            for j in 0..s {
+                                for c in 0..og {
+                                    let to = &mut yg[j * ol + (grp * og + c) * p..][..p];
+                                    let from = &out[c * ld + j * p..][..p];
+                                    for (o, &v) in to.iter_mut().zip(from) {
+                                        o.write(v);
+                                    }
+                                }
                             }
                         }
                     }
                 });
             });
+        // SAFETY: every sample's every channel row was written above, by gemm
+        // (one sample at a time) or by the copy out of the scratch matrix.
+        let y = unsafe { assume_init(y) };
         Ok((CpuStorage::F32(y), Shape::from((d.n, d.cout, d.ho, d.wo))))
     }
 
@@ -452,11 +599,14 @@ impl CustomOp2 for Conv2dOp {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let d = Dims::new(l1.dims(), l2.dims(), self.0)?;
+        let d = Dims::new(l1.dims(), l2.dims(), self.0.geometry, self.0.groups)?;
+        if self.0.input_quant.is_some() {
+            candle_core::bail!("the fused input quantisation of conv2d is CPU only; quantise the input first on CUDA");
+        }
         if !l2.is_contiguous() {
             candle_core::bail!("dsnn ops need contiguous f32 tensors");
         }
-        let y = crate::cuda::conv2d(s1, l1, s2, l2, &d.cuda())?;
+        let y = crate::cuda::conv2d(s1, l1, s2, l2, &d.cuda()?)?;
         Ok((y, Shape::from((d.n, d.cout, d.ho, d.wo))))
     }
 
@@ -469,11 +619,13 @@ impl CustomOp2 for Conv2dOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         // The first layer's input is data: its gradient would be thrown away.
+        // The input quantisation passes the gradient straight through.
         let dx = if x.track_op() {
             Some(grad.apply_op2_no_bwd(
                 w,
                 &Conv2dBackwardInput {
-                    geometry: self.0,
+                    geometry: self.0.geometry,
+                    groups: self.0.groups,
                     input_hw: (x.dim(2)?, x.dim(3)?),
                 },
             )?)
@@ -483,7 +635,7 @@ impl CustomOp2 for Conv2dOp {
         let dw = x.apply_op2_no_bwd(
             &grad,
             &Conv2dBackwardWeight {
-                geometry: self.0,
+                options: self.0,
                 kernel: (w.dim(2)?, w.dim(3)?),
             },
         )?;
@@ -491,47 +643,63 @@ impl CustomOp2 for Conv2dOp {
     }
 }
 
-/// Copies the gradients of samples `first..first + s` (each `cout x p`) side
-/// by side into `cat` (`cout x s*p`).
-fn gather_grad(dy: &[f32], d: &Dims, first: usize, s: usize, cat: &mut [f32]) {
-    let (p, ol) = (d.p(), d.out_len());
+/// Copies the gradients of group `grp`'s channels of samples
+/// `first..first + s` (each `og x p`) side by side into `cat` (`og x s*p`).
+fn gather_grad(dy: &[f32], d: &Dims, first: usize, s: usize, grp: usize, cat: &mut [f32]) {
+    let (p, ol, og) = (d.p(), d.out_len(), d.og());
     let ld = s * p;
     for j in 0..s {
-        let src = &dy[(first + j) * ol..(first + j + 1) * ol];
-        for c in 0..d.cout {
+        let src = &dy[(first + j) * ol + grp * og * p..][..og * p];
+        for c in 0..og {
             cat[c * ld + j * p..c * ld + (j + 1) * p].copy_from_slice(&src[c * p..(c + 1) * p]);
         }
     }
 }
 
-/// Copies the gradients of samples `first..first + s` (each `cout x p`)
-/// transposed into `cat` (`s*p x cout`), a block of 8 positions at a time so
-/// that reads and writes both stay within a few cache lines.
-fn gather_grad_transposed(dy: &[f32], d: &Dims, first: usize, s: usize, cat: &mut [f32]) {
-    let (p, ol, cout) = (d.p(), d.out_len(), d.cout);
+/// Copies the gradients of group `grp`'s channels of samples
+/// `first..first + s` (each `og x p`) transposed into `cat` (`s*p x og`), a
+/// block of 8 positions at a time so that reads and writes both stay within
+/// a few cache lines.
+fn gather_grad_transposed(
+    dy: &[f32],
+    d: &Dims,
+    first: usize,
+    s: usize,
+    grp: usize,
+    cat: &mut [f32],
+) {
+    let (p, ol, og) = (d.p(), d.out_len(), d.og());
     const B: usize = 8;
     for j in 0..s {
-        let src = &dy[(first + j) * ol..(first + j + 1) * ol];
-        let dst = &mut cat[j * p * cout..(j + 1) * p * cout];
+        let src = &dy[(first + j) * ol + grp * og * p..][..og * p];
+        let dst = &mut cat[j * p * og..(j + 1) * p * og];
         for q0 in (0..p).step_by(B) {
             let q1 = (q0 + B).min(p);
-            for c in 0..cout {
+            for c in 0..og {
                 let from = &src[c * p + q0..c * p + q1];
                 for (i, &v) in from.iter().enumerate() {
-                    dst[(q0 + i) * cout + c] = v;
+                    dst[(q0 + i) * og + c] = v;
                 }
             }
         }
     }
 }
 
-/// The gradients of samples `first..first + s` as one `cout x s*p` matrix:
-/// a single sample's slice of `dy` as it is, several gathered into `cat`.
-fn gathered<'a>(dy: &'a [f32], d: &Dims, first: usize, s: usize, cat: &'a mut [f32]) -> &'a [f32] {
+/// The gradients of group `grp` of samples `first..first + s` as one
+/// `og x s*p` matrix: a single sample's slice of `dy` as it is, several
+/// gathered into `cat`.
+fn gathered<'a>(
+    dy: &'a [f32],
+    d: &Dims,
+    first: usize,
+    s: usize,
+    grp: usize,
+    cat: &'a mut [f32],
+) -> &'a [f32] {
     if s == 1 {
-        &dy[first * d.out_len()..(first + 1) * d.out_len()]
+        &dy[first * d.out_len() + grp * d.og() * d.p()..][..d.og() * d.p()]
     } else {
-        gather_grad(dy, d, first, s, cat);
+        gather_grad(dy, d, first, s, grp, cat);
         cat
     }
 }
@@ -540,7 +708,24 @@ fn gathered<'a>(dy: &'a [f32], d: &Dims, first: usize, s: usize, cat: &'a mut [f
 #[derive(Debug, Clone, Copy)]
 struct Conv2dBackwardInput {
     geometry: ConvGeometry,
+    groups: usize,
     input_hw: (usize, usize),
+}
+
+impl Conv2dBackwardInput {
+    /// The sizes, checking `dy` against the weight.
+    fn dims(&self, l1: &Layout, l2: &Layout) -> Result<(Dims, [usize; 4])> {
+        let (n, wdims) = (l1.dims()[0], l2.dims());
+        let xdims = [n, wdims[1] * self.groups, self.input_hw.0, self.input_hw.1];
+        let d = Dims::new(&xdims, wdims, self.geometry, self.groups)?;
+        if l1.dims() != [n, d.cout, d.ho, d.wo] {
+            candle_core::bail!(
+                "conv2d backward: gradient shape {:?} does not match",
+                l1.dims()
+            );
+        }
+        Ok((d, xdims))
+    }
 }
 
 impl CustomOp2 for Conv2dBackwardInput {
@@ -555,17 +740,11 @@ impl CustomOp2 for Conv2dBackwardInput {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, wdims) = (l1.dims()[0], l2.dims());
-        let xdims = [n, wdims[1], self.input_hw.0, self.input_hw.1];
-        let d = Dims::new(&xdims, wdims, self.geometry)?;
-        if l1.dims() != [n, d.cout, d.ho, d.wo] {
-            candle_core::bail!(
-                "conv2d backward: gradient shape {:?} does not match",
-                l1.dims()
-            );
-        }
+        let (d, xdims) = self.dims(l1, l2)?;
+        let n = d.n;
         let (dy, w) = (crate::ops::slice(s1, l1)?, crate::ops::slice(s2, l2)?);
-        let (k, p, il) = (d.k(), d.p(), d.in_len());
+        let (k, p, il, og) = (d.k(), d.p(), d.in_len(), d.og());
+        let (cg_len, wg_len) = (d.cg() * d.hw(), og * k);
         // Zeroed here once: col2im accumulates into it.
         let mut dx = vec![0f32; n * il];
         let (per_task, par) = plan(n);
@@ -573,28 +752,34 @@ impl CustomOp2 for Conv2dBackwardInput {
         dx.par_chunks_mut(per_task * il)
             .enumerate()
             .for_each(|(t, dxs)| {
-                with_scratch(k * p * g, d.cout * p * g, |col, cat| {
+                with_scratch(k * p * g, og * p * g, |col, cat| {
                     for (gi, dxg) in dxs.chunks_mut(g * il).enumerate() {
                         let first = t * per_task + gi * g;
                         let s = dxg.len() / il;
                         let ld = s * p;
-                        let dyg = gathered(dy, &d, first, s, cat);
-                        // col (k x s*p) = W^T (k x cout) * dy (cout x s*p)
-                        matmul(
-                            k,
-                            ld,
-                            d.cout,
-                            col,
-                            (ld as isize, 1),
-                            false,
-                            w,
-                            (1, k as isize),
-                            dyg,
-                            (ld as isize, 1),
-                            par,
-                        );
-                        for (j, dxn) in dxg.chunks_mut(il).enumerate() {
-                            col2im(&mut *col, &d, dxn, ld, j * p);
+                        for grp in 0..d.groups {
+                            let dyg = gathered(dy, &d, first, s, grp, cat);
+                            // col (k x s*p) = W_grp^T (k x og) * dy_grp (og x s*p)
+                            // SAFETY: `col` holds k x ld elements.
+                            unsafe {
+                                matmul(
+                                    k,
+                                    ld,
+                                    og,
+                                    col.as_mut_ptr(),
+                                    (ld as isize, 1),
+                                    false,
+                                    &w[grp * wg_len..(grp + 1) * wg_len],
+                                    (1, k as isize),
+                                    dyg,
+                                    (ld as isize, 1),
+                                    par,
+                                )
+                            };
+                            for (j, dxn) in dxg.chunks_mut(il).enumerate() {
+                                let plane = &mut dxn[grp * cg_len..(grp + 1) * cg_len];
+                                col2im(&mut *col, &d, plane, ld, j * p);
+                            }
                         }
                     }
                 });
@@ -610,28 +795,43 @@ impl CustomOp2 for Conv2dBackwardInput {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (n, wdims) = (l1.dims()[0], l2.dims());
-        let xdims = [n, wdims[1], self.input_hw.0, self.input_hw.1];
-        let d = Dims::new(&xdims, wdims, self.geometry)?;
-        if l1.dims() != [n, d.cout, d.ho, d.wo] {
-            candle_core::bail!(
-                "conv2d backward: gradient shape {:?} does not match",
-                l1.dims()
-            );
-        }
+        let (d, xdims) = self.dims(l1, l2)?;
         if !l2.is_contiguous() {
             candle_core::bail!("dsnn ops need contiguous f32 tensors");
         }
-        let dx = crate::cuda::conv2d_backward_input(s1, l1, s2, l2, &d.cuda())?;
+        let dx = crate::cuda::conv2d_backward_input(s1, l1, s2, l2, &d.cuda()?)?;
         Ok((dx, Shape::from(xdims.to_vec())))
     }
 }
 
-/// Gradient of the convolution with respect to its weight: (`x`, `dy`) -> `dw`.
+/// Gradient of the convolution with respect to its weight: (`x`, `dy`) ->
+/// `dw`, unfolding `x` as the forward did (quantised when it was).
 #[derive(Debug, Clone, Copy)]
 struct Conv2dBackwardWeight {
-    geometry: ConvGeometry,
+    options: ConvOptions,
     kernel: (usize, usize),
+}
+
+impl Conv2dBackwardWeight {
+    /// The sizes, checking `dy` against the input.
+    fn dims(&self, l1: &Layout, l2: &Layout) -> Result<(Dims, [usize; 4])> {
+        let xdims = l1.dims();
+        let (cout, groups) = (l2.dims()[1], self.options.groups);
+        if groups == 0 || xdims.len() != 4 || !xdims[1].is_multiple_of(groups) {
+            candle_core::bail!(
+                "conv2d backward: input {xdims:?} does not split into {groups} groups"
+            );
+        }
+        let wdims = [cout, xdims[1] / groups, self.kernel.0, self.kernel.1];
+        let d = Dims::new(xdims, &wdims, self.options.geometry, groups)?;
+        if l2.dims() != [d.n, cout, d.ho, d.wo] {
+            candle_core::bail!(
+                "conv2d backward: gradient shape {:?} does not match",
+                l2.dims()
+            );
+        }
+        Ok((d, wdims))
+    }
 }
 
 impl CustomOp2 for Conv2dBackwardWeight {
@@ -646,64 +846,72 @@ impl CustomOp2 for Conv2dBackwardWeight {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let xdims = l1.dims();
-        let cout = l2.dims()[1];
-        let wdims = [cout, xdims[1], self.kernel.0, self.kernel.1];
-        let d = Dims::new(xdims, &wdims, self.geometry)?;
+        let (d, wdims) = self.dims(l1, l2)?;
+        let unfold = Unfold::new(self.options.grid());
         let (x, dy) = (crate::ops::slice(s1, l1)?, crate::ops::slice(s2, l2)?);
-        let (k, p) = (d.k(), d.p());
+        let (k, p, og, il) = (d.k(), d.p(), d.og(), d.in_len());
+        let (cg_len, wg_len) = (d.cg() * d.hw(), og * k);
         let (per_task, par) = plan(d.n);
         let g = group_size(&d, per_task);
         let tasks = d.n.div_ceil(per_task);
         let partials: Vec<Vec<f32>> = (0..tasks)
             .into_par_iter()
             .map(|t| {
-                // The transpose of this task's dw: `k x cout`.
-                let mut dw_t = vec![0f32; cout * k];
-                with_scratch(k * p * g, cout * p * g, |col, cat| {
+                // Per group, the transpose of this task's dw: `k x og`.
+                let mut dw_t = vec![0f32; d.cout * k];
+                with_scratch(k * p * g, og * p * g, |col, cat| {
                     let end = ((t + 1) * per_task).min(d.n);
                     let mut first = t * per_task;
                     while first < end {
                         let s = g.min(end - first);
                         let ld = s * p;
-                        for j in 0..s {
-                            let xn = &x[(first + j) * d.in_len()..(first + j + 1) * d.in_len()];
-                            im2col(xn, &d, col, ld, j * p);
+                        for grp in 0..d.groups {
+                            for j in 0..s {
+                                let xn = &x[(first + j) * il + grp * cg_len..][..cg_len];
+                                im2col(xn, &d, col, ld, j * p, unfold);
+                            }
+                            gather_grad_transposed(dy, &d, first, s, grp, cat);
+                            // dw (og x k) += dy (og x s*p) * col^T (s*p x k), with
+                            // dw held column-major and dy transposed, so that gemm
+                            // reads both operands along unit strides and packs only
+                            // the small dy^T instead of gathering the column matrix.
+                            let dst = &mut dw_t[grp * wg_len..(grp + 1) * wg_len];
+                            // SAFETY: `dst` holds og x k initialised elements.
+                            unsafe {
+                                matmul(
+                                    og,
+                                    k,
+                                    ld,
+                                    dst.as_mut_ptr(),
+                                    (1, og as isize),
+                                    true,
+                                    cat,
+                                    (1, og as isize),
+                                    col,
+                                    (1, ld as isize),
+                                    par,
+                                )
+                            };
                         }
-                        gather_grad_transposed(dy, &d, first, s, cat);
-                        // dw (cout x k) += dy (cout x s*p) * col^T (s*p x k), with
-                        // dw held column-major and dy transposed, so that gemm
-                        // reads both operands along unit strides and packs only
-                        // the small dy^T instead of gathering the column matrix.
-                        matmul(
-                            cout,
-                            k,
-                            ld,
-                            &mut dw_t,
-                            (1, cout as isize),
-                            true,
-                            cat,
-                            (1, cout as isize),
-                            col,
-                            (1, ld as isize),
-                            par,
-                        );
                         first += s;
                     }
                 });
                 dw_t
             })
             .collect();
-        let mut dw_t = vec![0f32; cout * k];
+        let mut dw_t = vec![0f32; d.cout * k];
         for part in &partials {
             for (a, b) in dw_t.iter_mut().zip(part) {
                 *a += b;
             }
         }
-        let mut dw = vec![0f32; cout * k];
-        for (r, row) in dw_t.chunks_exact(cout).enumerate() {
-            for (c, &v) in row.iter().enumerate() {
-                dw[c * k + r] = v;
+        let mut dw = vec![0f32; d.cout * k];
+        for grp in 0..d.groups {
+            let block = &dw_t[grp * wg_len..(grp + 1) * wg_len];
+            for (r, row) in block.chunks_exact(og).enumerate() {
+                for (c, &v) in row.iter().enumerate() {
+                    dw[(grp * og + c) * k + r] = v;
+                }
             }
         }
         Ok((CpuStorage::F32(dw), Shape::from(wdims.to_vec())))
@@ -717,17 +925,11 @@ impl CustomOp2 for Conv2dBackwardWeight {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let xdims = l1.dims();
-        let cout = l2.dims()[1];
-        let wdims = [cout, xdims[1], self.kernel.0, self.kernel.1];
-        let d = Dims::new(xdims, &wdims, self.geometry)?;
-        if l2.dims() != [d.n, cout, d.ho, d.wo] {
-            candle_core::bail!(
-                "conv2d backward: gradient shape {:?} does not match",
-                l2.dims()
-            );
+        let (d, wdims) = self.dims(l1, l2)?;
+        if self.options.input_quant.is_some() {
+            candle_core::bail!("the fused input quantisation of conv2d is CPU only; quantise the input first on CUDA");
         }
-        let dw = crate::cuda::conv2d_backward_weight(s1, l1, s2, l2, &d.cuda())?;
+        let dw = crate::cuda::conv2d_backward_weight(s1, l1, s2, l2, &d.cuda()?)?;
         Ok((dw, Shape::from(wdims.to_vec())))
     }
 }
@@ -735,6 +937,31 @@ impl CustomOp2 for Conv2dBackwardWeight {
 /// Convolves `x` (`n x cin x h x w`) with `w` (`cout x cin x kh x kw`), with a
 /// backward pass for both; no bias.
 pub fn conv2d(x: &Tensor, w: &Tensor, geometry: ConvGeometry) -> Result<Tensor> {
+    conv2d_with(x, w, ConvOptions::plain(geometry))
+}
+
+/// A grouped convolution: `w` is `cout x cin / groups x kh x kw`, and output
+/// channel group `g` sees only input channel group `g` (`groups == cin` is a
+/// depthwise convolution). CPU only for `groups > 1`.
+pub fn conv2d_grouped(
+    x: &Tensor,
+    w: &Tensor,
+    geometry: ConvGeometry,
+    groups: usize,
+) -> Result<Tensor> {
+    conv2d_with(
+        x,
+        w,
+        ConvOptions {
+            groups,
+            ..ConvOptions::plain(geometry)
+        },
+    )
+}
+
+/// The convolution with every option ([`ConvOptions`]): groups and the
+/// fused fixed-point rounding of the input.
+pub fn conv2d_with(x: &Tensor, w: &Tensor, options: ConvOptions) -> Result<Tensor> {
     x.contiguous()?
-        .apply_op2(&w.contiguous()?, Conv2dOp(geometry))
+        .apply_op2(&w.contiguous()?, Conv2dOp(options))
 }

@@ -2,7 +2,7 @@
 //! linear layers, batch norm, and the builder that creates them.
 
 use crate::batchnorm::{BatchNormTrain, BatchStats};
-use crate::conv::{conv2d, ConvGeometry};
+use crate::conv::{conv2d_with, ConvGeometry, ConvOptions};
 use crate::error::{CoreError, Result};
 use crate::graph::NetOp;
 use crate::params::{ParamRole, ParamStore};
@@ -274,6 +274,8 @@ pub struct Conv2dLayer {
     core: ShiftCore,
     bias: Option<Var>,
     geometry: ConvGeometry,
+    /// Channel groups (1 = dense, `cin` = depthwise).
+    groups: usize,
     engine: ConvEngine,
 }
 
@@ -297,17 +299,33 @@ impl Conv2dLayer {
     pub fn forward_with(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
         let input = x.id();
         let shift = self.core.is_shift();
-        let x = if shift {
+        // dsnn's CPU convolution rounds the input to fixed point while
+        // unfolding it (the same values, without a separate pass and graph
+        // node); elsewhere the input is quantised first.
+        let fused = shift && self.engine == ConvEngine::Dsnn && x.device().is_cpu();
+        let x = if shift && !fused {
             self.core.quantize_activation(x)?
         } else {
             x.clone()
         };
         let w = self.core.effective_weight()?;
         let mut y = match self.engine {
-            ConvEngine::Dsnn => conv2d(&x, &w, self.geometry)?,
-            ConvEngine::Candle => {
-                x.conv2d(&w, self.geometry.padding, self.geometry.stride, 1, 1)?
-            }
+            ConvEngine::Dsnn => conv2d_with(
+                &x,
+                &w,
+                ConvOptions {
+                    geometry: self.geometry,
+                    groups: self.groups,
+                    input_quant: fused.then_some(self.core.settings.activation),
+                },
+            )?,
+            ConvEngine::Candle => x.conv2d(
+                &w,
+                self.geometry.padding,
+                self.geometry.stride,
+                1,
+                self.groups,
+            )?,
         };
         if let Some(b) = &self.bias {
             let b = if shift {
@@ -726,11 +744,38 @@ impl NetBuilder {
         geometry: ConvGeometry,
         bias: bool,
     ) -> Result<Conv2dLayer> {
-        let fan_in = cin * k * k;
+        self.conv2d_grouped(name, cin, cout, k, geometry, 1, bias)
+    }
+
+    /// A grouped `k x k` convolution `cin -> cout`: both channel counts are
+    /// split into `groups` equal sets and output set `g` sees only input set
+    /// `g` (`groups == cin == cout` is a depthwise convolution, as
+    /// MobileNetV2 uses). The weight is `cout x cin / groups x k x k`,
+    /// initialised from its fan-in `cin / groups * k * k` as PyTorch does.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_grouped(
+        &mut self,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        geometry: ConvGeometry,
+        groups: usize,
+        bias: bool,
+    ) -> Result<Conv2dLayer> {
+        if groups == 0 || !cin.is_multiple_of(groups) || !cout.is_multiple_of(groups) {
+            return Err(CoreError::config(
+                "groups",
+                format!(
+                    "layer `{name}`: {cin} input and {cout} output channels do not split into {groups} groups"
+                ),
+            ));
+        }
+        let fan_in = cin / groups * k * k;
         let bound = 1.0 / (fan_in as f32).sqrt();
         let w = self.uniform(cout * fan_in, bound);
         let shift = self.shift.is_some() && self.convert.contains(name);
-        let core = self.core(name, w, &[cout, cin, k, k], shift)?;
+        let core = self.core(name, w, &[cout, cin / groups, k, k], shift)?;
         let bias = if bias {
             let round = match (shift, self.shift.map(|s| s.shift_type)) {
                 (true, Some(ShiftType::Q)) => self.shift.map(|s| s.activation),
@@ -745,6 +790,7 @@ impl NetBuilder {
             core,
             bias,
             geometry,
+            groups,
             engine: self.engine,
         })
     }
