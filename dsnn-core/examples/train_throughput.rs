@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dev = Device::Cpu;
     let mut variants = Vec::new();
     for model in models.split(',') {
-        let backbone = backbone_by_name(model)?;
+        let backbone: &'static dyn dsnn_core::Backbone = Box::leak(backbone_by_name(model)?);
         let model: &'static str = backbone.name();
         for (label, shift) in [
             ("float", None),

@@ -79,21 +79,55 @@ pub struct Splits {
     pub test: Dataset,
 }
 
-/// Reads a whole file, decompressing gzip (detected by its magic bytes).
+/// Most bytes dsnn reads from one data file, before and after
+/// decompression (2 GiB; the largest real file, MNIST's training images, is
+/// 47 MB). A larger or gzip-bombed file is an error naming the file, not an
+/// out-of-memory kill.
+pub const MAX_DATA_FILE_BYTES: u64 = 1 << 31;
+
+/// Reads a whole file, decompressing gzip (detected by its magic bytes),
+/// up to [`MAX_DATA_FILE_BYTES`].
 pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| CoreError::Io {
+    read_bounded(path, MAX_DATA_FILE_BYTES)
+}
+
+/// [`read_maybe_gzip`] with the size limit as a parameter (tests use a small one).
+fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let io = |e| CoreError::Io {
         path: path.to_path_buf(),
         source: e,
-    })?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| CoreError::data(path, format!("corrupt gzip stream: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    };
+    let too_big = |what: &str| {
+        CoreError::data(
+            path,
+            format!(
+                "{what} more than {limit} bytes, the most dsnn reads from one data file (truncated or not a data set)"
+            ),
+        )
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    if len > limit {
+        return Err(too_big(&format!("holds {len} bytes,")));
     }
+    // The length only sizes the buffer; `take` holds the limit if the file grows.
+    let mut raw = Vec::with_capacity(len as usize);
+    file.take(limit + 1).read_to_end(&mut raw).map_err(io)?;
+    if raw.len() as u64 > limit {
+        return Err(too_big("grew while read to"));
+    }
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
+    }
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(&raw[..])
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| CoreError::data(path, format!("corrupt gzip stream: {e}")))?;
+    if out.len() as u64 > limit {
+        return Err(too_big("decompresses to"));
+    }
+    Ok(out)
 }
 
 /// Checks an IDX file's magic number, then that its header is complete.
@@ -119,30 +153,39 @@ fn be_u32(b: &[u8], at: usize) -> u32 {
 }
 
 /// Reads an IDX image file (magic `0x00000803`): returns (rows, cols, pixels).
+///
+/// The header's sizes are checked against the bytes that follow it (in
+/// 64-bit arithmetic, so no product overflows) before anything is sliced.
 pub fn read_idx_images(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
-    let b = read_maybe_gzip(path)?;
+    let mut b = read_maybe_gzip(path)?;
     check_idx_header(path, &b, 0x0803, 16, "images")?;
-    let (n, rows, cols) = (
-        be_u32(&b, 4) as usize,
-        be_u32(&b, 8) as usize,
-        be_u32(&b, 12) as usize,
-    );
-    let want = n * rows * cols;
-    if b.len() - 16 != want {
+    let (n, rows, cols) = (be_u32(&b, 4), be_u32(&b, 8), be_u32(&b, 12));
+    if n == 0 || rows == 0 || cols == 0 {
+        return Err(CoreError::data(
+            path,
+            format!("header announces {n} images of {rows}x{cols}: holds no images"),
+        ));
+    }
+    // Each factor is below 2^32 and the first product at most 2^64 - 2^33 + 1;
+    // the second can overflow, which `checked_mul` reports.
+    let want = (u64::from(n) * u64::from(rows)).checked_mul(u64::from(cols));
+    let have = (b.len() - 16) as u64;
+    if want != Some(have) {
+        let want = want.map_or_else(|| "more than 2^64".to_string(), |w| w.to_string());
         return Err(CoreError::data(
             path,
             format!(
-                "header announces {n} images of {rows}x{cols} ({want} bytes) but the file holds {} bytes of pixels (truncated or corrupt)",
-                b.len() - 16
+                "header announces {n} images of {rows}x{cols} ({want} bytes) but the file holds {have} bytes of pixels (truncated or corrupt)"
             ),
         ));
     }
-    Ok((rows, cols, b[16..].to_vec()))
+    b.drain(..16);
+    Ok((rows as usize, cols as usize, b))
 }
 
 /// Reads an IDX label file (magic `0x00000801`).
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
-    let b = read_maybe_gzip(path)?;
+    let mut b = read_maybe_gzip(path)?;
     check_idx_header(path, &b, 0x0801, 8, "labels")?;
     let n = be_u32(&b, 4) as usize;
     if b.len() - 8 != n {
@@ -154,7 +197,8 @@ pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
             ),
         ));
     }
-    Ok(b[8..].to_vec())
+    b.drain(..8);
+    Ok(b)
 }
 
 /// Finds `name` or `name.gz` in `dir`.
@@ -187,25 +231,26 @@ fn check_labels(path: &Path, labels: &[u8], classes: usize) -> Result<()> {
 }
 
 /// Loads one split of an IDX dataset (MNIST layout) from `dir`: `prefix` is
-/// `train` or `t10k`.
-pub fn load_idx_split(dir: &Path, prefix: &str) -> Result<Dataset> {
+/// `train` or `t10k`. Returns the images file's path with the split.
+fn load_idx_split(dir: &Path, prefix: &str) -> Result<(PathBuf, Dataset)> {
     let img_path = find_file(dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let lbl_path = find_file(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
     let (rows, cols, pixels) = read_idx_images(&img_path)?;
     let labels = read_idx_labels(&lbl_path)?;
-    if labels.len() * rows * cols != pixels.len() {
+    // `read_idx_images` guarantees rows, cols > 0 and a whole number of images.
+    let images = pixels.len() / (rows * cols);
+    if labels.len() != images {
         return Err(CoreError::data(
             &lbl_path,
             format!(
-                "{} labels for {} images in {}",
+                "{} labels for {images} images in {}",
                 labels.len(),
-                pixels.len() / (rows * cols).max(1),
                 img_path.display()
             ),
         ));
     }
     check_labels(&lbl_path, &labels, 10)?;
-    Ok(Dataset {
+    let split = Dataset {
         pixels,
         labels,
         shape: InputShape {
@@ -215,7 +260,8 @@ pub fn load_idx_split(dir: &Path, prefix: &str) -> Result<Dataset> {
         },
         classes: 10,
         pixel_max: 255.0,
-    })
+    };
+    Ok((img_path, split))
 }
 
 const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
@@ -328,10 +374,12 @@ pub fn load_dataset(name: DatasetName, dir: &Path, seed: u64) -> Result<Splits> 
         ));
     }
     match name {
-        DatasetName::Mnist | DatasetName::FashionMnist => Ok(Splits {
-            train: load_idx_split(dir, "train")?,
-            test: load_idx_split(dir, "t10k")?,
-        }),
+        DatasetName::Mnist | DatasetName::FashionMnist => {
+            let (train_path, train) = load_idx_split(dir, "train")?;
+            let (test_path, test) = load_idx_split(dir, "t10k")?;
+            check_same_shape(&train_path, &train, &test_path, &test)?;
+            Ok(Splits { train, test })
+        }
         DatasetName::Cifar10 => {
             let train: Vec<PathBuf> = (1..=5)
                 .map(|i| find_file(dir, &format!("data_batch_{i}.bin")))
@@ -347,6 +395,33 @@ pub fn load_dataset(name: DatasetName, dir: &Path, seed: u64) -> Result<Splits> 
             Ok(Splits { train, test })
         }
     }
+}
+
+/// A test split must hold images of the training split's size: a model
+/// trained on one cannot be evaluated on the other.
+fn check_same_shape(
+    train_path: &Path,
+    train: &Dataset,
+    test_path: &Path,
+    test: &Dataset,
+) -> Result<()> {
+    let (a, b) = (train.shape, test.shape);
+    if a == b {
+        return Ok(());
+    }
+    Err(CoreError::data(
+        test_path,
+        format!(
+            "test images are {}x{}x{} but the training images in {} are {}x{}x{}: both splits must have one image size",
+            b.channels,
+            b.height,
+            b.width,
+            train_path.display(),
+            a.channels,
+            a.height,
+            a.width
+        ),
+    ))
 }
 
 impl Dataset {
@@ -546,5 +621,34 @@ impl Batcher {
         let y: Vec<u32> = indices.iter().map(|&i| u32::from(data.labels[i])).collect();
         let y = Tensor::from_vec(y, indices.len(), device)?;
         Ok((x, y))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A gzip stream that inflates past the limit is refused at the limit,
+    /// without inflating the rest (here 1 MB of zeros against 64 KB).
+    #[test]
+    fn a_gzip_bomb_stops_at_the_size_limit() {
+        let dir = std::env::temp_dir().join(format!("dsnn-data-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bomb.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![0u8; 1 << 20]).unwrap();
+        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        let e = read_bounded(&path, 1 << 16).unwrap_err().to_string();
+        assert!(
+            e.contains("bomb.gz") && e.contains("decompresses to more than 65536 bytes"),
+            "{e}"
+        );
+        assert_eq!(read_bounded(&path, 1 << 20).unwrap().len(), 1 << 20);
+        // A raw file over the limit is refused before it is read.
+        std::fs::write(&path, vec![7u8; 1000]).unwrap();
+        let e = read_bounded(&path, 999).unwrap_err().to_string();
+        assert!(e.contains("holds 1000 bytes"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

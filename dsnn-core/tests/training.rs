@@ -300,8 +300,8 @@ fn backbones_count_their_convertible_layers() {
     // none); LeNet-5 and the digits CNN: two convolutions each.
     for (name, n) in [("resnet20", 19), ("lenet5", 2), ("digits_cnn", 2)] {
         let b = backbone_by_name(name).unwrap();
-        assert_eq!(b.num_convertible_layers(), n, "{name}");
-        assert_eq!(b.conv_layers().len(), n, "{name}");
+        assert_eq!(b.num_convertible_layers(&Default::default()), n, "{name}");
+        assert_eq!(b.conv_layers(&Default::default()).len(), n, "{name}");
     }
 }
 

@@ -21,6 +21,15 @@ pub enum InferError {
         /// Which bound was exceeded.
         reason: String,
     },
+    /// An integer model's description is out of range or inconsistent (a
+    /// corrupt or hand-edited file, or a hand-built model).
+    #[error("invalid integer model at `{part}`: {reason}")]
+    Invalid {
+        /// The layer, step or setting at fault.
+        part: String,
+        /// What is wrong, and what is allowed.
+        reason: String,
+    },
     /// A model or weights file is missing, unreadable or malformed.
     #[error("{path}: {reason}")]
     File {
@@ -45,6 +54,14 @@ impl InferError {
     pub fn unsupported(layer: &str, reason: impl Into<String>) -> Self {
         InferError::Unsupported {
             layer: layer.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`InferError::Invalid`] for `part`.
+    pub fn invalid(part: &str, reason: impl Into<String>) -> Self {
+        InferError::Invalid {
+            part: part.to_string(),
             reason: reason.into(),
         }
     }

@@ -61,8 +61,43 @@ pub fn read_trained_spec(path: &Path) -> Result<TrainedSpec> {
                 ),
             )
         })?;
-    serde_json::from_str(json)
-        .map_err(|e| InferError::file(path, format!("bad `{SPEC_METADATA_KEY}` metadata: {e}")))
+    let spec: TrainedSpec = serde_json::from_str(json)
+        .map_err(|e| InferError::file(path, format!("bad `{SPEC_METADATA_KEY}` metadata: {e}")))?;
+    check_spec_sizes(&spec).map_err(|reason| InferError::file(path, reason))?;
+    Ok(spec)
+}
+
+/// Most input values per image a weights file's spec may declare (2^16:
+/// dsnn's data sets have at most 3x32x32 = 3072). The largest network that
+/// admits, LeNet-5 on 256x256 images, holds 93M weights (about 370 MB).
+pub const MAX_SPEC_INPUT_VALUES: usize = 1 << 16;
+
+/// Most classes a weights file's spec may declare (2^16).
+pub const MAX_SPEC_CLASSES: usize = 1 << 16;
+
+/// The spec's sizes are bounded before a network is built from them (a
+/// spec of 2^31 x 2^31 images would otherwise ask for an impossible
+/// allocation).
+fn check_spec_sizes(spec: &TrainedSpec) -> std::result::Result<(), String> {
+    let dsnn_core::InputShape {
+        channels: c,
+        height: h,
+        width: w,
+    } = spec.model.input;
+    let values = c.checked_mul(h).and_then(|v| v.checked_mul(w));
+    if !values.is_some_and(|n| (1..=MAX_SPEC_INPUT_VALUES).contains(&n)) {
+        return Err(format!(
+            "the model spec's input {c}x{h}x{w} is out of range (allowed: 1 to \
+             {MAX_SPEC_INPUT_VALUES} values per image)"
+        ));
+    }
+    let classes = spec.model.classes;
+    if !(2..=MAX_SPEC_CLASSES).contains(&classes) {
+        return Err(format!(
+            "the model spec's {classes} classes are out of range (allowed: 2..={MAX_SPEC_CLASSES})"
+        ));
+    }
+    Ok(())
 }
 
 /// Builds the network a weights file describes, with one of dsnn-core's
@@ -155,11 +190,23 @@ pub(crate) struct Exporter {
 }
 
 impl Exporter {
+    /// A tensor's values; every one must be finite (an infinite weight or a
+    /// NaN bias would be exported as some integer and silently disagree
+    /// with the float model).
     fn values(&self, name: &str) -> Result<Vec<f32>> {
         let t = self.tensors.get(name).ok_or_else(|| {
             InferError::unsupported(name, "the trained network has no such tensor")
         })?;
-        Ok(t.flatten_all()?.to_vec1::<f32>()?)
+        let v = t.flatten_all()?.to_vec1::<f32>()?;
+        if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            return Err(InferError::unsupported(
+                name,
+                format!(
+                    "value {i} of the tensor is {x}: a trained network's parameters must be finite"
+                ),
+            ));
+        }
+        Ok(v)
     }
 
     /// The layer's weights as rounded in the float-simulated forward

@@ -15,6 +15,43 @@ use std::sync::OnceLock;
 /// Metadata key of the model description in an integer model file.
 pub const MODEL_METADATA_KEY: &str = "dsnn_int_model";
 
+/// Metadata key of the file's checksum: the CRC-32 (IEEE) of the model
+/// description followed by the bytes of the tensors `codes`, `acc_init`,
+/// `bn_mul` and `bn_add`, as 8 lowercase hex digits. A flipped bit anywhere
+/// in the model is refused on load instead of changing its predictions.
+pub const CHECKSUM_METADATA_KEY: &str = "dsnn_int_model_crc32";
+
+/// The tensors of a model file, in checksum order, with their element types.
+const TENSORS: [(&str, safetensors::Dtype); 4] = [
+    ("codes", safetensors::Dtype::U8),
+    ("acc_init", safetensors::Dtype::I64),
+    ("bn_mul", safetensors::Dtype::I32),
+    ("bn_add", safetensors::Dtype::I32),
+];
+
+/// Most activation values of one image at any step, padding included
+/// (2^24, 64 MB of `i32`; ResNet20's largest is 18 496). Bounds every
+/// buffer the engine sizes from a model and keeps its 32-bit offsets exact.
+pub const MAX_ACTIVATIONS: usize = 1 << 24;
+
+/// Most weights in one shift layer (2^31; the kernels index them in 32 bits).
+pub const MAX_LAYER_WEIGHTS: usize = 1 << 31;
+
+/// Most shortcuts saved at once (ResNets nest one).
+pub const MAX_RESIDUAL_DEPTH: usize = 16;
+
+/// Largest accumulator shift `S` (the export's bound: accumulators stay below 2^62).
+pub const MAX_ACC_SHIFT: u32 = 62;
+
+/// Largest batch-norm multiplier shift `m` (the export chooses at most 60).
+pub const MAX_MUL_SHIFT: u32 = 62;
+
+/// Largest batch-norm offset exponent `e` (offsets are `i32` significands times `2^e`).
+pub const MAX_ADD_SHIFT: u32 = 32;
+
+/// Bound on any accumulator (as in the export): `|acc| < 2^62`.
+const ACC_LIMIT: f64 = 4_611_686_018_427_387_904.0;
+
 /// A shift layer's weights and accumulator shift.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShiftLayer {
@@ -370,6 +407,11 @@ impl IntModel {
             ("bn_mul", safetensors::Dtype::I32, mul),
             ("bn_add", safetensors::Dtype::I32, add),
         ];
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(header.as_bytes());
+        for (_, _, bytes) in &tensors {
+            crc.update(bytes);
+        }
         let mut views = Vec::new();
         for (name, dtype, bytes) in &tensors {
             let elems = bytes.len() / (dtype.bitsize() / 8).max(1);
@@ -377,7 +419,13 @@ impl IntModel {
                 .map_err(|e| InferError::unsupported(name, e.to_string()))?;
             views.push((name.to_string(), view));
         }
-        let meta = HashMap::from([(MODEL_METADATA_KEY.to_string(), header)]);
+        let meta = HashMap::from([
+            (MODEL_METADATA_KEY.to_string(), header),
+            (
+                CHECKSUM_METADATA_KEY.to_string(),
+                format!("{:08x}", crc.finalize()),
+            ),
+        ]);
         safetensors::serialize(views, Some(meta))
             .map_err(|e| InferError::unsupported("model", e.to_string()))
     }
@@ -394,38 +442,64 @@ impl IntModel {
         Self::from_bytes(&bytes).map_err(|reason| InferError::file(path, reason))
     }
 
-    /// Parses a model file's bytes.
+    /// Parses a model file's bytes: the checksum first, then every field
+    /// of the description (sizes bounded before anything is allocated), then
+    /// the codes and the accumulator bounds. The error says what is wrong.
     pub fn from_bytes(bytes: &[u8]) -> std::result::Result<IntModel, String> {
         let st = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| format!("not a safetensors file: {e}"))?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
             .map_err(|e| format!("not a safetensors file: {e}"))?;
+        let meta = meta.metadata().as_ref();
         let header = meta
-            .metadata()
-            .as_ref()
             .and_then(|m| m.get(MODEL_METADATA_KEY))
             .ok_or_else(|| {
                 format!(
-                    "no `{MODEL_METADATA_KEY}` metadata: not an integer model written by `dsnn export`"
+                "no `{MODEL_METADATA_KEY}` metadata: not an integer model written by `dsnn export`"
+            )
+            })?;
+        let stored = meta
+            .and_then(|m| m.get(CHECKSUM_METADATA_KEY))
+            .ok_or_else(|| {
+                format!(
+                    "no `{CHECKSUM_METADATA_KEY}` checksum: written by an older `dsnn export` or \
+                 altered; export the model again"
                 )
             })?;
+        let mut data = Vec::new();
+        for (name, dtype) in TENSORS {
+            let t = st
+                .tensor(name)
+                .map_err(|_| format!("has no tensor `{name}`"))?;
+            if t.dtype() != dtype {
+                return Err(format!(
+                    "tensor `{name}` holds {:?}, expected {dtype:?}",
+                    t.dtype()
+                ));
+            }
+            data.push(t.data());
+        }
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(header.as_bytes());
+        for d in &data {
+            crc.update(d);
+        }
+        let computed = format!("{:08x}", crc.finalize());
+        if *stored != computed {
+            return Err(format!(
+                "checksum mismatch (stored {stored}, computed {computed}): the file is corrupt"
+            ));
+        }
         let mut model: IntModel =
             serde_json::from_str(header).map_err(|e| format!("bad model description: {e}"))?;
-        let tensor = |name: &str| {
-            st.tensor(name)
-                .map(|t| t.data().to_vec())
-                .map_err(|_| format!("has no tensor `{name}`"))
-        };
-        let (codes, init, mul, add) = (
-            tensor("codes")?,
-            tensor("acc_init")?,
-            tensor("bn_mul")?,
-            tensor("bn_add")?,
-        );
+        // Every size below is bounded by this check before it sizes a buffer.
+        model.check_steps(false).map_err(|e| e.to_string())?;
+        let [codes, init, mul, add] = [data[0], data[1], data[2], data[3]];
         let (mut at_codes, mut at_init, mut at_bn) = (0usize, 0usize, 0usize);
         let take = |buf: &[u8], at: &mut usize, n: usize, what: &str| {
-            let slice = buf
-                .get(*at..*at + n)
+            let slice = at
+                .checked_add(n)
+                .and_then(|end| buf.get(*at..end))
                 .ok_or_else(|| format!("tensor `{what}` is too short ({} bytes)", buf.len()))?
                 .to_vec();
             *at += n;
@@ -441,9 +515,9 @@ impl IntModel {
                 layer.packed.len = cout * layer.fan_in;
                 layer.weight_bits = model.weight_bits;
                 let need = (layer.packed.len * layer.packed.code_bits as usize).div_ceil(8);
-                layer.packed.bytes = take(&codes, &mut at_codes, need, "codes")?;
+                layer.packed.bytes = take(codes, &mut at_codes, need, "codes")?;
                 epilogue.acc_init = if epilogue.bias {
-                    take(&init, &mut at_init, 8 * cout, "acc_init")?
+                    take(init, &mut at_init, 8 * cout, "acc_init")?
                         .chunks_exact(8)
                         .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
                         .collect()
@@ -458,14 +532,14 @@ impl IntModel {
                 } = &mut epilogue.requant
                 {
                     let word = |c: &[u8]| i32::from_le_bytes(c.try_into().expect("4 bytes"));
-                    *m = take(&mul, &mut at_bn, 4 * cout, "bn_mul")?
+                    *m = take(mul, &mut at_bn, 4 * cout, "bn_mul")?
                         .chunks_exact(4)
                         .map(word)
                         .collect();
                     at_bn -= 4 * cout;
-                    *a = take(&add, &mut at_bn, 4 * cout, "bn_add")?
+                    *a = take(add, &mut at_bn, 4 * cout, "bn_add")?
                         .chunks_exact(4)
-                        .map(|c| i64::from(word(c)) << (*add_shift).min(32))
+                        .map(|c| i64::from(word(c)) << *add_shift)
                         .collect();
                 }
             }
@@ -478,15 +552,52 @@ impl IntModel {
             return Err(format!("tensors have more data than the layers use (codes {at_codes}/{}, biases {at_init}/{}, batch norm {at_bn}/{}/{})", codes.len(), init.len(), mul.len(), add.len()));
         }
         model.validate().map_err(|e| e.to_string())?;
+        for layer in model.shift_layers() {
+            check_codes(layer).map_err(|e| e.to_string())?;
+        }
+        model.check_accumulators().map_err(|e| e.to_string())?;
         Ok(model)
     }
 
-    /// Checks that the steps fit together (shapes, channel counts, logits last).
+    /// Checks that the steps fit together: formats and shifts in range,
+    /// shapes and channel counts consistent, every size within
+    /// [`MAX_ACTIVATIONS`] and [`MAX_LAYER_WEIGHTS`], logits last. The
+    /// engine runs it before every inference (the fields are public).
+    /// [`IntModel::from_bytes`] also checks each weight code and that no
+    /// accumulator can overflow, which a model built by hand must ensure.
     pub fn validate(&self) -> Result<()> {
-        let (mut c, mut h, mut w) = (self.input.channels, self.input.height, self.input.width);
+        self.check_steps(true)
+    }
+
+    /// [`IntModel::validate`]; `constants` includes the per-layer data
+    /// (codes, biases, batch norm), which a file fills in after this check.
+    fn check_steps(&self, constants: bool) -> Result<()> {
+        let bad = |what: &str, why: String| Err(InferError::invalid(what, why));
+        ActFormat::new(self.act.integer_bits, self.act.fraction_bits).map_err(|e| match e {
+            InferError::Unsupported { reason, .. } => InferError::invalid("act", reason),
+            other => other,
+        })?;
+        if !(2..=8).contains(&self.weight_bits) {
+            return bad(
+                "model",
+                format!("weight_bits {} (allowed: 2..=8)", self.weight_bits),
+            );
+        }
+        if !self.shift_type.is_shift() {
+            return bad(
+                "model",
+                "shift type float: an integer model holds shift layers (Q or PS)".into(),
+            );
+        }
+        let InputShape {
+            channels: mut c,
+            height: mut h,
+            width: mut w,
+        } = self.input;
+        activations("input", c, h, w)?;
+        self.check_input_transform()?;
         let mut saved: Vec<(usize, usize, usize)> = Vec::new();
         let last = self.steps.len().saturating_sub(1);
-        let bad = |what: &str, why: String| Err(InferError::unsupported(what, why));
         for (i, step) in self.steps.iter().enumerate() {
             let logits = match step {
                 Step::Conv {
@@ -497,16 +608,43 @@ impl IntModel {
                     padding,
                     epilogue,
                 } => {
-                    if *cin != c || layer.fan_in != cin * kernel * kernel || *stride == 0 {
-                        return bad(&layer.name, format!("expects {cin} channels, gets {c}"));
+                    let (k, p, name) = (*kernel, *padding, layer.name.as_str());
+                    if *stride == 0 {
+                        return bad(name, "stride 0 (allowed: 1 or more)".into());
                     }
-                    if h + 2 * padding < *kernel || w + 2 * padding < *kernel {
-                        return bad(&layer.name, format!("input {h}x{w} smaller than kernel"));
+                    if k == 0 {
+                        return bad(name, "kernel size 0 (allowed: 1 or more)".into());
                     }
-                    h = (h + 2 * padding - kernel) / stride + 1;
-                    w = (w + 2 * padding - kernel) / stride + 1;
+                    if p >= k {
+                        return bad(
+                            name,
+                            format!("padding {p} for a {k}x{k} kernel (allowed: 0..={})", k - 1),
+                        );
+                    }
+                    if *cin != c {
+                        return bad(name, format!("expects {cin} channels, gets {c}"));
+                    }
+                    if Some(layer.fan_in) != cin.checked_mul(k).and_then(|v| v.checked_mul(k)) {
+                        return bad(
+                            name,
+                            format!("fan-in {} is not {cin} x {k} x {k}", layer.fan_in),
+                        );
+                    }
+                    // fan_in = cin k^2 fits usize, so k < 2^32 and h + 2p cannot overflow.
+                    let (hp, wp) = (h + 2 * p, w + 2 * p);
+                    activations(name, c, hp, wp)?;
+                    if hp < k || wp < k {
+                        return bad(
+                            name,
+                            format!("input {h}x{w} padded by {p} is smaller than kernel {k}x{k}"),
+                        );
+                    }
+                    h = (hp - k) / stride + 1;
+                    w = (wp - k) / stride + 1;
                     c = layer.cout;
-                    check_epilogue(layer, epilogue)?;
+                    check_layer(layer, self.layer_bits(layer, constants))?;
+                    activations(name, c, h, w)?;
+                    check_epilogue(layer, epilogue, constants)?;
                     matches!(epilogue.requant, Requant::Logits)
                 }
                 Step::Linear { layer, epilogue } => {
@@ -516,15 +654,26 @@ impl IntModel {
                             format!("expects {} inputs, gets {}", layer.fan_in, c * h * w),
                         );
                     }
+                    check_layer(layer, self.layer_bits(layer, constants))?;
                     (c, h, w) = (layer.cout, 1, 1);
-                    check_epilogue(layer, epilogue)?;
+                    activations(&layer.name, c, h, w)?;
+                    check_epilogue(layer, epilogue, constants)?;
                     matches!(epilogue.requant, Requant::Logits)
                 }
                 Step::MaxPool2 => {
+                    if h < 2 || w < 2 {
+                        return bad("max pool", format!("2x2 pooling of a {h}x{w} input"));
+                    }
                     (h, w) = (h / 2, w / 2);
                     false
                 }
                 Step::SaveResidual => {
+                    if saved.len() == MAX_RESIDUAL_DEPTH {
+                        return bad(
+                            "residual",
+                            format!("more than {MAX_RESIDUAL_DEPTH} shortcuts saved at once"),
+                        );
+                    }
                     saved.push((c, h, w));
                     false
                 }
@@ -533,10 +682,13 @@ impl IntModel {
                         return bad("residual", "add without a saved shortcut".into());
                     };
                     let shape = match pad {
-                        None => (sc, sh, sw),
-                        Some(p) => (sc + 2 * p, sh / 2, sw / 2),
+                        None => Some((sc, sh, sw)),
+                        Some(p) => p
+                            .checked_mul(2)
+                            .and_then(|p2| p2.checked_add(sc))
+                            .map(|c| (c, sh / 2, sw / 2)),
                     };
-                    if shape != (c, h, w) {
+                    if shape != Some((c, h, w)) {
                         return bad("residual", format!("shortcut {shape:?} vs {:?}", (c, h, w)));
                     }
                     false
@@ -553,7 +705,10 @@ impl IntModel {
                 );
             }
         }
-        if c * h * w != self.classes {
+        if !saved.is_empty() {
+            return bad("residual", "a saved shortcut is never added".into());
+        }
+        if self.steps.is_empty() || c * h * w != self.classes {
             return bad(
                 "model",
                 format!("{} outputs for {} classes", c * h * w, self.classes),
@@ -561,21 +716,215 @@ impl IntModel {
         }
         Ok(())
     }
+
+    /// The weight bits `layer`'s codes must have: its own once built (a
+    /// hand-built model may mix them), the model's while a file is read
+    /// (the file stores them once, and the reader copies them in later).
+    fn layer_bits(&self, layer: &ShiftLayer, built: bool) -> u32 {
+        if built {
+            layer.weight_bits
+        } else {
+            self.weight_bits
+        }
+    }
+
+    /// The pixel normalisation, when present, has one finite mean and one
+    /// positive finite standard deviation per input channel.
+    fn check_input_transform(&self) -> Result<()> {
+        let Some(t) = &self.input_transform else {
+            return Ok(());
+        };
+        let (mean, std) = (&t.normalization.mean, &t.normalization.std);
+        let c = self.input.channels;
+        let why = if mean.len() != c || std.len() != c {
+            format!(
+                "{} means and {} standard deviations for {c} channels",
+                mean.len(),
+                std.len()
+            )
+        } else if mean.iter().any(|m| !m.is_finite()) {
+            format!("means {mean:?} are not all finite")
+        } else if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            format!("standard deviations {std:?} are not all positive and finite")
+        } else if !(t.pixel_max.is_finite() && t.pixel_max > 0.0) {
+            format!("pixel_max {} is not positive and finite", t.pixel_max)
+        } else {
+            return Ok(());
+        };
+        Err(InferError::invalid("input_transform", why))
+    }
+
+    /// No accumulator can leave `(-2^62, 2^62)`: for every output, the
+    /// largest input times each weight (`2^(I-1+F) 2^(S-m)`, plus 1 for a
+    /// floored bucket), plus its start value and `2^S` — the bound the
+    /// export chooses `S` by, so an exported model always passes.
+    fn check_accumulators(&self) -> Result<()> {
+        let max_x = self.act.max_abs() as f64;
+        for step in &self.steps {
+            let (Step::Conv {
+                layer, epilogue, ..
+            }
+            | Step::Linear { layer, epilogue }) = step
+            else {
+                continue;
+            };
+            let s = layer.acc_shift;
+            let ws = layer.packed.unpack();
+            let products = ws
+                .chunks(layer.fan_in)
+                .map(|row| {
+                    row.iter()
+                        .map(|w| match w {
+                            ShiftWeight::Pow { m, .. } => {
+                                max_x * (f64::from(s) - f64::from(*m)).exp2() + 1.0
+                            }
+                            ShiftWeight::Zero => 0.0,
+                        })
+                        .sum::<f64>()
+                })
+                .fold(0.0, f64::max);
+            let start = epilogue
+                .acc_init
+                .iter()
+                .map(|v| v.unsigned_abs() as f64)
+                .fold(0.0, f64::max);
+            let bound = products + start + f64::from(s).exp2();
+            if bound >= ACC_LIMIT {
+                return Err(InferError::Overflow {
+                    layer: layer.name.clone(),
+                    reason: format!(
+                        "its accumulator may reach {bound:.3e} (limit 2^62) with accumulator \
+                         shift {s}: the model was not written by `dsnn export`"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
-fn check_epilogue(layer: &ShiftLayer, e: &Epilogue) -> Result<()> {
+/// `c x h x w` activations of one image are at least one value and at most
+/// [`MAX_ACTIVATIONS`].
+fn activations(at: &str, c: usize, h: usize, w: usize) -> Result<()> {
+    let n = c.checked_mul(h).and_then(|v| v.checked_mul(w));
+    match n {
+        Some(n) if (1..=MAX_ACTIVATIONS).contains(&n) => Ok(()),
+        _ => Err(InferError::invalid(
+            at,
+            format!(
+                "{c}x{h}x{w} activations per image (allowed: 1 to {MAX_ACTIVATIONS} values, padding included)"
+            ),
+        )),
+    }
+}
+
+/// A shift layer's own fields: at least one output and one input, at most
+/// [`MAX_LAYER_WEIGHTS`] weights, an accumulator shift of at most
+/// [`MAX_ACC_SHIFT`], and codes of `weight_bits` bits (one more only when
+/// a code stands for zero).
+fn check_layer(layer: &ShiftLayer, weight_bits: u32) -> Result<()> {
+    let bad = |why: String| Err(InferError::invalid(&layer.name, why));
+    if !(2..=8).contains(&weight_bits) {
+        return bad(format!("weight_bits {weight_bits} (allowed: 2..=8)"));
+    }
+    if layer.cout == 0 || layer.fan_in == 0 {
+        return bad(format!(
+            "{} outputs of {} inputs (allowed: 1 or more of each)",
+            layer.cout, layer.fan_in
+        ));
+    }
+    let weights = layer.cout.checked_mul(layer.fan_in);
+    if weights.is_none_or(|n| n > MAX_LAYER_WEIGHTS) {
+        return bad(format!(
+            "{} x {} weights (allowed: at most {MAX_LAYER_WEIGHTS})",
+            layer.cout, layer.fan_in
+        ));
+    }
+    if layer.acc_shift > MAX_ACC_SHIFT {
+        return bad(format!(
+            "acc_shift {} (allowed: 0..={MAX_ACC_SHIFT})",
+            layer.acc_shift
+        ));
+    }
+    let code_bits = layer.packed.code_bits;
+    let wider = code_bits == weight_bits + 1 && layer.packed.zero_code;
+    if code_bits != weight_bits && !wider {
+        return bad(format!(
+            "{code_bits}-bit codes for {weight_bits}-bit weights (allowed: {weight_bits}, or {} \
+             when a code stands for zero)",
+            weight_bits + 1
+        ));
+    }
+    Ok(())
+}
+
+/// Every code decodes to zero or a shift the model's `weight_bits` allows
+/// (as the export packs them), and the codes are exactly the layer's.
+fn check_codes(layer: &ShiftLayer) -> Result<()> {
+    let mag_max = (1u32 << (layer.weight_bits - 1)) - 1;
+    for (i, w) in layer.packed.unpack().iter().enumerate() {
+        if let ShiftWeight::Pow { m, .. } = w {
+            if u32::from(*m) > mag_max {
+                return Err(InferError::invalid(
+                    &layer.name,
+                    format!(
+                        "weight {i} has shift -{m}, beyond {}-bit weights (allowed: 0..=-{mag_max})",
+                        layer.weight_bits
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The epilogue's shifts are in range and, with `constants`, its
+/// per-channel data matches the layer (as do the packed codes).
+fn check_epilogue(layer: &ShiftLayer, e: &Epilogue, constants: bool) -> Result<()> {
+    if let Requant::Affine {
+        mul_shift,
+        add_shift,
+        ..
+    } = &e.requant
+    {
+        if *mul_shift > MAX_MUL_SHIFT || *add_shift > MAX_ADD_SHIFT {
+            return Err(InferError::invalid(
+                &layer.name,
+                format!(
+                    "batch-norm shifts m = {mul_shift}, e = {add_shift} (allowed: m <= \
+                     {MAX_MUL_SHIFT}, e <= {MAX_ADD_SHIFT})"
+                ),
+            ));
+        }
+    }
+    if !constants {
+        return Ok(());
+    }
     let n = layer.cout;
     let ok = e.acc_init.len() == n
         && match &e.requant {
             Requant::Affine { mul, add, .. } => mul.len() == n && add.len() == n,
             _ => true,
         };
-    if ok {
-        Ok(())
-    } else {
-        Err(InferError::unsupported(
+    if !ok {
+        return Err(InferError::invalid(
             &layer.name,
             format!("per-channel constants do not match its {n} channels"),
-        ))
+        ));
     }
+    let p = &layer.packed;
+    let codes = n * layer.fan_in;
+    if p.len != codes || p.bytes.len() != (codes * p.code_bits as usize).div_ceil(8) {
+        return Err(InferError::invalid(
+            &layer.name,
+            format!(
+                "{} codes in {} bytes for {n} x {} weights of {} bits",
+                p.len,
+                p.bytes.len(),
+                layer.fan_in,
+                p.code_bits
+            ),
+        ));
+    }
+    Ok(())
 }

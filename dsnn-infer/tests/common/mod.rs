@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod model_file;
+
 use candle_core::{Device, Tensor};
 use dsnn_core::data::Dataset;
 use dsnn_core::{

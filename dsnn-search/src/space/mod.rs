@@ -250,6 +250,10 @@ impl fmt::Display for Configuration {
     }
 }
 
+/// Largest integer bound magnitude (2^53: integers stay exact in the
+/// unit-cube encoding's `f64`).
+const MAX_EXACT_INT: u64 = 1 << 53;
+
 /// One hyperparameter: its type, range and default.
 ///
 /// In TOML each is a table with a `type` key (`float`, `int`, `categorical`,
@@ -476,6 +480,15 @@ impl Hyperparameter {
     /// Check the definition itself (bounds ordered, log bounds positive, default inside).
     fn check_definition(&self) -> Result<(), SpaceError> {
         let bad = |msg: String| Err(SpaceError::Invalid(format!("`{}`: {msg}", self.name())));
+        // A NaN or infinite choice cannot be written to ConfigSpace JSON or
+        // compared reliably.
+        let non_finite = |values: &[Value]| match values
+            .iter()
+            .find(|v| matches!(v, Value::Float(f) if !f.is_finite()))
+        {
+            Some(v) => bad(format!("values must be finite numbers, got {v}")),
+            None => Ok(()),
+        };
         match self {
             Hyperparameter::Float {
                 lower, upper, log, ..
@@ -495,6 +508,13 @@ impl Hyperparameter {
                 if lower > upper {
                     return bad(format!("needs lower <= upper, got [{lower}, {upper}]"));
                 }
+                // The unit-cube encoding holds integers in f64: beyond 2^53 they
+                // are inexact, and the width `upper - lower + 1` overflowed i64.
+                if lower.unsigned_abs().max(upper.unsigned_abs()) > MAX_EXACT_INT {
+                    return bad(format!(
+                        "integer bounds must lie within +-2^53, got [{lower}, {upper}]"
+                    ));
+                }
                 if *log && *lower < 1 {
                     return bad(format!("log scale needs lower >= 1, got {lower}"));
                 }
@@ -502,6 +522,7 @@ impl Hyperparameter {
             Hyperparameter::Categorical {
                 choices, weights, ..
             } => {
+                non_finite(choices)?;
                 if choices.is_empty() {
                     return bad("needs at least one choice".into());
                 }
@@ -523,6 +544,7 @@ impl Hyperparameter {
                 }
             }
             Hyperparameter::Ordinal { sequence, .. } => {
+                non_finite(sequence)?;
                 if sequence.is_empty() {
                     return bad("needs a non-empty sequence".into());
                 }
@@ -532,7 +554,7 @@ impl Hyperparameter {
                     }
                 }
             }
-            Hyperparameter::Constant { .. } => {}
+            Hyperparameter::Constant { value, .. } => non_finite(std::slice::from_ref(value))?,
         }
         self.check_value(&self.default_value())
             .map_err(|e| SpaceError::Invalid(format!("default: {e}")))
