@@ -91,10 +91,13 @@ pub struct DataSpec {
 }
 
 /// The data of a process's trials, loaded once and shared.
-pub(crate) struct TrialData {
-    pub(crate) train: Dataset,
-    pub(crate) validation: Dataset,
-    pub(crate) batcher: Batcher,
+pub struct TrialData {
+    /// The training split (after `train_limit`).
+    pub train: Dataset,
+    /// The validation split the objectives are measured on.
+    pub validation: Dataset,
+    /// Normalisation (from the training split) and augmentation.
+    pub batcher: Batcher,
 }
 
 /// The DSNN objective (see the module documentation).
@@ -258,8 +261,9 @@ impl DsnnObjective {
         Ok((recipe, arch))
     }
 
-    /// The data of this process's trials (loaded on first use).
-    pub(crate) fn trial_data(&self) -> Result<Arc<TrialData>, String> {
+    /// The trial data, loaded on first use and shared by the process's
+    /// trials (an error is the experiment's: its data cannot be read).
+    pub fn trial_data(&self) -> Result<Arc<TrialData>, String> {
         self.loaded
             .get_or_init(|| {
                 let d = &self.data;
