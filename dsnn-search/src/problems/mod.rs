@@ -285,7 +285,7 @@ impl TestProblem {
                 max: MAX_VARIABLES,
             });
         }
-        if (n - min_n) % step != 0 {
+        if !(n - min_n).is_multiple_of(step) {
             return Err(ProblemError::DimensionsStep {
                 problem,
                 given: n,
@@ -315,7 +315,9 @@ impl TestProblem {
             Family::Dtlz(_) => n_var.max(m),
             Family::Wfg(w) => {
                 let k = wfg::default_k(m);
-                let l = n_var.saturating_sub(k).max(if w == 2 || w == 3 { 2 } else { 1 });
+                let l = n_var
+                    .saturating_sub(k)
+                    .max(if w == 2 || w == 3 { 2 } else { 1 });
                 k + if w == 2 || w == 3 { l + l % 2 } else { l }
             }
         };
@@ -547,7 +549,9 @@ impl TestProblem {
                 Some(0.1 * (1.0 - a) + (1.0 - a.powi(3)) / 3.0 + 0.11)
             }
             // Front: simplex sum f = 1/2; HV = 1.1^m - (volume of the simplex corner).
-            (Family::Dtlz(1), m) => Some(1.1f64.powi(m as i32) - 0.5f64.powi(m as i32) / factorial(m)),
+            (Family::Dtlz(1), m) => {
+                Some(1.1f64.powi(m as i32) - 0.5f64.powi(m as i32) / factorial(m))
+            }
             (Family::Dtlz(2..=4), m) | (Family::Dtlz(5 | 6), m @ 2) => Some(sphere_hv(m)),
             _ => None,
         }
@@ -582,7 +586,7 @@ impl TestProblem {
 fn sphere_hv(m: usize) -> f64 {
     // Gamma(m/2 + 1): m/2! for even m, (m/2)(m/2 - 1)...(1/2) sqrt(pi) for odd.
     let half = m as f64 / 2.0;
-    let mut gamma = if m % 2 == 0 { 1.0 } else { PI.sqrt() };
+    let mut gamma = if m.is_multiple_of(2) { 1.0 } else { PI.sqrt() };
     let mut v = half;
     while v > 0.6 {
         gamma *= v;
@@ -756,7 +760,11 @@ mod tests {
         assert!(TestProblem::by_name("wfg2", Some(26), Some(2)).is_ok());
         assert!(matches!(
             TestProblem::by_name("zdt5", Some(81), None),
-            Err(ProblemError::DimensionsStep { min: 35, step: 5, .. })
+            Err(ProblemError::DimensionsStep {
+                min: 35,
+                step: 5,
+                ..
+            })
         ));
         for name in NAMES {
             let p = TestProblem::by_name(name, None, None).unwrap();

@@ -12,7 +12,7 @@ use std::f64::consts::PI;
 /// onto the bound, others are left as they are.
 fn correct01(v: f64) -> f64 {
     const EPS: f64 = 1e-10;
-    if v < 0.0 && v >= -EPS {
+    if (-EPS..0.0).contains(&v) {
         0.0
     } else if v > 1.0 && v <= 1.0 + EPS {
         1.0
