@@ -88,6 +88,25 @@ impl Default for Nsga2Settings {
     }
 }
 
+impl Nsga2Settings {
+    /// The defaults for a run of `total_evaluations` trials (the experiment's
+    /// `stop.trials`; `None` when it stops otherwise): a population of
+    /// `total / 25`, within 20..=100, so that a run lasts about 25
+    /// generations, with as many offspring. Chosen on the whole benchmark
+    /// suite (`docs/search.md`).
+    pub fn for_budget(total_evaluations: Option<u64>) -> Nsga2Settings {
+        let population = match total_evaluations {
+            Some(t) => (t / 25).clamp(20, 100) as usize,
+            None => 100,
+        };
+        Nsga2Settings {
+            population,
+            offspring: population,
+            ..Nsga2Settings::default()
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Individual {
     genome: Vec<f64>,
