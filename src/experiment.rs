@@ -396,12 +396,12 @@ impl ModelSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProblemSection {
-    /// `zdt1`, `zdt2`, `zdt3`, `zdt4`, `zdt6`, `dtlz1` or `dtlz2`.
+    /// `zdt1`..`zdt6`, `dtlz1`..`dtlz7` or `wfg1`..`wfg9`.
     pub name: String,
     /// Number of variables (default: the problem's usual size).
     #[serde(default)]
     pub dimensions: Option<usize>,
-    /// Number of objectives (DTLZ only; default 3).
+    /// Number of objectives (DTLZ and WFG: 2..=10, default 3; ZDT: 2).
     #[serde(default)]
     pub objectives: Option<usize>,
     /// Seconds each evaluation sleeps, to simulate an expensive trial.
@@ -440,49 +440,18 @@ pub enum FailureKind {
 }
 
 impl ProblemSection {
-    /// The problem it names.
+    /// The problem it names (see `dsnn_search::problems::TestProblem::by_name`).
     pub fn problem(&self) -> Result<TestProblem, String> {
-        use dsnn_search::problems::ProblemKind;
-        let kind = match self.name.to_ascii_lowercase().as_str() {
-            "zdt1" => ProblemKind::Zdt1,
-            "zdt2" => ProblemKind::Zdt2,
-            "zdt3" => ProblemKind::Zdt3,
-            "zdt4" => ProblemKind::Zdt4,
-            "zdt6" => ProblemKind::Zdt6,
-            "dtlz1" => ProblemKind::Dtlz1,
-            "dtlz2" => ProblemKind::Dtlz2,
-            other => {
-                return Err(format!(
-                "`problem.name`: unknown problem `{other}` (allowed: zdt1, zdt2, zdt3, zdt4, zdt6, dtlz1, dtlz2)"
-            ))
-            }
-        };
-        if let Some(m) = self.objectives {
-            if matches!(kind, ProblemKind::Dtlz1 | ProblemKind::Dtlz2) && !(2..=10).contains(&m) {
-                return Err(format!(
-                    "`problem.objectives` = {m} is out of range (allowed: 2..=10)"
-                ));
-            }
-        }
-        let base = match kind {
-            ProblemKind::Dtlz1 => TestProblem::dtlz1(self.objectives.unwrap_or(3)),
-            ProblemKind::Dtlz2 => TestProblem::dtlz2(self.objectives.unwrap_or(3)),
-            _ => {
-                if self.objectives.is_some_and(|m| m != 2) {
-                    return Err(
-                        "`problem.objectives`: ZDT problems have exactly 2 objectives".into(),
-                    );
-                }
-                TestProblem::new(kind, 30, 2)
-            }
-        };
-        let n_var = self.dimensions.unwrap_or(base.n_var());
-        if n_var < base.n_obj() || n_var > 1000 {
-            return Err(format!(
-                "`problem.dimensions` = {n_var} is out of range (allowed: {}..=1000)",
-                base.n_obj()
-            ));
-        }
+        use dsnn_search::problems::ProblemError;
+        let base =
+            TestProblem::by_name(&self.name, self.dimensions, self.objectives).map_err(|e| {
+                let key = match &e {
+                    ProblemError::UnknownName { .. } => "problem.name",
+                    ProblemError::ObjectivesOutOfRange { .. } => "problem.objectives",
+                    _ => "problem.dimensions",
+                };
+                format!("`{key}`: {e}")
+            })?;
         if let Some(f) = &self.inject_failure {
             if !(0.0..=1.0).contains(&f.fraction) {
                 return Err(format!(
@@ -497,7 +466,7 @@ impl ProblemSection {
                 self.delay_s
             ));
         }
-        Ok(TestProblem::new(kind, n_var, base.n_obj()))
+        Ok(base)
     }
 }
 
@@ -822,7 +791,7 @@ impl<'de> Deserialize<'de> for OptimizerSection {
         }
         if !t.contains_key("kind") {
             return Err(serde::de::Error::custom(
-                "`optimizer` needs `kind` (allowed: random, parego, nsga2) or `plugin = \"NAME\"`",
+                "`optimizer` needs `kind` (allowed: random, parego, tpe, nsga2) or `plugin = \"NAME\"`",
             ));
         }
         table_as("optimizer", t).map(OptimizerSection::BuiltIn)
@@ -876,6 +845,8 @@ pub enum BuiltInOptimizer {
         #[serde(default)]
         random_fraction: Option<f64>,
     },
+    /// Multi-objective TPE (`dsnn_search::TpeSettings`, every field optional).
+    Tpe(dsnn_search::TpeSettings),
     /// NSGA-II (single fidelity: every trial at the largest budget).
     Nsga2 {
         /// Population size.
@@ -1373,6 +1344,11 @@ fn check_experiment(exp: &mut Experiment, src: &Source, base: &Path) -> Result<(
                     "`optimizer.random_fraction` is out of range (allowed: 0..=1)".into(),
                 ));
             }
+        }
+        OptimizerSection::BuiltIn(BuiltInOptimizer::Tpe(settings)) => {
+            settings
+                .validate()
+                .map_err(|e| err("optimizer", format!("`optimizer`: {e}")))?;
         }
         OptimizerSection::BuiltIn(BuiltInOptimizer::Nsga2 {
             population,

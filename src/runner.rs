@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use dsnn_search::{
     replay, ConfigurationSpace, FidelitySchedule, FixedBudget, Hyperband, HyperbandOptimizer,
     Nsga2, Nsga2Settings, Optimizer, OptimizerError, Outcome, ParEgoProposer, ParEgoSettings,
-    ProposerOptimizer, RandomProposer, SearchSpace, SuccessiveHalving, Trial,
+    ProposerOptimizer, RandomProposer, SearchSpace, SuccessiveHalving, TpeProposer, Trial,
 };
 
 use crate::executor::{Executor, ExecutorContext, ExecutorError, TrialReport, TrialTask};
@@ -117,13 +117,22 @@ pub fn build_optimizer(
                 Box::new(ProposerOptimizer::new(proposer, max, seed))
             }
         }
+        OptimizerSection::BuiltIn(BuiltInOptimizer::Tpe(settings)) => {
+            settings.validate()?;
+            let proposer = TpeProposer::new(space, settings.clone());
+            if multi {
+                Box::new(HyperbandOptimizer::new(sched.as_ref(), proposer, seed)?)
+            } else {
+                Box::new(ProposerOptimizer::new(proposer, max, seed))
+            }
+        }
         OptimizerSection::BuiltIn(BuiltInOptimizer::Nsga2 {
             population,
             offspring,
         }) => {
             let mut s = Nsga2Settings {
                 budget: max,
-                ..Nsga2Settings::default()
+                ..Nsga2Settings::for_budget(exp.experiment.stop.trials)
             };
             if let Some(p) = population {
                 s.population = *p;
