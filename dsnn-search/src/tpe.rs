@@ -25,7 +25,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use rand::{Rng, RngCore};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::optimizer::{Observation, OptimizerError, Outcome, Proposer};
 use crate::pareto::{select_by_rank, Normalizer, TieBreak};
@@ -34,7 +34,7 @@ use crate::space::{standard_normal, Configuration, DimKind, SearchSpace};
 
 /// Settings of [`TpeProposer`]; every field has a default, and an experiment
 /// file may set any of them (unknown keys are refused).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TpeSettings {
     /// Random configurations before the densities are used (Optuna: 10).
