@@ -102,9 +102,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<Vec<_>, _>>()?;
     for opt_dir in opt_dirs.into_iter().flatten() {
         let opt_dir = opt_dir?.path();
+        if !opt_dir.is_dir() {
+            continue;
+        }
         let optimizer = file_name(&opt_dir);
         for budget_dir in std::fs::read_dir(&opt_dir)? {
             let budget_dir = budget_dir?.path();
+            if !budget_dir.is_dir() {
+                continue;
+            }
             let budget: usize = file_name(&budget_dir).parse()?;
             for run in std::fs::read_dir(&budget_dir)? {
                 let run = run?.path();
@@ -116,7 +122,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     eprintln!("skipping {}: not <problem>-m<M>-s<seed>", run.display());
                     continue;
                 };
-                let data: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run)?)?;
+                let data: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(&run)?)?;
                 let f: Vec<Vec<f64>> = serde_json::from_value(data["f"].clone())
                     .map_err(|e| format!("{}: `f`: {e}", run.display()))?;
                 if f.len() < budget {
@@ -154,7 +161,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().unwrap_or_default().to_string_lossy().into_owned()
+    p.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// `zdt1-m2-s0` -> (`zdt1`, 2).
@@ -202,7 +212,10 @@ fn render(cells: &BTreeMap<Key, BTreeMap<String, Cell>>, optimizers: &BTreeSet<S
         let _ = writeln!(
             s,
             "| problem | {} |",
-            cols.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(" | ")
+            cols.iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
         let _ = writeln!(s, "|---|{}", "---:|".repeat(cols.len()));
         for (key, by_opt) in &rows {

@@ -7,7 +7,8 @@
 //!
 //!     cargo run --release -p dsnn-search --example suite_runs -- RUNS BUDGET SEEDS VARIANT...
 //!
-//! Variants: `tpe` (defaults), `tpe-uni` (independent kernels), `tpe-cN`
+//! Variants: `tpe` (defaults), `tpe-uni` (independent kernels), `tpe-multi`
+//! (joint kernels), `tpe-cN`
 //! (N candidates), `tpe-gG` (gamma G), `parego`, `random`, `nsga2`
 //! (`Nsga2Settings::for_budget`), `nsga2-pN` (population N, pymoo's
 //! operators), `nsga2-pN-u` (Optuna's operators). Existing files are kept.
