@@ -12,6 +12,9 @@ use std::time::Instant;
 use dsnn_search::problems::TestProblem;
 use dsnn_search::*;
 
+/// An objective function over configurations.
+type Objective<'a> = Box<dyn Fn(&Configuration) -> Vec<f64> + 'a>;
+
 /// Two objectives from the cube encoding of a configuration (inactive
 /// coordinates count as 0.5): a cheap stand-in for accuracy and energy.
 fn synthetic(space: &dyn SearchSpace, c: &Configuration) -> Vec<f64> {
@@ -78,7 +81,7 @@ fn main() {
         ] {
             let (mut mean, mut tail) = (0.0, 0.0);
             for seed in 0..seeds {
-                let eval: Box<dyn Fn(&Configuration) -> Vec<f64>> = if name.starts_with("ZDT") {
+                let eval: Objective = if name.starts_with("ZDT") {
                     Box::new(|c: &Configuration| zdt1.evaluate_config(c))
                 } else {
                     let s = space.clone();
