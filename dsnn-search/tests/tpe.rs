@@ -32,7 +32,7 @@ fn tpe_beats_random_search_at_100_evaluations() {
     for p in [TestProblem::zdt1(), TestProblem::dtlz2(2)] {
         let (t, r) = tpe_and_random_igd(&p, 100, 1, 3);
         eprintln!("{}: TPE IGD+ {t:.4}, random {r:.4}", p.name());
-        assert!(t < 0.8 * r, "{}: TPE IGD+ {t} vs random {r}", p.name());
+        assert!(t < 0.75 * r, "{}: TPE IGD+ {t} vs random {r}", p.name());
     }
 }
 
@@ -41,17 +41,17 @@ fn tpe_asking_in_batches_still_beats_random_search() {
     let p = TestProblem::zdt1();
     let (t, r) = tpe_and_random_igd(&p, 120, 8, 3);
     eprintln!("ZDT1, batches of 8: TPE IGD+ {t:.4}, random {r:.4}");
-    assert!(t < 0.8 * r, "TPE IGD+ {t} vs random {r}");
+    assert!(t < 0.75 * r, "TPE IGD+ {t} vs random {r}");
 }
 
 #[test]
 fn tpe_reaches_fixed_hypervolume_levels() {
     // Normalised hypervolume (ideal 0, nadir 1, reference 1.1) of all evaluated
-    // points after 200 evaluations, seed 1. Measured: DTLZ2 M=2 0.692, M=3
-    // 0.537, WFG4 M=2 0.552; random search at 100 evaluations (5 seeds,
+    // points after 200 evaluations, seed 1. Measured: DTLZ2 M=2 0.829, M=3
+    // 0.524, WFG4 M=2 0.596; random search at 100 evaluations (5 seeds,
     // docs/search.md): 0.046, 0.033 and 0.414.
     for (p, level) in [
-        (TestProblem::dtlz2(2), 0.6),
+        (TestProblem::dtlz2(2), 0.7),
         (TestProblem::dtlz2(3), 0.45),
         (TestProblem::by_name("wfg4", None, Some(2)).unwrap(), 0.5),
     ] {
