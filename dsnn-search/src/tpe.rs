@@ -8,7 +8,7 @@
 //! Like Optuna's `TPESampler` for several objectives, each coordinate has its
 //! own density by default (`multivariate = false`): candidates recombine the
 //! good observations coordinate by coordinate, which on the benchmark suite
-//! beat joint kernels on 25 of 37 cells at 100 evaluations
+//! beat joint kernels on 28 of 37 cells at 100 evaluations
 //! (`docs/search.md`). What differs from Optuna: failed trials and trials
 //! still running count as bad observations (`g`), so that several workers
 //! asking at once spread out and crashing regions are avoided.
