@@ -10,7 +10,8 @@ resumes where it stopped; `score` then scores every run with one metric
 implementation (dsnn-search's IGD+ and normalised hypervolume, through
 `cargo run --example score_peer_runs`) and writes the table into
 docs/search.md. Use `scripts/peer-benchmark.sh`, which creates the virtual
-environment; see docs/search.md for what is run and why.
+environment; see docs/search.md for what is run and why. `SCORER=path`
+uses an already built `score_peer_runs`; `DSNN=path` an already built `dsnn`.
 
     python scripts/peer-benchmark.py run [--out DIR] [--seeds 5] [--only NAME ...]
     python scripts/peer-benchmark.py score [--out DIR] [--write-docs]
@@ -241,9 +242,12 @@ def cmd_run(args):
 
 
 def cmd_score(args):
-    cmd = ["cargo", "run", "--release", "-q", "-p", "dsnn-search", "--example", "score_peer_runs", "--",
-           os.path.join(args.out, "runs"), os.path.join(args.out, "table.md")]
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    # SCORER: an already built score_peer_runs executable (else cargo builds it).
+    scorer = os.environ.get("SCORER")
+    cmd = [scorer] if scorer else [
+        "cargo", "run", "--release", "-q", "-p", "dsnn-search", "--example", "score_peer_runs", "--"]
+    cmd += [os.path.join(args.out, "runs"), os.path.join(args.out, "table.md")]
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     if args.write_docs:
         with open(os.path.join(args.out, "table.md")) as fh:
             table = fh.read()
