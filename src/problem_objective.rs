@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dsnn_search::problems::{ProblemKind, TestProblem};
+use dsnn_search::problems::{ProblemError, TestProblem};
 use dsnn_search::SearchSpace;
 use serde::Deserialize;
 
@@ -59,55 +59,19 @@ pub enum FailureKind {
     OutOfMemory,
 }
 
-const NAMES: &[&str] = &["zdt1", "zdt2", "zdt3", "zdt4", "zdt6", "dtlz1", "dtlz2"];
-
 impl ProblemSection {
-    /// The problem it names; errors point at the key in `section`.
+    /// The problem it names (see [`TestProblem::by_name`]: ZDT1-6,
+    /// DTLZ1-7, WFG1-9); errors point at the key in `section`.
     pub fn problem(&self, section: &Section) -> Result<TestProblem, ConfigError> {
-        let kind = match self.name.to_ascii_lowercase().as_str() {
-            "zdt1" => ProblemKind::Zdt1,
-            "zdt2" => ProblemKind::Zdt2,
-            "zdt3" => ProblemKind::Zdt3,
-            "zdt4" => ProblemKind::Zdt4,
-            "zdt6" => ProblemKind::Zdt6,
-            "dtlz1" => ProblemKind::Dtlz1,
-            "dtlz2" => ProblemKind::Dtlz2,
-            other => {
-                return Err(section.error(
-                    "name",
-                    format!(
-                        "`problem.name`: unknown problem `{other}` (allowed: {})",
-                        NAMES.join(", ")
-                    ),
-                ))
-            }
-        };
-        if let Some(m) = self.objectives {
-            if matches!(kind, ProblemKind::Dtlz1 | ProblemKind::Dtlz2) && !(2..=10).contains(&m) {
-                return Err(section.out_of_range("objectives", m, "2..=10"));
-            }
-        }
-        let base = match kind {
-            ProblemKind::Dtlz1 => TestProblem::dtlz1(self.objectives.unwrap_or(3)),
-            ProblemKind::Dtlz2 => TestProblem::dtlz2(self.objectives.unwrap_or(3)),
-            _ => {
-                if self.objectives.is_some_and(|m| m != 2) {
-                    return Err(section.error(
-                        "objectives",
-                        "`problem.objectives`: ZDT problems have exactly 2 objectives",
-                    ));
-                }
-                TestProblem::new(kind, 30, 2)
-            }
-        };
-        let n_var = self.dimensions.unwrap_or(base.n_var());
-        if n_var < base.n_obj() || n_var > 1000 {
-            return Err(section.out_of_range(
-                "dimensions",
-                n_var,
-                format!("{}..=1000", base.n_obj()),
-            ));
-        }
+        let problem = TestProblem::by_name(&self.name, self.dimensions, self.objectives)
+            .map_err(|e| {
+                let key = match &e {
+                    ProblemError::UnknownName { .. } => "name",
+                    ProblemError::ObjectivesOutOfRange { .. } => "objectives",
+                    _ => "dimensions",
+                };
+                section.error(key, format!("`problem.{key}`: {e}"))
+            })?;
         if let Some(f) = &self.inject_failure {
             if !(0.0..=1.0).contains(&f.fraction) {
                 return Err(section.out_of_range("inject_failure.fraction", f.fraction, "0..=1"));
@@ -116,7 +80,7 @@ impl ProblemSection {
         if !(self.delay_s.is_finite() && self.delay_s >= 0.0) {
             return Err(section.out_of_range("delay_s", self.delay_s, ">= 0"));
         }
-        Ok(TestProblem::new(kind, n_var, base.n_obj()))
+        Ok(problem)
     }
 }
 

@@ -100,6 +100,7 @@ pub mod pareto;
 pub mod problems;
 pub mod single;
 pub mod space;
+pub mod tpe;
 
 pub use fidelity::{Bracket, FidelitySchedule, FixedBudget, Hyperband, Rung, SuccessiveHalving};
 pub use hyperband::HyperbandOptimizer;
@@ -115,3 +116,4 @@ pub use space::{
     Condition, Configuration, ConfigurationSpace, DimKind, Forbidden, Hyperparameter, SearchSpace,
     SpaceError, Value,
 };
+pub use tpe::{Tpe, TpeProposer, TpeSettings};

@@ -266,6 +266,33 @@ pub fn pareto_front(history: &[Observation], budget: Option<f64>) -> Vec<&Observ
         .collect()
 }
 
+/// The observations a model-based proposer learns from: the successful trials
+/// at the highest budget with at least `min_points` of them (the most
+/// faithful fidelity that says enough), else all successful trials.
+pub(crate) fn training_set(
+    history: &[Observation],
+    min_points: usize,
+) -> Vec<(&Configuration, &[f64])> {
+    let ok: Vec<(&Configuration, &[f64], f64)> = history
+        .iter()
+        .filter_map(|o| match &o.outcome {
+            Outcome::Success(f) => Some((&o.config, f.as_slice(), o.budget)),
+            Outcome::Failure(_) => None,
+        })
+        .collect();
+    let mut budgets: Vec<f64> = ok.iter().map(|t| t.2).collect();
+    budgets.sort_by(|a, b| b.total_cmp(a));
+    budgets.dedup();
+    for b in budgets {
+        let at: Vec<(&Configuration, &[f64])> =
+            ok.iter().filter(|t| t.2 == b).map(|t| (t.0, t.1)).collect();
+        if at.len() >= min_points {
+            return at;
+        }
+    }
+    ok.iter().map(|t| (t.0, t.1)).collect()
+}
+
 /// Bookkeeping shared by the optimizers: trial ids, pending trials, checks on
 /// told outcomes, and the history of observations.
 #[derive(Debug, Default)]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use rand::{Rng, RngCore};
 
 use crate::forest::{ForestSettings, RandomForest};
-use crate::optimizer::{Observation, OptimizerError, Outcome, Proposer};
+use crate::optimizer::{Observation, OptimizerError, Proposer};
 use crate::pareto::Normalizer;
 use crate::single::ProposerOptimizer;
 use crate::space::{Configuration, DimKind, SearchSpace};
@@ -158,7 +158,7 @@ fn log_scaled(y: &[f64], eps: f64) -> Vec<f64> {
 }
 
 /// Standard normal cumulative distribution function (via `erfc`, |error| < 1.2e-7).
-fn normal_cdf(z: f64) -> f64 {
+pub(crate) fn normal_cdf(z: f64) -> f64 {
     0.5 * erfc(-z / std::f64::consts::SQRT_2)
 }
 
@@ -283,24 +283,7 @@ impl ParEgoProposer {
     /// The training set: successful trials at the highest budget that has enough
     /// of them, else all successes.
     fn training_set<'a>(&self, history: &'a [Observation]) -> Vec<(&'a Configuration, &'a [f64])> {
-        let ok: Vec<(&Configuration, &[f64], f64)> = history
-            .iter()
-            .filter_map(|o| match &o.outcome {
-                Outcome::Success(f) => Some((&o.config, f.as_slice(), o.budget)),
-                Outcome::Failure(_) => None,
-            })
-            .collect();
-        let mut budgets: Vec<f64> = ok.iter().map(|t| t.2).collect();
-        budgets.sort_by(|a, b| b.total_cmp(a));
-        budgets.dedup();
-        for b in budgets {
-            let at: Vec<(&Configuration, &[f64])> =
-                ok.iter().filter(|t| t.2 == b).map(|t| (t.0, t.1)).collect();
-            if at.len() >= self.settings.min_points_per_budget {
-                return at;
-            }
-        }
-        ok.iter().map(|t| (t.0, t.1)).collect()
+        crate::optimizer::training_set(history, self.settings.min_points_per_budget)
     }
 
     /// Neighbours of a cube point for local search: each varying coordinate moved
@@ -596,6 +579,7 @@ mod tests {
 mod proposer_tests {
     use super::*;
     use crate::optimizer::Optimizer;
+    use crate::optimizer::Outcome;
     use crate::problems::TestProblem;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;

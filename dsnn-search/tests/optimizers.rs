@@ -109,6 +109,20 @@ fn all_optimizers(p: &TestProblem, seed: u64) -> Vec<Box<dyn Optimizer>> {
             HyperbandOptimizer::new(&hb, ParEgoProposer::new(space_of(p), fast_parego()), seed)
                 .unwrap(),
         ),
+        Box::new(TpeProposer::optimizer(
+            space_of(p),
+            TpeSettings::default(),
+            1.0,
+            seed,
+        )),
+        Box::new(
+            HyperbandOptimizer::new(
+                &hb,
+                TpeProposer::new(space_of(p), TpeSettings::default()),
+                seed,
+            )
+            .unwrap(),
+        ),
     ]
 }
 

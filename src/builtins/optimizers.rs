@@ -1,21 +1,23 @@
-//! The built-in optimizers and proposers: `random`, `parego` (proposers:
-//! MO-Hyperband under a multi-fidelity schedule, "Hyperband + ParEGO" as in
-//! the paper) and `nsga2` (single budget).
+//! The built-in optimizers and proposers: `random`, `parego` and `tpe`
+//! (proposers: MO-Hyperband under a multi-fidelity schedule, "Hyperband +
+//! ParEGO" as in the paper) and `nsga2` (single budget).
 
 use std::sync::Arc;
 
 use dsnn_search::{
     Nsga2, Nsga2Settings, Optimizer, ParEgoProposer, ParEgoSettings, Proposer, RandomProposer,
+    TpeProposer, TpeSettings,
 };
 use serde::Deserialize;
 
 use crate::registry::{OptimizerFactory, OptimizerSetup, ProposerFactory, Registry};
 use crate::settings::{ConfigError, Section};
 
-/// Registers `random`, `parego` and `nsga2`.
+/// Registers `random`, `parego`, `tpe` and `nsga2`.
 pub fn register(r: &mut Registry) {
     r.register_proposer("random", Arc::new(RandomFactory));
     r.register_proposer("parego", Arc::new(ParEgoFactory));
+    r.register_proposer("tpe", Arc::new(TpeFactory));
     r.register_optimizer("nsga2", Arc::new(Nsga2Factory));
 }
 
@@ -88,6 +90,25 @@ impl ProposerFactory for ParEgoFactory {
     }
 }
 
+struct TpeFactory;
+
+impl ProposerFactory for TpeFactory {
+    fn description(&self) -> String {
+        "multi-objective TPE (Parzen estimators of good and bad trials; MO-Hyperband under a multi-fidelity schedule)".into()
+    }
+
+    fn build(
+        &self,
+        settings: &Section,
+        setup: &OptimizerSetup,
+    ) -> Result<Box<dyn Proposer>, ConfigError> {
+        let s: TpeSettings = settings.parse()?;
+        s.validate()
+            .map_err(|e| settings.error("", format!("`optimizer`: {e}")))?;
+        Ok(Box::new(TpeProposer::new(setup.space.clone(), s)))
+    }
+}
+
 /// `[optimizer] kind = "nsga2"`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,9 +138,10 @@ impl OptimizerFactory for Nsga2Factory {
         setup: &OptimizerSetup,
     ) -> Result<Box<dyn Optimizer>, ConfigError> {
         let t: Nsga2Toml = settings.parse()?;
+        // The population follows the run's length (`stop.trials`).
         let mut s = Nsga2Settings {
             budget: setup.budget.max,
-            ..Nsga2Settings::default()
+            ..Nsga2Settings::for_budget(setup.trials)
         };
         if let Some(p) = t.population {
             if p < 2 {

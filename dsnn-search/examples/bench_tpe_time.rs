@@ -1,0 +1,97 @@
+//! Time TPE's ask + tell per trial (evaluation excluded) over runs of 200
+//! evaluations: on ZDT1 (30 floats) and on the 13-hyperparameter DSNN space
+//! (`examples/dsnn_space.toml`: categoricals, integers, conditional
+//! hyperparameters) with a cheap synthetic objective, asking 1 and 4 at a time.
+//! Prints the mean time per trial over the run and over its last 20 trials.
+//!
+//!     cargo run --release -p dsnn-search --example bench_tpe_time [-- EVALS SEEDS]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use dsnn_search::problems::TestProblem;
+use dsnn_search::*;
+
+/// An objective function over configurations.
+type Objective<'a> = Box<dyn Fn(&Configuration) -> Vec<f64> + 'a>;
+
+/// Two objectives from the cube encoding of a configuration (inactive
+/// coordinates count as 0.5): a cheap stand-in for accuracy and energy.
+fn synthetic(space: &dyn SearchSpace, c: &Configuration) -> Vec<f64> {
+    let x = space.encode(c).expect("proposed configurations encode");
+    let x: Vec<f64> = x
+        .iter()
+        .map(|v| if v.is_nan() { 0.5 } else { *v })
+        .collect();
+    let a = x.iter().map(|v| (v - 0.3) * (v - 0.3)).sum::<f64>();
+    let b = x.iter().map(|v| (v - 0.7) * (v - 0.7)).sum::<f64>();
+    vec![a, b]
+}
+
+fn run(
+    space: Arc<dyn SearchSpace>,
+    eval: &dyn Fn(&Configuration) -> Vec<f64>,
+    evals: usize,
+    batch: usize,
+    seed: u64,
+) -> (f64, f64) {
+    let mut o = TpeProposer::optimizer(space, TpeSettings::default(), 1.0, seed);
+    let mut times = Vec::with_capacity(evals);
+    while times.len() < evals {
+        let t0 = Instant::now();
+        let trials = o.ask(batch.min(evals - times.len())).expect("ask");
+        let ask = t0.elapsed().as_secs_f64() / trials.len() as f64;
+        for t in trials {
+            let f = eval(&t.config);
+            let t1 = Instant::now();
+            o.tell(t.id, Outcome::Success(f)).expect("tell");
+            times.push(ask + t1.elapsed().as_secs_f64());
+        }
+    }
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    let tail = &times[times.len().saturating_sub(20)..];
+    (
+        1e3 * mean,
+        1e3 * tail.iter().sum::<f64>() / tail.len() as f64,
+    )
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("a number"))
+        .collect();
+    let evals = args.first().copied().unwrap_or(200);
+    let seeds = args.get(1).copied().unwrap_or(3) as u64;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/dsnn_space.toml"
+    ))
+    .expect("examples/dsnn_space.toml");
+    let dsnn: Arc<dyn SearchSpace> =
+        Arc::new(ConfigurationSpace::from_toml_str(&text).expect("valid space"));
+    let zdt1 = TestProblem::zdt1();
+    let zspace: Arc<dyn SearchSpace> = Arc::new(zdt1.space());
+    println!("| space | batch | ms per trial (mean over {evals}) | ms per trial (last 20) |");
+    println!("|---|---:|---:|---:|");
+    for batch in [1, 4] {
+        for (name, space) in [
+            ("ZDT1 (30 floats)", zspace.clone()),
+            ("DSNN (13, conditional)", dsnn.clone()),
+        ] {
+            let (mut mean, mut tail) = (0.0, 0.0);
+            for seed in 0..seeds {
+                let eval: Objective = if name.starts_with("ZDT") {
+                    Box::new(|c: &Configuration| zdt1.evaluate_config(c))
+                } else {
+                    let s = space.clone();
+                    Box::new(move |c: &Configuration| synthetic(s.as_ref(), c))
+                };
+                let (m, t) = run(space.clone(), eval.as_ref(), evals, batch, seed);
+                mean += m / seeds as f64;
+                tail += t / seeds as f64;
+            }
+            println!("| {name} | {batch} | {mean:.2} | {tail:.2} |");
+        }
+    }
+}
