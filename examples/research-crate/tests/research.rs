@@ -116,6 +116,38 @@ fn a_search_of_the_own_backbone_and_objective_runs_in_child_processes() {
     }
     let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
     assert!(summary.contains("latency_ms"), "{summary}");
+    // The front's most accurate network, exported from its saved weights,
+    // runs on the integer engine.
+    let front = std::fs::read_to_string(run.join("pareto.csv")).unwrap();
+    let best = front
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .min_by(|a, b| {
+            a[2].parse::<f64>()
+                .unwrap()
+                .total_cmp(&b[2].parse().unwrap())
+        })
+        .unwrap()[0]
+        .to_string();
+    let weights = run.join(format!("weights/{best}.safetensors"));
+    let model = dir.path().join("best.dsnnint");
+    let out = research(
+        &[
+            "export",
+            weights.to_str().unwrap(),
+            "--output",
+            model.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = research(
+        &["infer", model.to_str().unwrap(), "--limit", "200"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("accuracy"), "{}", text(&out));
     // Architecture values reach the network: trials of different widths
     // have different model sizes.
     let sizes: std::collections::BTreeSet<u64> = rs
