@@ -155,7 +155,10 @@ impl PluginOptimizerFactory {
         let trials = probe.ask(1).map_err(|e| {
             settings.error(
                 "",
-                format!("optimizer plugin `{}` failed its first ask: {e}", self.name()),
+                format!(
+                    "optimizer plugin `{}` failed its first ask: {e}",
+                    self.name()
+                ),
             )
         })?;
         match trials.first() {
@@ -200,7 +203,8 @@ impl OptimizerFactory for PluginOptimizerFactory {
         })?;
         let context = Self::context(setup);
         let text = settings.to_toml_string();
-        let plugin_error = |e: PluginError| settings.error("", format!("optimizer plugin `{name}`: {e}"));
+        let plugin_error =
+            |e: PluginError| settings.error("", format!("optimizer plugin `{name}`: {e}"));
         if setup.multi_fidelity {
             let proposer = self
                 .host

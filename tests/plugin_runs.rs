@@ -259,7 +259,11 @@ fn a_proposer_plugin_runs_under_hyperband_end_to_end() {
     );
     let out = check(dir.path(), &exp);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("plugin example"), "{stdout}");
     let out = run(dir.path(), &exp);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -298,7 +302,10 @@ fn dsnn_check_loads_plugins_and_refuses_bad_settings_and_budgets() {
         &experiment(dir.path(), "plugin = \"moead\"\npopulaton = 20", 5),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("populaton"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("populaton"),
+        "{stderr}"
+    );
     // MOEA/D (interface 1.1) is told the budget: a different one of its own
     // is refused at check time.
     let exp = with_fidelity(
@@ -308,11 +315,18 @@ fn dsnn_check_loads_plugins_and_refuses_bad_settings_and_budgets() {
     let out = check(dir.path(), &exp);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("`budget`") && stderr.contains("is 3"), "{stderr}");
+    assert!(
+        stderr.contains("`budget`") && stderr.contains("is 3"),
+        "{stderr}"
+    );
     // Without the setting it runs at the run's budget.
     let exp = with_fidelity(experiment(dir.path(), "plugin = \"moead\"", 6), "max = 3");
     let out = run(dir.path(), &exp);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let res = results(&dir.path().join("runs/plugged"));
     assert_eq!(res.len(), 7);
     assert!(res.iter().all(|r| r["budget"] == 3.0), "{res:?}");
@@ -359,7 +373,10 @@ fn a_plugin_built_against_interface_1_0_loads_and_runs() {
         .lines()
         .find(|l| l.starts_with("interface-1.0"))
         .unwrap_or_else(|| panic!("listed: {stdout}"));
-    assert!(line.contains("1.0.0") && line.contains("optimizer"), "{line}");
+    assert!(
+        line.contains("1.0.0") && line.contains("optimizer"),
+        "{line}"
+    );
 
     // It runs a search at the run's budget, which it sets itself.
     let exp = with_fidelity(
@@ -367,7 +384,11 @@ fn a_plugin_built_against_interface_1_0_loads_and_runs() {
         "max = 2",
     );
     let out = run(dir.path(), &exp);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let res = results(&dir.path().join("runs/plugged"));
     assert_eq!(res.len(), 9);
     assert!(res.iter().all(|r| r["budget"] == 2.0), "{res:?}");

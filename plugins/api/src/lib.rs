@@ -82,14 +82,13 @@ pub use optimizer::{
     OptimizerAdapter, OptimizerBox, OptimizerInstance, OptimizerInstance_TO, OptimizerPlugin,
     OptimizerPluginRef,
 };
+pub use panic::{guard, panic_message};
 pub use proposer::{
     proposer_from, ProposerAdapter, ProposerBox, ProposerInstance, ProposerInstance_TO,
 };
-pub use panic::{guard, panic_message};
 pub use settings::Settings;
 pub use types::{
-    PComponent, PConfiguration, PContext, PError, PObservation, POutcome, PReading, PTrial,
-    PValue,
+    PComponent, PConfiguration, PContext, PError, PObservation, POutcome, PReading, PTrial, PValue,
 };
 
 /// The version of this interface, checked by the host when it loads a

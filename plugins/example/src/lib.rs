@@ -105,13 +105,21 @@ extern "C" fn create_with_context(
     context: PContext,
 ) -> RResult<OptimizerBox, PError> {
     optimizer_with_context_from(space, settings, seed, context, |space, s, seed, c| {
-        Ok(ProposerOptimizer::new(LocalSearch::new(space, s)?, c.max_budget, seed))
+        Ok(ProposerOptimizer::new(
+            LocalSearch::new(space, s)?,
+            c.max_budget,
+            seed,
+        ))
     })
 }
 
 extern "C" fn create(space: RStr, settings: RStr, seed: u64) -> RResult<OptimizerBox, PError> {
     optimizer_from(space, settings, seed, |space, s, seed| {
-        Ok(ProposerOptimizer::new(LocalSearch::new(space, s)?, 1.0, seed))
+        Ok(ProposerOptimizer::new(
+            LocalSearch::new(space, s)?,
+            1.0,
+            seed,
+        ))
     })
 }
 

@@ -10,8 +10,7 @@ use dsnn_energy::{
 };
 use dsnn_plugin_api::abi_stable::std_types::{RResult, RSlice};
 use dsnn_plugin_api::{
-    MeterBox, OptimizerBox, PComponent, PConfiguration, PError, PObservation, PReading,
-    ProposerBox,
+    MeterBox, OptimizerBox, PComponent, PConfiguration, PError, PObservation, PReading, ProposerBox,
 };
 use dsnn_search::{
     Configuration, ConfigurationSpace, Observation, Optimizer, OptimizerError, Outcome, Proposer,
@@ -200,9 +199,7 @@ impl Proposer for PluginProposer {
         _rng: &mut dyn rand::RngCore,
     ) -> Result<Vec<Configuration>, OptimizerError> {
         if let Some(why) = &self.broken {
-            return Err(self.plugin_error(format!(
-                "is unusable after an earlier panic ({why})"
-            )));
+            return Err(self.plugin_error(format!("is unusable after an earlier panic ({why})")));
         }
         if history.len() < self.told {
             return Err(self.plugin_error(format!(
@@ -218,10 +215,7 @@ impl Proposer for PluginProposer {
             self.told += 1;
         }
         let pending: Vec<PConfiguration> = pending.iter().map(PConfiguration::from).collect();
-        let configs = match self
-            .inner
-            .propose(n as u64, RSlice::from_slice(&pending))
-        {
+        let configs = match self.inner.propose(n as u64, RSlice::from_slice(&pending)) {
             RResult::ROk(c) => c,
             RResult::RErr(e) => return Err(self.fail(e)),
         };
@@ -235,9 +229,9 @@ impl Proposer for PluginProposer {
         for c in configs {
             let c = Configuration::from(c);
             if let Err(e) = self.space.validate(&c) {
-                return Err(self.plugin_error(format!(
-                    "proposed an invalid configuration ({c}): {e}"
-                )));
+                return Err(
+                    self.plugin_error(format!("proposed an invalid configuration ({c}): {e}"))
+                );
             }
             out.push(c);
         }

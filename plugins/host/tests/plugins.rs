@@ -582,11 +582,15 @@ fn a_plugin_built_against_interface_1_0_loads_and_runs() {
     );
     assert!(drive(&mut opt, &p, 5, 4).iter().all(|&b| b == 2.0));
     // Deterministic: a fresh instance replays the log (what resume needs).
-    let mut again = h.load_optimizer("interface-1.0", &p.space(), "budget = 2.0", 7).unwrap();
+    let mut again = h
+        .load_optimizer("interface-1.0", &p.space(), "budget = 2.0", 7)
+        .unwrap();
     replay(&mut *again, opt.events()).unwrap();
     // Its settings are still checked by the plugin.
     match h.load_optimizer_in("interface-1.0", &p.space(), "budgt = 2.0", 7, &context) {
-        Err(PluginError::Create { message, .. }) => assert!(message.contains("`budgt`"), "{message}"),
+        Err(PluginError::Create { message, .. }) => {
+            assert!(message.contains("`budgt`"), "{message}")
+        }
         other => panic!("expected a create error, got {:?}", other.err()),
     }
     // It has no proposer: a clear error, not a crash.
@@ -596,7 +600,10 @@ fn a_plugin_built_against_interface_1_0_loads_and_runs() {
         .unwrap();
     assert!(matches!(e, PluginError::NoProposer { .. }), "{e}");
     let text = e.to_string();
-    assert!(text.contains("interface 1.0.0") && text.contains("fixed"), "{text}");
+    assert!(
+        text.contains("interface 1.0.0") && text.contains("fixed"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -635,7 +642,10 @@ fn the_example_proposer_runs_under_hyperband_and_improves_on_its_random_start() 
     let first = hv(&full[..9], &reference);
     let all = hv(&full, &reference);
     assert!(full.len() > 30, "{} full-budget trials", full.len());
-    assert!(all > first + 0.1, "local search improved nothing: {first} -> {all}");
+    assert!(
+        all > first + 0.1,
+        "local search improved nothing: {first} -> {all}"
+    );
     // Same seed, same calls: the same trials (resume replays the log).
     let proposer = h
         .load_proposer("example", &space, "random_trials = 9", 5, &context)
@@ -643,7 +653,10 @@ fn the_example_proposer_runs_under_hyperband_and_improves_on_its_random_start() 
     let mut again = HyperbandOptimizer::new(&schedule, proposer, 5).unwrap();
     replay(&mut again, opt.events()).unwrap();
     // MOEA/D has no proposer.
-    let e = h.load_proposer("moead", &space, "", 5, &context).err().unwrap();
+    let e = h
+        .load_proposer("moead", &space, "", 5, &context)
+        .err()
+        .unwrap();
     assert!(matches!(e, PluginError::NoProposer { .. }), "{e}");
 }
 
@@ -659,7 +672,10 @@ fn moead_is_told_the_objectives_and_the_budget() {
     assert!(drive(&mut *opt, &p, 10, 5).iter().all(|&b| b == 5.0));
     match h.load_optimizer_in("moead", &p.space(), "budget = 1.0", 2, &context) {
         Err(PluginError::Create { message, .. }) => {
-            assert!(message.contains("`budget`") && message.contains("is 5"), "{message}")
+            assert!(
+                message.contains("`budget`") && message.contains("is 5"),
+                "{message}"
+            )
         }
         other => panic!("expected a create error, got {:?}", other.err()),
     }
