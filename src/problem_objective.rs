@@ -169,6 +169,15 @@ impl ObjectiveFactory for ProblemObjectiveFactory {
     }
 
     fn create(&self, setup: &ObjectiveSetup) -> Result<ObjectiveBuild, ConfigError> {
+        if let Some(k) = setup.settings.table().keys().next() {
+            return Err(setup.settings.error(
+                k,
+                format!(
+                    "`objective.{k}`: the `problem` objective takes no settings in `[objective]` \
+                     (its settings are `[problem]`)"
+                ),
+            ));
+        }
         if !setup.has("problem") {
             return Err(setup
                 .source
