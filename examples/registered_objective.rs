@@ -100,7 +100,10 @@ impl Objective for LearningCurve {
     /// The space must search `width` and `lr`, and nothing else.
     fn check_space(&self, space: &dyn SearchSpace) -> Result<(), SpaceIssue> {
         let names = space.names();
-        if let Some(other) = names.iter().find(|n| !["width", "lr"].contains(&n.as_str())) {
+        if let Some(other) = names
+            .iter()
+            .find(|n| !["width", "lr"].contains(&n.as_str()))
+        {
             return Err(SpaceIssue {
                 hyperparameter: Some(other.clone()),
                 message: format!(
@@ -176,7 +179,10 @@ impl ObjectiveFactory for LearningCurveFactory {
                 format!("> optimum_lr = {}", settings.optimum_lr),
             ));
         }
-        let target = format!("a learning curve with its optimum at lr {}", settings.optimum_lr);
+        let target = format!(
+            "a learning curve with its optimum at lr {}",
+            settings.optimum_lr
+        );
         Ok(ObjectiveBuild {
             objective: Arc::new(LearningCurve { settings }),
             // Nothing to resolve (no paths, no defaults worth writing out).
