@@ -8,20 +8,16 @@
 //! Whatever the objective, a run gets the whole machinery: the run store,
 //! resume, every executor, progress, reports.
 //!
-//! [`evaluate_trial`] wraps an evaluation the way every executor runs it:
-//! panics, errors and non-finite objectives become failed reports with
-//! their reason, never fake values.
+//! The run layer wraps every evaluation the same way (`runner`'s
+//! evaluator): panics, errors and non-finite objectives become failed
+//! reports with their reason, never fake values.
 
 use std::collections::BTreeMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::time::Instant;
 
 use dsnn_core::train::TrainControl;
 use dsnn_energy::{CarbonAccount, EnergyMeter, OpProfile};
-use dsnn_search::{Outcome, SearchSpace, Trial};
-
-use crate::executor::TrialReport;
+use dsnn_search::{SearchSpace, Trial};
 
 /// Everything one evaluation measured, by name.
 pub type Metrics = BTreeMap<String, f64>;
@@ -143,72 +139,4 @@ pub trait Objective: Send + Sync {
 /// trial trains the same way whichever worker, process or node runs it.
 pub fn trial_seed(run_seed: u64, trial_id: u64) -> u64 {
     run_seed ^ trial_id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// Evaluates `ctx.trial` with `objective` and turns the result into a
-/// report: the objective vector is `objectives` picked from the metrics by
-/// name; a panic, an error or a non-finite objective is a failed report
-/// with its reason. Never panics.
-pub fn evaluate_trial(
-    objective: &dyn Objective,
-    objectives: &[String],
-    ctx: &TrialContext,
-    worker: &str,
-) -> TrialReport {
-    let start = Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(|| objective.evaluate(ctx)));
-    let mut setup_failure = false;
-    let (outcome, metrics) = match result {
-        Ok(Ok(metrics)) => {
-            let picked: Result<Vec<f64>, String> = objectives
-                .iter()
-                .map(|name| {
-                    metrics.get(name).copied().ok_or_else(|| {
-                        format!(
-                            "the objective reported no metric `{name}` (it reported: {})",
-                            metrics.keys().cloned().collect::<Vec<_>>().join(", ")
-                        )
-                    })
-                })
-                .collect();
-            match picked {
-                Ok(f) if f.iter().all(|v| v.is_finite()) => (Outcome::Success(f), metrics),
-                Ok(f) => (
-                    Outcome::Failure(format!(
-                        "an objective is not finite: {f:?} (NaN or infinite result)"
-                    )),
-                    metrics,
-                ),
-                Err(reason) => (Outcome::Failure(reason), metrics),
-            }
-        }
-        Ok(Err(EvalError::Trial(reason))) => (Outcome::Failure(reason), Metrics::new()),
-        Ok(Err(EvalError::Setup(reason))) => {
-            setup_failure = true;
-            (Outcome::Failure(reason), Metrics::new())
-        }
-        Err(panic) => (
-            Outcome::Failure(format!("the trial panicked: {}", panic_message(&*panic))),
-            Metrics::new(),
-        ),
-    };
-    TrialReport {
-        id: ctx.trial.id,
-        outcome,
-        metrics,
-        duration_s: start.elapsed().as_secs_f64(),
-        worker: worker.to_string(),
-        setup_failure,
-    }
-}
-
-/// The text of a panic payload.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(no message)".into()
-    }
 }

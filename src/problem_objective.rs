@@ -63,8 +63,8 @@ impl ProblemSection {
     /// The problem it names (see [`TestProblem::by_name`]: ZDT1-6,
     /// DTLZ1-7, WFG1-9); errors point at the key in `section`.
     pub fn problem(&self, section: &Section) -> Result<TestProblem, ConfigError> {
-        let problem = TestProblem::by_name(&self.name, self.dimensions, self.objectives)
-            .map_err(|e| {
+        let problem =
+            TestProblem::by_name(&self.name, self.dimensions, self.objectives).map_err(|e| {
                 let key = match &e {
                     ProblemError::UnknownName { .. } => "name",
                     ProblemError::ObjectivesOutOfRange { .. } => "objectives",

@@ -6,10 +6,10 @@
 //! those names, everywhere: `check`, `run`, `trial`, `export`, `train`,
 //! `plugins` and the error messages that list the allowed values.
 //!
-//! Built-ins register themselves ([`crate::builtins::registry`]), dynamic
+//! Built-ins register themselves (`dsnn::builtins::registry`), dynamic
 //! plugins add their entries through a [`PluginSource`], and research code
 //! adds its own with the `register_*` methods before handing the registry
-//! to [`crate::runner::run_experiment`] or to the CLI's entry point.
+//! to `dsnn::runner::run_experiment` or to the CLI's entry point.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -484,13 +484,13 @@ fn lookup<'a, T: ?Sized>(map: &'a Map<T>, name: &str) -> Option<&'a Entry<T>> {
 }
 
 impl Registry {
-    /// An empty registry (no built-ins; see [`crate::builtins::registry`]).
+    /// An empty registry (no built-ins; see `dsnn::builtins::registry`).
     pub fn empty() -> Self {
         Registry::default()
     }
 
     /// Marks what is registered from now on as built in (used by
-    /// [`crate::builtins`]) or, with `false`, as registered by the program.
+    /// `dsnn::builtins`) or, with `false`, as registered by the program.
     pub fn mark_built_in(&mut self, built_in: bool) {
         self.registering = built_in.then_some(Origin::BuiltIn);
     }

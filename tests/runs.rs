@@ -571,10 +571,31 @@ fn a_changed_experiment_does_not_reuse_the_run_directory() {
     let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("holds a different experiment"),
+        text(&out).contains("holds a different experiment") && text(&out).contains("`seed`"),
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn raising_stop_trials_continues_a_finished_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "exp.toml", &problem("threads", 3, 0.0, ""));
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let run = dir.path().join("out/zdt");
+    let first = results(&run);
+    assert_eq!(first.len(), 4, "3 trials + the default");
+    // Only the stopping rule changes: the run grows by 3 trials, keeping
+    // the first ones (none re-run).
+    write(dir.path(), "exp.toml", &problem("threads", 6, 0.0, ""));
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let grown = results(&run);
+    assert_eq!(grown.len(), 7, "{}", text(&out));
+    assert_eq!(&grown[..4], &first[..]);
+    let stored = std::fs::read_to_string(run.join("experiment.toml")).unwrap();
+    assert!(stored.contains("trials = 6"), "{stored}");
 }
 
 #[test]

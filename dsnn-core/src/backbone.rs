@@ -4,6 +4,7 @@
 //! network for an input shape, class count and DeepShift configuration, and
 //! reports the network's per-image operation profile.
 
+use crate::arch::{ArchParam, ArchValues};
 use crate::conv::ConvGeometry;
 use crate::error::{CoreError, Result};
 use crate::graph::NetGraph;
@@ -13,7 +14,6 @@ use crate::layers::{
 };
 use crate::nn;
 use crate::params::ParamStore;
-use crate::recipe::{ArchParam, ArchValues};
 use candle_core::{Device, Tensor};
 use dsnn_energy::OpProfile;
 use serde::{Deserialize, Serialize};

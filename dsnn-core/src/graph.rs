@@ -1,7 +1,7 @@
 //! The dataflow of a network's forward pass, recorded for export.
 //!
-//! With [`crate::Forward::graph`] set, every layer of dsnn-core (and every
-//! function of [`crate::nn`]) appends one [`NetOp`] naming the tensors it
+//! With `Forward::graph` set, every layer of dsnn-core (and every
+//! function of the `nn` module) appends one [`NetOp`] naming the tensors it
 //! read and wrote. The integer engine (`dsnn-infer`) compiles that record
 //! into its program, so any backbone built from these layers exports
 //! without export code of its own; an operation that is not recorded shows

@@ -6,6 +6,7 @@
 //! trains such networks on the CPU, reproducing the reference DeepShift
 //! semantics exactly (see `docs/deepshift.md`).
 
+pub mod arch;
 pub mod backbone;
 pub mod batchnorm;
 pub mod conv;

@@ -16,7 +16,7 @@
 //!
 //! The candidates of an ambiguous match are returned so that the caller can
 //! say why no TDP was found. The fallbacks for an unknown model live in
-//! [`crate::estimator`].
+//! the `estimator` module.
 
 use crate::csv;
 use std::sync::OnceLock;

@@ -23,9 +23,54 @@ use std::collections::HashMap;
 use candle_core::TensorId;
 use dsnn_core::graph::{NetGraph, NetOp};
 
+use dsnn_core::backbone::record_graph;
+use dsnn_core::{Network, Rounding};
+
 use crate::error::{InferError, Result};
-use crate::export::Exporter;
-use crate::model::{Requant, Step};
+use crate::export::TrainedSpec;
+use crate::format::ActFormat;
+use crate::lower::Exporter;
+use crate::model::{IntModel, Requant, Step};
+
+impl IntModel {
+    /// Exports a trained network (every convolution and linear layer must be
+    /// a shift layer) into the integer model, compiling the dataflow its
+    /// forward pass records (see the `compile` module and
+    /// `docs/integer-inference.md`): any backbone built from dsnn-core's
+    /// layers exports, not only the built-in ones.
+    pub fn from_network(net: &dyn Network, spec: &TrainedSpec) -> Result<IntModel> {
+        let settings = spec.model.shift.ok_or_else(|| {
+            InferError::unsupported(
+                "model",
+                "a float network has no shift layers (export needs shift type Q or PS)",
+            )
+        })?;
+        let act = ActFormat::new(
+            settings.activation.integer_bits,
+            settings.activation.fraction_bits,
+        )?;
+        if settings.rounding == Rounding::Stochastic {
+            log::info!("stochastic rounding: exported weights use deterministic rounding");
+        }
+        let ex = Exporter::new(net, settings, act);
+        let graph = record_graph(net, spec.model.input)?;
+        let steps = compile(&graph, &ex)?;
+        let input = spec.model.input;
+        let classes = spec.model.classes;
+        let model = IntModel {
+            backbone: spec.backbone.clone(),
+            shift_type: settings.shift_type,
+            input,
+            classes,
+            act,
+            weight_bits: settings.weight_bits,
+            input_transform: spec.input_transform.clone(),
+            steps,
+        };
+        model.validate()?;
+        Ok(model)
+    }
+}
 
 /// Where a tensor the program may read lives.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,7 +82,7 @@ enum Held {
 }
 
 /// The steps computing `graph`'s logits from its input.
-pub(crate) fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
+fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
     let mut readers: HashMap<TensorId, usize> = HashMap::new();
     for op in &graph.ops {
         for t in op.inputs() {

@@ -24,6 +24,7 @@ pub mod export;
 pub mod format;
 pub mod gpu;
 pub mod kernels;
+mod lower;
 pub mod model;
 pub mod profile;
 pub mod reference;

@@ -197,7 +197,7 @@ pub struct Plan {
 pub const CHUNK_ROWS: usize = 320;
 
 /// Most input rows per row chunk of the batch-lanes convolution
-/// ([`crate::model::ShiftLayer::lane_plan`]): 16 input channels of a 3x3
+/// (`ShiftLayer::lane_plan` in the model module): 16 input channels of a 3x3
 /// kernel, whose vectors under a tile of 4 output positions (16 channels x
 /// 3 rows x 6 columns x 64 bytes, 18 KB) stay in a 32 KB L1.
 pub const LANE_CHUNK_ROWS: usize = 144;

@@ -8,7 +8,7 @@ use dsnn_core::data::{Batcher, Dataset};
 use dsnn_core::train::{evaluate_with_control, train_with_control, Evaluation, TrainControl};
 use dsnn_core::{ModelSpec, Network};
 use dsnn_energy::{EmissionsLog, EnergyReading, OpCountModel, RunInfo};
-use dsnn_infer::{IntModel, TrainedSpec};
+use dsnn_infer::{InputTransform, IntModel, TrainedSpec};
 
 use super::{BudgetUnit, DsnnObjective, InferenceEngine};
 use crate::objective::{EvalError, Metrics, TrialContext};
@@ -207,6 +207,21 @@ impl DsnnObjective {
         if let Some(last) = report.epochs.last() {
             metrics.insert("train_loss".to_string(), last.train_loss);
         }
+        if self.save_weights {
+            if let Some(run_dir) = ctx.run_dir {
+                let trained = TrainedSpec {
+                    backbone: self.backbone_name.clone(),
+                    model: spec.clone(),
+                    dataset: Some(self.data.name.clone()),
+                    input_transform: Some(InputTransform {
+                        normalization: data.batcher.normalization.clone(),
+                        pixel_max: train_set.pixel_max,
+                    }),
+                };
+                save_weights(net.as_ref(), &trained, &run_dir.join(WEIGHTS_DIR), label)
+                    .map_err(EvalError::Setup)?;
+            }
+        }
         Ok(TrainedTrial {
             metrics,
             network: net,
@@ -214,6 +229,25 @@ impl DsnnObjective {
             int_model,
         })
     }
+}
+
+/// The directory of a run that keeps trials' weights (`[model]
+/// save_weights`): `<trial>.safetensors`, readable by `dsnn export`.
+pub const WEIGHTS_DIR: &str = "weights";
+
+/// Saves a trial's weights as `dir/<label>.safetensors`, written to a
+/// temporary file first so that a killed trial leaves no half file.
+fn save_weights(
+    net: &dyn Network,
+    spec: &TrainedSpec,
+    dir: &std::path::Path,
+    label: &str,
+) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let path = dir.join(format!("{label}.safetensors"));
+    let tmp = dir.join(format!(".{label}.{}.tmp", std::process::id()));
+    dsnn_infer::save_trained(net, spec, &tmp).map_err(|e| format!("saving the weights: {e}"))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("saving {}: {e}", path.display()))
 }
 
 /// Appends the validation pass's CodeCarbon-style row to the run's

@@ -71,7 +71,7 @@ fn default_validation_fraction() -> f64 {
 const DATA_KEYS: &[&str] = &["dataset", "path", "validation_fraction", "train_limit"];
 
 /// The keys of `[model]` besides the recipe and the backbone's own.
-const MODEL_KEYS: &[&str] = &["backbone", "device"];
+const MODEL_KEYS: &[&str] = &["backbone", "device", "save_weights"];
 
 /// The data of a DSNN experiment.
 #[derive(Clone)]
@@ -118,6 +118,10 @@ pub struct DsnnObjective {
     pub unit: BudgetUnit,
     /// How the validation pass runs.
     pub inference: InferenceEngine,
+    /// Keep every trial's trained weights in the run directory
+    /// (`weights/<trial>.safetensors`, `[model] save_weights = true`), for
+    /// `export` and `infer` of the front's networks.
+    pub save_weights: bool,
     /// The run's seed (splits, initial weights).
     pub seed: u64,
     loaded: OnceLock<Result<Arc<TrialData>, String>>,
@@ -198,6 +202,10 @@ impl DsnnObjective {
             .backbone(&backbone_name)
             .map_err(|e| model.error("backbone", format!("`model.backbone`: {e}")))?;
         let (recipe, device, arch) = read_model(&model, backbone.as_ref())?;
+        let save_weights = match model.get("save_weights") {
+            Some(s) => s.parse::<bool>()?,
+            None => false,
+        };
         let energy = setup.section("energy");
         let inference: InferenceEngine = match energy.get("inference") {
             Some(s) => s.parse()?,
@@ -224,6 +232,7 @@ impl DsnnObjective {
             device,
             unit,
             inference,
+            save_weights,
             seed: setup.seed,
             loaded: OnceLock::new(),
             device_cache: OnceLock::new(),

@@ -31,7 +31,7 @@ use crate::report::{summarize, write_reports, LiveFront, Summary};
 use crate::settings::ConfigError;
 use crate::store::{LogRecord, RunStore, StoreError};
 
-pub use evaluator::RunEvaluator;
+pub use evaluator::{evaluate_trial, panic_message, RunEvaluator};
 use progress::StatusTracker;
 pub use progress::{NoProgress, Progress, RunStatus};
 
@@ -60,7 +60,7 @@ pub enum RunError {
 pub struct RunOptions {
     /// The binary child processes and cluster jobs run (`<exe> trial`):
     /// `None` is the running binary, which must have the CLI (dsnn's, or a
-    /// research crate's own built with [`crate::cli`]).
+    /// research crate's own built with `dsnn::cli`).
     pub exe: Option<PathBuf>,
     /// Set from outside (a Ctrl-C handler) to stop the run cleanly.
     pub interrupt: Arc<AtomicBool>,

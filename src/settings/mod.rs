@@ -267,7 +267,7 @@ impl Section {
     pub fn without(&self, keys: &[&str]) -> Section {
         let mut s = self.clone();
         if let toml::Value::Table(t) = &mut s.value {
-            t.retain(|k, _| !keys.contains(&k.as_ref()));
+            t.retain(|k, _| !keys.contains(&k));
         }
         s
     }
@@ -277,7 +277,7 @@ impl Section {
     pub fn only(&self, keys: &[&str]) -> Section {
         let mut s = self.clone();
         if let toml::Value::Table(t) = &mut s.value {
-            t.retain(|k, _| keys.contains(&k.as_ref()));
+            t.retain(|k, _| keys.contains(&k));
         }
         s
     }

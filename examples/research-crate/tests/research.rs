@@ -74,6 +74,10 @@ fn the_bundled_search_checks_and_its_names_are_listed() {
         "{stdout}"
     );
     assert!(stdout.contains("loss-latency"), "{stdout}");
+    assert!(
+        stdout.contains("fashion-mnist-classes") && stdout.contains("two-step"),
+        "{stdout}"
+    );
 
     // Its hyperparameters are refused for another backbone, located.
     let dir = tempfile::tempdir().unwrap();
@@ -116,6 +120,38 @@ fn a_search_of_the_own_backbone_and_objective_runs_in_child_processes() {
     }
     let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
     assert!(summary.contains("latency_ms"), "{summary}");
+    // The front's most accurate network, exported from its saved weights,
+    // runs on the integer engine.
+    let front = std::fs::read_to_string(run.join("pareto.csv")).unwrap();
+    let best = front
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .min_by(|a, b| {
+            a[2].parse::<f64>()
+                .unwrap()
+                .total_cmp(&b[2].parse().unwrap())
+        })
+        .unwrap()[0]
+        .to_string();
+    let weights = run.join(format!("weights/{best}.safetensors"));
+    let model = dir.path().join("best.dsnnint");
+    let out = research(
+        &[
+            "export",
+            weights.to_str().unwrap(),
+            "--output",
+            model.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = research(
+        &["infer", model.to_str().unwrap(), "--limit", "200"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("accuracy"), "{}", text(&out));
     // Architecture values reach the network: trials of different widths
     // have different model sizes.
     let sizes: std::collections::BTreeSet<u64> = rs
@@ -228,4 +264,61 @@ fn the_own_backbone_trains_exports_and_runs_on_the_integer_engine() {
     );
     assert!(!out.status.success());
     assert!(text(&out).contains("width"), "{}", text(&out));
+}
+
+#[test]
+fn a_registered_data_set_and_schedule_run_in_child_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = small_search(dir.path(), 6);
+    let text_of = std::fs::read_to_string(&f)
+        .unwrap()
+        .replace(
+            "dataset = \"fashion-mnist\"",
+            "dataset = \"fashion-mnist-classes\"\nclasses = 3",
+        )
+        .replace(
+            "kind = \"hyperband\"\nmin = 1\nmax = 3\neta = 3",
+            "kind = \"two-step\"\nmin = 1\nmax = 2\nstart = 4\nkeep = 2",
+        )
+        // One child at a time, so that the bracket's order is fixed.
+        .replace("workers = 2", "workers = 1");
+    std::fs::write(&f, &text_of).unwrap();
+    let out = research(&["check", f.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let out = research(&["run", f.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let rs = results(&dir.path().join("runs/research-vgg"));
+    assert_eq!(rs.len(), 7, "6 trials and the default");
+    let mut budgets: Vec<f64> = rs
+        .iter()
+        .filter(|r| r["report"]["id"].as_u64() != Some(u64::MAX))
+        .map(|r| r["budget"].as_f64().unwrap_or(-1.0))
+        .collect();
+    budgets.sort_by(f64::total_cmp);
+    // The two-step bracket: 4 at min, the best 2 continued at max.
+    assert_eq!(&budgets[..], &[1.0, 1.0, 1.0, 1.0, 2.0, 2.0], "{rs:?}");
+    // Three classes: a network that learnt something beats 1 - 1/3.
+    let best = rs
+        .iter()
+        .filter_map(|r| r["report"]["metrics"]["loss"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    assert!(best < 0.55, "{rs:?}");
+
+    // Their settings are checked with located errors.
+    std::fs::write(&f, text_of.replace("classes = 3", "classes = 11")).unwrap();
+    let out = research(&["check", f.to_str().unwrap()], dir.path());
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("classes") && text(&out).contains("2..=10"),
+        "{}",
+        text(&out)
+    );
+    std::fs::write(&f, text_of.replace("keep = 2", "keep = 4")).unwrap();
+    let out = research(&["check", f.to_str().unwrap()], dir.path());
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("keep") && text(&out).contains("search.toml:"),
+        "{}",
+        text(&out)
+    );
 }
