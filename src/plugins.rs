@@ -3,13 +3,21 @@
 //! experiment names them like built-ins (`[optimizer] plugin = "moead"`),
 //! `dsnn check` loads them and validates their settings, and `dsnn plugins`
 //! lists them.
+//!
+//! An optimizer plugin of interface 1.1 is told the run (objectives, budget
+//! range); one that provides a proposer runs under Hyperband or successive
+//! halving like the built-in proposers. At one fidelity a plugin's budgets
+//! must be the run's: checked on a probe instance when the experiment is
+//! checked, and on every trial during the run.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dsnn_energy::{EnergyMeter, OpProfile};
-use dsnn_plugin_host::{PluginHost, PluginKind};
-use dsnn_search::{Optimizer, OptimizerError, Outcome, Trial, TrialId};
+use dsnn_plugin_host::{PluginError, PluginHost, PluginInfo, PluginKind, RunContext};
+use dsnn_search::{
+    ConfigurationSpace, HyperbandOptimizer, Optimizer, OptimizerError, Outcome, Trial, TrialId,
+};
 
 use crate::registry::{
     EnergyKind, Kind, Listing, MeterFactory, OptimizerFactory, OptimizerSetup, Origin,
@@ -45,12 +53,12 @@ fn kind_of(k: Kind) -> PluginKind {
 impl PluginSource for HostPlugins {
     fn optimizer(&self, name: &str) -> Option<(Arc<dyn OptimizerFactory>, PathBuf)> {
         let info = self.host.locate(name, PluginKind::Optimizer).ok()?;
+        let path = info.path.clone();
         let f = PluginOptimizerFactory {
             host: self.host.clone(),
-            name: info.name.clone(),
-            description: info.description.clone(),
+            info,
         };
-        Some((Arc::new(f), info.path))
+        Some((Arc::new(f), path))
     }
 
     fn meter(&self, name: &str) -> Option<(Arc<dyn MeterFactory>, PathBuf)> {
@@ -89,19 +97,94 @@ impl PluginSource for HostPlugins {
 }
 
 /// An optimizer plugin as a registry entry.
+///
+/// At one fidelity the plugin is a whole optimizer (`create_with_context`
+/// of interface 1.1, `create` of 1.0) held to the run's budget by
+/// [`FixedBudgetGuard`]; in a multi-fidelity run its proposer (interface
+/// 1.1) runs under [`HyperbandOptimizer`] over the run's schedule, which
+/// decides every budget.
 struct PluginOptimizerFactory {
     host: Arc<PluginHost>,
-    name: String,
-    description: String,
+    info: PluginInfo,
+}
+
+impl PluginOptimizerFactory {
+    fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// What the plugin is told about the run.
+    fn context(setup: &OptimizerSetup) -> RunContext {
+        let max = setup.budget.max;
+        let min = if setup.multi_fidelity {
+            (setup.schedule.brackets().iter())
+                .flat_map(|b| b.rungs.iter().map(|r| r.budget))
+                .fold(max, f64::min)
+        } else {
+            max
+        };
+        RunContext {
+            objectives: setup.objectives,
+            min_budget: min,
+            max_budget: max,
+            multi_fidelity: setup.multi_fidelity,
+        }
+    }
+
+    /// Creates a second instance and asks it for one trial, so that a
+    /// plugin whose own budget differs from the run's is refused when the
+    /// experiment is checked rather than at its first trial (the instance
+    /// is thrown away; the run's instance is created afresh and unchanged).
+    fn probe_budget(
+        &self,
+        space: &ConfigurationSpace,
+        settings: &Section,
+        setup: &OptimizerSetup,
+        context: &RunContext,
+    ) -> Result<(), ConfigError> {
+        let mut probe = self
+            .host
+            .load_optimizer_in(
+                self.name(),
+                space,
+                &settings.to_toml_string(),
+                setup.seed,
+                context,
+            )
+            .map_err(|e| settings.error("", format!("optimizer plugin `{}`: {e}", self.name())))?;
+        let trials = probe.ask(1).map_err(|e| {
+            settings.error(
+                "",
+                format!(
+                    "optimizer plugin `{}` failed its first ask: {e}",
+                    self.name()
+                ),
+            )
+        })?;
+        match trials.first() {
+            Some(t) if !same_budget(t.budget, context.max_budget) => Err(settings.error(
+                "",
+                budget_mismatch(
+                    self.name(),
+                    &self.info.interface_version,
+                    t.budget,
+                    context.max_budget,
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl OptimizerFactory for PluginOptimizerFactory {
     fn description(&self) -> String {
-        self.description.clone()
+        self.info.description.clone()
     }
 
+    /// Plugins that provide a proposer (interface 1.1) run under Hyperband
+    /// and successive halving; the others only at one fidelity.
     fn multi_fidelity(&self) -> bool {
-        false
+        self.info.proposer
     }
 
     fn build(
@@ -109,33 +192,66 @@ impl OptimizerFactory for PluginOptimizerFactory {
         settings: &Section,
         setup: &OptimizerSetup,
     ) -> Result<Box<dyn Optimizer>, ConfigError> {
+        let name = self.name();
         let space = setup.space.as_configuration_space().ok_or_else(|| {
             settings.error(
                 "",
                 format!(
-                    "optimizer plugin `{}` needs a `configuration` search space (plugins receive it as ConfigSpace JSON)",
-                    self.name
+                    "optimizer plugin `{name}` needs a `configuration` search space (plugins receive it as ConfigSpace JSON)"
                 ),
             )
         })?;
+        let context = Self::context(setup);
+        let text = settings.to_toml_string();
+        let plugin_error =
+            |e: PluginError| settings.error("", format!("optimizer plugin `{name}`: {e}"));
+        if setup.multi_fidelity {
+            let proposer = self
+                .host
+                .load_proposer(name, space, &text, setup.seed, &context)
+                .map_err(plugin_error)?;
+            let optimizer = HyperbandOptimizer::new(setup.schedule.as_ref(), proposer, setup.seed)
+                .map_err(|e| settings.error("", format!("optimizer plugin `{name}`: {e}")))?;
+            return Ok(Box::new(optimizer));
+        }
+        self.probe_budget(space, settings, setup, &context)?;
         let inner = self
             .host
-            .load_optimizer(&self.name, space, &settings.to_toml_string(), setup.seed)
-            .map_err(|e| settings.error("", format!("optimizer plugin `{}`: {e}", self.name)))?;
+            .load_optimizer_in(name, space, &text, setup.seed, &context)
+            .map_err(plugin_error)?;
         Ok(Box::new(FixedBudgetGuard {
             inner,
-            plugin: self.name.clone(),
-            budget: setup.budget.max,
+            plugin: name.to_string(),
+            interface_version: self.info.interface_version.clone(),
+            budget: context.max_budget,
         }))
     }
 }
 
-/// Holds an interface-1.0 optimizer plugin to the run's budget: it chooses
-/// its trials' budgets itself, and a budget other than `fidelity.max` would
-/// train its trials and the default configuration for different lengths.
+fn same_budget(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+}
+
+fn budget_mismatch(plugin: &str, interface: &str, asked: f64, budget: f64) -> String {
+    let advice = if interface.starts_with("1.0") {
+        "interface 1.0 plugins are not told the run's budget: set the plugin's own budget setting to it"
+    } else {
+        "the plugin was told the run's budget (its context) and ignored it: fix the plugin, or remove a budget setting that overrides it"
+    };
+    format!(
+        "optimizer plugin `{plugin}` (interface {interface}) asked for a trial at budget {asked}, but the run's budget (`fidelity.max`) is {budget}; {advice}"
+    )
+}
+
+/// Holds an optimizer plugin that chooses its own budgets to the run's one
+/// budget: a budget other than `fidelity.max` would train its trials and the
+/// default configuration for different lengths and report a misleading
+/// improvement. The first trial is already checked when the optimizer is
+/// built (at `dsnn check`); this guard checks every later one.
 struct FixedBudgetGuard {
     inner: Box<dyn Optimizer>,
     plugin: String,
+    interface_version: String,
     budget: f64,
 }
 
@@ -146,13 +262,11 @@ impl Optimizer for FixedBudgetGuard {
 
     fn ask(&mut self, n: usize) -> Result<Vec<Trial>, OptimizerError> {
         let trials = self.inner.ask(n)?;
-        if let Some(t) = trials
-            .iter()
-            .find(|t| (t.budget - self.budget).abs() > 1e-9 * self.budget.abs().max(1.0))
-        {
+        if let Some(t) = trials.iter().find(|t| !same_budget(t.budget, self.budget)) {
             return Err(OptimizerError::Plugin(format!(
-                "`{}` asked for trial {} at budget {}, but the run's budget (`fidelity.max`) is {}: set the plugin's own budget setting to {} (or leave it out if it defaults to the run's)",
-                self.plugin, t.id, t.budget, self.budget, self.budget
+                "trial {}: {}",
+                t.id,
+                budget_mismatch(&self.plugin, &self.interface_version, t.budget, self.budget)
             )));
         }
         Ok(trials)

@@ -42,6 +42,18 @@ pub enum StoreError {
         /// The parse error.
         reason: String,
     },
+    /// Another `dsnn run` has the run directory open.
+    #[error(
+        "{} is in use by another run ({}): wait for it to finish or stop it; two runs of one experiment would mix their trials",
+        dir.display(),
+        if holder.is_empty() { "process unknown" } else { holder.as_str() }
+    )]
+    Locked {
+        /// The run directory.
+        dir: PathBuf,
+        /// Who holds the lock (`pid 1234`), as it wrote itself.
+        holder: String,
+    },
     /// The stored experiment file lacks what a reader needs.
     #[error("{path}: {reason}")]
     BadExperiment {
@@ -203,11 +215,49 @@ impl History {
     }
 }
 
-/// The run directory and its open trial log.
+/// The run directory and its open trial log. While it is open the
+/// directory is locked (`flock` on `.lock`), so a second `dsnn run` of the
+/// same experiment fails at once instead of writing into the same log.
 pub struct RunStore {
     dir: PathBuf,
     log_path: PathBuf,
     log: File,
+    /// Held for the lock; released when the store is dropped (or the
+    /// process dies, however it dies).
+    _lock: File,
+}
+
+/// Takes the run directory's lock, or says who holds it.
+fn lock_run_dir(dir: &Path) -> Result<File, StoreError> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    // SAFETY: flock on a file descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() == std::io::ErrorKind::WouldBlock {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            return Err(StoreError::Locked {
+                dir: dir.to_path_buf(),
+                holder: holder.trim().to_string(),
+            });
+        }
+        return Err(StoreError::Io { path, source: err });
+    }
+    // Say who holds it, for the error of the next one.
+    let mut f = &file;
+    let _ = f.set_len(0);
+    let _ = writeln!(f, "pid {}", std::process::id());
+    Ok(file)
 }
 
 impl RunStore {
@@ -226,6 +276,7 @@ impl RunStore {
             source: e,
         };
         fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let lock = lock_run_dir(dir)?;
         let exp_path = dir.join(Self::EXPERIMENT);
         match fs::read_to_string(&exp_path) {
             Ok(existing) if existing != resolved => {
@@ -272,6 +323,7 @@ impl RunStore {
                 dir: dir.to_path_buf(),
                 log_path,
                 log,
+                _lock: lock,
             },
             history,
         ))
@@ -463,6 +515,26 @@ mod tests {
             },
             elapsed_s: id.min(5) as f64,
         }
+    }
+
+    #[test]
+    fn a_run_directory_in_use_is_refused_until_it_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let exp = "name = \"x\"\n[stop]\ntrials = 3\n";
+        let (first, _) = RunStore::open(dir.path(), exp).unwrap();
+        match RunStore::open(dir.path(), exp) {
+            Err(e @ StoreError::Locked { .. }) => {
+                let StoreError::Locked { holder, .. } = &e else {
+                    unreachable!()
+                };
+                assert_eq!(holder, &format!("pid {}", std::process::id()));
+                assert!(e.to_string().contains("in use by another run"), "{e}");
+            }
+            Err(e) => panic!("wrong error {e}"),
+            Ok(_) => panic!("opened twice"),
+        }
+        drop(first);
+        RunStore::open(dir.path(), exp).unwrap();
     }
 
     #[test]

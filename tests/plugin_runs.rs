@@ -232,3 +232,190 @@ trials = 1
         }
     }
 }
+
+/// `dsnn check` on `experiment` written into `dir`.
+fn check(dir: &Path, experiment: &str) -> Output {
+    std::fs::write(dir.join("exp.toml"), experiment).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .arg("check")
+        .arg(dir.join("exp.toml"))
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .output()
+        .unwrap()
+}
+
+/// `experiment` with a `[fidelity]` section.
+fn with_fidelity(experiment: String, fidelity: &str) -> String {
+    format!("{experiment}[fidelity]\n{fidelity}\n")
+}
+
+#[test]
+fn a_proposer_plugin_runs_under_hyperband_end_to_end() {
+    let dir = setup(&["dsnn_plugin_example", "dsnn_plugin_moead"]);
+    let hyperband = "kind = \"hyperband\"\nmin = 1\nmax = 9\neta = 3";
+    let exp = with_fidelity(
+        experiment(dir.path(), "plugin = \"example\"\nrandom_trials = 5", 60),
+        hyperband,
+    );
+    let out = check(dir.path(), &exp);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("plugin example"), "{stdout}");
+    let out = run(dir.path(), &exp);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let res = results(&dir.path().join("runs/plugged"));
+    assert_eq!(res.len(), 61, "60 trials and the default configuration");
+    // Hyperband chose the budgets: every rung of its brackets ran.
+    let budgets: Vec<f64> = res.iter().map(|r| r["budget"].as_f64().unwrap()).collect();
+    for b in [1.0, 3.0, 9.0] {
+        assert!(budgets.contains(&b), "budget {b} in {budgets:?}");
+    }
+    assert!(
+        budgets.iter().all(|b| [1.0, 3.0, 9.0].contains(b)),
+        "{budgets:?}"
+    );
+
+    // MOEA/D is a whole optimizer without a proposer: a clear error at
+    // check time, naming the way out.
+    let exp = with_fidelity(experiment(dir.path(), "plugin = \"moead\"", 20), hyperband)
+        .replace("plugged", "moead-hb");
+    let out = check(dir.path(), &exp);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("moead") && stderr.contains("fidelity.kind = \"fixed\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn dsnn_check_loads_plugins_and_refuses_bad_settings_and_budgets() {
+    let dir = setup(&["dsnn_plugin_moead"]);
+    // A setting typo is found by the plugin when the file is checked.
+    let out = check(
+        dir.path(),
+        &experiment(dir.path(), "plugin = \"moead\"\npopulaton = 20", 5),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("populaton"),
+        "{stderr}"
+    );
+    // MOEA/D (interface 1.1) is told the budget: a different one of its own
+    // is refused at check time.
+    let exp = with_fidelity(
+        experiment(dir.path(), "plugin = \"moead\"\nbudget = 2.0", 5),
+        "max = 3",
+    );
+    let out = check(dir.path(), &exp);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`budget`") && stderr.contains("is 3"),
+        "{stderr}"
+    );
+    // Without the setting it runs at the run's budget.
+    let exp = with_fidelity(experiment(dir.path(), "plugin = \"moead\"", 6), "max = 3");
+    let out = run(dir.path(), &exp);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res = results(&dir.path().join("runs/plugged"));
+    assert_eq!(res.len(), 7);
+    assert!(res.iter().all(|r| r["budget"] == 3.0), "{res:?}");
+}
+
+/// Builds `plugins/fixtures/interface-1.0` (a plugin built against a frozen
+/// copy of dsnn-plugin-api 1.0.0, outside the workspace) with its own cargo
+/// call, as its author did, and puts its library into `dir`.
+fn install_interface_1_0_plugin(dir: &Path) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/fixtures/interface-1.0");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interface-1.0");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--locked", "--quiet", "--manifest-path"])
+        .arg(fixture.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .expect("running cargo");
+    assert!(
+        out.status.success(),
+        "building the interface-1.0 fixture failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = common::library_file_name("dsnn_fixture_interface_1_0");
+    std::fs::copy(target.join("debug").join(&file), dir.join(&file)).unwrap();
+}
+
+#[test]
+fn a_plugin_built_against_interface_1_0_loads_and_runs() {
+    let dir = setup(&[]);
+    install_interface_1_0_plugin(&dir.path().join("plugins"));
+    // Listed with its interface version.
+    let out = Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .args(["plugins", "--dir"])
+        .arg(dir.path().join("plugins"))
+        .env_remove("DSNN_PLUGIN_PATH")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("interface-1.0"))
+        .unwrap_or_else(|| panic!("listed: {stdout}"));
+    assert!(
+        line.contains("1.0.0") && line.contains("optimizer"),
+        "{line}"
+    );
+
+    // It runs a search at the run's budget, which it sets itself.
+    let exp = with_fidelity(
+        experiment(dir.path(), "plugin = \"interface-1.0\"\nbudget = 2.0", 8),
+        "max = 2",
+    );
+    let out = run(dir.path(), &exp);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res = results(&dir.path().join("runs/plugged"));
+    assert_eq!(res.len(), 9);
+    assert!(res.iter().all(|r| r["budget"] == 2.0), "{res:?}");
+
+    // A 1.0 plugin is not told the budget: if its own differs from the
+    // run's, `dsnn check` says so (before, the trials and the default
+    // configuration silently trained for different lengths).
+    let exp = with_fidelity(
+        experiment(dir.path(), "plugin = \"interface-1.0\"", 8),
+        "max = 2",
+    )
+    .replace("plugged", "mismatch");
+    let out = check(dir.path(), &exp);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("budget 1") && stderr.contains("is 2") && stderr.contains("interface 1.0"),
+        "{stderr}"
+    );
+    // And it runs at one fidelity only.
+    let exp = with_fidelity(
+        experiment(dir.path(), "plugin = \"interface-1.0\"\nbudget = 9.0", 8),
+        "kind = \"hyperband\"\nmin = 1\nmax = 9",
+    )
+    .replace("plugged", "hb");
+    let out = check(dir.path(), &exp);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("fidelity.kind = \"fixed\""), "{stderr}");
+}

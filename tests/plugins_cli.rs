@@ -56,7 +56,7 @@ fn lists_plugins_from_all_three_places_and_explains_unusable_ones() {
         "{stdout}"
     );
     let example = lines[2];
-    for part in ["example", "optimizer", "1.0.0", "libdsnn_plugin_example"] {
+    for part in ["example", "optimizer", "1.1.0", "libdsnn_plugin_example"] {
         assert!(example.contains(part), "{part} in {example}");
     }
     assert!(example.starts_with("example") && example.contains("Pareto local search"));

@@ -84,7 +84,7 @@ impl OptimizerChoice {
         };
         if multi_fidelity && !factory.multi_fidelity() {
             let message = if is_plugin {
-                format!("optimizer plugin `{name}` runs at one budget (interface 1.0 plugins choose no budgets; a 1.1 plugin that provides a proposer runs under Hyperband): use `fidelity.kind = \"fixed\"`")
+                format!("optimizer plugin `{name}` provides no proposer, so it runs at one budget (interface 1.0 plugins never do; a 1.1 plugin that provides one runs under Hyperband): use `fidelity.kind = \"fixed\"`")
             } else {
                 format!(
                     "optimizer `{name}` runs at one budget: use `fidelity.kind = \"fixed\"`, or a proposer such as `random` or `parego` with Hyperband"

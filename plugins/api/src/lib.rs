@@ -8,9 +8,15 @@
 //! (through [`abi_stable`]), and wraps the plugin so that the rest of dsnn
 //! uses it exactly like a built-in optimizer or meter.
 //!
+//! Since interface 1.1 an optimizer plugin is told the run it serves
+//! ([`PContext`]: the number of objectives, the budget range, whether the
+//! run is multi-fidelity) and may provide a *proposer* ([`ProposerBox`]),
+//! which dsnn runs under Hyperband or successive halving.
+//!
 //! Only the types of this crate cross the library boundary: [`PValue`],
 //! [`PConfiguration`], [`PTrial`], [`POutcome`], [`PError`], [`PReading`],
-//! the trait objects [`OptimizerBox`] and [`MeterBox`], and the root modules.
+//! [`PContext`], [`PObservation`], the trait objects [`OptimizerBox`],
+//! [`ProposerBox`] and [`MeterBox`], and the root modules.
 //! The search space travels as text in the JSON layout of Python's
 //! `ConfigSpace` (what [`dsnn_search::ConfigurationSpace::to_configspace_json`]
 //! writes), settings as TOML text. Inside the plugin, anything goes: the
@@ -23,27 +29,32 @@
 //!
 //! The interface version is [`INTERFACE_VERSION`] (semver), the version of
 //! this crate (kept apart from dsnn's own version). The host accepts a
-//! plugin whose interface has the same major version, then checks the layouts.
+//! plugin whose interface has the same major version, whatever its minor
+//! and patch, then checks the layout of every type in its root module.
 //!
-//! - Add methods to [`OptimizerInstance`] or [`MeterInstance`], and fields to
-//!   [`OptimizerPlugin`] or [`MeterPlugin`], **only after the last prefix
-//!   field** (the one marked `#[sabi(last_prefix_field)]`), bump this
-//!   crate's minor version, and give new trait methods a default body. A
-//!   plugin built against the newer minor version then still loads into a
-//!   dsnn of the older one, which ignores what it does not know (tested with
-//!   `plugins/fixtures/interface-1.1`, built against a 1.1.0 with one more
-//!   root-module field). The other direction does not hold: `abi_stable`'s
-//!   load-time check refuses a root module with fewer fields than the host
-//!   expects ("too many fields", measured with a 1.0.0 plugin in a 1.1.0
-//!   host), so when the interface grows, plugins of the older minor version
-//!   are refused with a one-line message and must be rebuilt (their source
-//!   needs only the new field's value). Read fields after the last prefix
-//!   field through their `Option` accessors all the same.
+//! - Add methods to [`OptimizerInstance`], [`ProposerInstance`] or
+//!   [`MeterInstance`], and fields to [`OptimizerPlugin`] or
+//!   [`MeterPlugin`], **only after the last existing field**, bump this
+//!   crate's minor version, give new trait methods a default body and new
+//!   fields an `Option` type, and read them in the host through their
+//!   `Option` accessors.
+//! - A plugin of a *newer* minor version loads into an older dsnn, which
+//!   ignores what it does not know (`abi_stable` accepts a prefix type with
+//!   more fields than the host's; tested with
+//!   `plugins/fixtures/interface-1.2`).
+//! - A plugin of an *older* minor version is refused by `abi_stable`'s
+//!   check against the newer root module ("field count mismatch", measured
+//!   with a 1.0 plugin in a 1.1 host). So every minor version freezes the
+//!   root modules of the earlier ones it changes ([`v1_0`]) and the host
+//!   checks a library against the layout of the minor version it declares
+//!   (tested with `plugins/fixtures/interface-1.0`, built against the
+//!   released 1.0.0).
 //! - Never remove, reorder or retype a field, a method or an enum variant,
 //!   and never add a variant to an enum of this crate ([`PValue`],
-//!   [`POutcome`], [`PError`], [`PComponent`]): those changes need a new
-//!   major version, and the host then refuses older plugins with a one-line
-//!   message asking for a rebuild.
+//!   [`POutcome`], [`PError`], [`PComponent`]), nor a field to a struct
+//!   passed by value ([`PContext`], [`PObservation`], ...): those changes
+//!   need a new major version, and the host then refuses older plugins with
+//!   a one-line message asking for a rebuild.
 //!
 //! # Writing a plugin
 //!
@@ -55,8 +66,10 @@
 pub mod meter;
 pub mod optimizer;
 pub mod panic;
+pub mod proposer;
 pub mod settings;
 pub mod types;
+pub mod v1_0;
 
 pub use abi_stable;
 pub use dsnn_search;
@@ -65,12 +78,18 @@ pub use meter::{
     meter_from, Meter, MeterBox, MeterInstance, MeterInstance_TO, MeterPlugin, MeterPluginRef,
 };
 pub use optimizer::{
-    optimizer_from, OptimizerAdapter, OptimizerBox, OptimizerInstance, OptimizerInstance_TO,
-    OptimizerPlugin, OptimizerPluginRef,
+    optimizer_from, optimizer_with_context_from, CreateProposer, CreateWithContext,
+    OptimizerAdapter, OptimizerBox, OptimizerInstance, OptimizerInstance_TO, OptimizerPlugin,
+    OptimizerPluginRef,
 };
 pub use panic::{guard, panic_message};
+pub use proposer::{
+    proposer_from, ProposerAdapter, ProposerBox, ProposerInstance, ProposerInstance_TO,
+};
 pub use settings::Settings;
-pub use types::{PComponent, PConfiguration, PError, POutcome, PReading, PTrial, PValue};
+pub use types::{
+    PComponent, PConfiguration, PContext, PError, PObservation, POutcome, PReading, PTrial, PValue,
+};
 
 /// The version of this interface, checked by the host when it loads a
 /// plugin (see the versioning rule in the crate documentation). It is the

@@ -17,7 +17,8 @@ use abi_stable::{declare_root_module_statics, StableAbi};
 use dsnn_search::{ConfigurationSpace, Optimizer};
 
 use crate::panic::guard;
-use crate::types::{PError, POutcome, PTrial};
+use crate::proposer::ProposerBox;
+use crate::types::{PContext, PError, POutcome, PTrial};
 
 /// One optimizer instance, as seen across the library boundary.
 ///
@@ -45,8 +46,21 @@ pub type OptimizerBox = OptimizerInstance_TO<'static, RBox<()>>;
 
 /// The root module of an optimizer plugin.
 ///
-/// Fields after `create` (the last prefix field) may be added in later minor
-/// versions; the host reads them through `Option`-returning accessors.
+/// Interface 1.0 had `name`, `description` and `create`; interface 1.1
+/// appended `create_with_context` and `create_proposer` after `create` (the
+/// last prefix field). The host reads fields after `create` through
+/// `Option`-returning accessors, so a plugin of a later minor version, with
+/// more fields, loads too.
+///
+/// Which function the host calls:
+///
+/// - in a run at one fidelity, `create_with_context` when the plugin has
+///   it, `create` otherwise (and always `create` in a dsnn of interface
+///   1.0): the plugin is a whole optimizer and every trial it asks for must
+///   have the run's budget ([`PContext::max_budget`]);
+/// - in a multi-fidelity run (Hyperband, successive halving),
+///   `create_proposer`: the plugin proposes configurations and dsnn decides
+///   the budgets. A plugin without it runs only at one fidelity.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = OptimizerPluginRef)))]
@@ -63,7 +77,48 @@ pub struct OptimizerPlugin {
         settings_toml: RStr<'_>,
         seed: u64,
     ) -> RResult<OptimizerBox, PError>,
+    /// Since interface 1.1: `create`, also told the run it serves (the
+    /// number of objectives and the budget range). `None` when the plugin
+    /// needs no context; the host then calls `create`.
+    pub create_with_context: Option<
+        extern "C" fn(
+            space_json: RStr<'_>,
+            settings_toml: RStr<'_>,
+            seed: u64,
+            context: PContext,
+        ) -> RResult<OptimizerBox, PError>,
+    >,
+    /// Since interface 1.1: a proposer for multi-fidelity runs, which dsnn
+    /// runs under Hyperband or successive halving. `None` when the plugin
+    /// is only a whole optimizer (it then needs `fidelity.kind = "fixed"`).
+    pub create_proposer: Option<
+        extern "C" fn(
+            space_json: RStr<'_>,
+            settings_toml: RStr<'_>,
+            seed: u64,
+            context: PContext,
+        ) -> RResult<ProposerBox, PError>,
+    >,
 }
+
+/// The signature of [`OptimizerPlugin::create_with_context`] (the field
+/// spells it out: the layout derive reads function types only there): the space
+/// (ConfigSpace JSON), the settings (TOML text), the seed and the run.
+pub type CreateWithContext = extern "C" fn(
+    space_json: RStr<'_>,
+    settings_toml: RStr<'_>,
+    seed: u64,
+    context: PContext,
+) -> RResult<OptimizerBox, PError>;
+
+/// The signature of [`OptimizerPlugin::create_proposer`]: the space
+/// (ConfigSpace JSON), the settings (TOML text), the seed and the run.
+pub type CreateProposer = extern "C" fn(
+    space_json: RStr<'_>,
+    settings_toml: RStr<'_>,
+    seed: u64,
+    context: PContext,
+) -> RResult<ProposerBox, PError>;
 
 impl RootModule for OptimizerPluginRef {
     declare_root_module_statics! {OptimizerPluginRef}
@@ -124,5 +179,30 @@ where
             OptimizerAdapter(opt),
             abi_stable::sabi_trait::TD_Opaque,
         ))
+    })
+}
+
+/// The body of a plugin's `create_with_context` function: as
+/// [`optimizer_from`], with the run's [`PContext`] passed on to `build`.
+///
+/// ```ignore
+/// extern "C" fn create_with_context(space: RStr<'_>, settings: RStr<'_>, seed: u64,
+///     context: PContext) -> RResult<OptimizerBox, PError> {
+///     optimizer_with_context_from(space, settings, seed, context, MyOptimizer::new)
+/// }
+/// ```
+pub fn optimizer_with_context_from<O, F>(
+    space_json: RStr<'_>,
+    settings_toml: RStr<'_>,
+    seed: u64,
+    context: PContext,
+    build: F,
+) -> RResult<OptimizerBox, PError>
+where
+    O: Optimizer + 'static,
+    F: FnOnce(ConfigurationSpace, &str, u64, PContext) -> Result<O, PError>,
+{
+    optimizer_from(space_json, settings_toml, seed, |space, settings, seed| {
+        build(space, settings, seed, context)
     })
 }

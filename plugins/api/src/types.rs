@@ -9,7 +9,7 @@ use std::fmt;
 
 use abi_stable::std_types::{RString, RVec, Tuple2};
 use abi_stable::StableAbi;
-use dsnn_search::{Configuration, OptimizerError, Outcome, Trial, Value};
+use dsnn_search::{Configuration, Observation, OptimizerError, Outcome, Trial, Value};
 
 /// One hyperparameter value: boolean, integer, real number or string.
 #[repr(u8)]
@@ -104,6 +104,67 @@ impl From<PTrial> for Trial {
             id: t.id,
             config: t.config.into(),
             budget: t.budget,
+        }
+    }
+}
+
+/// What an optimizer plugin is told about the run it serves (since
+/// interface 1.1): passed to [`crate::OptimizerPlugin::create_with_context`]
+/// and [`crate::OptimizerPlugin::create_proposer`].
+///
+/// It is passed by value, so its layout is fixed for major version 1: a
+/// later minor version that tells plugins more adds a new root-module field
+/// with a new context type rather than changing this one.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq)]
+pub struct PContext {
+    /// Number of objectives of every successful outcome the plugin is told.
+    pub objectives: u64,
+    /// Smallest budget a trial runs at (`fidelity.min`; equal to
+    /// `max_budget` in a run at one fidelity).
+    pub min_budget: f64,
+    /// The full budget (`fidelity.max`): in a run at one fidelity, every
+    /// trial's budget must be exactly this.
+    pub max_budget: f64,
+    /// Whether trials run at several budgets (Hyperband, successive
+    /// halving): then the host runs the plugin's proposer and chooses the
+    /// budgets itself.
+    pub multi_fidelity: bool,
+}
+
+/// A finished trial as a proposer is told it (since interface 1.1): which
+/// configuration ran at which budget, and what came of it.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq)]
+pub struct PObservation {
+    /// The host's trial identifier (unique within one run).
+    pub id: u64,
+    /// The configuration evaluated.
+    pub config: PConfiguration,
+    /// The budget it ran at.
+    pub budget: f64,
+    /// Its objective values or failure.
+    pub outcome: POutcome,
+}
+
+impl From<&Observation> for PObservation {
+    fn from(o: &Observation) -> Self {
+        PObservation {
+            id: o.id,
+            config: PConfiguration::from(&o.config),
+            budget: o.budget,
+            outcome: POutcome::from(&o.outcome),
+        }
+    }
+}
+
+impl From<PObservation> for Observation {
+    fn from(o: PObservation) -> Self {
+        Observation {
+            id: o.id,
+            config: o.config.into(),
+            budget: o.budget,
+            outcome: o.outcome.into(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Plugin instances behind the built-in traits: [`PluginOptimizer`]
-//! implements `dsnn_search::Optimizer`, [`PluginMeter`] implements
-//! `dsnn_energy::EnergyMeter`.
+//! implements `dsnn_search::Optimizer`, [`PluginProposer`]
+//! `dsnn_search::Proposer`, [`PluginMeter`] `dsnn_energy::EnergyMeter`.
 
 use std::collections::BTreeSet;
 
@@ -8,10 +8,13 @@ use dsnn_energy::{
     Component, ComponentEnergy, EnergyError, EnergyMeter, EnergyReading, Provenance, RegionTimer,
     RusageClock,
 };
-use dsnn_plugin_api::abi_stable::std_types::RResult;
-use dsnn_plugin_api::{MeterBox, OptimizerBox, PComponent, PError, PReading};
+use dsnn_plugin_api::abi_stable::std_types::{RResult, RSlice};
+use dsnn_plugin_api::{
+    MeterBox, OptimizerBox, PComponent, PConfiguration, PError, PObservation, PReading, ProposerBox,
+};
 use dsnn_search::{
-    ConfigurationSpace, Optimizer, OptimizerError, Outcome, SearchSpace, Trial, TrialId,
+    Configuration, ConfigurationSpace, Observation, Optimizer, OptimizerError, Outcome, Proposer,
+    SearchSpace, Trial, TrialId,
 };
 
 /// The optimizer error for a plugin error: protocol errors keep their kind,
@@ -137,6 +140,102 @@ impl Optimizer for PluginOptimizer {
             }
             RResult::RErr(e) => Err(self.fail(e)),
         }
+    }
+}
+
+/// A plugin's proposer as a `dsnn_search::Proposer`, for Hyperband.
+///
+/// `dsnn_search::Proposer::propose` hands over the whole history; the
+/// plugin is told each observation once, in history order (which the
+/// optimizer driving the proposer only ever appends to), just before the
+/// next proposal.
+pub(crate) struct PluginProposer {
+    plugin: String,
+    name: String,
+    inner: ProposerBox,
+    space: ConfigurationSpace,
+    /// How many observations of the history the plugin has been told.
+    told: usize,
+    /// Set when the plugin panicked: its state is unknown from then on.
+    broken: Option<String>,
+}
+
+impl PluginProposer {
+    pub(crate) fn new(plugin: String, inner: ProposerBox, space: ConfigurationSpace) -> Self {
+        let name = inner.name().into_string();
+        PluginProposer {
+            plugin,
+            name,
+            inner,
+            space,
+            told: 0,
+            broken: None,
+        }
+    }
+
+    fn fail(&mut self, e: PError) -> OptimizerError {
+        if let PError::Panic(m) = &e {
+            log::error!("proposer of optimizer plugin `{}` {m}", self.plugin);
+            self.broken = Some(m.to_string());
+        }
+        optimizer_error(&self.plugin, e)
+    }
+
+    fn plugin_error(&self, message: String) -> OptimizerError {
+        OptimizerError::Plugin(format!("`{}` {message}", self.plugin))
+    }
+}
+
+impl Proposer for PluginProposer {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn propose(
+        &mut self,
+        n: usize,
+        history: &[Observation],
+        pending: &[Configuration],
+        _rng: &mut dyn rand::RngCore,
+    ) -> Result<Vec<Configuration>, OptimizerError> {
+        if let Some(why) = &self.broken {
+            return Err(self.plugin_error(format!("is unusable after an earlier panic ({why})")));
+        }
+        if history.len() < self.told {
+            return Err(self.plugin_error(format!(
+                "was told {} observations, but the history now has {}",
+                self.told,
+                history.len()
+            )));
+        }
+        for observation in &history[self.told..] {
+            if let RResult::RErr(e) = self.inner.tell(PObservation::from(observation)) {
+                return Err(self.fail(e));
+            }
+            self.told += 1;
+        }
+        let pending: Vec<PConfiguration> = pending.iter().map(PConfiguration::from).collect();
+        let configs = match self.inner.propose(n as u64, RSlice::from_slice(&pending)) {
+            RResult::ROk(c) => c,
+            RResult::RErr(e) => return Err(self.fail(e)),
+        };
+        if configs.len() > n {
+            return Err(self.plugin_error(format!(
+                "proposed {} configurations when asked for {n}",
+                configs.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(configs.len());
+        for c in configs {
+            let c = Configuration::from(c);
+            if let Err(e) = self.space.validate(&c) {
+                return Err(
+                    self.plugin_error(format!("proposed an invalid configuration ({c}): {e}"))
+                );
+            }
+            out.push(c);
+        }
+        Ok(out)
     }
 }
 

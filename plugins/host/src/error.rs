@@ -49,6 +49,21 @@ pub enum PluginError {
         /// The plugin's message.
         message: String,
     },
+    /// A multi-fidelity run needs a proposer, and the plugin provides none.
+    #[error(
+        "optimizer plugin `{name}` ({}, interface {interface_version}) provides no proposer, so it \
+         runs only at one fidelity (`fidelity.kind = \"fixed\"`); a plugin of interface 1.1 \
+         that sets `create_proposer` runs under Hyperband and successive halving",
+        path.display()
+    )]
+    NoProposer {
+        /// The plugin name.
+        name: String,
+        /// The library.
+        path: PathBuf,
+        /// The interface version it was built against.
+        interface_version: String,
+    },
     /// The search space could not be written for the plugin.
     #[error("cannot pass the search space to the plugin: {0}")]
     Space(SpaceError),

@@ -9,9 +9,12 @@
 //! - [`PluginHost::list`] inspects each library: its plugin name, kind,
 //!   interface version and path, or one line saying why it is not usable
 //!   (another interface version, not a dsnn plugin, a missing symbol, ...).
-//! - [`PluginHost::load_optimizer`] gives a `Box<dyn dsnn_search::Optimizer>`
-//!   and [`PluginHost::load_meter`] a `Box<dyn dsnn_energy::EnergyMeter>`
-//!   that behave like the built-in ones; errors and panics inside the plugin
+//! - [`PluginHost::load_optimizer_in`] gives a `Box<dyn dsnn_search::Optimizer>`
+//!   (the plugin told the run's [`RunContext`] when it is of interface 1.1),
+//!   [`PluginHost::load_proposer`] a `Box<dyn dsnn_search::Proposer>` for
+//!   Hyperband (interface 1.1 plugins that provide one), and
+//!   [`PluginHost::load_meter`] a `Box<dyn dsnn_energy::EnergyMeter>`, all
+//!   behaving like the built-in ones; errors and panics inside the plugin
 //!   come back as errors ([`dsnn_search::OptimizerError::Plugin`],
 //!   [`dsnn_energy::EnergyError::Plugin`]), and an instance that panicked
 //!   refuses further calls instead of running on in an unknown state.
@@ -35,7 +38,8 @@ use std::path::{Path, PathBuf};
 
 use dsnn_energy::EnergyMeter;
 use dsnn_plugin_api::abi_stable::std_types::RResult;
-use dsnn_search::{ConfigurationSpace, Optimizer};
+use dsnn_plugin_api::PContext;
+use dsnn_search::{ConfigurationSpace, Optimizer, Proposer};
 
 pub use error::{DirList, PluginError};
 pub use load::{inspect, PluginInfo, PluginKind};
@@ -60,6 +64,41 @@ pub fn split_plugin_path(value: Option<&std::ffi::OsStr>) -> Vec<PathBuf> {
             .filter(|p| !p.as_os_str().is_empty())
             .collect(),
         None => Vec::new(),
+    }
+}
+
+/// What an optimizer plugin is told about the run it serves (interface
+/// 1.1; plugins of interface 1.0 are told nothing).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunContext {
+    /// Number of objectives of every result.
+    pub objectives: usize,
+    /// Smallest budget of a trial (`max_budget` at one fidelity).
+    pub min_budget: f64,
+    /// The full budget (`fidelity.max`).
+    pub max_budget: f64,
+    /// Whether trials run at several budgets.
+    pub multi_fidelity: bool,
+}
+
+impl RunContext {
+    /// The context of a run at one fidelity, `budget`.
+    pub fn fixed(objectives: usize, budget: f64) -> Self {
+        RunContext {
+            objectives,
+            min_budget: budget,
+            max_budget: budget,
+            multi_fidelity: false,
+        }
+    }
+
+    fn to_plugin(self) -> PContext {
+        PContext {
+            objectives: self.objectives as u64,
+            min_budget: self.min_budget,
+            max_budget: self.max_budget,
+            multi_fidelity: self.multi_fidelity,
+        }
     }
 }
 
@@ -202,7 +241,9 @@ impl PluginHost {
     }
 
     /// Create an instance of the optimizer plugin `name` for `space`, with
-    /// its settings (a TOML table as text, `""` for none) and a seed.
+    /// its settings (a TOML table as text, `""` for none) and a seed, not
+    /// telling it about the run: the plugin's `create` (what a dsnn of
+    /// interface 1.0 calls). [`PluginHost::load_optimizer_in`] tells it.
     ///
     /// The result behaves like a built-in optimizer: same seed and same asks
     /// and tells give the same trials (if the plugin is deterministic, as
@@ -215,19 +256,108 @@ impl PluginHost {
         settings_toml: &str,
         seed: u64,
     ) -> Result<Box<dyn Optimizer>, PluginError> {
+        self.create_optimizer(name, space, settings_toml, seed, None)
+    }
+
+    /// [`PluginHost::load_optimizer`] for a run described by `context`:
+    /// the plugin's `create_with_context` (interface 1.1) when it has one,
+    /// its `create` otherwise (interface 1.0 plugins, and 1.1 plugins that
+    /// need no context). The plugin is a whole optimizer choosing its own
+    /// budgets; a multi-fidelity run wants [`PluginHost::load_proposer`].
+    pub fn load_optimizer_in(
+        &self,
+        name: &str,
+        space: &ConfigurationSpace,
+        settings_toml: &str,
+        seed: u64,
+        context: &RunContext,
+    ) -> Result<Box<dyn Optimizer>, PluginError> {
+        self.create_optimizer(name, space, settings_toml, seed, Some(context))
+    }
+
+    fn create_optimizer(
+        &self,
+        name: &str,
+        space: &ConfigurationSpace,
+        settings_toml: &str,
+        seed: u64,
+        context: Option<&RunContext>,
+    ) -> Result<Box<dyn Optimizer>, PluginError> {
         let (info, module) = self.find(name, PluginKind::Optimizer)?;
-        let Module::Optimizer(m) = module else {
-            unreachable!("find checks the kind");
-        };
         let json = space.to_configspace_json().map_err(PluginError::Space)?;
-        let create = m.create();
-        match create(json.as_str().into(), settings_toml.into(), seed) {
+        let (space_arg, settings_arg) = (json.as_str().into(), settings_toml.into());
+        let created = match module {
+            Module::OptimizerV1_0(m) => (m.create())(space_arg, settings_arg, seed),
+            Module::Optimizer(m) => match (context, m.create_with_context().flatten()) {
+                (Some(c), Some(create)) => create(space_arg, settings_arg, seed, c.to_plugin()),
+                _ => (m.create())(space_arg, settings_arg, seed),
+            },
+            Module::Meter(_) => unreachable!("find checks the kind"),
+        };
+        match created {
             RResult::ROk(inner) => {
                 log::info!(
-                    "loaded optimizer plugin `{name}` from {}",
+                    "loaded optimizer plugin `{name}` (interface {}) from {}",
+                    info.interface_version,
                     info.path.display()
                 );
                 Ok(Box::new(adapters::PluginOptimizer::new(
+                    info.name,
+                    inner,
+                    space.clone(),
+                )))
+            }
+            RResult::RErr(e) => Err(PluginError::Create {
+                name: name.to_string(),
+                path: info.path,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// The proposer of the optimizer plugin `name` (interface 1.1), for a
+    /// run described by `context`: dsnn runs it under Hyperband or
+    /// successive halving (`dsnn_search::HyperbandOptimizer`), deciding the
+    /// budgets itself. [`PluginError::NoProposer`] if the plugin provides
+    /// none (every interface 1.0 plugin).
+    ///
+    /// The proposer is told every finished trial (configuration, budget,
+    /// outcome) before it proposes again; its configurations are validated
+    /// against `space`, and its errors and panics come back as
+    /// `OptimizerError`s.
+    pub fn load_proposer(
+        &self,
+        name: &str,
+        space: &ConfigurationSpace,
+        settings_toml: &str,
+        seed: u64,
+        context: &RunContext,
+    ) -> Result<Box<dyn Proposer>, PluginError> {
+        let (info, module) = self.find(name, PluginKind::Optimizer)?;
+        let create = match module {
+            Module::Optimizer(m) => m.create_proposer().flatten(),
+            _ => None,
+        };
+        let Some(create) = create else {
+            return Err(PluginError::NoProposer {
+                name: name.to_string(),
+                path: info.path,
+                interface_version: info.interface_version,
+            });
+        };
+        let json = space.to_configspace_json().map_err(PluginError::Space)?;
+        match create(
+            json.as_str().into(),
+            settings_toml.into(),
+            seed,
+            context.to_plugin(),
+        ) {
+            RResult::ROk(inner) => {
+                log::info!(
+                    "loaded the proposer of optimizer plugin `{name}` from {}",
+                    info.path.display()
+                );
+                Ok(Box::new(adapters::PluginProposer::new(
                     info.name,
                     inner,
                     space.clone(),

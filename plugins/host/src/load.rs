@@ -7,7 +7,9 @@
 //! order: the library opens; it exports an `abi_stable` root module; it was
 //! built with a compatible `abi_stable`; the root module is a dsnn optimizer
 //! or meter module; its interface has this host's major version; the layout
-//! of every type in the module matches. Results are cached per path for the
+//! of every type in the module matches (an optimizer library of interface
+//! 1.0 against the frozen 1.0 layout, [`dsnn_plugin_api::v1_0`], since
+//! `abi_stable` refuses a root module with fewer fields than the host's). Results are cached per path for the
 //! life of the process, and libraries are never unloaded.
 
 use std::collections::HashMap;
@@ -20,8 +22,8 @@ use dsnn_plugin_api::abi_stable::library::{
 };
 use dsnn_plugin_api::abi_stable::sabi_types::VersionNumber;
 use dsnn_plugin_api::{
-    MeterPluginRef, OptimizerPluginRef, INTERFACE_MAJOR, INTERFACE_VERSION, METER_MODULE_NAME,
-    OPTIMIZER_MODULE_NAME,
+    v1_0, MeterPluginRef, OptimizerPluginRef, INTERFACE_MAJOR, INTERFACE_VERSION,
+    METER_MODULE_NAME, OPTIMIZER_MODULE_NAME,
 };
 
 /// What a plugin provides.
@@ -55,12 +57,19 @@ pub struct PluginInfo {
     pub description: String,
     /// The library file.
     pub path: PathBuf,
+    /// Whether the optimizer plugin provides a proposer (interface 1.1 and
+    /// later), so that it runs under Hyperband or successive halving.
+    pub proposer: bool,
 }
 
 /// The checked root module of a loaded library.
 #[derive(Clone, Copy)]
 pub(crate) enum Module {
+    /// An optimizer plugin of interface 1.1 or a later minor version.
     Optimizer(OptimizerPluginRef),
+    /// An optimizer plugin of interface 1.0, checked against the frozen
+    /// 1.0 layout.
+    OptimizerV1_0(v1_0::OptimizerPluginRef),
     Meter(MeterPluginRef),
 }
 
@@ -171,7 +180,19 @@ fn open_uncached(path: &Path) -> Loaded {
         }
     };
 
-    let (module, name, description) = match kind {
+    let (module, name, description, proposer) = match kind {
+        // `abi_stable` refuses a root module with fewer fields than the
+        // host's, so a 1.0 library is checked against the frozen 1.0 layout.
+        PluginKind::Optimizer if version.minor == 0 => {
+            header
+                .ensure_layout::<v1_0::OptimizerPluginRef>()
+                .map_err(layout_error)?;
+            // SAFETY: the layout was checked just above.
+            let m = unsafe { header.unchecked_layout::<v1_0::OptimizerPluginRef>() }
+                .map_err(|e| e.into_library_error::<v1_0::OptimizerPluginRef>())
+                .map_err(layout_error)?;
+            (Module::OptimizerV1_0(m), m.name(), m.description(), false)
+        }
         PluginKind::Optimizer => {
             header
                 .ensure_layout::<OptimizerPluginRef>()
@@ -180,7 +201,8 @@ fn open_uncached(path: &Path) -> Loaded {
             let m = unsafe { header.unchecked_layout::<OptimizerPluginRef>() }
                 .map_err(|e| e.into_library_error::<OptimizerPluginRef>())
                 .map_err(layout_error)?;
-            (Module::Optimizer(m), m.name(), m.description())
+            let proposer = m.create_proposer().flatten().is_some();
+            (Module::Optimizer(m), m.name(), m.description(), proposer)
         }
         PluginKind::Meter => {
             header
@@ -190,7 +212,7 @@ fn open_uncached(path: &Path) -> Loaded {
             let m = unsafe { header.unchecked_layout::<MeterPluginRef>() }
                 .map_err(|e| e.into_library_error::<MeterPluginRef>())
                 .map_err(layout_error)?;
-            (Module::Meter(m), m.name(), m.description())
+            (Module::Meter(m), m.name(), m.description(), false)
         }
     };
     let info = PluginInfo {
@@ -199,6 +221,7 @@ fn open_uncached(path: &Path) -> Loaded {
         interface_version: version_text,
         description: description.as_str().to_string(),
         path: path.to_path_buf(),
+        proposer,
     };
     log::debug!(
         "{} plugin `{}` (interface {}) at {}",

@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dsnn_energy::{EnergyError, Provenance};
-use dsnn_plugin_host::{PluginError, PluginHost, PluginKind};
+use dsnn_plugin_host::{PluginError, PluginHost, PluginKind, RunContext};
 use dsnn_search::problems::{ProblemKind, TestProblem};
 use dsnn_search::{
-    pareto, replay, Optimizer, OptimizerError, Outcome, RandomSearch, Recorded, SearchSpace,
+    pareto, replay, Hyperband, HyperbandOptimizer, Optimizer, OptimizerError, Outcome,
+    RandomSearch, Recorded, SearchSpace,
 };
 
 const MOEAD: &str = "dsnn_plugin_moead";
@@ -449,13 +450,15 @@ fn integer_string_and_conditional_values_cross_the_boundary() {
     }
 }
 
-#[test]
-fn a_plugin_of_a_newer_minor_interface_loads_and_runs() {
-    // The fixture lives outside the workspace, with dsnn-plugin-api as a
-    // version 1.1.0 might be (one more root-module field after the last
-    // prefix field): build it as its author would, with its own cargo call.
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/interface-1.1");
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interface-1.1");
+/// Builds the fixture workspace `plugins/fixtures/NAME` as its author
+/// would, with its own cargo call (it lives outside the workspace, with its
+/// own copy of dsnn-plugin-api), and returns a plugins directory holding
+/// its library `lib`.
+fn fixture_plugin_dir(name: &str, lib: &str) -> tempfile::TempDir {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(name);
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = std::process::Command::new(cargo)
         .args(["build", "--locked", "--quiet", "--manifest-path"])
@@ -466,32 +469,214 @@ fn a_plugin_of_a_newer_minor_interface_loads_and_runs() {
         .expect("running cargo");
     assert!(
         out.status.success(),
-        "building the interface-1.1 fixture failed: {}",
+        "building the {name} fixture failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let dir = plugin_dir(&[]);
-    let lib = file_name("dsnn_fixture_interface_1_1");
-    std::fs::copy(target.join("debug").join(&lib), dir.path().join(&lib)).unwrap();
-    let h = host(dir.path());
+    let file = file_name(lib);
+    std::fs::copy(target.join("debug").join(&file), dir.path().join(&file)).unwrap();
+    dir
+}
 
-    let entries = h.list();
-    assert_eq!(entries.len(), 1);
-    let info = entries[0].status.as_ref().expect("loads");
-    assert_eq!(info.name, "interface-1.1");
-    assert_eq!(info.interface_version, "1.1.0");
-    assert_eq!(dsnn_plugin_api::INTERFACE_VERSION, "1.0.0");
-
-    // This host knows `create` only: the plugin's extra field is ignored,
-    // and its settings (not the run through `create_in_run`) set the budget.
-    let p = TestProblem::zdt1();
-    let mut opt = h
-        .load_optimizer("interface-1.1", &p.space(), "budget = 2.0", 3)
-        .unwrap();
-    for _ in 0..5 {
-        for t in opt.ask(4).unwrap() {
-            assert_eq!(t.budget, 2.0, "the budget of its settings");
+/// Drives `opt` on `p` for `rounds` rounds of `batch` trials; returns the
+/// budgets of the trials asked for.
+fn drive(opt: &mut dyn Optimizer, p: &TestProblem, rounds: usize, batch: usize) -> Vec<f64> {
+    let mut budgets = Vec::new();
+    for _ in 0..rounds {
+        for t in opt.ask(batch).unwrap() {
+            budgets.push(t.budget);
             let f = p.evaluate_config(&t.config);
             opt.tell(t.id, Outcome::Success(f)).unwrap();
         }
+    }
+    budgets
+}
+
+#[test]
+fn a_plugin_of_a_newer_minor_interface_loads_and_runs() {
+    // Built against dsnn-plugin-api as a 1.2.0 might be: one more
+    // root-module field after those of 1.1.
+    let dir = fixture_plugin_dir("interface-1.2", "dsnn_fixture_interface_1_2");
+    let h = host(dir.path());
+    let entries = h.list();
+    assert_eq!(entries.len(), 1);
+    let info = entries[0].status.as_ref().expect("loads");
+    assert_eq!(info.name, "interface-1.2");
+    assert_eq!(info.interface_version, "1.2.0");
+    assert!(info.proposer, "its 1.1 field `create_proposer` is read");
+    assert_eq!(dsnn_plugin_api::INTERFACE_VERSION, "1.1.0");
+
+    // Without a context: `create`, whose settings set the budget.
+    let p = TestProblem::zdt1();
+    let mut opt = h
+        .load_optimizer("interface-1.2", &p.space(), "budget = 2.0", 3)
+        .unwrap();
+    assert!(drive(&mut *opt, &p, 5, 4).iter().all(|&b| b == 2.0));
+    // With one: `create_with_context`, at the run's budget.
+    let context = RunContext::fixed(2, 3.0);
+    let mut opt = h
+        .load_optimizer_in("interface-1.2", &p.space(), "", 3, &context)
+        .unwrap();
+    assert!(drive(&mut *opt, &p, 5, 4).iter().all(|&b| b == 3.0));
+    // And its proposer under Hyperband.
+    let schedule = Hyperband::new(1.0, 9.0, 3.0).unwrap();
+    let context = RunContext {
+        objectives: 2,
+        min_budget: 1.0,
+        max_budget: 9.0,
+        multi_fidelity: true,
+    };
+    let proposer = h
+        .load_proposer("interface-1.2", &p.space(), "", 3, &context)
+        .unwrap();
+    let mut opt = HyperbandOptimizer::new(&schedule, proposer, 3).unwrap();
+    let budgets = drive(&mut opt, &p, 40, 4);
+    for b in [1.0, 3.0, 9.0] {
+        assert!(budgets.contains(&b), "budget {b} in {budgets:?}");
+    }
+}
+
+#[test]
+fn a_plugin_built_against_interface_1_0_loads_and_runs() {
+    // The fixture is a real 1.0 plugin: built against a frozen copy of
+    // dsnn-plugin-api 1.0.0, whose optimizer root module has three fields.
+    let dir = fixture_plugin_dir("interface-1.0", "dsnn_fixture_interface_1_0");
+    let lib = dir.path().join(file_name("dsnn_fixture_interface_1_0"));
+
+    // What abi_stable alone says: the 1.0 root module does not pass the
+    // check against the 1.1 layout, but passes against the frozen 1.0 one.
+    {
+        use dsnn_plugin_api::abi_stable::library::{abi_header_from_raw_library, RawLibrary};
+        let raw: &'static RawLibrary = Box::leak(Box::new(RawLibrary::load_at(&lib).unwrap()));
+        // SAFETY: the library is never unloaded (leaked above).
+        let header = unsafe { abi_header_from_raw_library(raw) }
+            .unwrap()
+            .upgrade()
+            .unwrap();
+        let refused = header
+            .ensure_layout::<dsnn_plugin_api::OptimizerPluginRef>()
+            .expect_err("a 1.0 root module against the 1.1 layout");
+        // abi_stable's words for a prefix type with fewer fields than the
+        // host's (its FieldCountMismatch).
+        assert!(refused.to_string().contains("too many fields"), "{refused}");
+        header
+            .ensure_layout::<dsnn_plugin_api::v1_0::OptimizerPluginRef>()
+            .expect("the frozen 1.0 layout");
+    }
+
+    let h = host(dir.path());
+    let entries = h.list();
+    assert_eq!(entries.len(), 1);
+    let info = entries[0].status.as_ref().expect("loads");
+    assert_eq!(info.name, "interface-1.0");
+    assert_eq!(info.interface_version, "1.0.0");
+    assert!(!info.proposer);
+
+    // A 1.0 plugin is told nothing: `create` with its own settings, even
+    // when the host has a context to give.
+    let p = TestProblem::zdt1();
+    let context = RunContext::fixed(2, 2.0);
+    let mut opt = Recorded::new(
+        h.load_optimizer_in("interface-1.0", &p.space(), "budget = 2.0", 7, &context)
+            .unwrap(),
+    );
+    assert!(drive(&mut opt, &p, 5, 4).iter().all(|&b| b == 2.0));
+    // Deterministic: a fresh instance replays the log (what resume needs).
+    let mut again = h
+        .load_optimizer("interface-1.0", &p.space(), "budget = 2.0", 7)
+        .unwrap();
+    replay(&mut *again, opt.events()).unwrap();
+    // Its settings are still checked by the plugin.
+    match h.load_optimizer_in("interface-1.0", &p.space(), "budgt = 2.0", 7, &context) {
+        Err(PluginError::Create { message, .. }) => {
+            assert!(message.contains("`budgt`"), "{message}")
+        }
+        other => panic!("expected a create error, got {:?}", other.err()),
+    }
+    // It has no proposer: a clear error, not a crash.
+    let e = h
+        .load_proposer("interface-1.0", &p.space(), "", 7, &context)
+        .err()
+        .unwrap();
+    assert!(matches!(e, PluginError::NoProposer { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("interface 1.0.0") && text.contains("fixed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_example_proposer_runs_under_hyperband_and_improves_on_its_random_start() {
+    let dir = plugin_dir(&[EXAMPLE, MOEAD]);
+    let h = host(dir.path());
+    let p = TestProblem::new(ProblemKind::Zdt1, 5, 2);
+    let space = p.space();
+    let context = RunContext {
+        objectives: 2,
+        min_budget: 1.0,
+        max_budget: 9.0,
+        multi_fidelity: true,
+    };
+    let schedule = Hyperband::new(1.0, 9.0, 3.0).unwrap();
+    let run = |seed: u64| {
+        let proposer = h
+            .load_proposer("example", &space, "random_trials = 9", seed, &context)
+            .unwrap();
+        assert_eq!(proposer.name(), "example-local-search");
+        let mut opt = Recorded::new(HyperbandOptimizer::new(&schedule, proposer, seed).unwrap());
+        let mut full = Vec::new();
+        for _ in 0..150 {
+            for t in opt.ask(4).unwrap() {
+                let f = p.evaluate_config(&t.config);
+                if t.budget == 9.0 {
+                    full.push(f.clone());
+                }
+                opt.tell(t.id, Outcome::Success(f)).unwrap();
+            }
+        }
+        (opt, full)
+    };
+    let (opt, full) = run(5);
+    let reference = [1.1, 10.0];
+    let first = hv(&full[..9], &reference);
+    let all = hv(&full, &reference);
+    assert!(full.len() > 30, "{} full-budget trials", full.len());
+    assert!(
+        all > first + 0.1,
+        "local search improved nothing: {first} -> {all}"
+    );
+    // Same seed, same calls: the same trials (resume replays the log).
+    let proposer = h
+        .load_proposer("example", &space, "random_trials = 9", 5, &context)
+        .unwrap();
+    let mut again = HyperbandOptimizer::new(&schedule, proposer, 5).unwrap();
+    replay(&mut again, opt.events()).unwrap();
+    // MOEA/D has no proposer.
+    let e = h
+        .load_proposer("moead", &space, "", 5, &context)
+        .err()
+        .unwrap();
+    assert!(matches!(e, PluginError::NoProposer { .. }), "{e}");
+}
+
+#[test]
+fn moead_is_told_the_objectives_and_the_budget() {
+    let dir = plugin_dir(&[MOEAD]);
+    let h = host(dir.path());
+    let p = TestProblem::new(ProblemKind::Dtlz2, 6, 3);
+    let context = RunContext::fixed(3, 5.0);
+    let mut opt = h
+        .load_optimizer_in("moead", &p.space(), "population = 15", 2, &context)
+        .unwrap();
+    assert!(drive(&mut *opt, &p, 10, 5).iter().all(|&b| b == 5.0));
+    match h.load_optimizer_in("moead", &p.space(), "budget = 1.0", 2, &context) {
+        Err(PluginError::Create { message, .. }) => {
+            assert!(
+                message.contains("`budget`") && message.contains("is 5"),
+                "{message}"
+            )
+        }
+        other => panic!("expected a create error, got {:?}", other.err()),
     }
 }

@@ -18,14 +18,16 @@
 //! it is told, the ideal point and the neighbourhood are updated. A failed
 //! child changes nothing. Several children may be pending at once.
 //!
-//! Settings (all optional): `objectives` (2), `population` (100; for three
+//! Settings (all optional): `objectives` (the run's number of objectives in
+//! a dsnn of plugin interface 1.1, which tells it; 2 otherwise), `population` (100; for three
 //! or more objectives the largest simplex lattice that fits), `neighbours`
 //! (20), `delta` (probability of mating within the neighbourhood rather
 //! than the whole population, 1.0 as in the paper), `max_replacements`
 //! (0 = no limit, as in the paper), `crossover_eta` (20), `mutation_eta`
 //! (20), `mutation_prob` (1/d), `normalize` (true: objectives divided by
 //! their range in the population before scalarising, which matters when
-//! objectives have different units), `budget` (1.0).
+//! objectives have different units), `budget` (the run's `fidelity.max`
+//! under interface 1.1, where a different value is an error; 1.0 otherwise).
 
 use std::collections::BTreeMap;
 
@@ -36,8 +38,9 @@ use dsnn_plugin_api::dsnn_search::{
     Configuration, ConfigurationSpace, Optimizer, OptimizerError, Outcome, SearchSpace, Trial,
     TrialId,
 };
-use dsnn_plugin_api::{optimizer_from, OptimizerBox, OptimizerPlugin, OptimizerPluginRef};
-use dsnn_plugin_api::{PError, Settings};
+use dsnn_plugin_api::{optimizer_from, optimizer_with_context_from};
+use dsnn_plugin_api::{OptimizerBox, OptimizerPlugin, OptimizerPluginRef};
+use dsnn_plugin_api::{PContext, PError, Settings};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -68,11 +71,29 @@ pub struct MoeadSettings {
 }
 
 impl MoeadSettings {
-    /// Reads the settings from TOML text, with the defaults of the paper.
+    /// Reads the settings from TOML text, with the defaults of the paper,
+    /// for a host that tells the plugin nothing about the run (interface
+    /// 1.0): two objectives and budget 1 unless the settings say otherwise.
     pub fn parse(text: &str) -> Result<Self, PError> {
+        MoeadSettings::parse_for(text, None)
+    }
+
+    /// Reads the settings for the run described by `context` (interface
+    /// 1.1): the number of objectives and the budget come from the run, and
+    /// an `objectives` or `budget` setting that disagrees with it is an
+    /// error instead of a silently different search.
+    pub fn parse_in(text: &str, context: &PContext) -> Result<Self, PError> {
+        MoeadSettings::parse_for(text, Some(context))
+    }
+
+    fn parse_for(text: &str, context: Option<&PContext>) -> Result<Self, PError> {
+        let (objectives, budget) = match context {
+            Some(c) => (c.objectives as usize, c.max_budget),
+            None => (2, 1.0),
+        };
         let mut s = Settings::parse("moead", text)?;
         let out = MoeadSettings {
-            objectives: s.usize("objectives", 2)?,
+            objectives: s.usize("objectives", objectives)?,
             population: s.usize("population", 100)?,
             neighbours: s.usize("neighbours", 20)?,
             delta: s.f64("delta", 1.0)?,
@@ -84,7 +105,7 @@ impl MoeadSettings {
                 p => Some(p),
             },
             normalize: s.bool("normalize", true)?,
-            budget: s.f64("budget", 1.0)?,
+            budget: s.f64("budget", budget)?,
         };
         s.finish()?;
         let bad = |key: &str, what: &str| {
@@ -92,6 +113,26 @@ impl MoeadSettings {
                 "plugin `moead` setting `{key}`: {what}"
             )))
         };
+        if let Some(c) = context {
+            if out.objectives as u64 != c.objectives {
+                return bad(
+                    "objectives",
+                    &format!(
+                        "is {}, but the run has {} objectives (leave the setting out)",
+                        out.objectives, c.objectives
+                    ),
+                );
+            }
+            if (out.budget - c.max_budget).abs() > 1e-9 * c.max_budget.abs().max(1.0) {
+                return bad(
+                    "budget",
+                    &format!(
+                        "is {}, but the run's budget (`fidelity.max`) is {} (leave the setting out)",
+                        out.budget, c.max_budget
+                    ),
+                );
+            }
+        }
         if out.objectives < 2 {
             return bad("objectives", "MOEA/D needs at least 2 objectives");
         }
@@ -473,6 +514,29 @@ fn build(space: ConfigurationSpace, settings: &str, seed: u64) -> Result<Moead, 
     Ok(Moead::new(space, MoeadSettings::parse(settings)?, seed))
 }
 
+fn build_in(
+    space: ConfigurationSpace,
+    settings: &str,
+    seed: u64,
+    context: PContext,
+) -> Result<Moead, PError> {
+    Ok(Moead::new(
+        space,
+        MoeadSettings::parse_in(settings, &context)?,
+        seed,
+    ))
+}
+
+/// Interface 1.1: MOEA/D told the number of objectives and the budget.
+extern "C" fn create_with_context(
+    space: RStr<'_>,
+    settings: RStr<'_>,
+    seed: u64,
+    context: PContext,
+) -> RResult<OptimizerBox, PError> {
+    optimizer_with_context_from(space, settings, seed, context, build_in)
+}
+
 extern "C" fn create(
     space: RStr<'_>,
     settings: RStr<'_>,
@@ -490,6 +554,10 @@ pub fn root_module() -> OptimizerPluginRef {
             "MOEA/D (Zhang & Li 2007): Tchebycheff decomposition, neighbourhood updates",
         ),
         create,
+        create_with_context: Some(create_with_context),
+        // MOEA/D breeds from its neighbourhoods generation by generation:
+        // it is a whole optimizer at one fidelity, not a proposer.
+        create_proposer: None,
     }
     .leak_into_prefix()
 }
@@ -510,6 +578,27 @@ mod tests {
         let w2 = weight_vectors(2, 5);
         assert_eq!(w2[0], vec![0.0, 1.0]);
         assert_eq!(w2[4], vec![1.0, 0.0]);
+    }
+
+    #[test]
+    fn the_run_context_sets_objectives_and_budget_and_refuses_disagreement() {
+        let c = PContext {
+            objectives: 3,
+            min_budget: 4.0,
+            max_budget: 4.0,
+            multi_fidelity: false,
+        };
+        let s = MoeadSettings::parse_in("population = 10", &c).unwrap();
+        assert_eq!((s.objectives, s.budget), (3, 4.0));
+        let s = MoeadSettings::parse_in("objectives = 3\nbudget = 4", &c).unwrap();
+        assert_eq!((s.objectives, s.budget), (3, 4.0));
+        let e = MoeadSettings::parse_in("budget = 2.0", &c).unwrap_err();
+        assert!(e.to_string().contains("`fidelity.max`) is 4"), "{e}");
+        let e = MoeadSettings::parse_in("objectives = 2", &c).unwrap_err();
+        assert!(e.to_string().contains("the run has 3 objectives"), "{e}");
+        // Without a context (interface 1.0 hosts): the old defaults.
+        let s = MoeadSettings::parse("").unwrap();
+        assert_eq!((s.objectives, s.budget), (2, 1.0));
     }
 
     #[test]
