@@ -88,6 +88,14 @@ fn check_names_key_line_and_allowed_values() {
             &[":6:1", "`optimizer.n_initail`", "unknown field", "`n_initial`", "`rho`"],
         ),
         (
+            "name = \"x\"\n[objective]\nkind = \"problem\"\ndimension = 4\n[problem]\nname = \"zdt1\"\n[stop]\ntrials = 3\n",
+            &[":4:13", "`objective.dimension`", "takes no settings", "[problem]"],
+        ),
+        (
+            "name = \"x\"\n[problem]\nname = \"wfg10\"\n[stop]\ntrials = 3\n",
+            &[":3:8", "`problem.name`", "wfg10", "wfg9", "dtlz7"],
+        ),
+        (
             "name = \"x\"\n[problem]\nname = \"zdt1\"\n[optimizer]\nkind = \"nsga2\"\npopulation = 1\n[stop]\ntrials = 3\n",
             &[":6:14", "`optimizer.population`", "allowed: >= 2"],
         ),
