@@ -93,3 +93,36 @@ fn bad_settings_are_clear_errors() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_closed_or_full_stdout_ends_without_a_panic() {
+    // A reader that goes away (`dsnn plugins | head -0`): quiet, exit 0.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .arg("plugins")
+        .env_remove("DSNN_PLUGIN_PATH")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // A full disk (`> /dev/full`): an error naming it, exit 1.
+    if let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") {
+        let out = Command::new(env!("CARGO_BIN_EXE_dsnn"))
+            .arg("plugins")
+            .env_remove("DSNN_PLUGIN_PATH")
+            .stdout(full)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.starts_with("error:") && stderr.contains("No space left"),
+            "{stderr}"
+        );
+    }
+}
