@@ -1065,3 +1065,48 @@ fn rust_log_sets_the_verbosity() {
         assert!(stderr.contains("[1/1] trial "), "{stderr}");
     }
 }
+
+#[test]
+fn a_setup_failure_stops_the_run_without_charging_a_trial_and_resumes_once_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = |limit: usize| {
+        format!(
+            "name = \"tiny\"\noutput_dir = \"out\"\n[data]\ndataset = \"digits\"\npath = \"digits\"\ntrain_limit = {limit}\nvalidation_fraction = 0.1\n[model]\nbatch_size = 32\n[space]\nhyperparameters = [{{ name = \"lr\", type = \"float\", lower = 0.01, upper = 0.1, default = 0.05 }}]\n[energy]\nmeter = {{ kind = \"opcount\" }}\n[fidelity]\nkind = \"fixed\"\nmax = 1\n[optimizer]\nkind = \"random\"\n[stop]\ntrials = 2\n"
+        )
+    };
+    let data = dir.path().join("digits");
+    std::fs::create_dir(&data).unwrap();
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits");
+    let run = dir.path().join("out/tiny");
+    // The data directory is empty: the run stops at the first trial, which
+    // is not charged.
+    let f = write(dir.path(), "exp.toml", &exp(300));
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("could not run"), "{}", text(&out));
+    assert!(results(&run).is_empty(), "no trial is charged");
+    // The data put in place, the same experiment resumes and completes.
+    for e in std::fs::read_dir(&bundled).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, data.join(p.file_name().unwrap())).unwrap();
+    }
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let rs = results(&run);
+    assert_eq!(rs.len(), 3, "2 trials and the default");
+    assert!(rs
+        .iter()
+        .all(|r| r["report"]["outcome"]["Success"].is_array()));
+
+    // Three images leave the validation split empty: an error, not a
+    // front of loss-1 "successes".
+    let f = write(dir.path(), "exp.toml", &exp(3).replace("tiny", "empty"));
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("both splits need images"),
+        "{}",
+        text(&out)
+    );
+    assert!(results(&dir.path().join("out/empty")).is_empty());
+}

@@ -285,6 +285,21 @@ impl DsnnObjective {
                     None => splits.train,
                 };
                 let (train, validation) = full.split(d.validation_fraction, self.seed);
+                // An empty split would turn every trial into a "success"
+                // with loss 1 and energy 0, which tops the energy front.
+                if train.is_empty() || validation.is_empty() {
+                    return Err(format!(
+                        "{} gives {} training and {} validation images (from {} with \
+                         train_limit {:?} and validation_fraction {}): both splits need images; \
+                         check `data.path`, `data.train_limit` and `data.validation_fraction`",
+                        d.name,
+                        train.len(),
+                        validation.len(),
+                        d.dir.display(),
+                        d.train_limit,
+                        d.validation_fraction
+                    ));
+                }
                 let batcher = Batcher {
                     normalization: train.channel_stats(),
                     augment: d.factory.augment(),

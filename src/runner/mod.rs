@@ -50,6 +50,16 @@ pub enum RunError {
     /// The executor broke.
     #[error("executor: {0}")]
     Executor(#[from] ExecutorError),
+    /// A trial failed for a reason of the experiment, not of its
+    /// configuration (its data cannot be read, ...): the run stops, the
+    /// trial is not charged (it runs again when the run resumes).
+    #[error("trial {trial} could not run: {reason}; fix the experiment and run it again to resume (the trial is not counted as failed)")]
+    Setup {
+        /// The trial's label.
+        trial: String,
+        /// Why.
+        reason: String,
+    },
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -329,6 +339,23 @@ pub fn run_experiment(
             continue;
         }
         for report in reports {
+            if report.setup_failure {
+                // Not the configuration's fault: nothing is logged for the
+                // trial, so a resumed run evaluates it again.
+                executor.shutdown(true)?;
+                let reason = match &report.outcome {
+                    Outcome::Failure(r) => r.clone(),
+                    Outcome::Success(_) => String::new(),
+                };
+                store.append(&LogRecord::Stop {
+                    reason: format!("setup failure: {reason}"),
+                    elapsed_s: elapsed(h.elapsed_s),
+                })?;
+                return Err(RunError::Setup {
+                    trial: trial_label(report.id),
+                    reason,
+                });
+            }
             let Some(trial) = trials_of.remove(&report.id) else {
                 log::warn!("ignoring a report for unknown trial {}", report.id);
                 continue;
