@@ -1110,3 +1110,66 @@ fn a_setup_failure_stops_the_run_without_charging_a_trial_and_resumes_once_fixed
     );
     assert!(results(&dir.path().join("out/empty")).is_empty());
 }
+
+/// Processes whose parent is `pid` (from /proc).
+#[cfg(target_os = "linux")]
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: the fields after the last ')'.
+        let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+        let ppid = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn trial_processes_die_with_a_killed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "exp.toml", &problem("processes", 4, 30.0, ""));
+    let mut run = Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .args(["run", f.to_str().unwrap()])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let trials = loop {
+        let c = children_of(run.id());
+        if c.len() >= 2 {
+            break c;
+        }
+        assert!(start.elapsed().as_secs() < 60, "no trial processes started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let gone = |pid: &u32| {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true)
+    };
+    let start = std::time::Instant::now();
+    while !trials.iter().all(gone) {
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "trial processes {trials:?} outlived the killed run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

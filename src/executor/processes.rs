@@ -204,6 +204,28 @@ impl Executor for ProcessExecutor {
                 });
             }
         }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // The trial dies with the run: a `dsnn run` killed with SIGKILL
+            // cannot cancel its children, and orphans would keep computing
+            // trials that the resumed run evaluates again.
+            let parent = std::process::id() as libc::pid_t;
+            // SAFETY: prctl, getppid and raise are async-signal-safe;
+            // nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // The run died before the line above took effect.
+                    if libc::getppid() != parent {
+                        libc::raise(libc::SIGKILL);
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = cmd.spawn().map_err(|e| {
             ExecutorError::Command(format!("cannot start {}: {e}", self.setup.exe.display()))
         })?;
