@@ -189,6 +189,12 @@ pub struct History {
     pub elapsed_s: f64,
     /// How many `dsnn run` sessions the log records.
     pub sessions: usize,
+    /// For trials in flight: how many sessions ended without a stop record
+    /// while they ran (the process died: a crash, an abort, running out of
+    /// memory, SIGKILL). The last session counts when it has no stop
+    /// record: whoever reads the log to resume holds the run directory's
+    /// lock, so that session is over.
+    pub crashes: std::collections::BTreeMap<dsnn_search::TrialId, u32>,
     /// Whether the log is empty or ends with a newline (else its last line
     /// was cut off by a crash).
     pub ends_with_newline: bool,
@@ -409,6 +415,13 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
     };
     // Trials without a result, with the session count when they were asked.
     let mut asked: Vec<(Trial, usize)> = Vec::new();
+    // Whether the current session has written its stop record.
+    let mut stopped = true;
+    let crashed = |asked: &[(Trial, usize)], h: &mut History| {
+        for (t, _) in asked {
+            *h.crashes.entry(t.id).or_default() += 1;
+        }
+    };
     let lines: Vec<&str> = text.split('\n').collect();
     for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
@@ -437,7 +450,13 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
             }
         };
         match record {
-            LogRecord::Session { .. } => h.sessions += 1,
+            LogRecord::Session { .. } => {
+                if !stopped {
+                    crashed(&asked, &mut h);
+                }
+                stopped = false;
+                h.sessions += 1;
+            }
             LogRecord::Default { trial } => {
                 asked.push((trial.clone(), h.sessions));
                 h.default_trial = Some(trial);
@@ -472,9 +491,17 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
                 h.results.push((trial, report));
                 h.result_elapsed_s.push(elapsed_s);
             }
-            LogRecord::Stop { elapsed_s, .. } => h.elapsed_s = h.elapsed_s.max(elapsed_s),
+            LogRecord::Stop { elapsed_s, .. } => {
+                stopped = true;
+                h.elapsed_s = h.elapsed_s.max(elapsed_s);
+            }
         }
     }
+    if !stopped {
+        crashed(&asked, &mut h);
+    }
+    h.crashes
+        .retain(|id, _| asked.iter().any(|(t, _)| t.id == *id));
     // A trial asked in session k and still in flight after session s was
     // started s - k + 1 times (sessions count from 1).
     h.in_flight = asked

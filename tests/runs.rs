@@ -1173,3 +1173,44 @@ fn trial_processes_die_with_a_killed_run() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_trial_that_kills_a_threads_run_twice_fails_instead_of_running_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every trial aborts the process (threads executor, one worker).
+    let exp = problem("threads", 1, 0.0, "")
+        .replace(
+            "[optimizer]",
+            "inject_failure = { kind = \"abort\", fraction = 1.0 }\n[optimizer]",
+        )
+        .replace("workers = 2", "workers = 1");
+    let f = write(dir.path(), "exp.toml", &exp);
+    let run = dir.path().join("out/zdt");
+    let mut sessions = 0;
+    let out = loop {
+        sessions += 1;
+        let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+        if out.status.success() || sessions == 10 {
+            break out;
+        }
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(6),
+            "the injected abort kills the run: {}",
+            text(&out)
+        );
+    };
+    assert!(
+        out.status.success(),
+        "after {sessions} sessions: {}",
+        text(&out)
+    );
+    // The default and the one trial each killed two sessions, then failed.
+    assert_eq!(sessions, 5, "{}", text(&out));
+    let res = results(&run);
+    assert_eq!(res.len(), 2);
+    for r in &res {
+        let reason = r["report"]["outcome"]["Failure"].as_str().unwrap();
+        assert!(reason.contains("the run died 2 times"), "{reason}");
+    }
+}

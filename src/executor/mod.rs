@@ -148,6 +148,14 @@ pub trait Executor: Send {
     fn slots(&self) -> usize;
     /// How many trials are in flight now (submitted, not yet reported).
     fn in_flight(&self) -> usize;
+    /// Whether trials run inside this process, so that a trial that
+    /// aborts or runs out of memory takes the run down with it (a resumed
+    /// run then fails a trial that was running at two such deaths instead
+    /// of re-running it forever). Executors with their own processes or
+    /// jobs say `false`, the default.
+    fn runs_in_process(&self) -> bool {
+        false
+    }
     /// Start a trial. Returns once it is handed over, not when it finishes.
     fn submit(&mut self, task: TrialTask) -> Result<(), ExecutorError>;
     /// Reports of trials that finished, waiting up to `timeout` for at least

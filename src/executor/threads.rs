@@ -63,6 +63,10 @@ impl Executor for ThreadExecutor {
         self.workers
     }
 
+    fn runs_in_process(&self) -> bool {
+        true
+    }
+
     fn in_flight(&self) -> usize {
         self.running.len()
     }

@@ -250,15 +250,45 @@ pub fn run_experiment(
 
     let mut trials_of: std::collections::BTreeMap<u64, Trial> = std::collections::BTreeMap::new();
     let mut h = history;
-    // Trials in flight when the last session stopped: run them again.
-    let mut pending: Vec<TrialTask> = h
-        .in_flight
-        .iter()
-        .map(|(t, attempts)| TrialTask {
-            trial: t.clone(),
-            attempt: *attempts,
-        })
-        .collect();
+    // Trials in flight when the last session stopped: run them again,
+    // but not one that was running in this process when it died twice: it
+    // is taken to kill the run (an abort, running out of memory) and fails.
+    let mut crashed_twice = Vec::new();
+    let mut pending: Vec<TrialTask> = Vec::new();
+    for (t, attempts) in &h.in_flight {
+        let crashes = h.crashes.get(&t.id).copied().unwrap_or(0);
+        if executor.runs_in_process() && crashes >= 2 {
+            crashed_twice.push((t.clone(), crashes));
+        } else {
+            pending.push(TrialTask {
+                trial: t.clone(),
+                attempt: *attempts,
+            });
+        }
+    }
+    for (trial, crashes) in crashed_twice {
+        let report = TrialReport::failed(
+            trial.id,
+            format!(
+                "the run died {crashes} times while this trial ran in its process (an abort, \
+                 running out of memory, or a kill): it is not run again; the processes executor \
+                 isolates such trials"
+            ),
+            0.0,
+            "crashed".into(),
+        );
+        if trial.id != DEFAULT_TRIAL_ID {
+            optimizer.tell(trial.id, report.outcome.clone())?;
+        }
+        let at = h.elapsed_s;
+        store.append(&LogRecord::Result {
+            budget: trial.budget,
+            report: report.clone(),
+            elapsed_s: at,
+        })?;
+        h.results.push((trial, report));
+        h.result_elapsed_s.push(at);
+    }
     // The default configuration first, at the full budget.
     if h.default_trial.is_none() {
         let trial = Trial {
