@@ -262,7 +262,14 @@ fn lock_run_dir(dir: &Path) -> Result<File, StoreError> {
     // Say who holds it, for the error of the next one.
     let mut f = &file;
     let _ = f.set_len(0);
-    let _ = writeln!(f, "pid {}", std::process::id());
+    let _ = writeln!(
+        f,
+        "pid {} since {} (seconds since 1970)",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    );
     Ok(file)
 }
 
@@ -309,6 +316,18 @@ impl RunStore {
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A log without its experiment cannot be checked against
+                // the one given: refuse rather than mix two experiments.
+                let log_path = dir.join(Self::LOG);
+                if fs::metadata(&log_path).is_ok_and(|m| m.len() > 0) {
+                    return Err(StoreError::BadExperiment {
+                        path: exp_path.clone(),
+                        reason: format!(
+                            "missing, but {} holds trials: restore it, or delete the run directory to start over",
+                            log_path.display()
+                        ),
+                    });
+                }
                 write_atomically(&exp_path, resolved.as_bytes()).map_err(|e| io(&exp_path, e))?;
             }
             Err(e) => return Err(io(&exp_path, e)),
@@ -475,10 +494,15 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
             } => {
                 h.elapsed_s = h.elapsed_s.max(elapsed_s);
                 let Some(pos) = asked.iter().position(|(t, _)| t.id == report.id) else {
+                    let twice = h.results.iter().any(|(t, _)| t.id == report.id);
                     return Err(StoreError::Corrupt {
                         path: path.to_path_buf(),
                         line: i + 1,
-                        reason: format!("a result for trial {} that was never asked", report.id),
+                        reason: if twice {
+                            format!("a second result for trial {}", report.id)
+                        } else {
+                            format!("a result for trial {} that was never asked", report.id)
+                        },
                     });
                 };
                 let (trial, _) = asked.remove(pos);
@@ -545,6 +569,29 @@ mod tests {
     }
 
     #[test]
+    fn a_log_without_its_experiment_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let exp = "name = \"x\"\n[stop]\ntrials = 3\n";
+        let (mut store, _) = RunStore::open(dir.path(), exp).unwrap();
+        store
+            .append(&LogRecord::Session {
+                started_at: 0.0,
+                version: "test".into(),
+            })
+            .unwrap();
+        drop(store);
+        std::fs::remove_file(dir.path().join(RunStore::EXPERIMENT)).unwrap();
+        let other = "name = \"x\"\n[stop]\ntrials = 9\nseed = 3\n";
+        match RunStore::open(dir.path(), other) {
+            Err(e @ StoreError::BadExperiment { .. }) => {
+                assert!(e.to_string().contains("holds trials"), "{e}")
+            }
+            Err(e) => panic!("wrong error {e}"),
+            Ok(_) => panic!("a log without its experiment was reused"),
+        }
+    }
+
+    #[test]
     fn a_run_directory_in_use_is_refused_until_it_is_closed() {
         let dir = tempfile::tempdir().unwrap();
         let exp = "name = \"x\"\n[stop]\ntrials = 3\n";
@@ -554,7 +601,10 @@ mod tests {
                 let StoreError::Locked { holder, .. } = &e else {
                     unreachable!()
                 };
-                assert_eq!(holder, &format!("pid {}", std::process::id()));
+                assert!(
+                    holder.starts_with(&format!("pid {} since ", std::process::id())),
+                    "{holder}"
+                );
                 assert!(e.to_string().contains("in use by another run"), "{e}");
             }
             Err(e) => panic!("wrong error {e}"),

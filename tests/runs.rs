@@ -774,6 +774,21 @@ fn wall_time_stops_the_run_and_trial_reads_stdin() {
     assert_eq!(report["id"], 5);
     // ZDT1 at x = 0: f1 = 0, g = 1, f2 = 1.
     assert_eq!(report["outcome"]["Success"], serde_json::json!([0.0, 1.0]));
+
+    // A budget the schedule cannot give is a broken input, not a trial.
+    for budget in [1e300, -1.0, 0.0] {
+        let mut bad = input.clone();
+        bad["task"]["trial"]["budget"] = serde_json::json!(budget);
+        let f = dir.path().join("bad-trial.json");
+        std::fs::write(&f, bad.to_string()).unwrap();
+        let out = dsnn(&["trial", "--input", f.to_str().unwrap()], dir.path());
+        assert!(!out.status.success(), "budget {budget}");
+        assert!(
+            text(&out).contains("out of range") && text(&out).contains("fidelity.max"),
+            "{}",
+            text(&out)
+        );
+    }
 }
 
 #[test]

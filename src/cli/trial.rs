@@ -40,6 +40,16 @@ pub fn run(a: TrialArgs, registry: &Registry) -> Result<()> {
     };
     let input: TrialInput = serde_json::from_str(&text).context("parsing the trial input")?;
     let exp = CheckedExperiment::from_file(&input.experiment_file, registry)?;
+    // Budgets come from the run's schedule: anything else is a broken
+    // input, not a trial to run (1e300 epochs would never end).
+    let budget = input.task.trial.budget;
+    let max = exp.max_budget();
+    if !(budget.is_finite() && budget > 0.0 && budget <= max * (1.0 + 1e-9)) {
+        anyhow::bail!(
+            "trial {}: budget {budget} is out of range (allowed: above 0 and at most the experiment's fidelity.max = {max})",
+            input.task.trial.id
+        );
+    }
     let run_dir = input.experiment_file.parent().map(|p| p.to_path_buf());
     let evaluator = RunEvaluator::new(&exp, run_dir);
     let worker = format!("pid {}", std::process::id());
