@@ -127,7 +127,7 @@ fn fronts_agree_with_pymoo() {
 
 #[test]
 fn optimal_hypervolumes_match_the_golden_notes() {
-    // `shared/golden/mo_problems.md` (exact or 1e8-interval quadrature), at
+    // `tests/data/mo_problems.md`, a copy of the project's golden notes (exact or 1e8-interval quadrature), at
     // reference 1.1 in raw objectives.
     let known = [
         ("zdt1", 0.876_666_666_7),

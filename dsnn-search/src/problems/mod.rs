@@ -530,7 +530,7 @@ impl TestProblem {
     }
 
     /// The exact hypervolume of the true front at reference point 1.1 in every
-    /// raw objective (values of `shared/golden/mo_problems.md` for ZDT and
+    /// raw objective (values of `dsnn-search/tests/data/mo_problems.md` for ZDT and
     /// DTLZ2), where known: ZDT1-6, DTLZ1-4 with any number of objectives,
     /// DTLZ5 and DTLZ6 with two (the quarter circle). WFG fronts reach
     /// beyond 1.1; see [`TestProblem::normalised_optimal_hypervolume`].
