@@ -222,7 +222,7 @@ impl History {
 }
 
 /// The run directory and its open trial log. While it is open the
-/// directory is locked (`flock` on `.lock`), so a second `dsnn run` of the
+/// directory is locked (`File::try_lock`, an advisory `flock`, on `.lock`), so a second `dsnn run` of the
 /// same experiment fails at once instead of writing into the same log.
 pub struct RunStore {
     dir: PathBuf,
@@ -235,7 +235,6 @@ pub struct RunStore {
 
 /// Takes the run directory's lock, or says who holds it.
 fn lock_run_dir(dir: &Path) -> Result<File, StoreError> {
-    use std::os::unix::io::AsRawFd;
     let path = dir.join(".lock");
     let file = OpenOptions::new()
         .create(true)
@@ -247,17 +246,16 @@ fn lock_run_dir(dir: &Path) -> Result<File, StoreError> {
             path: path.clone(),
             source,
         })?;
-    // SAFETY: flock on a file descriptor this function owns.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.kind() == std::io::ErrorKind::WouldBlock {
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
             let holder = fs::read_to_string(&path).unwrap_or_default();
             return Err(StoreError::Locked {
                 dir: dir.to_path_buf(),
                 holder: holder.trim().to_string(),
             });
         }
-        return Err(StoreError::Io { path, source: err });
+        Err(std::fs::TryLockError::Error(source)) => return Err(StoreError::Io { path, source }),
     }
     // Say who holds it, for the error of the next one.
     let mut f = &file;

@@ -277,17 +277,8 @@ pub fn run_experiment(
             0.0,
             "crashed".into(),
         );
-        if trial.id != DEFAULT_TRIAL_ID {
-            optimizer.tell(trial.id, report.outcome.clone())?;
-        }
         let at = h.elapsed_s;
-        store.append(&LogRecord::Result {
-            budget: trial.budget,
-            report: report.clone(),
-            elapsed_s: at,
-        })?;
-        h.results.push((trial, report));
-        h.result_elapsed_s.push(at);
+        record_result(optimizer.as_mut(), &mut store, &mut h, trial, report, at)?;
     }
     // The default configuration first, at the full budget.
     if h.default_trial.is_none() {
@@ -390,23 +381,14 @@ pub fn run_experiment(
                 log::warn!("ignoring a report for unknown trial {}", report.id);
                 continue;
             };
-            // Tell first, then log: a tell that fails stops the run before
-            // the result is logged, so the log always replays.
             if trial.id != DEFAULT_TRIAL_ID {
-                optimizer.tell(trial.id, report.outcome.clone())?;
                 optimizer_idle = false;
                 finished += 1;
             }
             let at = elapsed(h.elapsed_s);
-            store.append(&LogRecord::Result {
-                budget: trial.budget,
-                report: report.clone(),
-                elapsed_s: at,
-            })?;
             let line = progress_line(&trial, &report, &names, finished, stop.trials);
             tracker.add(&trial, &report.outcome);
-            h.results.push((trial, report));
-            h.result_elapsed_s.push(at);
+            record_result(optimizer.as_mut(), &mut store, &mut h, trial, report, at)?;
             let status = tracker.update(stop, executor.in_flight(), at, h.results.len());
             opts.progress.line(&line, status);
         }
@@ -437,6 +419,31 @@ pub fn run_experiment(
         reason,
         reports,
     })
+}
+
+/// Tells the optimizer a trial's outcome (not the default's, which it never
+/// asked for), then logs it and adds it to the history. Tell first: a tell
+/// that fails stops the run before the result is logged, so the log always
+/// replays.
+fn record_result(
+    optimizer: &mut dyn dsnn_search::Optimizer,
+    store: &mut RunStore,
+    h: &mut crate::store::History,
+    trial: Trial,
+    report: TrialReport,
+    at: f64,
+) -> Result<(), RunError> {
+    if trial.id != DEFAULT_TRIAL_ID {
+        optimizer.tell(trial.id, report.outcome.clone())?;
+    }
+    store.append(&LogRecord::Result {
+        budget: trial.budget,
+        report: report.clone(),
+        elapsed_s: at,
+    })?;
+    h.results.push((trial, report));
+    h.result_elapsed_s.push(at);
+    Ok(())
 }
 
 fn progress_line(
