@@ -135,6 +135,10 @@ pub enum LogRecord {
         started_at: f64,
         /// dsnn's version.
         version: String,
+        /// Run wall-clock seconds before this session, sessions that died
+        /// counted up to their last heartbeat (absent in older logs).
+        #[serde(default)]
+        elapsed_s: f64,
     },
     /// The default configuration's trial was submitted.
     Default {
@@ -198,6 +202,9 @@ pub struct History {
     /// Whether the log is empty or ends with a newline (else its last line
     /// was cut off by a crash).
     pub ends_with_newline: bool,
+    /// The last session's start (seconds since the Unix epoch), when that
+    /// session died without a stop record: its heartbeat says how long it ran.
+    pub crashed_session_started_at: Option<f64>,
 }
 
 impl History {
@@ -219,6 +226,13 @@ impl History {
             })
             .sum()
     }
+}
+
+/// The content of [`RunStore::HEARTBEAT`].
+#[derive(Debug, Serialize, Deserialize)]
+struct Heartbeat {
+    started_at: f64,
+    elapsed_s: f64,
 }
 
 /// The run directory and its open trial log. While it is open the
@@ -276,6 +290,25 @@ impl RunStore {
     pub const LOG: &'static str = "trials.jsonl";
     /// The resolved experiment's file name.
     pub const EXPERIMENT: &'static str = "experiment.toml";
+    /// The running session's heartbeat: its start and the run's wall-clock
+    /// seconds, rewritten every few seconds, so that a session killed
+    /// without a stop record still counts the time it ran.
+    pub const HEARTBEAT: &'static str = ".heartbeat";
+
+    /// Records that the session that started at `started_at` is alive and
+    /// the run has taken `elapsed_s` seconds. Best effort: a failed write
+    /// loses at most the time since the last one.
+    pub fn heartbeat(&self, started_at: f64, elapsed_s: f64) {
+        let beat = Heartbeat {
+            started_at,
+            elapsed_s,
+        };
+        let path = self.dir.join(Self::HEARTBEAT);
+        let text = serde_json::to_string(&beat).unwrap_or_default();
+        if let Err(e) = fs::write(&path, text) {
+            log::debug!("writing {}: {e}", path.display());
+        }
+    }
 
     /// Opens (creating if needed) the run directory `dir` for an experiment
     /// whose resolved form is `resolved` (TOML text). An existing directory
@@ -331,7 +364,18 @@ impl RunStore {
             Err(e) => return Err(io(&exp_path, e)),
         }
         let log_path = dir.join(Self::LOG);
-        let history = read_history(&log_path)?;
+        let mut history = read_history(&log_path)?;
+        // A session that died without a stop record ran until its last
+        // heartbeat, past its last log record.
+        if let Some(started_at) = history.crashed_session_started_at {
+            let beat = fs::read_to_string(dir.join(Self::HEARTBEAT))
+                .ok()
+                .and_then(|t| serde_json::from_str::<Heartbeat>(&t).ok());
+            if let Some(b) = beat.filter(|b| b.started_at == started_at && b.elapsed_s.is_finite())
+            {
+                history.elapsed_s = history.elapsed_s.max(b.elapsed_s);
+            }
+        }
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -467,12 +511,18 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
             }
         };
         match record {
-            LogRecord::Session { .. } => {
+            LogRecord::Session {
+                started_at,
+                elapsed_s,
+                ..
+            } => {
                 if !stopped {
                     crashed(&asked, &mut h);
                 }
                 stopped = false;
                 h.sessions += 1;
+                h.elapsed_s = h.elapsed_s.max(elapsed_s);
+                h.crashed_session_started_at = Some(started_at);
             }
             LogRecord::Default { trial } => {
                 asked.push((trial.clone(), h.sessions));
@@ -521,6 +571,8 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
     }
     if !stopped {
         crashed(&asked, &mut h);
+    } else {
+        h.crashed_session_started_at = None;
     }
     h.crashes
         .retain(|id, _| asked.iter().any(|(t, _)| t.id == *id));
@@ -575,6 +627,7 @@ mod tests {
             .append(&LogRecord::Session {
                 started_at: 0.0,
                 version: "test".into(),
+                elapsed_s: 0.0,
             })
             .unwrap();
         drop(store);
@@ -587,6 +640,61 @@ mod tests {
             Err(e) => panic!("wrong error {e}"),
             Ok(_) => panic!("a log without its experiment was reused"),
         }
+    }
+
+    #[test]
+    fn a_session_that_died_counts_until_its_last_heartbeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let exp = "name = \"x\"\n";
+        let (mut store, h) = RunStore::open(dir.path(), exp).unwrap();
+        assert_eq!(h.elapsed_s, 0.0);
+        // Session 1: 7 s of earlier sessions, its last record at 9 s, its
+        // last heartbeat at 30 s, then SIGKILL (no stop record).
+        let started_at = 1_700_000_000.25;
+        for r in [
+            LogRecord::Session {
+                started_at,
+                version: "0".into(),
+                elapsed_s: 7.0,
+            },
+            LogRecord::Ask {
+                n: 1,
+                trials: vec![trial(0)],
+                elapsed_s: 9.0,
+            },
+        ] {
+            store.append(&r).unwrap();
+        }
+        store.heartbeat(started_at, 30.0);
+        drop(store);
+        let (mut store, h) = RunStore::open(dir.path(), exp).unwrap();
+        assert_eq!(h.elapsed_s, 30.0, "the heartbeat counts");
+        // A heartbeat of another session, or a session that stopped
+        // cleanly, does not count.
+        store.heartbeat(started_at + 1.0, 99.0);
+        drop(store);
+        assert_eq!(RunStore::open(dir.path(), exp).unwrap().1.elapsed_s, 9.0);
+        let (mut store, _) = RunStore::open(dir.path(), exp).unwrap();
+        store.heartbeat(started_at, 99.0);
+        store
+            .append(&LogRecord::Stop {
+                reason: "done".into(),
+                elapsed_s: 12.0,
+            })
+            .unwrap();
+        drop(store);
+        assert_eq!(RunStore::open(dir.path(), exp).unwrap().1.elapsed_s, 12.0);
+        // Without a heartbeat (older runs), the last record counts.
+        let older = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            dir.path().join(RunStore::EXPERIMENT),
+            older.path().join(RunStore::EXPERIMENT),
+        )
+        .unwrap();
+        let log = std::fs::read_to_string(dir.path().join(RunStore::LOG)).unwrap();
+        let cut: String = log.lines().take(2).map(|l| format!("{l}\n")).collect();
+        std::fs::write(older.path().join(RunStore::LOG), cut).unwrap();
+        assert_eq!(RunStore::open(older.path(), exp).unwrap().1.elapsed_s, 9.0);
     }
 
     #[test]
@@ -625,6 +733,7 @@ mod tests {
             LogRecord::Session {
                 started_at: 0.0,
                 version: "0".into(),
+                elapsed_s: 0.0,
             },
             LogRecord::Default {
                 trial: default.clone(),

@@ -791,6 +791,111 @@ fn wall_time_stops_the_run_and_trial_reads_stdin() {
     }
 }
 
+/// `dsnn trial` with its input in a file: the report, or an exit status
+/// of 75 when the failure is not the trial's.
+fn trial_from_file(dir: &Path, input: &serde_json::Value, output: Option<&Path>) -> Output {
+    let f = dir.join("trial-input.json");
+    std::fs::write(&f, input.to_string()).unwrap();
+    let mut args = vec!["trial", "--input", f.to_str().unwrap()];
+    if let Some(o) = output {
+        args.extend(["--output", o.to_str().unwrap()]);
+    }
+    dsnn(&args, dir)
+}
+
+#[test]
+fn dsnn_trial_refuses_incomplete_configurations_and_separates_its_own_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "exp.toml", &problem("threads", 1, 0.0, ""));
+    let input = serde_json::json!({
+        "experiment_file": f,
+        "task": { "trial": { "id": 3, "budget": 1.0, "config": { "x0": 0.5, "x1": 0.0, "x2": 0.0, "x3": 0.0 } }, "attempt": 0 }
+    });
+    let out = trial_from_file(dir.path(), &input, None);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A hyperparameter missing: a failed trial naming it, not defaults
+    // filled in silently.
+    let mut missing = input.clone();
+    missing["task"]["trial"]["config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("x3");
+    let out = trial_from_file(dir.path(), &missing, None);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reason = report["outcome"]["Failure"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("not in the search space") && reason.contains("x3"),
+        "{report}"
+    );
+
+    // Failures that are not the trial's exit with 75, so that executors
+    // stop the run instead of charging the trial: a report that cannot be
+    // written, an experiment file that is gone, a budget the schedule
+    // cannot give.
+    let unwritable = dir.path().join("no-such-dir").join("r.json");
+    let out = trial_from_file(dir.path(), &input, Some(&unwritable));
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    assert!(text(&out).contains("no-such-dir"), "{}", text(&out));
+    let mut gone = input.clone();
+    gone["experiment_file"] = serde_json::json!(dir.path().join("gone.toml"));
+    assert_eq!(
+        trial_from_file(dir.path(), &gone, None).status.code(),
+        Some(75)
+    );
+    let mut huge = input.clone();
+    huge["task"]["trial"]["budget"] = serde_json::json!(1e300);
+    assert_eq!(
+        trial_from_file(dir.path(), &huge, None).status.code(),
+        Some(75)
+    );
+}
+
+#[test]
+fn a_trial_run_outside_a_run_directory_writes_nothing_beside_its_experiment() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = r#"
+name = "digits-one"
+output_dir = "out"
+[data]
+dataset = "digits"
+validation_fraction = 0.2
+train_limit = 300
+[model]
+batch_size = 32
+save_weights = true
+[space]
+hyperparameters = [
+  { name = "weight_bits", type = "int", lower = 2, upper = 5, default = 5 },
+]
+[energy]
+meter = { kind = "opcount" }
+[fidelity]
+max = 1
+[stop]
+trials = 1
+"#;
+    let f = write(dir.path(), "exp.toml", exp);
+    let input = serde_json::json!({
+        "experiment_file": f,
+        "task": { "trial": { "id": 0, "budget": 1.0, "config": { "weight_bits": 3 } }, "attempt": 0 }
+    });
+    let out = trial_from_file(dir.path(), &input, None);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["outcome"]["Success"].is_array(), "{report}");
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    // Only what the test wrote: no emissions.csv, no weights/ beside the
+    // experiment file (they were, before the trial input named its run
+    // directory).
+    assert_eq!(left, ["exp.toml", "trial-input.json"]);
+}
+
 #[test]
 fn every_objective_kind_is_taken_from_the_trials_measurements() {
     let names = [
@@ -993,6 +1098,61 @@ trials = 2
         assert!(["Q", "PS"].contains(&t["config"]["shift_type"].as_str().unwrap()));
     }
     assert_eq!(results(&run).len(), 3);
+}
+
+#[test]
+fn a_trial_that_cannot_write_its_report_is_not_charged_and_reruns_on_resume() {
+    // The processes executor's directory vanishes while trials run (a
+    // cleaned scratch disk; as root, permissions cannot stop the write):
+    // the children cannot write their reports. That is the run's failure,
+    // not the trials': the run stops with an error, nothing is recorded as
+    // failed, and the resume evaluates those trials.
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "exp.toml", &problem("processes", 4, 1.5, ""));
+    let run = dir.path().join("out/zdt");
+    let child = Command::new(env!("CARGO_BIN_EXE_dsnn"))
+        .args(["run", f.to_str().unwrap()])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let processes = run.join("processes");
+    let start = Instant::now();
+    let started = |p: &Path| {
+        std::fs::read_dir(p).is_ok_and(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                .count()
+                >= 2
+        })
+    };
+    while !started(&processes) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no trial started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::remove_dir_all(&processes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("not charged"), "{stderr}");
+    assert!(
+        results(&run)
+            .iter()
+            .all(|r| r["report"]["outcome"]["Success"].is_array()),
+        "a trial was charged: {:?}",
+        results(&run)
+    );
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let res = results(&run);
+    assert_eq!(res.len(), 5, "4 trials and the default");
+    assert!(res
+        .iter()
+        .all(|r| r["report"]["outcome"]["Success"].is_array()));
 }
 
 #[test]

@@ -98,6 +98,10 @@ pub fn main(registry: Registry) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) if output::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<trial::InfrastructureError>().is_some() => {
+            output::err(format_args!("error: {e:#}\n"));
+            std::process::ExitCode::from(crate::executor::EXIT_INFRASTRUCTURE as u8)
+        }
         Err(e) => {
             // The whole cause chain on one line, without a backtrace.
             output::err(format_args!("error: {e:#}\n"));

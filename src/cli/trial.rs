@@ -24,8 +24,27 @@ pub struct TrialArgs {
     pub output: Option<PathBuf>,
 }
 
+/// A failure of `dsnn trial` that is not the trial's own (its input
+/// unreadable, the experiment file gone, its report unwritable): the
+/// command exits with [`crate::executor::EXIT_INFRASTRUCTURE`] so that the
+/// executor stops the run instead of charging the trial. A trial's own
+/// failures are reports, and the command succeeds.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct InfrastructureError(pub anyhow::Error);
+
 /// Run `dsnn trial`.
 pub fn run(a: TrialArgs, registry: &Registry) -> Result<()> {
+    run_trial(a, registry).map_err(|e| {
+        if super::output::is_broken_pipe(&e) {
+            e
+        } else {
+            InfrastructureError(e).into()
+        }
+    })
+}
+
+fn run_trial(a: TrialArgs, registry: &Registry) -> Result<()> {
     let text = match &a.input {
         Some(p) => {
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
@@ -50,8 +69,7 @@ pub fn run(a: TrialArgs, registry: &Registry) -> Result<()> {
             input.task.trial.id
         );
     }
-    let run_dir = input.experiment_file.parent().map(|p| p.to_path_buf());
-    let evaluator = RunEvaluator::new(&exp, run_dir);
+    let evaluator = RunEvaluator::new(&exp, input.run_dir.clone());
     let worker = format!("pid {}", std::process::id());
     let report = evaluator.evaluate(&input.task, &TrainControl::default(), &worker);
     let json = serde_json::to_string_pretty(&report)?;

@@ -26,7 +26,9 @@ use dsnn_core::train::TrainControl;
 use dsnn_search::{Outcome, Trial, TrialId};
 use serde::{Deserialize, Serialize};
 
-pub use protocol::{trial_label, write_atomically, TrialInput, DEFAULT_TRIAL_ID};
+pub use protocol::{
+    trial_label, write_atomically, TrialInput, DEFAULT_TRIAL_ID, EXIT_INFRASTRUCTURE,
+};
 
 /// A trial handed to an executor: the optimizer's trial plus how often it was
 /// started before (a resumed run re-runs trials that were in flight).

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     trial_label, write_atomically, Executor, ExecutorError, ExecutorSetup, TrialInput, TrialReport,
-    TrialTask,
+    TrialTask, EXIT_INFRASTRUCTURE,
 };
 
 struct ChildTrial {
@@ -29,6 +29,10 @@ pub struct ProcessExecutor {
     memory_limit: Option<u64>,
     dir: PathBuf,
     children: Vec<ChildTrial>,
+    /// A child that could not do its work for a reason that is not its
+    /// trial's (exit status [`EXIT_INFRASTRUCTURE`]): the next `wait` stops
+    /// the run with it, after the reports collected with it are handed on.
+    infrastructure_error: Option<ExecutorError>,
 }
 
 impl ProcessExecutor {
@@ -52,10 +56,17 @@ impl ProcessExecutor {
             memory_limit,
             dir,
             children: Vec::new(),
+            infrastructure_error: None,
         })
     }
 
-    fn finish(&self, c: &ChildTrial, status: std::process::ExitStatus) -> TrialReport {
+    /// The report of a child that ended, or the infrastructure error it
+    /// ended with (not the trial's: the trial is not charged).
+    fn finish(
+        &self,
+        c: &ChildTrial,
+        status: std::process::ExitStatus,
+    ) -> Result<TrialReport, ExecutorError> {
         let label = trial_label(c.task.trial.id);
         let failed = |reason: String| {
             TrialReport::failed(
@@ -85,17 +96,26 @@ impl ProcessExecutor {
             .unwrap_or("")
             .trim()
             .to_string();
+        if status.code() == Some(EXIT_INFRASTRUCTURE) {
+            return Err(ExecutorError::Other(format!(
+                "trial {label}: its process could not run it ({log_tail}); the trial is not \
+                 charged and runs again when the run resumes"
+            )));
+        }
         if status.success() {
-            return match fs::read_to_string(&c.result_file)
-                .map_err(|e| e.to_string())
-                .and_then(|t| serde_json::from_str::<TrialReport>(&t).map_err(|e| e.to_string()))
-            {
-                Ok(r) => r,
-                Err(e) => failed(format!(
+            return Ok(
+                match fs::read_to_string(&c.result_file)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| {
+                        serde_json::from_str::<TrialReport>(&t).map_err(|e| e.to_string())
+                    }) {
+                    Ok(r) => r,
+                    Err(e) => failed(format!(
                     "trial {label}: the child exited cleanly but its result {} is unreadable: {e}",
                     c.result_file.display()
                 )),
-            };
+                },
+            );
         }
         // Rust's allocation-failure message (the process then aborts).
         let oom = log.contains("memory allocation of");
@@ -119,7 +139,7 @@ impl ProcessExecutor {
             ),
             (None, None) => "the trial process ended abnormally".into(),
         };
-        failed(reason)
+        Ok(failed(reason))
     }
 }
 
@@ -154,6 +174,7 @@ impl Executor for ProcessExecutor {
         let log_file = self.dir.join(format!("{stem}.log"));
         let input = TrialInput {
             experiment_file: self.setup.experiment_file.clone(),
+            run_dir: Some(self.setup.run_dir.clone()),
             task: task.clone(),
         };
         let io = |what: &str, p: &Path, e: std::io::Error| ExecutorError::Io {
@@ -240,6 +261,9 @@ impl Executor for ProcessExecutor {
     }
 
     fn wait(&mut self, timeout: Duration) -> Result<Vec<TrialReport>, ExecutorError> {
+        if let Some(e) = self.infrastructure_error.take() {
+            return Err(e);
+        }
         let until = Instant::now() + timeout;
         loop {
             let mut out = Vec::new();
@@ -253,7 +277,12 @@ impl Executor for ProcessExecutor {
                 })?;
                 if let Some(status) = status {
                     let c = self.children.remove(k);
-                    out.push(self.finish(&c, status));
+                    match self.finish(&c, status) {
+                        Ok(report) => out.push(report),
+                        Err(e) => {
+                            self.infrastructure_error.get_or_insert(e);
+                        }
+                    }
                     continue;
                 }
                 if let Some(l) = limit {
@@ -274,6 +303,11 @@ impl Executor for ProcessExecutor {
                     }
                 }
                 k += 1;
+            }
+            if out.is_empty() {
+                if let Some(e) = self.infrastructure_error.take() {
+                    return Err(e);
+                }
             }
             if !out.is_empty() || Instant::now() >= until {
                 return Ok(out);

@@ -19,11 +19,22 @@ use super::TrialTask;
 /// evaluates first at the full budget (outside the optimizer's numbering).
 pub const DEFAULT_TRIAL_ID: TrialId = u64::MAX;
 
+/// The exit status of `<binary> trial` when it could not do its work for a
+/// reason that is not the trial's (its input unreadable, its report
+/// unwritable, the experiment file gone): executors stop the run instead of
+/// charging the trial, which runs again when the run resumes (`EX_TEMPFAIL`).
+pub const EXIT_INFRASTRUCTURE: i32 = 75;
+
 /// The input of `<binary> trial`: which experiment, which trial.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrialInput {
     /// The resolved experiment file of the run.
     pub experiment_file: PathBuf,
+    /// The run directory that receives the files a trial keeps (the
+    /// emissions log, saved weights); none: the trial writes nothing but
+    /// its report (never beside the experiment file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_dir: Option<PathBuf>,
     /// The trial.
     pub task: TrialTask,
 }

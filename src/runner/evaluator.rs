@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dsnn_core::train::TrainControl;
-use dsnn_search::Outcome;
+use dsnn_search::{Outcome, SearchSpace};
 
 use crate::executor::{trial_label, TrialEvaluator, TrialReport, TrialTask};
 use crate::experiment::{CheckedExperiment, RunEnergy};
@@ -21,6 +21,7 @@ pub struct RunEvaluator {
     energy: RunEnergy,
     run_dir: Option<PathBuf>,
     seed: u64,
+    space: Arc<dyn SearchSpace>,
 }
 
 impl RunEvaluator {
@@ -33,6 +34,7 @@ impl RunEvaluator {
             energy: exp.energy.clone(),
             run_dir,
             seed: exp.seed,
+            space: exp.space.clone(),
         }
     }
 }
@@ -40,6 +42,16 @@ impl RunEvaluator {
 impl TrialEvaluator for RunEvaluator {
     fn evaluate(&self, task: &TrialTask, control: &TrainControl, worker: &str) -> TrialReport {
         let label = trial_label(task.trial.id);
+        // A configuration outside the space (a hyperparameter missing, one
+        // unknown or out of range) is not evaluated with defaults filled in.
+        if let Err(e) = self.space.validate(&task.trial.config) {
+            return TrialReport::failed(
+                task.trial.id,
+                format!("trial {label}: the configuration is not in the search space: {e}"),
+                0.0,
+                worker.to_string(),
+            );
+        }
         let ctx = TrialContext {
             trial: &task.trial,
             label: &label,

@@ -151,6 +151,10 @@ pub struct RunOutcome {
     pub reports: Vec<PathBuf>,
 }
 
+/// How often a running session writes its heartbeat (the wall time a
+/// session killed without a stop record can lose).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+
 fn now_s() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -226,9 +230,11 @@ pub fn run_experiment(
             &tracker.status,
         );
     }
+    let started_at = now_s();
     store.append(&LogRecord::Session {
-        started_at: now_s(),
+        started_at,
         version: env!("CARGO_PKG_VERSION").into(),
+        elapsed_s: history.elapsed_s,
     })?;
     let exe = match opts.exe.take() {
         Some(e) => e,
@@ -304,6 +310,7 @@ pub fn run_experiment(
     let elapsed = |h_el: f64| h_el + session_start.elapsed().as_secs_f64();
     let stop = &exp.stop;
     let mut optimizer_idle = false;
+    let mut last_beat = Instant::now();
     let reason: StopReason;
     loop {
         if opts.interrupt.load(Ordering::Relaxed) {
@@ -352,6 +359,10 @@ pub fn run_experiment(
                 break;
             }
             continue;
+        }
+        if last_beat.elapsed() >= HEARTBEAT_INTERVAL {
+            store.heartbeat(started_at, elapsed(h.elapsed_s));
+            last_beat = Instant::now();
         }
         let reports = executor.wait(Duration::from_millis(200))?;
         if opts.interrupt.load(Ordering::Relaxed) {

@@ -116,6 +116,8 @@ pub struct SlurmExecutor {
     shared: PathBuf,
     records: PathBuf,
     experiment_file: PathBuf,
+    /// Where jobs write a trial's own files (see `TrialInput::run_dir`).
+    trial_output_dir: PathBuf,
     dsnn_exe: PathBuf,
     name_prefix: String,
     jobs: BTreeMap<u64, Job>,
@@ -145,6 +147,9 @@ impl SlurmExecutor {
         let shared = absolute(&shared)?;
         // Jobs read the experiment file; with a shared directory of its own
         // the run directory may not be visible on the nodes, so copy it.
+        // Jobs write a trial's files (emissions, weights) where they read the
+        // experiment: the run directory, or the shared directory when the run
+        // directory may not be visible on the nodes.
         let experiment_file = if settings.shared_dir.is_some() {
             let copy = shared.join("experiment.toml");
             fs::copy(&ctx.experiment_file, &copy).map_err(|e| {
@@ -161,6 +166,10 @@ impl SlurmExecutor {
         } else {
             absolute(&ctx.experiment_file)?
         };
+        let trial_output_dir = match settings.shared_dir {
+            Some(_) => shared.clone(),
+            None => absolute(&ctx.run_dir)?,
+        };
         let dsnn_exe = match &settings.dsnn_exe {
             Some(p) => p.clone(),
             None => absolute(&ctx.exe)?,
@@ -172,6 +181,7 @@ impl SlurmExecutor {
             ctx,
             shared,
             experiment_file,
+            trial_output_dir,
             dsnn_exe,
             name_prefix,
             jobs: BTreeMap::new(),
@@ -385,6 +395,7 @@ impl SlurmExecutor {
         let input = self.shared.join("trials").join(format!("{stem}.json"));
         let body = TrialInput {
             experiment_file: self.experiment_file.clone(),
+            run_dir: Some(self.trial_output_dir.clone()),
             task: task.clone(),
         };
         write_atomic(
