@@ -667,7 +667,7 @@ mod tests {
         }
         store.heartbeat(started_at, 30.0);
         drop(store);
-        let (mut store, h) = RunStore::open(dir.path(), exp).unwrap();
+        let (store, h) = RunStore::open(dir.path(), exp).unwrap();
         assert_eq!(h.elapsed_s, 30.0, "the heartbeat counts");
         // A heartbeat of another session, or a session that stopped
         // cleanly, does not count.
