@@ -115,6 +115,12 @@ impl ExecutorFactory for Slurm {
     }
 }
 
+/// The smallest `memory_limit`: measured, `dsnn trial` cannot map its
+/// shared libraries under 16 MiB and cannot decompress a data set under
+/// 32 MiB; a test-problem trial runs in 32 MiB, a LeNet-5 trial needs about
+/// 128 MiB (docs/config.md).
+pub const MIN_MEMORY_LIMIT: u64 = 64 << 20;
+
 /// Parses a memory size such as `512M`, `4G`, `1.5GiB` or a byte count.
 pub fn parse_memory(text: &str) -> Result<u64, String> {
     let t = text.trim();
@@ -134,8 +140,27 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
         _ => return Err(format!("`{text}`: unknown unit (allowed: K, M, G, T)")),
     };
     let bytes = value * scale as f64;
-    if bytes < (16 << 20) as f64 {
-        return Err(format!("`{text}` is too small (at least 16M)"));
+    if bytes < MIN_MEMORY_LIMIT as f64 {
+        return Err(format!(
+            "`{text}` is too small (at least 64M: below it a `dsnn trial` process cannot \
+             load its libraries and data; a LeNet-5 trial needs about 128M)"
+        ));
     }
     Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_parse_and_the_minimum_is_one_a_trial_can_start_in() {
+        assert_eq!(parse_memory("512M"), Ok(512 << 20));
+        assert_eq!(parse_memory("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_memory("64M"), Ok(MIN_MEMORY_LIMIT));
+        for bad in ["16M", "63M", "4x", "M", ""] {
+            assert!(parse_memory(bad).is_err(), "{bad}");
+        }
+        assert!(parse_memory("16M").unwrap_err().contains("at least 64M"));
+    }
 }

@@ -241,6 +241,18 @@ impl CheckedExperiment {
         } else {
             output_dir
         };
+        if let Some(file) = first_non_directory(&output_dir.join(&top.name)) {
+            return Err(source.error(
+                "output_dir",
+                format!(
+                    "`output_dir` = \"{}\": {} exists and is not a directory, so the run \
+                     directory {} cannot be made there",
+                    output_dir.display(),
+                    file.display(),
+                    output_dir.join(&top.name).display()
+                ),
+            ));
+        }
         // The resolved file says everything: defaults written out.
         set_key(&mut resolved, "seed", toml::Value::Integer(top.seed as i64));
         set_key(
@@ -396,6 +408,14 @@ impl CheckedExperiment {
         );
         m
     }
+}
+
+/// The first of `dir` and its ancestors that exists and is not a directory
+/// (a file, a device): the run directory cannot be created below it.
+fn first_non_directory(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find_map(|a| std::fs::metadata(a).ok().map(|m| (a, m.is_dir())))
+        .and_then(|(a, is_dir)| (!is_dir).then(|| a.to_path_buf()))
 }
 
 fn check_name(source: &Source, name: &str) -> Result<(), ConfigError> {

@@ -61,8 +61,9 @@ pub fn summary_markdown(s: &Summary) -> String {
         (Some(d), Some(b)) => {
             let _ = writeln!(
                 out,
-                "Default configuration at budget {b}: {}.\n",
-                fmt_vec(d)
+                "Default configuration at budget {b}: {} ({}).\n",
+                fmt_vec(d),
+                s.objectives.join(", ")
             );
         }
         _ => {
@@ -89,7 +90,7 @@ pub fn summary_markdown(s: &Summary) -> String {
                 p.trial,
                 p.objectives
                     .iter()
-                    .map(|v| format!("{v:.6}"))
+                    .map(|v| fmt_objective(*v))
                     .collect::<Vec<_>>()
                     .join(" | "),
                 cfg.join(" ")
@@ -124,9 +125,39 @@ pub fn summary_markdown(s: &Summary) -> String {
     out
 }
 
+/// An objective value for people: five significant digits, in scientific
+/// notation when it is small or large (an energy of 4.4e-5 J per image
+/// printed as `0.000044` hides its digits).
+fn fmt_objective(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 || !x.is_finite() {
+        format!("{x}")
+    } else if (1e-3..1e5).contains(&a) {
+        let decimals = (4 - a.log10().floor() as i32).max(0) as usize;
+        format!("{x:.decimals$}")
+    } else {
+        format!("{x:.4e}")
+    }
+}
+
 fn fmt_vec(v: &[f64]) -> String {
     v.iter()
-        .map(|x| format!("{x:.6}"))
+        .map(|&x| fmt_objective(x))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_objective;
+
+    #[test]
+    fn objective_values_keep_five_significant_digits() {
+        assert_eq!(fmt_objective(0.876667), "0.87667");
+        assert_eq!(fmt_objective(4.4123e-5), "4.4123e-5");
+        assert_eq!(fmt_objective(1234.5678), "1234.6");
+        assert_eq!(fmt_objective(-0.25), "-0.25000");
+        assert_eq!(fmt_objective(2.5e7), "2.5000e7");
+        assert_eq!(fmt_objective(0.0), "0");
+    }
 }
