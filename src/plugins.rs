@@ -275,6 +275,10 @@ impl Optimizer for FixedBudgetGuard {
     fn tell(&mut self, id: TrialId, outcome: Outcome) -> Result<(), OptimizerError> {
         self.inner.tell(id, outcome)
     }
+
+    fn adopt(&mut self, trials: &[Trial]) -> Result<bool, OptimizerError> {
+        self.inner.adopt(trials)
+    }
 }
 
 /// A meter plugin as a registry entry.

@@ -77,8 +77,8 @@ impl ProblemSection {
                 return Err(section.out_of_range("inject_failure.fraction", f.fraction, "0..=1"));
             }
         }
-        if !(self.delay_s.is_finite() && self.delay_s >= 0.0) {
-            return Err(section.out_of_range("delay_s", self.delay_s, ">= 0"));
+        if !(self.delay_s.is_finite() && self.delay_s >= 0.0 && self.delay_s <= 86_400.0) {
+            return Err(section.out_of_range("delay_s", self.delay_s, "0..=86400"));
         }
         Ok(problem)
     }

@@ -171,6 +171,13 @@ pub enum LogRecord {
         /// Run wall-clock seconds so far, summed over sessions.
         elapsed_s: f64,
     },
+    /// The log no longer replayed on the optimizer (it or dsnn changed), so
+    /// a fresh one took over the logged trials (see
+    /// `runner::warm_start`).
+    WarmStart {
+        /// Why, and how the fresh optimizer took over.
+        reason: String,
+    },
 }
 
 /// What the log of an earlier session says.
@@ -202,6 +209,9 @@ pub struct History {
     /// Whether the log is empty or ends with a newline (else its last line
     /// was cut off by a crash).
     pub ends_with_newline: bool,
+    /// Why each warm start happened (a resume whose log no longer
+    /// replayed on the optimizer), in log order.
+    pub warm_starts: Vec<String>,
     /// The last session's start (seconds since the Unix epoch), when that
     /// session died without a stop record: its heartbeat says how long it ran.
     pub crashed_session_started_at: Option<f64>,
@@ -476,6 +486,8 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
     };
     // Trials without a result, with the session count when they were asked.
     let mut asked: Vec<(Trial, usize)> = Vec::new();
+    // Every trial asked so far: a trial asked twice is a damaged log.
+    let mut ever_asked = std::collections::HashSet::new();
     // Whether the current session has written its stop record.
     let mut stopped = true;
     let crashed = |asked: &[(Trial, usize)], h: &mut History| {
@@ -525,6 +537,13 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
                 h.crashed_session_started_at = Some(started_at);
             }
             LogRecord::Default { trial } => {
+                if !ever_asked.insert(trial.id) {
+                    return Err(StoreError::Corrupt {
+                        path: path.to_path_buf(),
+                        line: i + 1,
+                        reason: "a second record of the default trial".into(),
+                    });
+                }
                 asked.push((trial.clone(), h.sessions));
                 h.default_trial = Some(trial);
             }
@@ -534,6 +553,13 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
                 elapsed_s,
             } => {
                 h.elapsed_s = h.elapsed_s.max(elapsed_s);
+                if let Some(t) = trials.iter().find(|t| !ever_asked.insert(t.id)) {
+                    return Err(StoreError::Corrupt {
+                        path: path.to_path_buf(),
+                        line: i + 1,
+                        reason: format!("trial {} asked a second time", t.id),
+                    });
+                }
                 asked.extend(trials.iter().map(|t| (t.clone(), h.sessions)));
                 h.events.push(Event::Ask { n, trials });
             }
@@ -563,6 +589,7 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
                 h.results.push((trial, report));
                 h.result_elapsed_s.push(elapsed_s);
             }
+            LogRecord::WarmStart { reason } => h.warm_starts.push(reason),
             LogRecord::Stop { elapsed_s, .. } => {
                 stopped = true;
                 h.elapsed_s = h.elapsed_s.max(elapsed_s);
@@ -695,6 +722,47 @@ mod tests {
         let cut: String = log.lines().take(2).map(|l| format!("{l}\n")).collect();
         std::fs::write(older.path().join(RunStore::LOG), cut).unwrap();
         assert_eq!(RunStore::open(older.path(), exp).unwrap().1.elapsed_s, 9.0);
+    }
+
+    #[test]
+    fn a_trial_asked_twice_is_a_damaged_log() {
+        // Found by tests/fuzz_trial_log.rs: a duplicated default record
+        // made the resume run the default again and count it twice.
+        let default = Trial {
+            id: DEFAULT_TRIAL_ID,
+            ..trial(9)
+        };
+        let ask = |ids: &[u64]| LogRecord::Ask {
+            n: ids.len(),
+            trials: ids.iter().map(|&i| trial(i)).collect(),
+            elapsed_s: 0.0,
+        };
+        for (records, why) in [
+            (
+                vec![
+                    LogRecord::Default {
+                        trial: default.clone(),
+                    },
+                    LogRecord::Default { trial: default },
+                ],
+                "a second record of the default trial",
+            ),
+            (vec![ask(&[0, 1]), ask(&[1])], "trial 1 asked a second time"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut store, _) = RunStore::open(dir.path(), "exp").unwrap();
+            for r in &records {
+                store.append(r).unwrap();
+            }
+            drop(store);
+            match RunStore::open(dir.path(), "exp") {
+                Err(StoreError::Corrupt {
+                    line: 2, reason, ..
+                }) => assert_eq!(reason, why),
+                Err(e) => panic!("wrong error {e}"),
+                Ok(_) => panic!("{why}: accepted"),
+            }
+        }
     }
 
     #[test]

@@ -274,7 +274,10 @@ fn read(text: &str, registry: &Registry, dir: &Path) -> bool {
     // For hunting crashes that kill the process (an abort, the OOM killer):
     // the input being read is in this file when it dies.
     if let Some(trace) = std::env::var_os("DSNN_FUZZ_TRACE") {
-        let _ = std::fs::write(trace, text);
+        let mut path = std::path::PathBuf::from(trace);
+        path.as_mut_os_string()
+            .push(format!(".{:?}", std::thread::current().id()));
+        let _ = std::fs::write(path, text);
     }
     let result = catch_unwind(AssertUnwindSafe(|| {
         CheckedExperiment::from_str(text, "fuzz.toml", dir, registry)

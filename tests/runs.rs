@@ -646,6 +646,63 @@ fn a_changed_experiment_does_not_reuse_the_run_directory() {
 }
 
 #[test]
+fn a_log_that_no_longer_replays_resumes_with_a_warm_start() {
+    // A log written by another version of the optimizer: the replay's asks
+    // differ from the recorded ones. Instead of stranding the run, a fresh
+    // optimizer takes over (random search and ParEGO adopt the logged
+    // trials; NSGA-II cannot, and starts afresh with ids past them).
+    for optimizer in ["random", "nsga2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let exp = problem("threads", 4, 0.0, "")
+            .replace("kind = \"random\"", &format!("kind = \"{optimizer}\""));
+        let f = write(dir.path(), "exp.toml", &exp);
+        let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+        assert!(out.status.success(), "{optimizer}: {}", text(&out));
+        let run = dir.path().join("out/zdt");
+        // Another version asked another first trial: its x0 differs.
+        let log = std::fs::read_to_string(run.join("trials.jsonl")).unwrap();
+        let edited: String = log
+            .lines()
+            .map(|l| {
+                if l.contains("\"event\":\"ask\"") && l.contains("\"id\":0,") {
+                    l.replacen("\"x0\":0.", "\"x0\":0.1", 1)
+                } else {
+                    l.to_string()
+                }
+            })
+            .map(|l| l + "\n")
+            .collect();
+        assert_ne!(edited, log, "{optimizer}: the edit found no ask of trial 0");
+        std::fs::write(run.join("trials.jsonl"), edited).unwrap();
+        for more in [7, 9] {
+            let grown = exp.replace("trials = 4", &format!("trials = {more}"));
+            write(dir.path(), "exp.toml", &grown);
+            let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+            assert!(out.status.success(), "{optimizer}: {}", text(&out));
+            assert!(
+                text(&out).contains("warm start"),
+                "{optimizer}: {}",
+                text(&out)
+            );
+            let res = results(&run);
+            let mut ids: Vec<u64> = res
+                .iter()
+                .map(|r| r["report"]["id"].as_u64().unwrap())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(
+                ids.len(),
+                more + 1,
+                "{optimizer}: every trial once, and the default"
+            );
+            let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
+            assert!(summary.contains("Resumed with a warm start"), "{summary}");
+        }
+    }
+}
+
+#[test]
 fn raising_stop_trials_continues_a_finished_run() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "exp.toml", &problem("threads", 3, 0.0, ""));

@@ -195,10 +195,11 @@ impl<P: Proposer> Optimizer for HyperbandOptimizer<P> {
 
     fn tell(&mut self, id: TrialId, outcome: Outcome) -> Result<(), OptimizerError> {
         let obs = self.book.accept(id, outcome)?;
-        let (run_id, mi) = self
-            .slots
-            .remove(&id)
-            .ok_or(OptimizerError::UnknownTrial(id))?;
+        // A trial the book knows but no bracket holds was adopted: it joins
+        // the proposer's history only.
+        let Some((run_id, mi)) = self.slots.remove(&id) else {
+            return Ok(());
+        };
         let ri = self
             .runs
             .iter()
@@ -209,6 +210,13 @@ impl<P: Proposer> Optimizer for HyperbandOptimizer<P> {
             self.advance(ri);
         }
         Ok(())
+    }
+
+    /// Adopted trials join the proposer's history when told; brackets start
+    /// afresh.
+    fn adopt(&mut self, trials: &[Trial]) -> Result<bool, OptimizerError> {
+        self.book.adopt(trials)?;
+        Ok(true)
     }
 }
 

@@ -105,6 +105,15 @@ pub trait Optimizer: Send {
     fn ask(&mut self, n: usize) -> Result<Vec<Trial>, OptimizerError>;
     /// Report the outcome of a trial returned by `ask`.
     fn tell(&mut self, id: TrialId, outcome: Outcome) -> Result<(), OptimizerError>;
+    /// Warm start: takes `trials`, which it did not ask (another optimizer
+    /// or another version of this one did), as its own pending trials, so
+    /// that their outcomes can be told and its next trials get fresh ids.
+    /// Returns `Ok(false)` when it cannot (the default): a run then goes on
+    /// with this optimizer started afresh, not learning from them.
+    fn adopt(&mut self, trials: &[Trial]) -> Result<bool, OptimizerError> {
+        let _ = trials;
+        Ok(false)
+    }
 }
 
 /// Boxed optimizers (`Box<dyn Optimizer>`) are optimizers too.
@@ -117,6 +126,9 @@ impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
     }
     fn tell(&mut self, id: TrialId, outcome: Outcome) -> Result<(), OptimizerError> {
         (**self).tell(id, outcome)
+    }
+    fn adopt(&mut self, trials: &[Trial]) -> Result<bool, OptimizerError> {
+        (**self).adopt(trials)
     }
 }
 
@@ -238,6 +250,9 @@ impl<O: Optimizer> Optimizer for Recorded<O> {
         self.events.push(Event::Tell { id, outcome });
         Ok(())
     }
+    fn adopt(&mut self, trials: &[Trial]) -> Result<bool, OptimizerError> {
+        self.inner.adopt(trials)
+    }
 }
 
 /// The Pareto-optimal successful trials of a history at one budget: `budget`
@@ -314,6 +329,23 @@ impl TrialBook {
         self.next_id += 1;
         self.pending.insert(t.id, t.clone());
         t
+    }
+
+    /// Take trials asked elsewhere as pending (see [`Optimizer::adopt`]);
+    /// the next issued id follows the largest one. A trial whose id is
+    /// already pending or issued is refused.
+    pub(crate) fn adopt(&mut self, trials: &[Trial]) -> Result<(), OptimizerError> {
+        for t in trials {
+            if self.pending.contains_key(&t.id) || self.history.iter().any(|o| o.id == t.id) {
+                return Err(OptimizerError::Invalid(format!(
+                    "cannot adopt trial {}: the id is taken",
+                    t.id
+                )));
+            }
+            self.pending.insert(t.id, t.clone());
+            self.next_id = self.next_id.max(t.id.saturating_add(1));
+        }
+        Ok(())
     }
 
     /// Check and record an outcome; returns the finished observation.

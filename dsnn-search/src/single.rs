@@ -96,4 +96,11 @@ impl<P: Proposer> Optimizer for ProposerOptimizer<P> {
     fn tell(&mut self, id: TrialId, outcome: Outcome) -> Result<(), OptimizerError> {
         self.book.accept(id, outcome).map(|_| ())
     }
+
+    /// Adopted trials join the proposer's history when told, whatever their
+    /// budget: the proposer learns from every finished trial.
+    fn adopt(&mut self, trials: &[Trial]) -> Result<bool, OptimizerError> {
+        self.book.adopt(trials)?;
+        Ok(true)
+    }
 }

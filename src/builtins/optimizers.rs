@@ -72,6 +72,9 @@ impl ProposerFactory for ParEgoFactory {
         let t: ParEgoToml = settings.parse()?;
         let mut s = ParEgoSettings::default();
         if let Some(n) = t.n_initial {
+            if n > MAX_POPULATION {
+                return Err(settings.out_of_range("n_initial", n, "0..=100000"));
+            }
             s.n_initial = n;
         }
         if let Some(r) = t.rho {
@@ -121,6 +124,9 @@ struct Nsga2Toml {
     offspring: Option<usize>,
 }
 
+/// The largest NSGA-II population or offspring count a file may ask for.
+const MAX_POPULATION: usize = 100_000;
+
 struct Nsga2Factory;
 
 impl OptimizerFactory for Nsga2Factory {
@@ -143,16 +149,18 @@ impl OptimizerFactory for Nsga2Factory {
             budget: setup.budget.max,
             ..Nsga2Settings::for_budget(setup.trials)
         };
+        // Bounded: NSGA-II samples its whole first population at once
+        // (a population of 2^63 hung `dsnn check`).
         if let Some(p) = t.population {
-            if p < 2 {
-                return Err(settings.out_of_range("population", p, ">= 2"));
+            if !(2..=MAX_POPULATION).contains(&p) {
+                return Err(settings.out_of_range("population", p, "2..=100000"));
             }
             s.population = p;
             s.offspring = p;
         }
         if let Some(o) = t.offspring {
-            if o < 1 {
-                return Err(settings.out_of_range("offspring", o, ">= 1"));
+            if !(1..=MAX_POPULATION).contains(&o) {
+                return Err(settings.out_of_range("offspring", o, "1..=100000"));
             }
             s.offspring = o;
         }

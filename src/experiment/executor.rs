@@ -61,8 +61,10 @@ impl ExecutorChoice {
             return Err(section.out_of_range("workers", c.workers, "1..=1024"));
         }
         if let Some(t) = c.trial_time_limit_s {
-            if !(t.is_finite() && t > 0.0) {
-                return Err(section.out_of_range("trial_time_limit_s", t, "> 0"));
+            // Bounded so that it converts to a `Duration` and adds to an
+            // `Instant` (1e300 panicked).
+            if !(t.is_finite() && t > 0.0 && t <= 1e9) {
+                return Err(section.out_of_range("trial_time_limit_s", t, "> 0 and at most 1e9"));
             }
         }
         // Tables named after another executor belong to that one.

@@ -60,6 +60,10 @@ pub struct Summary {
     pub failures: Vec<(String, usize)>,
     /// Wall-clock seconds, summed over sessions.
     pub elapsed_s: f64,
+    /// Why the run was resumed with a warm start, once per warm start (its
+    /// log no longer replayed on the optimizer); empty for most runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warm_starts: Vec<String>,
 }
 
 fn config_pairs(t: &Trial) -> Vec<(String, String)> {
@@ -157,6 +161,7 @@ pub fn summarize(name: &str, objectives: &[String], h: &History) -> Summary {
         normalized_hypervolume,
         failures,
         elapsed_s: h.elapsed_s,
+        warm_starts: h.warm_starts.clone(),
     }
 }
 

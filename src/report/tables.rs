@@ -57,6 +57,12 @@ pub fn summary_markdown(s: &Summary) -> String {
         s.elapsed_s,
         s.objectives.join(", ")
     );
+    for reason in &s.warm_starts {
+        let _ = writeln!(
+            out,
+            "Resumed with a warm start: the trial log no longer replayed on the optimizer ({reason}).\n"
+        );
+    }
     match (&s.default, s.default_budget) {
         (Some(d), Some(b)) => {
             let _ = writeln!(

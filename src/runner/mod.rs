@@ -14,6 +14,7 @@
 
 mod evaluator;
 mod progress;
+pub mod warm_start;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ use crate::store::{LogRecord, RunStore, StoreError};
 pub use evaluator::{evaluate_trial, panic_message, RunEvaluator};
 use progress::StatusTracker;
 pub use progress::{NoProgress, Progress, RunStatus};
+use warm_start::WarmStart;
 
 /// Errors that stop a run (trial failures never do).
 #[derive(Debug, thiserror::Error)]
@@ -191,15 +193,27 @@ pub fn run_experiment(
     let mut new_dir_guard = NewRunDirGuard {
         dir: (!run_dir.exists()).then(|| run_dir.clone()),
     };
-    let (mut store, history) = RunStore::open(&run_dir, &resolved)?;
+    let (mut store, mut history) = RunStore::open(&run_dir, &resolved)?;
     let names = exp.objective_names().to_vec();
     let mut optimizer = exp.build_optimizer()?;
-    replay(optimizer.as_mut(), &history.events).map_err(|e| {
-        RunError::Other(format!(
-            "cannot resume {}: replaying its trial log on a fresh optimizer failed ({e}); was the optimizer or dsnn changed since?",
+    let mut warm_start = None;
+    if let Err(e) = replay(optimizer.as_mut(), &history.events) {
+        // The optimizer or dsnn changed since the log was written: a fresh
+        // optimizer takes over instead of the run being stranded.
+        let (fresh, how) = warm_start::take_over(exp.build_optimizer()?, &history)?;
+        optimizer = fresh;
+        let what = match how {
+            WarmStart::Adopted => "a fresh optimizer took over every logged trial and result",
+            WarmStart::Afresh => {
+                "a fresh optimizer, which cannot take over logged trials, started afresh"
+            }
+        };
+        log::warn!(
+            "{}: the trial log no longer replays ({e}): warm start, {what}; trials in flight run again",
             run_dir.display()
-        ))
-    })?;
+        );
+        warm_start = Some(format!("{e}; {what}"));
+    }
     let resumed = !history.results.is_empty() || !history.in_flight.is_empty();
     let mut tracker = StatusTracker {
         status: RunStatus {
@@ -231,6 +245,12 @@ pub fn run_experiment(
         );
     }
     let started_at = now_s();
+    if let Some(reason) = warm_start {
+        store.append(&LogRecord::WarmStart {
+            reason: reason.clone(),
+        })?;
+        history.warm_starts.push(reason);
+    }
     store.append(&LogRecord::Session {
         started_at,
         version: env!("CARGO_PKG_VERSION").into(),

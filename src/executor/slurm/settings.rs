@@ -121,16 +121,29 @@ impl SlurmSettings {
         if self.max_jobs_in_flight == 0 {
             return bad("max_jobs_in_flight", "is 0 (allowed: at least 1)".into());
         }
-        if !(self.poll_interval_s.is_finite() && self.poll_interval_s > 0.0) {
+        // Bounded so that they convert to a `Duration` (1e300 panicked).
+        if !(self.poll_interval_s.is_finite()
+            && self.poll_interval_s > 0.0
+            && self.poll_interval_s <= 86_400.0)
+        {
             return bad(
                 "poll_interval_s",
-                format!("is {} (allowed: a number > 0)", self.poll_interval_s),
+                format!(
+                    "is {} (allowed: a number > 0, at most 86400)",
+                    self.poll_interval_s
+                ),
             );
         }
-        if !(self.result_grace_s.is_finite() && self.result_grace_s >= 0.0) {
+        if !(self.result_grace_s.is_finite()
+            && self.result_grace_s >= 0.0
+            && self.result_grace_s <= 86_400.0)
+        {
             return bad(
                 "result_grace_s",
-                format!("is {} (allowed: a number >= 0)", self.result_grace_s),
+                format!(
+                    "is {} (allowed: a number >= 0, at most 86400)",
+                    self.result_grace_s
+                ),
             );
         }
         if let Some(GpuRequest::Count(0)) = self.gpus {
