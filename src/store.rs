@@ -209,6 +209,10 @@ pub struct History {
     /// Whether the log is empty or ends with a newline (else its last line
     /// was cut off by a crash).
     pub ends_with_newline: bool,
+    /// Where the last line starts when it was ignored as cut off by a
+    /// crash (byte offset): a resume truncates the log there, so that the
+    /// damaged line never ends up between good ones.
+    pub cut_off_at: Option<u64>,
     /// Why each warm start happened (a resume whose log no longer
     /// replayed on the optimizer), in log order.
     pub warm_starts: Vec<String>,
@@ -386,13 +390,25 @@ impl RunStore {
                 history.elapsed_s = history.elapsed_s.max(b.elapsed_s);
             }
         }
+        if let Some(at) = history.cut_off_at {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&log_path)
+                .map_err(|e| io(&log_path, e))?;
+            f.set_len(at).map_err(|e| io(&log_path, e))?;
+            f.sync_all().map_err(|e| io(&log_path, e))?;
+            log::warn!(
+                "{}: removed its last line, cut off by a crash",
+                log_path.display()
+            );
+        }
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
             .map_err(|e| io(&log_path, e))?;
         // End a line cut short by a crash so the next record starts cleanly.
-        if !history.ends_with_newline {
+        if !history.ends_with_newline && history.cut_off_at.is_none() {
             log.write_all(b"\n").map_err(|e| io(&log_path, e))?;
         }
         Ok((
@@ -507,6 +523,10 @@ pub fn read_history(path: &Path) -> Result<History, StoreError> {
                 // a broken line followed by more lines was ended on resume.
                 let last_nonempty = lines[i + 1..].iter().all(|l| l.trim().is_empty());
                 let cut_off = last_nonempty || e.is_eof();
+                if last_nonempty {
+                    let start: usize = lines[..i].iter().map(|l| l.len() + 1).sum();
+                    h.cut_off_at = Some(start as u64);
+                }
                 if cut_off {
                     log::warn!(
                         "{}:{}: ignoring a trial log line cut off by a crash",
@@ -857,7 +877,8 @@ mod tests {
         assert!(!h.ends_with_newline);
         // No session record in this log: the trial was never started.
         assert_eq!(h.in_flight, vec![(trial(1), 0)]);
-        // Resuming ends the cut line, so new records start cleanly.
+        // Resuming removes the cut line, so new records start cleanly.
+        assert_eq!(fs::read_to_string(&log).unwrap(), full);
         store
             .append(&result(1, Outcome::Success(vec![2.0])))
             .unwrap();

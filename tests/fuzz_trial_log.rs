@@ -102,8 +102,12 @@ fn damage_and_resume(
     };
     match result {
         Ok(reason) => {
-            let h = read_history(&log)
-                .unwrap_or_else(|e| panic!("a resumed run left a log that does not read: {e}"));
+            let h = read_history(&log).unwrap_or_else(|e| {
+                let left = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!(
+                    "a resumed run left a log that does not read: {e}\ndamaged:\n{damaged}\nleft:\n{left}"
+                )
+            });
             let mut ids: Vec<u64> = h.results.iter().map(|(t, _)| t.id).collect();
             let n = ids.len();
             ids.sort_unstable();
