@@ -198,10 +198,11 @@ fn kernel_args(step: &Step, fresh: bool) -> crate::cuda::OptimizerKernelArgs {
     }
 }
 
-/// The L2 term, as `torch.optim` adds it.
+/// The L2 term, as `torch.optim` adds it (`WD`: `wd != 0`, a constant so
+/// that the host loops carry no branch and vectorise).
 #[inline(always)]
-fn with_l2(g: f32, w: f32, wd: f32) -> f32 {
-    if wd != 0.0 {
+fn with_l2<const WD: bool>(g: f32, w: f32, wd: f32) -> f32 {
+    if WD {
         g + wd * w
     } else {
         g
@@ -225,60 +226,84 @@ fn host_update(step: &Step, w: &mut [f32], g: &[f32], st: &mut [f32], fresh: boo
             step.rule.state_buffers()
         );
     }
+    if step.weight_decay != 0.0 {
+        host_rule::<true>(step, w, g, st, fresh);
+    } else {
+        host_rule::<false>(step, w, g, st, fresh);
+    }
+    Ok(())
+}
+
+/// [`host_update`] with the weight-decay test lifted out of the loops. Every
+/// loop-invariant choice is taken outside the loops (the compiler does not
+/// unswitch several of them), so that each loop vectorises.
+fn host_rule<const WD: bool>(step: &Step, w: &mut [f32], g: &[f32], st: &mut [f32], fresh: bool) {
+    let n = w.len();
     let (lr, wd) = (step.lr, step.weight_decay);
     let (a, rest) = st.split_at_mut(n);
     match step.rule {
         Rule::Sgd { momentum, first } => {
-            for i in 0..n {
-                let g = with_l2(g[i], w[i], wd);
-                if momentum == 0.0 {
-                    w[i] -= lr * g;
-                } else {
-                    a[i] = if first { g } else { momentum * a[i] + g };
-                    w[i] -= lr * a[i];
+            let it = w.iter_mut().zip(g).zip(a.iter_mut());
+            if momentum == 0.0 {
+                for ((w, &g), _) in it {
+                    *w -= lr * with_l2::<WD>(g, *w, wd);
+                }
+            } else if first {
+                for ((w, &g), buf) in it {
+                    *buf = with_l2::<WD>(g, *w, wd);
+                    *w -= lr * *buf;
+                }
+            } else {
+                for ((w, &g), buf) in it {
+                    let g = with_l2::<WD>(g, *w, wd);
+                    *buf = momentum * *buf + g;
+                    *w -= lr * *buf;
                 }
             }
         }
         Rule::Adam { bc1, bc2 } => {
-            let b = rest;
-            for i in 0..n {
-                let g = with_l2(g[i], w[i], wd);
-                a[i] = BETA1 * a[i] + (1.0 - BETA1) * g;
-                b[i] = BETA2 * b[i] + (1.0 - BETA2) * g * g;
-                let denom = (b[i] / bc2).sqrt() + 1e-8;
-                w[i] -= lr * (a[i] / bc1) / denom;
+            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(a.iter_mut()).zip(rest.iter_mut()) {
+                let g = with_l2::<WD>(g, *w, wd);
+                *m = BETA1 * *m + (1.0 - BETA1) * g;
+                *v = BETA2 * *v + (1.0 - BETA2) * g * g;
+                let denom = (*v / bc2).sqrt() + 1e-8;
+                *w -= lr * (*m / bc1) / denom;
             }
         }
         Rule::Adagrad => {
-            for i in 0..n {
-                let g = with_l2(g[i], w[i], wd);
-                a[i] += g * g;
-                w[i] -= lr * g / (a[i].sqrt() + 1e-10);
+            for ((w, &g), sum) in w.iter_mut().zip(g).zip(a.iter_mut()) {
+                let g = with_l2::<WD>(g, *w, wd);
+                *sum += g * g;
+                *w -= lr * g / (sum.sqrt() + 1e-10);
             }
         }
         Rule::Adadelta => {
             let (rho, eps) = (0.9f32, 1e-6f32);
-            let b = rest;
-            for i in 0..n {
-                let g = with_l2(g[i], w[i], wd);
-                a[i] = rho * a[i] + (1.0 - rho) * g * g;
-                let delta = (b[i] + eps).sqrt() / (a[i] + eps).sqrt() * g;
-                b[i] = rho * b[i] + (1.0 - rho) * delta * delta;
-                w[i] -= lr * delta;
+            for (((w, &g), sq), acc) in w.iter_mut().zip(g).zip(a.iter_mut()).zip(rest.iter_mut()) {
+                let g = with_l2::<WD>(g, *w, wd);
+                *sq = rho * *sq + (1.0 - rho) * g * g;
+                let delta = (*acc + eps).sqrt() / (*sq + eps).sqrt() * g;
+                *acc = rho * *acc + (1.0 - rho) * delta * delta;
+                *w -= lr * delta;
             }
         }
         Rule::RmsProp { momentum } => {
             let alpha = 0.99f32;
-            let b = rest;
-            for i in 0..n {
-                let g = with_l2(g[i], w[i], wd);
-                a[i] = alpha * a[i] + (1.0 - alpha) * g * g;
-                let step = g / (a[i].sqrt() + 1e-8);
-                if momentum > 0.0 {
-                    b[i] = momentum * b[i] + step;
-                    w[i] -= lr * b[i];
-                } else {
-                    w[i] -= lr * step;
+            let it = w.iter_mut().zip(g).zip(a.iter_mut()).zip(rest.iter_mut());
+            if momentum > 0.0 {
+                for (((w, &g), sq), buf) in it {
+                    let g = with_l2::<WD>(g, *w, wd);
+                    *sq = alpha * *sq + (1.0 - alpha) * g * g;
+                    let step = g / (sq.sqrt() + 1e-8);
+                    *buf = momentum * *buf + step;
+                    *w -= lr * *buf;
+                }
+            } else {
+                for (((w, &g), sq), _) in it {
+                    let g = with_l2::<WD>(g, *w, wd);
+                    *sq = alpha * *sq + (1.0 - alpha) * g * g;
+                    let step = g / (sq.sqrt() + 1e-8);
+                    *w -= lr * step;
                 }
             }
         }
@@ -288,28 +313,37 @@ fn host_update(step: &Step, w: &mut [f32], g: &[f32], st: &mut [f32], fresh: boo
             lookahead,
             sync,
         } => {
-            let (b, slow) = rest.split_at_mut(n);
+            let (v, slow) = rest.split_at_mut(n);
             if lookahead && fresh {
                 slow.copy_from_slice(w);
             }
-            for i in 0..n {
-                let g = with_l2(g[i], w[i], wd);
-                a[i] = BETA1 * a[i] + (1.0 - BETA1) * g;
-                b[i] = BETA2 * b[i] + (1.0 - BETA2) * g * g;
-                let mhat = a[i] / bc1;
-                match rect {
-                    Some((r, sq)) => {
-                        let adaptive = sq / (b[i].sqrt() + 1e-8);
-                        w[i] -= lr * mhat * r * adaptive;
+            let it = w.iter_mut().zip(g).zip(a.iter_mut()).zip(v.iter_mut());
+            match rect {
+                Some((r, sq)) => {
+                    for (((w, &g), m), v) in it {
+                        let g = with_l2::<WD>(g, *w, wd);
+                        *m = BETA1 * *m + (1.0 - BETA1) * g;
+                        *v = BETA2 * *v + (1.0 - BETA2) * g * g;
+                        let mhat = *m / bc1;
+                        let adaptive = sq / (v.sqrt() + 1e-8);
+                        *w -= lr * mhat * r * adaptive;
                     }
-                    None => w[i] -= lr * mhat,
                 }
-                if lookahead && sync {
-                    slow[i] += LOOKAHEAD_ALPHA * (w[i] - slow[i]);
-                    w[i] = slow[i];
+                None => {
+                    for (((w, &g), m), v) in it {
+                        let g = with_l2::<WD>(g, *w, wd);
+                        *m = BETA1 * *m + (1.0 - BETA1) * g;
+                        *v = BETA2 * *v + (1.0 - BETA2) * g * g;
+                        *w -= lr * (*m / bc1);
+                    }
+                }
+            }
+            if lookahead && sync {
+                for (w, slow) in w.iter_mut().zip(slow.iter_mut()) {
+                    *slow += LOOKAHEAD_ALPHA * (*w - *slow);
+                    *w = *slow;
                 }
             }
         }
     }
-    Ok(())
 }
