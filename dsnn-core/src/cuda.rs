@@ -16,11 +16,39 @@ use candle_core::cuda_backend::{CudaDevice, WrapErr};
 use candle_core::op::BackpropOp;
 use candle_core::{CudaStorage, Layout, Result, Shape, Storage, Tensor};
 
-/// The PTX of `kernels/dsnn_ops.cu`.
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/dsnn_ops.ptx"));
+/// The PTX of `kernels/dsnn_ops.cu`, one variant per architecture built
+/// (`dsnn_kernel_build::compile_ptx`).
+const PTX: &[dsnn_kernel_build::Ptx] = include!(concat!(env!("OUT_DIR"), "/dsnn_ops.ptx.rs"));
 /// The module's name in candle's per-device cache of custom modules
 /// (`get_or_load_custom_func` loads it once per device).
 const MODULE: &str = "dsnn_ops";
+
+/// The PTX of `kernels/dsnn_ops.cu` for `dev`: the variant that
+/// [`dsnn_kernel_build::select_ptx`] picks for its compute capability,
+/// remembered per device (one driver query per device).
+fn ptx(dev: &CudaDevice) -> Result<&'static str> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Chosen = Mutex<HashMap<candle_core::cuda_backend::DeviceId, &'static str>>;
+    static CHOSEN: OnceLock<Chosen> = OnceLock::new();
+    let key = dev.id();
+    let chosen = CHOSEN.get_or_init(Default::default);
+    if let Some(&text) = chosen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(text);
+    }
+    let (major, minor) = dev.cuda_stream().context().compute_capability().w()?;
+    let ptx = dsnn_kernel_build::select_ptx(PTX, major as u32, minor as u32)
+        .map_err(candle_core::Error::wrap)?;
+    log::debug!(
+        "CUDA device {major}.{minor}: loading the compute_{} PTX",
+        ptx.arch
+    );
+    chosen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, ptx.text);
+    Ok(ptx.text)
+}
 /// Threads per block (the reduction kernels assume exactly this).
 const THREADS: u32 = 256;
 
@@ -109,7 +137,7 @@ pub(crate) fn round_to_fixed(
     let mut y = alloc(dev, x.len())?;
     let special = i32::from(args.special);
     let (scale, delta, bound) = (args.scale, args.delta, args.bound);
-    let f = dev.get_or_load_custom_func("dsnn_round_to_fixed", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_round_to_fixed", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&n).arg(&x).arg(&mut y).arg(&special);
     b.arg(&scale).arg(&delta).arg(&bound);
@@ -131,7 +159,7 @@ pub(crate) fn quantize_q(
     let lo = args.lo;
     let stochastic = i32::from(args.stochastic);
     let (seed, step) = (args.seed, args.step);
-    let f = dev.get_or_load_custom_func("dsnn_quantize_q", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_quantize_q", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&n).arg(&w).arg(&mut y).arg(&lo);
     b.arg(&stochastic).arg(&seed).arg(&step);
@@ -158,7 +186,7 @@ pub(crate) fn ps_weight(
     let (lo, hi) = (args.lo, args.hi);
     let stochastic = i32::from(args.stochastic);
     let (seed, step) = (args.seed, args.step);
-    let f = dev.get_or_load_custom_func("dsnn_ps_weight", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_ps_weight", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&n)
         .arg(&shift)
@@ -179,7 +207,7 @@ pub(crate) fn clamp_abs_inplace(s: &mut CudaStorage, l: &Layout, lo: i32) -> Res
         candle_core::bail!("dsnn ops need contiguous f32 tensors");
     };
     let n = count(b_end - a)?;
-    let f = dev.get_or_load_custom_func("dsnn_clamp_abs", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_clamp_abs", MODULE, ptx(&dev)?)?;
     let mut w = s.as_cuda_slice_mut::<f32>()?.slice_mut(a..b_end);
     let mut b = f.builder();
     b.arg(&n).arg(&mut w).arg(&lo);
@@ -239,7 +267,7 @@ fn im2col(
         d.cin, d.h, d.w, d.kh, d.kw, d.ho, d.wo, d.stride, d.pad, strides.0, strides.1,
     ]
     .map(|v| v as u32);
-    let f = dev.get_or_load_custom_func("dsnn_im2col", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_im2col", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&t).arg(x).arg(&mut col);
     for v in &v {
@@ -298,7 +326,7 @@ pub(crate) fn conv2d_backward_input(
     let t = count(total)?;
     let mut dx = alloc(dev, total)?;
     let v = [d.cin, d.h, d.w, d.kh, d.kw, d.ho, d.wo, d.stride, d.pad].map(|v| v as u32);
-    let f = dev.get_or_load_custom_func("dsnn_col2im", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_col2im", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&t).arg(col).arg(&mut dx);
     for v in &v {
@@ -328,7 +356,7 @@ pub(crate) fn conv2d_backward_weight(
     let t = count(total)?;
     let mut dyt = alloc(dev, total)?;
     let (a, bb, c) = (d.n as u32, d.cout as u32, p as u32);
-    let f = dev.get_or_load_custom_func("dsnn_swap01", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_swap01", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&t).arg(&dy).arg(&mut dyt).arg(&a).arg(&bb).arg(&c);
     // SAFETY: the arguments match the kernel's signature.
@@ -367,7 +395,7 @@ pub(crate) fn batch_norm_train(
     let total = count(x.len())?;
     let (nn, cc, hh) = (count(n)?, count(c)?, count(hw)?);
     let mut stats = alloc(dev, 4 * c)?;
-    let f = dev.get_or_load_custom_func("dsnn_bn_stats", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_bn_stats", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&x).arg(&gamma).arg(&beta).arg(&mut stats);
     b.arg(&nn).arg(&cc).arg(&hh).arg(&eps);
@@ -375,7 +403,7 @@ pub(crate) fn batch_norm_train(
     unsafe { b.launch(per_channel(cc)) }.w()?;
     let mut y = alloc(dev, x.len())?;
     let relu = i32::from(relu);
-    let f = dev.get_or_load_custom_func("dsnn_bn_apply", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_bn_apply", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&total).arg(&x).arg(&stats).arg(&mut y);
     b.arg(&cc).arg(&hh).arg(&relu);
@@ -411,7 +439,7 @@ pub(crate) fn batch_norm_backward(
     let (nn, cc, hh) = (count(n)?, count(c)?, count(hw)?);
     let mut out = alloc(dev, numel + 2 * c)?;
     let mut coef = alloc(dev, 5 * c)?;
-    let f = dev.get_or_load_custom_func("dsnn_bn_bwd_stats", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_bn_bwd_stats", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&x).arg(&gamma).arg(&dy).arg(&mut out).arg(&mut coef);
     b.arg(&nn).arg(&cc).arg(&hh).arg(&eps);
@@ -419,7 +447,7 @@ pub(crate) fn batch_norm_backward(
     unsafe { b.launch(per_channel(cc)) }.w()?;
     {
         let mut dx = out.slice_mut(0..numel);
-        let f = dev.get_or_load_custom_func("dsnn_bn_bwd_apply", MODULE, PTX)?;
+        let f = dev.get_or_load_custom_func("dsnn_bn_bwd_apply", MODULE, ptx(dev)?)?;
         let mut b = f.builder();
         b.arg(&total).arg(&x).arg(&dy).arg(&coef).arg(&mut dx);
         b.arg(&cc).arg(&hh);
@@ -445,7 +473,7 @@ pub(crate) fn map(name: &str, inputs: &[(&CudaStorage, &Layout)]) -> Result<Cuda
     }
     let n = count(len)?;
     let mut y = alloc(dev, len)?;
-    let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func(name, MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&n);
     for v in &views {
@@ -473,7 +501,7 @@ pub(crate) fn add_channel_bias(
     let total = count(x.len())?;
     let (cc, hh) = (count(c)?, count(hw.max(1))?);
     let mut y = alloc(dev, x.len())?;
-    let f = dev.get_or_load_custom_func("dsnn_add_channel_bias", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_add_channel_bias", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&total)
         .arg(&x)
@@ -498,7 +526,7 @@ pub(crate) fn channel_sum(
     count(g.len())?;
     let (nn, cc, hh) = (count(n)?, count(c)?, count(hw)?);
     let mut out = alloc(dev, c)?;
-    let f = dev.get_or_load_custom_func("dsnn_channel_sum", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_channel_sum", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&g).arg(&mut out).arg(&nn).arg(&cc).arg(&hh);
     // SAFETY: the arguments match the kernel's signature.
@@ -520,7 +548,7 @@ pub(crate) fn max_pool2x2(
     match backward {
         None => {
             let mut y = alloc(dev, planes * ho * wo)?;
-            let f = dev.get_or_load_custom_func("dsnn_max_pool2x2", MODULE, PTX)?;
+            let f = dev.get_or_load_custom_func("dsnn_max_pool2x2", MODULE, ptx(dev)?)?;
             let mut b = f.builder();
             b.arg(&total).arg(&x).arg(&mut y);
             for v in &dims {
@@ -540,7 +568,7 @@ pub(crate) fn max_pool2x2(
                 );
             }
             let mut dx = dev.alloc_zeros::<f32>(x.len().max(1))?;
-            let f = dev.get_or_load_custom_func("dsnn_max_pool2x2_bwd", MODULE, PTX)?;
+            let f = dev.get_or_load_custom_func("dsnn_max_pool2x2_bwd", MODULE, ptx(dev)?)?;
             let mut b = f.builder();
             b.arg(&total).arg(&x).arg(&g).arg(&mut dx);
             for v in &dims {
@@ -608,7 +636,7 @@ pub(crate) fn optimizer_step(
     let [c0, c1, c2] = args.c;
     let flags = args.flags;
     let mut w = ws.as_cuda_slice_mut::<f32>()?.slice_mut(a..b_end);
-    let f = dev.get_or_load_custom_func(args.kernel, MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func(args.kernel, MODULE, ptx(&dev)?)?;
     let mut b = f.builder();
     b.arg(&n).arg(&mut w).arg(&g).arg(state);
     b.arg(&lr).arg(&wd).arg(&c0).arg(&c1).arg(&c2).arg(&flags);

@@ -643,7 +643,7 @@ fn optimizer_kernel(
             if ranger && t == 1 {
                 flags |= 2;
             }
-            if ranger && t % 6 == 0 {
+            if ranger && t.is_multiple_of(6) {
                 flags |= 4;
             }
             ("dsnn_opt_radam", c, flags, 2 + usize::from(ranger))
