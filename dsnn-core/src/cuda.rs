@@ -40,7 +40,7 @@ fn ptx(dev: &CudaDevice) -> Result<&'static str> {
     let ptx = dsnn_kernel_build::select_ptx(PTX, major as u32, minor as u32)
         .map_err(candle_core::Error::wrap)?;
     log::debug!(
-        "CUDA device {major}.{minor}: loading the compute_{} PTX",
+        "CUDA device {major}.{minor}: loading the compute_{} PTX of dsnn_ops",
         ptx.arch
     );
     chosen
@@ -49,6 +49,7 @@ fn ptx(dev: &CudaDevice) -> Result<&'static str> {
         .insert(key, ptx.text);
     Ok(ptx.text)
 }
+
 /// Threads per block (the reduction kernels assume exactly this).
 const THREADS: u32 = 256;
 
