@@ -135,6 +135,8 @@ impl candle_core::InplaceOp2 for UpdateInPlace<'_> {
         };
         let g = crate::ops::slice(s2, l2)?;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // One variant without the `cuda` feature, two with it.
+        #[cfg_attr(not(feature = "cuda"), allow(clippy::infallible_destructuring_match))]
         let st = match &mut **state {
             State::Host(st) => st,
             #[cfg(feature = "cuda")]
