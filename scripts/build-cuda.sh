@@ -13,9 +13,12 @@
 #      of CUDA 13 and one symbol for every function cudarc declares, each of
 #      which returns CUDA_ERROR_STUB_LIBRARY (34); the real libraries are loaded
 #      on the GPU machine;
-#   3. `cargo build --release --features cuda` with CUDA_COMPUTE_CAP (default 90,
-#      Hopper) into a target directory that is kept between builds (candle's own
-#      kernels take about 14 minutes of nvcc on 2 cores the first time);
+#   3. `cargo build --release --features cuda` into a target directory that is
+#      kept between builds (candle's own kernels take about 14 minutes of nvcc on
+#      2 cores the first time): dsnn's kernels as PTX for every architecture of
+#      DSNN_PTX_ARCHS (default 80,86,89,90; the binary loads the one for its GPU,
+#      newer cards JIT the newest), candle's for CUDA_COMPUTE_CAP (default 80:
+#      portable PTX that every card of the list and newer ones compile);
 #   4. packs the stripped binaries into target/cuda-dist/dsnn-cuda.tar.xz
 #      (about 12 MB, small enough for the device tool's carry), with the stubs
 #      in target/cuda-dist/stubs/ for running them on a machine without a
@@ -24,7 +27,10 @@
 # Environment (all optional):
 #   DSNN_CUDA_VENV     the virtual environment (default ~/.cache/dsnn/cuda-venv)
 #   DSNN_CUDA_TARGET   cargo target dir kept between builds (default target/cuda)
-#   CUDA_COMPUTE_CAP   GPU architecture (default 90)
+#   DSNN_PTX_ARCHS     architectures of dsnn's PTX, comma-separated (default
+#                      80,86,89,90, plus CUDA_COMPUTE_CAP when it is another)
+#   CUDA_COMPUTE_CAP   architecture of candle's kernels (default 80; 90 gives
+#                      Hopper-only candle kernels; changing it rebuilds them)
 #   DSNN_CUDA_NICE     niceness of the build (default 19: other work goes first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,7 +83,7 @@ done
 ln -sf "$cuda_root/lib/libcudart.so.13" "$stubs/libcudart.so"
 ln -sf "$cuda_root/lib/libcudart.so.13" "$stubs/libcudart.so.13"
 
-echo "== cargo build --release --features cuda (target $target, CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP)"
+echo "== cargo build --release --features cuda (target $target, CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP, DSNN_PTX_ARCHS=${DSNN_PTX_ARCHS:-default})"
 start=$(date +%s)
 # Keep these two package selections (and .ci/run's, which mirror them):
 # another selection unifies dependency features differently, and cargo then

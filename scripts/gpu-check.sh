@@ -37,7 +37,8 @@ export LD_LIBRARY_PATH="$cuda_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # candle JIT-compiles its PTX on the first CUDA call of a process (about 25 s
 # on an H100): keep the driver's cache large enough to hold it.
 export CUDA_CACHE_MAXSIZE="${CUDA_CACHE_MAXSIZE:-4294967296}"
-export RUST_LOG="${RUST_LOG:-warn}"
+# The debug lines of the two cuda modules name the PTX variant each loads.
+export RUST_LOG="${RUST_LOG:-warn,dsnn_core::cuda=debug,dsnn_infer::cuda=debug}"
 
 bin="${DSNN_CUDA_BIN:-target/cuda-bin}"
 if [ ! -f "$dist/dsnn-cuda.tar.xz" ]; then
@@ -48,7 +49,7 @@ mkdir -p "$bin"
 tar -C "$bin" -xJf "$dist/dsnn-cuda.tar.xz"
 
 echo "== GPU"
-nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv,noheader || true
+nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total,power.limit --format=csv,noheader || true
 status=0
 
 echo "== dsnn train --device auto (must choose the GPU)"
@@ -58,6 +59,9 @@ if ! grep -q "device: CUDA device 0" "$out/train-auto.log"; then
   echo "FAIL: --device auto did not choose the GPU" >&2
   status=1
 fi
+# Which of the embedded PTX variants the GPU loaded (dsnn-kernel-build::select_ptx).
+grep -o "loading the compute_[0-9a-z]* PTX[a-z_ ]*" "$out/train-auto.log" | sort -u || \
+  echo "(no PTX selection line in the log: RUST_LOG=$RUST_LOG)"
 
 echo "== integer inference: dsnn-infer's GPU kernels against its CPU engine"
 # The same exported model on both; the logits are specified bit for bit, so

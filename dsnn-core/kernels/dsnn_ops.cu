@@ -10,13 +10,32 @@
 // statistics, channel sums) accumulate in double precision, in another order
 // than the CPU: they agree to a relative 1e-6 or so, not bit for bit.
 //
-// All tensors are contiguous f32; sizes fit in 32 bits (checked on the Rust
-// side); every element-wise kernel uses a grid-stride loop.
+// All tensors are contiguous f32; element counts fit in 32 bits (checked on
+// the Rust side: `count` in src/cuda.rs); every element-wise kernel uses a
+// grid-stride loop. The loops count in 64 bits, as dsnn-infer's integer
+// kernels do, so that `i + blockDim.x * gridDim.x` cannot wrap around for
+// counts close to 2^32; the index handed to the body is the counter's value,
+// which is below the 32-bit count, so that the index divisions stay 32-bit
+// (a 64-bit division is a long software sequence on a GPU). Every product
+// that can reach an element count (sample * channels * plane, row * width,
+// ...) is taken in 64 bits (size_t).
 
 #include <stdint.h>
 
-#define GRID_STRIDE(i, n) \
-  for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += blockDim.x * gridDim.x)
+// for (i = first; i < n; i += grid size), with a 64-bit counter and `i` a
+// 32-bit copy of it (exact: the counter is below n < 2^32). `continue` and
+// `break` act on the loop.
+#define GRID_STRIDE(i, n)                                                      \
+  for (uint64_t i##_wide = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;   \
+       i##_wide < (uint64_t)(n); i##_wide += (uint64_t)blockDim.x * gridDim.x) \
+    if (unsigned int i = (unsigned int)i##_wide; true)
+
+// The same over one block's threads (the reduction kernels: one block per
+// channel strides over that channel's `n` values).
+#define BLOCK_STRIDE(i, n)                                                     \
+  for (uint64_t i##_wide = threadIdx.x; i##_wide < (uint64_t)(n);             \
+       i##_wide += blockDim.x)                                                 \
+    if (unsigned int i = (unsigned int)i##_wide; true)
 
 // ---------------------------------------------------------------- helpers
 
@@ -236,8 +255,8 @@ extern "C" __global__ void dsnn_bn_stats(const float* x, const float* gamma, con
   __shared__ double scratch[2 * BN_THREADS];
   unsigned int ch = blockIdx.x;
   double v[2] = {0.0, 0.0};
-  unsigned int count = n * hw;
-  for (unsigned int t = threadIdx.x; t < count; t += BN_THREADS) {
+  unsigned int count = n * hw;  // <= n * c * hw < 2^32 (checked by src/cuda.rs)
+  BLOCK_STRIDE(t, count) {
     unsigned int s = t / hw, q = t % hw;
     double a = (double)x[((size_t)s * c + ch) * hw + q];
     v[0] += a;
@@ -251,9 +270,9 @@ extern "C" __global__ void dsnn_bn_stats(const float* x, const float* gamma, con
     float meanf = (float)mean, varf = (float)var;
     float scale = gamma[ch] / sqrtf(varf + eps);
     stats[ch] = meanf;
-    stats[c + ch] = varf;
-    stats[2 * c + ch] = scale;
-    stats[3 * c + ch] = beta[ch] - meanf * scale;
+    stats[(size_t)c + ch] = varf;
+    stats[2 * (size_t)c + ch] = scale;
+    stats[3 * (size_t)c + ch] = beta[ch] - meanf * scale;
   }
 }
 
@@ -262,7 +281,7 @@ extern "C" __global__ void dsnn_bn_apply(unsigned int total, const float* x, con
                                          float* y, unsigned int c, unsigned int hw, int relu) {
   GRID_STRIDE(t, total) {
     unsigned int ch = (t / hw) % c;
-    float o = x[t] * stats[2 * c + ch] + stats[3 * c + ch];
+    float o = x[t] * stats[2 * (size_t)c + ch] + stats[3 * (size_t)c + ch];
     y[t] = relu ? fmaxf(o, 0.0f) : o;
   }
 }
@@ -277,8 +296,8 @@ extern "C" __global__ void dsnn_bn_bwd_stats(const float* x, const float* gamma,
   __shared__ double scratch[4 * BN_THREADS];
   unsigned int ch = blockIdx.x;
   double v[4] = {0.0, 0.0, 0.0, 0.0};
-  unsigned int count = n * hw;
-  for (unsigned int t = threadIdx.x; t < count; t += BN_THREADS) {
+  unsigned int count = n * hw;  // <= n * c * hw < 2^32 (checked by src/cuda.rs)
+  BLOCK_STRIDE(t, count) {
     unsigned int s = t / hw, q = t % hw;
     size_t idx = ((size_t)s * c + ch) * hw + q;
     double a = (double)x[idx], g = (double)dy[idx];
@@ -300,11 +319,12 @@ extern "C" __global__ void dsnn_bn_bwd_stats(const float* x, const float* gamma,
     out[total + ch] = (float)sgx;
     out[total + c + ch] = (float)sg;
     float invf = (float)inv;
-    coef[5 * ch] = (float)mean;
-    coef[5 * ch + 1] = invf;
-    coef[5 * ch + 2] = gamma[ch] * invf;
-    coef[5 * ch + 3] = (float)(sg / cnt);
-    coef[5 * ch + 4] = (float)(sgx / cnt);
+    float* k = coef + 5 * (size_t)ch;
+    k[0] = (float)mean;
+    k[1] = invf;
+    k[2] = gamma[ch] * invf;
+    k[3] = (float)(sg / cnt);
+    k[4] = (float)(sgx / cnt);
   }
 }
 
@@ -314,7 +334,7 @@ extern "C" __global__ void dsnn_bn_bwd_apply(unsigned int total, const float* x,
                                              unsigned int hw) {
   GRID_STRIDE(t, total) {
     unsigned int ch = (t / hw) % c;
-    const float* k = coef + 5 * ch;
+    const float* k = coef + 5 * (size_t)ch;
     float xhat = (x[t] - k[0]) * k[1];
     dx[t] = k[2] * (dy[t] - k[3] - xhat * k[4]);
   }
@@ -352,8 +372,8 @@ extern "C" __global__ void dsnn_channel_sum(const float* g, float* out, unsigned
   __shared__ double scratch[BN_THREADS];
   unsigned int ch = blockIdx.x;
   double v[1] = {0.0};
-  unsigned int count = n * hw;
-  for (unsigned int t = threadIdx.x; t < count; t += BN_THREADS) {
+  unsigned int count = n * hw;  // <= n * c * hw < 2^32 (checked by src/cuda.rs)
+  BLOCK_STRIDE(t, count) {
     unsigned int s = t / hw, q = t % hw;
     v[0] += (double)g[((size_t)s * c + ch) * hw + q];
   }
@@ -392,30 +412,123 @@ extern "C" __global__ void dsnn_max_pool2x2_bwd(unsigned int total, const float*
   }
 }
 
-// ------------------------------------------------------------- optimiser
+// ------------------------------------------------------------ optimisers
+//
+// optim/update.rs `host_update`, one kernel per rule, in place on the
+// parameter w, with its gradient g and the rule's state buffers (buffer j of
+// n values at st[j * n ..]). Every kernel has the same signature:
+// (n, w, g, st, lr, wd, c0, c1, c2, flags); the constants and flags are
+// named per kernel. The L2 term comes first (g + wd * w when wd != 0), then
+// the same operations in the same order as the host loop, so that with
+// --fmad=false, IEEE division and square root the result is bit-identical.
 
-// optim.rs SGD with momentum, on the device: the L2 term first
-// (g' = g + wd * w), then buf = g' on the first step, else mom * buf + g'.
-extern "C" __global__ void dsnn_sgd_buffer(unsigned int n, float* buf, const float* g,
-                                           const float* w, float mom, float wd, int first) {
+#define OPT_PARAMS                                                                          \
+  unsigned int n, float *w, const float *g, float *st, float lr, float wd, float c0, float c1, \
+      float c2, int flags
+
+__device__ __forceinline__ float with_l2(float g, float w, float wd) {
+  return wd != 0.0f ? g + wd * w : g;
+}
+
+#define ADAM_BETA1 0.9f
+#define ADAM_BETA2 0.999f
+
+// SGD: c0 = momentum (0: w -= lr * g); flags & 1: the first step (the buffer
+// st[0..n) takes the gradient), else buf = momentum * buf + g; w -= lr * buf.
+extern "C" __global__ void dsnn_opt_sgd(OPT_PARAMS) {
+  float* buf = st;
   GRID_STRIDE(i, n) {
-    float gi = g[i];
-    if (wd != 0.0f) gi += wd * w[i];
-    buf[i] = first ? gi : mom * buf[i] + gi;
+    float gi = with_l2(g[i], w[i], wd);
+    if (c0 == 0.0f) {
+      w[i] -= lr * gi;
+    } else {
+      buf[i] = (flags & 1) ? gi : c0 * buf[i] + gi;
+      w[i] -= lr * buf[i];
+    }
   }
 }
 
-// w -= lr * d (d: the momentum buffer).
-extern "C" __global__ void dsnn_sgd_apply(unsigned int n, float* w, const float* d, float lr) {
-  GRID_STRIDE(i, n) { w[i] -= lr * d[i]; }
+// Adam: c0 = 1 - beta1^t, c1 = 1 - beta2^t; moments in st[0..n), st[n..2n).
+extern "C" __global__ void dsnn_opt_adam(OPT_PARAMS) {
+  float* m = st;
+  float* v = st + (size_t)n;
+  GRID_STRIDE(i, n) {
+    float gi = with_l2(g[i], w[i], wd);
+    m[i] = ADAM_BETA1 * m[i] + (1.0f - ADAM_BETA1) * gi;
+    v[i] = ADAM_BETA2 * v[i] + (1.0f - ADAM_BETA2) * gi * gi;
+    float denom = sqrtf(v[i] / c1) + 1e-8f;
+    w[i] -= lr * (m[i] / c0) / denom;
+  }
 }
 
-// optim.rs SGD without momentum: w -= lr * (g + wd * w).
-extern "C" __global__ void dsnn_sgd_plain(unsigned int n, float* w, const float* g, float lr,
-                                          float wd) {
+// Adagrad: the sum of squares in st[0..n).
+extern "C" __global__ void dsnn_opt_adagrad(OPT_PARAMS) {
+  float* sum = st;
   GRID_STRIDE(i, n) {
-    float gi = g[i];
-    if (wd != 0.0f) gi += wd * w[i];
-    w[i] -= lr * gi;
+    float gi = with_l2(g[i], w[i], wd);
+    sum[i] += gi * gi;
+    w[i] -= lr * gi / (sqrtf(sum[i]) + 1e-10f);
+  }
+}
+
+// Adadelta (rho 0.9, eps 1e-6): squared gradients in st[0..n), squared
+// updates in st[n..2n).
+extern "C" __global__ void dsnn_opt_adadelta(OPT_PARAMS) {
+  const float rho = 0.9f, eps = 1e-6f;
+  float* sq = st;
+  float* acc = st + (size_t)n;
+  GRID_STRIDE(i, n) {
+    float gi = with_l2(g[i], w[i], wd);
+    sq[i] = rho * sq[i] + (1.0f - rho) * gi * gi;
+    float delta = sqrtf(acc[i] + eps) / sqrtf(sq[i] + eps) * gi;
+    acc[i] = rho * acc[i] + (1.0f - rho) * delta * delta;
+    w[i] -= lr * delta;
+  }
+}
+
+// RMSprop (alpha 0.99): c0 = momentum (> 0: the buffer st[n..2n)); the
+// squared average in st[0..n).
+extern "C" __global__ void dsnn_opt_rmsprop(OPT_PARAMS) {
+  const float alpha = 0.99f;
+  float* sq = st;
+  float* buf = st + (size_t)n;
+  GRID_STRIDE(i, n) {
+    float gi = with_l2(g[i], w[i], wd);
+    sq[i] = alpha * sq[i] + (1.0f - alpha) * gi * gi;
+    float step = gi / (sqrtf(sq[i]) + 1e-8f);
+    if (c0 > 0.0f) {
+      buf[i] = c0 * buf[i] + step;
+      w[i] -= lr * buf[i];
+    } else {
+      w[i] -= lr * step;
+    }
+  }
+}
+
+// RAdam, optionally inside Lookahead (Ranger): c0 = 1 - beta1^t, c1 = the
+// rectification r, c2 = sqrt(1 - beta2^t); flags & 1: rectified (else plain
+// momentum), flags & 2: copy w into the slow weights st[2n..3n) first (their
+// first step), flags & 4: Lookahead synchronises after the update
+// (slow += 0.5 (w - slow), w = slow). Moments in st[0..n), st[n..2n).
+extern "C" __global__ void dsnn_opt_radam(OPT_PARAMS) {
+  float* m = st;
+  float* v = st + (size_t)n;
+  float* slow = st + 2 * (size_t)n;
+  GRID_STRIDE(i, n) {
+    if (flags & 2) slow[i] = w[i];
+    float gi = with_l2(g[i], w[i], wd);
+    m[i] = ADAM_BETA1 * m[i] + (1.0f - ADAM_BETA1) * gi;
+    v[i] = ADAM_BETA2 * v[i] + (1.0f - ADAM_BETA2) * gi * gi;
+    float mhat = m[i] / c0;
+    if (flags & 1) {
+      float adaptive = c2 / (sqrtf(v[i]) + 1e-8f);
+      w[i] -= lr * mhat * c1 * adaptive;
+    } else {
+      w[i] -= lr * mhat;
+    }
+    if (flags & 4) {
+      slow[i] += 0.5f * (w[i] - slow[i]);
+      w[i] = slow[i];
+    }
   }
 }

@@ -9,8 +9,11 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
-/// Per-channel mean and biased variance of the last training batch.
-pub type BatchStats = Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>;
+/// Per-channel mean and biased variance of the last training batch, as
+/// tensors of `C` values on the batch's device. On a GPU they stay there (views
+/// of the statistics kernel's buffer), so that the running statistics are
+/// updated with device ops and the forward never waits for a copy to the host.
+pub type BatchStats = Arc<Mutex<Option<(Tensor, Tensor)>>>;
 
 fn nchw(l: &Layout) -> Result<(usize, usize, usize)> {
     match l.dims() {
@@ -93,8 +96,13 @@ impl CustomOp3 for BatchNormTrain {
                 }
             }
         });
-        let (means, vars) = stats.into_iter().unzip();
-        *self.stats.lock().expect("batch-norm stats lock") = Some((means, vars));
+        let (means, vars): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
+        let dev = candle_core::Device::Cpu;
+        let stats = (
+            Tensor::from_vec(means, c, &dev)?,
+            Tensor::from_vec(vars, c, &dev)?,
+        );
+        *self.stats.lock().expect("batch-norm stats lock") = Some(stats);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -109,9 +117,9 @@ impl CustomOp3 for BatchNormTrain {
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let dims = nchw(l1)?;
-        let (y, means, vars) =
+        let (y, stats) =
             crate::cuda::batch_norm_train(s1, l1, s2, l2, s3, l3, dims, self.eps, self.relu)?;
-        *self.stats.lock().expect("batch-norm stats lock") = Some((means, vars));
+        *self.stats.lock().expect("batch-norm stats lock") = Some(stats);
         Ok((y, l1.shape().clone()))
     }
 

@@ -13,13 +13,43 @@
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDevice, WrapErr};
-use candle_core::{CudaStorage, Layout, Result, Shape};
+use candle_core::op::BackpropOp;
+use candle_core::{CudaStorage, Layout, Result, Shape, Storage, Tensor};
 
-/// The PTX of `kernels/dsnn_ops.cu`.
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/dsnn_ops.ptx"));
+/// The PTX of `kernels/dsnn_ops.cu`, one variant per architecture built
+/// (`dsnn_kernel_build::compile_ptx`).
+const PTX: &[dsnn_kernel_build::Ptx] = include!(concat!(env!("OUT_DIR"), "/dsnn_ops.ptx.rs"));
 /// The module's name in candle's per-device cache of custom modules
 /// (`get_or_load_custom_func` loads it once per device).
 const MODULE: &str = "dsnn_ops";
+
+/// The PTX of `kernels/dsnn_ops.cu` for `dev`: the variant that
+/// [`dsnn_kernel_build::select_ptx`] picks for its compute capability,
+/// remembered per device (one driver query per device).
+fn ptx(dev: &CudaDevice) -> Result<&'static str> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Chosen = Mutex<HashMap<candle_core::cuda_backend::DeviceId, &'static str>>;
+    static CHOSEN: OnceLock<Chosen> = OnceLock::new();
+    let key = dev.id();
+    let chosen = CHOSEN.get_or_init(Default::default);
+    if let Some(&text) = chosen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(text);
+    }
+    let (major, minor) = dev.cuda_stream().context().compute_capability().w()?;
+    let ptx = dsnn_kernel_build::select_ptx(PTX, major as u32, minor as u32)
+        .map_err(candle_core::Error::wrap)?;
+    log::debug!(
+        "CUDA device {major}.{minor}: loading the compute_{} PTX of dsnn_ops",
+        ptx.arch
+    );
+    chosen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, ptx.text);
+    Ok(ptx.text)
+}
+
 /// Threads per block (the reduction kernels assume exactly this).
 const THREADS: u32 = 256;
 
@@ -108,7 +138,7 @@ pub(crate) fn round_to_fixed(
     let mut y = alloc(dev, x.len())?;
     let special = i32::from(args.special);
     let (scale, delta, bound) = (args.scale, args.delta, args.bound);
-    let f = dev.get_or_load_custom_func("dsnn_round_to_fixed", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_round_to_fixed", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&n).arg(&x).arg(&mut y).arg(&special);
     b.arg(&scale).arg(&delta).arg(&bound);
@@ -130,7 +160,7 @@ pub(crate) fn quantize_q(
     let lo = args.lo;
     let stochastic = i32::from(args.stochastic);
     let (seed, step) = (args.seed, args.step);
-    let f = dev.get_or_load_custom_func("dsnn_quantize_q", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_quantize_q", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&n).arg(&w).arg(&mut y).arg(&lo);
     b.arg(&stochastic).arg(&seed).arg(&step);
@@ -157,7 +187,7 @@ pub(crate) fn ps_weight(
     let (lo, hi) = (args.lo, args.hi);
     let stochastic = i32::from(args.stochastic);
     let (seed, step) = (args.seed, args.step);
-    let f = dev.get_or_load_custom_func("dsnn_ps_weight", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_ps_weight", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&n)
         .arg(&shift)
@@ -178,7 +208,7 @@ pub(crate) fn clamp_abs_inplace(s: &mut CudaStorage, l: &Layout, lo: i32) -> Res
         candle_core::bail!("dsnn ops need contiguous f32 tensors");
     };
     let n = count(b_end - a)?;
-    let f = dev.get_or_load_custom_func("dsnn_clamp_abs", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_clamp_abs", MODULE, ptx(&dev)?)?;
     let mut w = s.as_cuda_slice_mut::<f32>()?.slice_mut(a..b_end);
     let mut b = f.builder();
     b.arg(&n).arg(&mut w).arg(&lo);
@@ -238,7 +268,7 @@ fn im2col(
         d.cin, d.h, d.w, d.kh, d.kw, d.ho, d.wo, d.stride, d.pad, strides.0, strides.1,
     ]
     .map(|v| v as u32);
-    let f = dev.get_or_load_custom_func("dsnn_im2col", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_im2col", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&t).arg(x).arg(&mut col);
     for v in &v {
@@ -297,7 +327,7 @@ pub(crate) fn conv2d_backward_input(
     let t = count(total)?;
     let mut dx = alloc(dev, total)?;
     let v = [d.cin, d.h, d.w, d.kh, d.kw, d.ho, d.wo, d.stride, d.pad].map(|v| v as u32);
-    let f = dev.get_or_load_custom_func("dsnn_col2im", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_col2im", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&t).arg(col).arg(&mut dx);
     for v in &v {
@@ -327,7 +357,7 @@ pub(crate) fn conv2d_backward_weight(
     let t = count(total)?;
     let mut dyt = alloc(dev, total)?;
     let (a, bb, c) = (d.n as u32, d.cout as u32, p as u32);
-    let f = dev.get_or_load_custom_func("dsnn_swap01", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_swap01", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&t).arg(&dy).arg(&mut dyt).arg(&a).arg(&bb).arg(&c);
     // SAFETY: the arguments match the kernel's signature.
@@ -344,8 +374,9 @@ pub(crate) fn conv2d_backward_weight(
 }
 
 /// `batchnorm::BatchNormTrain`: returns the output and the batch's per-channel
-/// mean and biased variance (copied to the host for the running statistics).
-#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+/// mean and biased variance as device tensors (views of the statistics
+/// kernel's buffer: nothing is copied to the host, the stream does not wait).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_train(
     s1: &CudaStorage,
     l1: &Layout,
@@ -356,7 +387,7 @@ pub(crate) fn batch_norm_train(
     (n, c, hw): (usize, usize, usize),
     eps: f32,
     relu: bool,
-) -> Result<(CudaStorage, Vec<f32>, Vec<f32>)> {
+) -> Result<(CudaStorage, (Tensor, Tensor))> {
     let dev = s1.device();
     let (x, gamma, beta) = (view(s1, l1)?, view(s2, l2)?, view(s3, l3)?);
     if gamma.len() != c || beta.len() != c {
@@ -365,7 +396,7 @@ pub(crate) fn batch_norm_train(
     let total = count(x.len())?;
     let (nn, cc, hh) = (count(n)?, count(c)?, count(hw)?);
     let mut stats = alloc(dev, 4 * c)?;
-    let f = dev.get_or_load_custom_func("dsnn_bn_stats", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_bn_stats", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&x).arg(&gamma).arg(&beta).arg(&mut stats);
     b.arg(&nn).arg(&cc).arg(&hh).arg(&eps);
@@ -373,15 +404,21 @@ pub(crate) fn batch_norm_train(
     unsafe { b.launch(per_channel(cc)) }.w()?;
     let mut y = alloc(dev, x.len())?;
     let relu = i32::from(relu);
-    let f = dev.get_or_load_custom_func("dsnn_bn_apply", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_bn_apply", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&total).arg(&x).arg(&stats).arg(&mut y);
     b.arg(&cc).arg(&hh).arg(&relu);
     // SAFETY: the arguments match the kernel's signature.
     unsafe { b.launch(grid(total)) }.w()?;
-    let host = dev.clone_dtoh(&stats.slice(0..2 * c))?;
-    let (mean, var) = host.split_at(c);
-    Ok((storage(y, dev), mean.to_vec(), var.to_vec()))
+    // [mean, var, scale, shift] per channel; the first two are the batch's.
+    let stats = Tensor::from_storage(
+        Storage::Cuda(storage(stats, dev)),
+        4 * c,
+        BackpropOp::none(),
+        false,
+    );
+    let (mean, var) = (stats.narrow(0, 0, c)?, stats.narrow(0, c, c)?);
+    Ok((storage(y, dev), (mean, var)))
 }
 
 /// `batchnorm::BatchNormBackward`: `[dx, dgamma, dbeta]` packed.
@@ -403,7 +440,7 @@ pub(crate) fn batch_norm_backward(
     let (nn, cc, hh) = (count(n)?, count(c)?, count(hw)?);
     let mut out = alloc(dev, numel + 2 * c)?;
     let mut coef = alloc(dev, 5 * c)?;
-    let f = dev.get_or_load_custom_func("dsnn_bn_bwd_stats", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_bn_bwd_stats", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&x).arg(&gamma).arg(&dy).arg(&mut out).arg(&mut coef);
     b.arg(&nn).arg(&cc).arg(&hh).arg(&eps);
@@ -411,7 +448,7 @@ pub(crate) fn batch_norm_backward(
     unsafe { b.launch(per_channel(cc)) }.w()?;
     {
         let mut dx = out.slice_mut(0..numel);
-        let f = dev.get_or_load_custom_func("dsnn_bn_bwd_apply", MODULE, PTX)?;
+        let f = dev.get_or_load_custom_func("dsnn_bn_bwd_apply", MODULE, ptx(dev)?)?;
         let mut b = f.builder();
         b.arg(&total).arg(&x).arg(&dy).arg(&coef).arg(&mut dx);
         b.arg(&cc).arg(&hh);
@@ -437,7 +474,7 @@ pub(crate) fn map(name: &str, inputs: &[(&CudaStorage, &Layout)]) -> Result<Cuda
     }
     let n = count(len)?;
     let mut y = alloc(dev, len)?;
-    let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func(name, MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&n);
     for v in &views {
@@ -465,7 +502,7 @@ pub(crate) fn add_channel_bias(
     let total = count(x.len())?;
     let (cc, hh) = (count(c)?, count(hw.max(1))?);
     let mut y = alloc(dev, x.len())?;
-    let f = dev.get_or_load_custom_func("dsnn_add_channel_bias", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_add_channel_bias", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&total)
         .arg(&x)
@@ -486,9 +523,11 @@ pub(crate) fn channel_sum(
 ) -> Result<CudaStorage> {
     let dev = s.device();
     let g = view(s, l)?;
+    // The kernel indexes within n * c * hw in 32 bits.
+    count(g.len())?;
     let (nn, cc, hh) = (count(n)?, count(c)?, count(hw)?);
     let mut out = alloc(dev, c)?;
-    let f = dev.get_or_load_custom_func("dsnn_channel_sum", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func("dsnn_channel_sum", MODULE, ptx(dev)?)?;
     let mut b = f.builder();
     b.arg(&g).arg(&mut out).arg(&nn).arg(&cc).arg(&hh);
     // SAFETY: the arguments match the kernel's signature.
@@ -510,7 +549,7 @@ pub(crate) fn max_pool2x2(
     match backward {
         None => {
             let mut y = alloc(dev, planes * ho * wo)?;
-            let f = dev.get_or_load_custom_func("dsnn_max_pool2x2", MODULE, PTX)?;
+            let f = dev.get_or_load_custom_func("dsnn_max_pool2x2", MODULE, ptx(dev)?)?;
             let mut b = f.builder();
             b.arg(&total).arg(&x).arg(&mut y);
             for v in &dims {
@@ -530,7 +569,7 @@ pub(crate) fn max_pool2x2(
                 );
             }
             let mut dx = dev.alloc_zeros::<f32>(x.len().max(1))?;
-            let f = dev.get_or_load_custom_func("dsnn_max_pool2x2_bwd", MODULE, PTX)?;
+            let f = dev.get_or_load_custom_func("dsnn_max_pool2x2_bwd", MODULE, ptx(dev)?)?;
             let mut b = f.builder();
             b.arg(&total).arg(&x).arg(&g).arg(&mut dx);
             for v in &dims {
@@ -543,186 +582,67 @@ pub(crate) fn max_pool2x2(
     }
 }
 
-/// One SGD step of `optim.rs` on the device, in place: `w` (a parameter),
-/// `g` its gradient, `buf` the momentum buffer (created on the first step).
-/// The arithmetic is the host loop's, in the same order.
-pub(crate) fn sgd_step(
-    w: &candle_core::Tensor,
-    g: &candle_core::Tensor,
-    buf: &mut Option<candle_core::Tensor>,
-    first: bool,
-    (lr, mom, wd): (f32, f32, f32),
+/// One optimiser rule's kernel and arguments (built by `optim::update`,
+/// which owns the rules): `kernel(n, w, g, state, lr, weight_decay, c[0],
+/// c[1], c[2], flags)`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OptimizerKernelArgs {
+    /// The kernel (`dsnn_opt_*`).
+    pub kernel: &'static str,
+    /// Learning rate.
+    pub lr: f32,
+    /// L2 weight decay.
+    pub weight_decay: f32,
+    /// The rule's constants (see the kernel).
+    pub c: [f32; 3],
+    /// The rule's flags (see the kernel).
+    pub flags: i32,
+    /// State buffers of the parameter's length the rule keeps.
+    pub state_buffers: usize,
+}
+
+/// One optimiser step on the device, in place: the parameter `w`, its
+/// gradient `g` and the rule's state buffers, in one fused kernel.
+pub(crate) fn optimizer_step(
+    args: OptimizerKernelArgs,
+    ws: &mut CudaStorage,
+    wl: &Layout,
+    gs: &CudaStorage,
+    gl: &Layout,
+    state: &mut CudaSlice<f32>,
 ) -> Result<()> {
-    let g = g.contiguous()?;
-    if mom == 0.0 {
-        return w.inplace_op2(&g, &SgdUpdate::Plain { lr, wd });
-    }
-    let b = match buf {
-        Some(b) => b.clone(),
-        None => {
-            let z = w.zeros_like()?;
-            *buf = Some(z.clone());
-            z
-        }
+    let dev = ws.device().clone();
+    let g = view(gs, gl)?;
+    let Some((a, b_end)) = wl.contiguous_offsets() else {
+        candle_core::bail!("dsnn ops need contiguous f32 tensors");
     };
-    b.inplace_op3(&g, w, &SgdBuffer { mom, wd, first })?;
-    w.inplace_op2(&b, &SgdUpdate::Apply { lr })
-}
-
-/// The in-place SGD weight updates (kernels `dsnn_sgd_plain`,
-/// `dsnn_sgd_apply`; the CPU versions are the same loops).
-#[derive(Debug, Clone, Copy)]
-enum SgdUpdate {
-    /// `w -= lr * (g + wd * w)`.
-    Plain { lr: f32, wd: f32 },
-    /// `w -= lr * buf`.
-    Apply { lr: f32 },
-}
-
-/// The in-place momentum-buffer update (kernel `dsnn_sgd_buffer`):
-/// `buf = g'` on the first step, else `mom * buf + g'`, with `g' = g + wd * w`.
-#[derive(Debug, Clone, Copy)]
-struct SgdBuffer {
-    mom: f32,
-    wd: f32,
-    first: bool,
-}
-
-fn cpu_f32_mut<'a>(s: &'a mut candle_core::CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (candle_core::CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
-        _ => candle_core::bail!("dsnn ops need contiguous f32 tensors"),
+    let len = b_end - a;
+    if g.len() != len {
+        candle_core::bail!(
+            "optimiser: a gradient of {} values for {len} weights",
+            g.len()
+        );
     }
-}
-
-fn cpu_f32<'a>(s: &'a candle_core::CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
-        None => candle_core::bail!("dsnn ops need contiguous f32 tensors"),
+    if state.len() < args.state_buffers * len {
+        candle_core::bail!(
+            "optimiser: state of {} values for {len} weights and {} buffers",
+            state.len(),
+            args.state_buffers
+        );
     }
-}
-
-fn with_l2(g: f32, w: f32, wd: f32) -> f32 {
-    if wd != 0.0 {
-        g + wd * w
-    } else {
-        g
-    }
-}
-
-impl candle_core::InplaceOp2 for SgdUpdate {
-    fn name(&self) -> &'static str {
-        "dsnn-sgd"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &mut candle_core::CpuStorage,
-        l1: &Layout,
-        s2: &candle_core::CpuStorage,
-        l2: &Layout,
-    ) -> Result<()> {
-        let w = cpu_f32_mut(s1, l1)?;
-        let d = cpu_f32(s2, l2)?;
-        match *self {
-            SgdUpdate::Plain { lr, wd } => w
-                .iter_mut()
-                .zip(d)
-                .for_each(|(w, &g)| *w -= lr * with_l2(g, *w, wd)),
-            SgdUpdate::Apply { lr } => w.iter_mut().zip(d).for_each(|(w, &b)| *w -= lr * b),
-        }
-        Ok(())
-    }
-    fn cuda_fwd(
-        &self,
-        s1: &mut CudaStorage,
-        l1: &Layout,
-        s2: &CudaStorage,
-        l2: &Layout,
-    ) -> Result<()> {
-        let dev = s1.device().clone();
-        let d = view(s2, l2)?;
-        let Some((a, b_end)) = l1.contiguous_offsets() else {
-            candle_core::bail!("dsnn ops need contiguous f32 tensors");
-        };
-        let n = count(b_end - a)?;
-        if d.len() != b_end - a {
-            candle_core::bail!("dsnn-sgd: parameter and update differ in size");
-        }
-        let mut w = s1.as_cuda_slice_mut::<f32>()?.slice_mut(a..b_end);
-        match *self {
-            SgdUpdate::Plain { lr, wd } => {
-                let f = dev.get_or_load_custom_func("dsnn_sgd_plain", MODULE, PTX)?;
-                let mut b = f.builder();
-                b.arg(&n).arg(&mut w).arg(&d).arg(&lr).arg(&wd);
-                // SAFETY: the arguments match the kernel's signature.
-                unsafe { b.launch(grid(n)) }.w()?;
-            }
-            SgdUpdate::Apply { lr } => {
-                let f = dev.get_or_load_custom_func("dsnn_sgd_apply", MODULE, PTX)?;
-                let mut b = f.builder();
-                b.arg(&n).arg(&mut w).arg(&d).arg(&lr);
-                // SAFETY: the arguments match the kernel's signature.
-                unsafe { b.launch(grid(n)) }.w()?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl candle_core::InplaceOp3 for SgdBuffer {
-    fn name(&self) -> &'static str {
-        "dsnn-sgd-buffer"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &mut candle_core::CpuStorage,
-        l1: &Layout,
-        s2: &candle_core::CpuStorage,
-        l2: &Layout,
-        s3: &candle_core::CpuStorage,
-        l3: &Layout,
-    ) -> Result<()> {
-        let SgdBuffer { mom, wd, first } = *self;
-        let buf = cpu_f32_mut(s1, l1)?;
-        let (g, w) = (cpu_f32(s2, l2)?, cpu_f32(s3, l3)?);
-        for ((b, &g), &w) in buf.iter_mut().zip(g).zip(w) {
-            let g = with_l2(g, w, wd);
-            *b = if first { g } else { mom * *b + g };
-        }
-        Ok(())
-    }
-    fn cuda_fwd(
-        &self,
-        s1: &mut CudaStorage,
-        l1: &Layout,
-        s2: &CudaStorage,
-        l2: &Layout,
-        s3: &CudaStorage,
-        l3: &Layout,
-    ) -> Result<()> {
-        let SgdBuffer { mom, wd, first } = *self;
-        let dev = s1.device().clone();
-        let (g, w) = (view(s2, l2)?, view(s3, l3)?);
-        let Some((a, b_end)) = l1.contiguous_offsets() else {
-            candle_core::bail!("dsnn ops need contiguous f32 tensors");
-        };
-        if g.len() != b_end - a || w.len() != b_end - a {
-            candle_core::bail!("dsnn-sgd: parameter, gradient and buffer differ in size");
-        }
-        let n = count(b_end - a)?;
-        let first = i32::from(first);
-        let mut buf = s1.as_cuda_slice_mut::<f32>()?.slice_mut(a..b_end);
-        let f = dev.get_or_load_custom_func("dsnn_sgd_buffer", MODULE, PTX)?;
-        let mut b = f.builder();
-        b.arg(&n)
-            .arg(&mut buf)
-            .arg(&g)
-            .arg(&w)
-            .arg(&mom)
-            .arg(&wd)
-            .arg(&first);
-        // SAFETY: the arguments match the kernel's signature.
-        unsafe { b.launch(grid(n)) }.w()?;
-        Ok(())
-    }
+    // The kernel indexes state buffer j at j * n + i.
+    let n = count(len)?;
+    count(args.state_buffers * len)?;
+    let (lr, wd) = (args.lr, args.weight_decay);
+    let [c0, c1, c2] = args.c;
+    let flags = args.flags;
+    let mut w = ws.as_cuda_slice_mut::<f32>()?.slice_mut(a..b_end);
+    let f = dev.get_or_load_custom_func(args.kernel, MODULE, ptx(&dev)?)?;
+    let mut b = f.builder();
+    b.arg(&n).arg(&mut w).arg(&g).arg(state);
+    b.arg(&lr).arg(&wd).arg(&c0).arg(&c1).arg(&c2).arg(&flags);
+    // SAFETY: the arguments match the kernel's signature (the same for
+    // every dsnn_opt_* kernel).
+    unsafe { b.launch(grid(n)) }.w()?;
+    Ok(())
 }

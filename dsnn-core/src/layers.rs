@@ -505,12 +505,13 @@ impl BatchNorm2d {
                     relu,
                 },
             )?;
+            // The batch's statistics are tensors on x's device: on a GPU the
+            // running statistics are updated there, without a host copy.
             if let Some((mean, var)) = stats.lock().expect("stats lock").take() {
-                let count = x.elem_count() / mean.len();
+                let count = x.elem_count() / mean.elem_count();
                 let unbiased = count as f64 / (count.max(2) - 1) as f64;
-                let dev = x.device();
-                let mean = Tensor::from_vec(mean, self.running_mean.shape(), dev)?;
-                let var = Tensor::from_vec(var, self.running_var.shape(), dev)?;
+                let mean = mean.reshape(self.running_mean.shape())?;
+                let var = var.reshape(self.running_var.shape())?;
                 let m = self.momentum;
                 self.running_mean
                     .set(&((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?)?;

@@ -10,8 +10,10 @@
 use crate::error::{CoreError, Result};
 use crate::params::Param;
 use candle_core::backprop::GradStore;
-use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
+use update::{Rule, State, Step, UpdateInPlace, BETA1, BETA2};
+
+mod update;
 
 /// The optimiser algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -134,23 +136,23 @@ impl OptimizerSettings {
     }
 }
 
-const BETA1: f32 = 0.9;
-const BETA2: f32 = 0.999;
+/// Lookahead synchronises every this many steps (Ranger).
 const LOOKAHEAD_K: u64 = 6;
-const LOOKAHEAD_ALPHA: f32 = 0.5;
 
-/// Per-parameter state buffers (which ones are used depends on the kind).
+/// Per-parameter state: the rule's buffers, created on the parameter's
+/// device at its first update.
 #[derive(Debug, Clone, Default)]
 struct Slot {
-    a: Vec<f32>,
-    b: Vec<f32>,
-    slow: Vec<f32>,
-    /// SGD's momentum buffer when the parameter lives on a GPU.
-    #[cfg(feature = "cuda")]
-    device_buf: Option<Tensor>,
+    state: Option<State>,
 }
 
 /// A stateful optimiser over a network's parameters.
+///
+/// Each step updates every parameter in place where it lives, with one pass
+/// (on a GPU, one fused kernel) over the parameter, its gradient and its
+/// state: nothing is copied to the host. The arithmetic is the same on both
+/// (`tests/optim_host_path.rs` holds it to the earlier host loop bit for bit,
+/// `tests/cuda_kernels_emulated.rs` the kernels to the CPU).
 #[derive(Debug, Clone)]
 pub struct Optimizer {
     settings: OptimizerSettings,
@@ -187,133 +189,91 @@ impl Optimizer {
             ));
         }
         self.step += 1;
-        let t = self.step;
-        let s = self.settings;
-        let (lr, mom, wd) = (lr as f32, s.momentum as f32, s.weight_decay as f32);
+        let step = Step {
+            rule: self.rule(),
+            lr: lr as f32,
+            weight_decay: self.settings.weight_decay as f32,
+        };
         for (p, slot) in params.iter().zip(&mut self.slots) {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
-            // SGD on a GPU runs there (dsnn_sgd_* kernels, the same
-            // arithmetic); the other optimisers copy to the host and back.
-            #[cfg(feature = "cuda")]
-            if p.var.device().is_cuda() && s.kind == OptimizerKind::SGD {
-                crate::cuda::sgd_step(
-                    p.var.as_tensor(),
-                    g,
-                    &mut slot.device_buf,
-                    t == 1,
-                    (lr, mom, wd),
-                )?;
-                continue;
+            let w = p.var.as_tensor();
+            if g.elem_count() != w.elem_count() {
+                return Err(CoreError::config(
+                    "optimizer",
+                    format!(
+                        "{}: a gradient of {} values for {} weights",
+                        p.name,
+                        g.elem_count(),
+                        w.elem_count()
+                    ),
+                ));
             }
-            let shape = p.var.shape().clone();
-            let mut w = p.var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-            let mut g = g.flatten_all()?.to_vec1::<f32>()?;
-            if wd != 0.0 {
-                for (g, &w) in g.iter_mut().zip(&w) {
-                    *g += wd * w;
-                }
-            }
-            let n = w.len();
-            if slot.a.is_empty() {
-                slot.a = vec![0.0; n];
-                slot.b = vec![0.0; n];
-                if s.kind == OptimizerKind::Ranger {
-                    slot.slow = w.clone();
-                }
-            }
-            match s.kind {
-                OptimizerKind::SGD => {
-                    if mom == 0.0 {
-                        w.iter_mut().zip(&g).for_each(|(w, g)| *w -= lr * g);
-                    } else {
-                        for i in 0..n {
-                            // PyTorch starts the buffer at the first gradient.
-                            slot.a[i] = if t == 1 { g[i] } else { mom * slot.a[i] + g[i] };
-                            w[i] -= lr * slot.a[i];
-                        }
-                    }
-                }
-                OptimizerKind::Adam => {
-                    let bc1 = 1.0 - BETA1.powi(t as i32);
-                    let bc2 = 1.0 - BETA2.powi(t as i32);
-                    for i in 0..n {
-                        slot.a[i] = BETA1 * slot.a[i] + (1.0 - BETA1) * g[i];
-                        slot.b[i] = BETA2 * slot.b[i] + (1.0 - BETA2) * g[i] * g[i];
-                        let denom = (slot.b[i] / bc2).sqrt() + 1e-8;
-                        w[i] -= lr * (slot.a[i] / bc1) / denom;
-                    }
-                }
-                OptimizerKind::Adagrad => {
-                    for i in 0..n {
-                        slot.a[i] += g[i] * g[i];
-                        w[i] -= lr * g[i] / (slot.a[i].sqrt() + 1e-10);
-                    }
-                }
-                OptimizerKind::Adadelta => {
-                    let (rho, eps) = (0.9f32, 1e-6f32);
-                    for i in 0..n {
-                        slot.a[i] = rho * slot.a[i] + (1.0 - rho) * g[i] * g[i];
-                        let delta = (slot.b[i] + eps).sqrt() / (slot.a[i] + eps).sqrt() * g[i];
-                        slot.b[i] = rho * slot.b[i] + (1.0 - rho) * delta * delta;
-                        w[i] -= lr * delta;
-                    }
-                }
-                OptimizerKind::RMSprop => {
-                    let alpha = 0.99f32;
-                    for i in 0..n {
-                        slot.a[i] = alpha * slot.a[i] + (1.0 - alpha) * g[i] * g[i];
-                        let step = g[i] / (slot.a[i].sqrt() + 1e-8);
-                        if mom > 0.0 {
-                            slot.b[i] = mom * slot.b[i] + step;
-                            w[i] -= lr * slot.b[i];
-                        } else {
-                            w[i] -= lr * step;
-                        }
-                    }
-                }
-                OptimizerKind::RAdam | OptimizerKind::Ranger => {
-                    radam_update(&mut w, &g, slot, t, lr);
-                    if s.kind == OptimizerKind::Ranger && t.is_multiple_of(LOOKAHEAD_K) {
-                        for (slow, fast) in slot.slow.iter_mut().zip(w.iter_mut()) {
-                            *slow += LOOKAHEAD_ALPHA * (*fast - *slow);
-                            *fast = *slow;
-                        }
-                    }
-                }
-            }
-            p.var.set(&Tensor::from_vec(w, shape, p.var.device())?)?;
+            let g = g.contiguous()?;
+            let fresh = slot.state.is_none();
+            let state = match &mut slot.state {
+                Some(state) => state,
+                empty => empty.insert(State::zeros(
+                    w.device(),
+                    step.rule.state_buffers() * w.elem_count(),
+                )?),
+            };
+            w.inplace_op2(
+                &g,
+                &UpdateInPlace {
+                    step,
+                    state: std::sync::Mutex::new(state),
+                    fresh,
+                },
+            )?;
         }
         Ok(())
     }
+
+    /// This step's rule, with its step-dependent scalars.
+    fn rule(&self) -> Rule {
+        let t = self.step;
+        let ti = t as i32;
+        let momentum = self.settings.momentum as f32;
+        match self.settings.kind {
+            OptimizerKind::SGD => Rule::Sgd {
+                momentum,
+                // PyTorch starts the buffer at the first gradient.
+                first: t == 1,
+            },
+            OptimizerKind::Adam => Rule::Adam {
+                bc1: 1.0 - BETA1.powi(ti),
+                bc2: 1.0 - BETA2.powi(ti),
+            },
+            OptimizerKind::Adagrad => Rule::Adagrad,
+            OptimizerKind::Adadelta => Rule::Adadelta,
+            OptimizerKind::RMSprop => Rule::RmsProp { momentum },
+            OptimizerKind::RAdam | OptimizerKind::Ranger => {
+                let lookahead = self.settings.kind == OptimizerKind::Ranger;
+                Rule::RAdam {
+                    bc1: 1.0 - BETA1.powi(ti),
+                    rect: radam_rectification(t),
+                    lookahead,
+                    sync: lookahead && t.is_multiple_of(LOOKAHEAD_K),
+                }
+            }
+        }
+    }
 }
 
-/// One RAdam step (PyTorch's formulation, betas 0.9/0.999, eps 1e-8).
-fn radam_update(w: &mut [f32], g: &[f32], slot: &mut Slot, t: u64, lr: f32) {
-    let ti = t as i32;
-    let bc1 = 1.0 - BETA1.powi(ti);
-    let b2t = BETA2.powi(ti);
+/// RAdam's rectification at step `t` (PyTorch's formulation, betas
+/// 0.9/0.999): `(r, sqrt(1 - BETA2^t))` once rho_t > 5, else `None`.
+fn radam_rectification(t: u64) -> Option<(f32, f32)> {
+    let b2t = BETA2.powi(t as i32);
     let rho_inf = 2.0 / (1.0 - BETA2) - 1.0;
     let rho_t = rho_inf - 2.0 * t as f32 * b2t / (1.0 - b2t);
-    let rect = if rho_t > 5.0 {
-        Some(
-            ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
-                .sqrt(),
-        )
+    if rho_t > 5.0 {
+        let r = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+            / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+            .sqrt();
+        Some((r, (1.0 - b2t).sqrt()))
     } else {
         None
-    };
-    for i in 0..w.len() {
-        slot.a[i] = BETA1 * slot.a[i] + (1.0 - BETA1) * g[i];
-        slot.b[i] = BETA2 * slot.b[i] + (1.0 - BETA2) * g[i] * g[i];
-        let mhat = slot.a[i] / bc1;
-        match rect {
-            Some(r) => {
-                let adaptive = (1.0 - b2t).sqrt() / (slot.b[i].sqrt() + 1e-8);
-                w[i] -= lr * mhat * r * adaptive;
-            }
-            None => w[i] -= lr * mhat,
-        }
     }
 }

@@ -431,6 +431,7 @@ fn batch_norm_kernels_match_the_cpu() {
             1e-5,
         );
         let (mean, var) = stats.lock().unwrap().take().unwrap();
+        let (mean, var) = (vec(&mean), vec(&var));
         assert_rel(&format!("{name} mean"), &st[..c], &mean, 1e-6);
         assert_rel(&format!("{name} var"), &st[c..2 * c], &var, 1e-6);
         let mut y = vec![f32::NAN; numel];
@@ -609,73 +610,115 @@ fn small_ops_match_the_cpu() {
     assert_exact("max_pool2x2 backward", &dx, &g[0], 0);
 }
 
+/// The scalars `optim::update` hands a `dsnn_opt_*` kernel at step `t`
+/// (1-based) of `kind`: (kernel, [c0, c1, c2], flags, state buffers).
+fn optimizer_kernel(
+    kind: dsnn_core::optim::OptimizerKind,
+    t: u64,
+    momentum: f32,
+) -> (&'static str, [f32; 3], i32, usize) {
+    use dsnn_core::optim::OptimizerKind as K;
+    let (b1, b2) = (0.9f32, 0.999f32);
+    let ti = t as i32;
+    let (bc1, bc2) = (1.0 - b1.powi(ti), 1.0 - b2.powi(ti));
+    match kind {
+        K::SGD => ("dsnn_opt_sgd", [momentum, 0.0, 0.0], i32::from(t == 1), 1),
+        K::Adam => ("dsnn_opt_adam", [bc1, bc2, 0.0], 0, 2),
+        K::Adagrad => ("dsnn_opt_adagrad", [0.0; 3], 0, 1),
+        K::Adadelta => ("dsnn_opt_adadelta", [0.0; 3], 0, 2),
+        K::RMSprop => ("dsnn_opt_rmsprop", [momentum, 0.0, 0.0], 0, 2),
+        K::RAdam | K::Ranger => {
+            let b2t = b2.powi(ti);
+            let rho_inf = 2.0 / (1.0 - b2) - 1.0;
+            let rho_t = rho_inf - 2.0 * t as f32 * b2t / (1.0 - b2t);
+            let (mut flags, mut c) = (0, [bc1, 0.0, 0.0]);
+            if rho_t > 5.0 {
+                flags |= 1;
+                c[1] = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                    / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+                    .sqrt();
+                c[2] = (1.0 - b2t).sqrt();
+            }
+            let ranger = kind == K::Ranger;
+            if ranger && t == 1 {
+                flags |= 2;
+            }
+            if ranger && t.is_multiple_of(6) {
+                flags |= 4;
+            }
+            ("dsnn_opt_radam", c, flags, 2 + usize::from(ranger))
+        }
+    }
+}
+
 #[test]
-fn sgd_kernels_match_the_host_optimiser() {
-    use dsnn_core::optim::{Optimizer, OptimizerSettings};
+fn optimizer_kernels_match_the_host_optimiser_bit_for_bit() {
+    use dsnn_core::optim::{Optimizer, OptimizerKind, OptimizerSettings};
     use dsnn_core::params::{Param, ParamRole};
     let Some(emu) = emu() else { return };
-    type Buffer = extern "C" fn(u32, u32, u32, F32m, F32p, F32p, f32, f32, i32);
-    type Apply = extern "C" fn(u32, u32, u32, F32m, F32p, f32);
-    type Plain = extern "C" fn(u32, u32, u32, F32m, F32p, f32, f32);
-    let buffer: Buffer = unsafe { emu.kernel("dsnn_sgd_buffer") };
-    let apply: Apply = unsafe { emu.kernel("dsnn_sgd_apply") };
-    let plain: Plain = unsafe { emu.kernel("dsnn_sgd_plain") };
+    type Opt = extern "C" fn(u32, u32, u32, F32m, F32p, F32m, f32, f32, f32, f32, f32, i32);
     let mut rng = StdRng::seed_from_u64(21);
     let n = 1001usize;
-    for (mom, wd) in [(0.9f32, 1e-4f32), (0.0, 1e-4), (0.9, 0.0)] {
-        let w0 = uniform(&mut rng, n, -1.0, 1.0);
-        let var = Var::from_tensor(&cpu(&w0, &[n])).unwrap();
-        let params = [Param {
-            name: "w".into(),
-            var: var.clone(),
-            role: ParamRole::Plain,
-        }];
-        let mut opt = Optimizer::new(
-            OptimizerSettings {
-                lr: 0.1,
-                momentum: f64::from(mom),
-                weight_decay: f64::from(wd),
-                ..Default::default()
-            },
-            1,
-        )
-        .unwrap();
-        let (mut w, mut buf) = (w0.clone(), vec![f32::NAN; n]);
-        for step in 0..3 {
-            let r = uniform(&mut rng, n, -1.0, 1.0);
-            // The gradient of sum(w * r) is r.
-            let grads = (var.as_tensor() * cpu(&r, &[n]))
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let lr = 0.1 / (step + 1) as f64;
-            opt.step(&params, &grads, lr).unwrap();
-            // The arguments src/cuda.rs passes for this step.
-            let lr = lr as f32;
-            if mom == 0.0 {
-                plain(G.0, G.1, n as u32, w.as_mut_ptr(), r.as_ptr(), lr, wd);
-            } else {
-                buffer(
+    for kind in OptimizerKind::ALL {
+        for (mom, wd) in [(0.9f32, 1e-4f32), (0.0, 1e-2), (0.9, 0.0), (0.0, 0.0)] {
+            let w0 = uniform(&mut rng, n, -1.0, 1.0);
+            let var = Var::from_tensor(&cpu(&w0, &[n])).unwrap();
+            let params = [Param {
+                name: "w".into(),
+                var: var.clone(),
+                role: ParamRole::Plain,
+            }];
+            let mut opt = Optimizer::new(
+                OptimizerSettings {
+                    kind,
+                    lr: 0.1,
+                    momentum: f64::from(mom),
+                    weight_decay: f64::from(wd),
+                },
+                1,
+            )
+            .unwrap();
+            let (_, _, _, buffers) = optimizer_kernel(kind, 1, mom);
+            let (mut w, mut st) = (w0.clone(), vec![0f32; buffers * n]);
+            // 13 steps: RAdam's rectified phase starts at 6, Lookahead
+            // synchronises at 6 and 12.
+            for t in 1..=13u64 {
+                let mut r = uniform(&mut rng, n, -1.0, 1.0);
+                r[(t as usize * 7) % n] = 0.0;
+                r[(t as usize * 13) % n] = 40.0;
+                // The gradient of sum(w * r) is r.
+                let grads = (var.as_tensor() * cpu(&r, &[n]))
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let lr = 0.1 / t as f64;
+                opt.step(&params, &grads, lr).unwrap();
+                let (name, c, flags, _) = optimizer_kernel(kind, t, mom);
+                let k: Opt = unsafe { emu.kernel(name) };
+                k(
                     G.0,
                     G.1,
                     n as u32,
-                    buf.as_mut_ptr(),
+                    w.as_mut_ptr(),
                     r.as_ptr(),
-                    w.as_ptr(),
-                    mom,
+                    st.as_mut_ptr(),
+                    lr as f32,
                     wd,
-                    i32::from(step == 0),
+                    c[0],
+                    c[1],
+                    c[2],
+                    flags,
                 );
-                apply(G.0, G.1, n as u32, w.as_mut_ptr(), buf.as_ptr(), lr);
+                assert_exact(
+                    &format!("{kind} mom {mom} wd {wd} step {t}"),
+                    &w,
+                    &vec(var.as_tensor()),
+                    0,
+                );
             }
-            assert_exact(
-                &format!("sgd mom {mom} wd {wd} step {step}"),
-                &w,
-                &vec(var.as_tensor()),
-                0,
-            );
+            assert_ne!(w, w0, "{kind}: the weights moved");
         }
     }
 }

@@ -16,8 +16,9 @@ use crate::model::{IntModel, Logits};
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDevice, WrapErr};
 
-/// The PTX of `kernels/int_ops.cu`.
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/int_ops.ptx"));
+/// The PTX of `kernels/int_ops.cu`, one variant per architecture built
+/// (`dsnn_kernel_build::compile_ptx`); [`CudaIntModel`] picks the device's.
+const PTX: &[dsnn_kernel_build::Ptx] = include!(concat!(env!("OUT_DIR"), "/int_ops.ptx.rs"));
 /// The module's name in candle's per-device cache of custom modules.
 const MODULE: &str = "dsnn_int_ops";
 /// Threads per block.
@@ -47,6 +48,21 @@ pub struct CudaLayer {
 /// The CUDA launches of [`IntBackend`].
 struct Launcher<'a> {
     dev: &'a CudaDevice,
+    /// The PTX variant for `dev` (see [`ptx_for`]).
+    ptx: &'static str,
+}
+
+/// The PTX variant of `kernels/int_ops.cu` that
+/// [`dsnn_kernel_build::select_ptx`] picks for `dev`'s compute capability.
+fn ptx_for(dev: &CudaDevice) -> Result<&'static str> {
+    let (major, minor) = dev.cuda_stream().context().compute_capability().w()?;
+    let ptx = dsnn_kernel_build::select_ptx(PTX, major as u32, minor as u32)
+        .map_err(candle_core::Error::wrap)?;
+    log::debug!(
+        "CUDA device {major}.{minor}: loading the compute_{} PTX of int_ops",
+        ptx.arch
+    );
+    Ok(ptx.text)
 }
 
 impl Launcher<'_> {
@@ -112,9 +128,9 @@ impl IntBackend for Launcher<'_> {
                 ..
             } => {
                 let zero_code = i32::from(*zero_code);
-                let f = self
-                    .dev
-                    .get_or_load_custom_func("dsnn_int_shift_packed", MODULE, PTX)?;
+                let f =
+                    self.dev
+                        .get_or_load_custom_func("dsnn_int_shift_packed", MODULE, self.ptx)?;
                 let mut b = f.builder();
                 b.arg(&total)
                     .arg(x)
@@ -145,9 +161,9 @@ impl IntBackend for Launcher<'_> {
                 unsafe { b.launch(cfg) }.w()?;
             }
             GpuWeights::Buckets { .. } => {
-                let f = self
-                    .dev
-                    .get_or_load_custom_func("dsnn_int_shift_buckets", MODULE, PTX)?;
+                let f =
+                    self.dev
+                        .get_or_load_custom_func("dsnn_int_shift_buckets", MODULE, self.ptx)?;
                 let mut b = f.builder();
                 b.arg(&total)
                     .arg(x)
@@ -194,7 +210,7 @@ impl IntBackend for Launcher<'_> {
         let mut y = self.alloc::<i32>(total as usize)?;
         let f = self
             .dev
-            .get_or_load_custom_func("dsnn_int_max_pool2", MODULE, PTX)?;
+            .get_or_load_custom_func("dsnn_int_max_pool2", MODULE, self.ptx)?;
         let mut b = f.builder();
         b.arg(&total)
             .arg(x)
@@ -236,7 +252,7 @@ impl IntBackend for Launcher<'_> {
         let mut y = self.alloc::<i32>(total as usize)?;
         let f = self
             .dev
-            .get_or_load_custom_func("dsnn_int_add_residual", MODULE, PTX)?;
+            .get_or_load_custom_func("dsnn_int_add_residual", MODULE, self.ptx)?;
         let mut b = f.builder();
         b.arg(&total)
             .arg(x)
@@ -262,7 +278,7 @@ impl IntBackend for Launcher<'_> {
         let mut y = self.alloc::<i32>(planes as usize)?;
         let f = self
             .dev
-            .get_or_load_custom_func("dsnn_int_avg_pool", MODULE, PTX)?;
+            .get_or_load_custom_func("dsnn_int_avg_pool", MODULE, self.ptx)?;
         let mut b = f.builder();
         b.arg(&planes).arg(x).arg(&mut y).arg(&hw);
         // SAFETY: the arguments match the kernel's signature.
@@ -276,6 +292,7 @@ pub struct CudaIntModel {
     program: GpuProgram,
     tables: Vec<CudaLayer>,
     dev: CudaDevice,
+    ptx: &'static str,
 }
 
 impl CudaIntModel {
@@ -292,7 +309,8 @@ impl CudaIntModel {
     ) -> Result<Self> {
         let dev = device.as_cuda_device()?.clone();
         let program = GpuProgram::new(model, opts)?;
-        let launcher = Launcher { dev: &dev };
+        let ptx = ptx_for(&dev)?;
+        let launcher = Launcher { dev: &dev, ptx };
         let tables = program
             .layers
             .iter()
@@ -311,13 +329,17 @@ impl CudaIntModel {
             program,
             tables,
             dev,
+            ptx,
         })
     }
 
     /// Integer logits of quantised images (`n x C x H x W` activation
     /// integers, as [`IntModel::quantize_input`] makes them).
     pub fn infer_quantized(&self, x: &[i32]) -> Result<Logits> {
-        let launcher = Launcher { dev: &self.dev };
+        let launcher = Launcher {
+            dev: &self.dev,
+            ptx: self.ptx,
+        };
         run(&launcher, &self.program, &self.tables, x)
     }
 }

@@ -10,10 +10,15 @@
 //!   `dsnn-core/kernels/emu/` and loads it, to compare every kernel with the
 //!   CPU path.
 //!
-//! Conventions: nvcc is `$NVCC`, else `nvcc` on `PATH`; the architecture is
-//! `CUDA_COMPUTE_CAP` (e.g. `90` for Hopper), else the first GPU that
-//! `nvidia-smi` reports (`scripts/build-cuda.sh` sets both up on a machine
-//! without a GPU). The C++ compiler is `$CXX`, else `c++`; a test run with
+//! Conventions: nvcc is `$NVCC`, else `nvcc` on `PATH`. The PTX is built for
+//! a list of architectures, `DSNN_PTX_ARCHS` (comma-separated compute
+//! capabilities, e.g. `80,86,89,90`), by default [`DEFAULT_PTX_ARCHS`] plus
+//! `CUDA_COMPUTE_CAP` when that names another one (it is the architecture
+//! candle's own kernels are built for). A crate embeds every variant and, at
+//! run time, loads the one [`select_ptx`] picks for the device: the highest
+//! architecture not above the device's, whose PTX the driver compiles for
+//! it (PTX is forward compatible, so cards newer than the list's newest use
+//! that). The C++ compiler is `$CXX`, else `c++`; a test run with
 //! `DSNN_REQUIRE_CXX` set fails instead of skipping when it is missing.
 #![warn(missing_docs)]
 
@@ -23,64 +28,171 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-/// The compute capability to compile for: `CUDA_COMPUTE_CAP`, else the
-/// first GPU's. Panics with what to set (build scripts report by panicking).
-fn compute_cap() -> String {
+/// The architectures PTX is built for when `DSNN_PTX_ARCHS` is unset:
+/// Ampere (A100: 80; A10, RTX 30: 86), Ada (L4, L40, RTX 40: 89) and Hopper
+/// (H100, H200: 90). Blackwell and later cards JIT the Hopper PTX.
+pub const DEFAULT_PTX_ARCHS: &[&str] = &["80", "86", "89", "90"];
+
+/// One PTX variant of a kernel file, as a crate embeds it (the build script
+/// writes the list; see [`compile_ptx`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ptx {
+    /// The compute capability it was built for, as nvcc's `compute_<arch>`
+    /// names it: `86`, or `90a` (architecture-specific: loads on 9.0 only).
+    pub arch: &'static str,
+    /// The PTX text.
+    pub text: &'static str,
+}
+
+/// Why no embedded PTX fits a device.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PtxSelectError {
+    /// Every variant targets a newer architecture than the device's (or an
+    /// architecture-specific one of another device).
+    #[error(
+        "no PTX for compute capability {major}.{minor}: the kernels were built for {built} \
+         (rebuild with DSNN_PTX_ARCHS including {major}{minor}; see docs/gpu.md)"
+    )]
+    NoneFits {
+        /// The device's major version.
+        major: u32,
+        /// The device's minor version.
+        minor: u32,
+        /// The architectures built, comma-separated.
+        built: String,
+    },
+    /// A variant's architecture is not `<digits>[a|f]`.
+    #[error("embedded PTX has an unreadable architecture `{0}`")]
+    BadArch(String),
+}
+
+/// An architecture `<digits>[suffix]` split into its number and suffix
+/// (`"90a"` -> `(90, "a")`), after an optional `sm_`/`compute_` prefix.
+fn parse_arch(arch: &str) -> Option<(u32, &str)> {
+    let a = arch.trim();
+    let a = a
+        .strip_prefix("compute_")
+        .or_else(|| a.strip_prefix("sm_"))
+        .unwrap_or(a);
+    let digits = a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len());
+    let (num, suffix) = a.split_at(digits);
+    if num.is_empty() || !matches!(suffix, "" | "a" | "f") {
+        return None;
+    }
+    Some((num.parse().ok()?, suffix))
+}
+
+/// The variant to load on a device of compute capability `major.minor`:
+/// among the portable variants (no suffix) built for at most the device's
+/// architecture, the newest; an architecture-specific variant (`90a`) only
+/// on exactly its architecture, where it is preferred.
+pub fn select_ptx(variants: &[Ptx], major: u32, minor: u32) -> Result<&Ptx, PtxSelectError> {
+    let device = major * 10 + minor;
+    let mut best: Option<(u32, bool, &Ptx)> = None;
+    for v in variants {
+        let (cap, suffix) =
+            parse_arch(v.arch).ok_or_else(|| PtxSelectError::BadArch(v.arch.into()))?;
+        let specific = !suffix.is_empty();
+        let fits = if specific {
+            cap == device
+        } else {
+            cap <= device
+        };
+        if fits && best.is_none_or(|(c, s, _)| (cap, specific) > (c, s)) {
+            best = Some((cap, specific, v));
+        }
+    }
+    best.map(|(_, _, v)| v)
+        .ok_or_else(|| PtxSelectError::NoneFits {
+            major,
+            minor,
+            built: variants
+                .iter()
+                .map(|v| v.arch)
+                .collect::<Vec<_>>()
+                .join(","),
+        })
+}
+
+/// The architectures to build PTX for (see the crate's conventions).
+/// Panics with what to set (build scripts report by panicking).
+pub fn ptx_archs() -> Vec<String> {
+    println!("cargo::rerun-if-env-changed=DSNN_PTX_ARCHS");
     println!("cargo::rerun-if-env-changed=CUDA_COMPUTE_CAP");
-    if let Ok(cap) = std::env::var("CUDA_COMPUTE_CAP") {
-        let cap = cap.trim().trim_start_matches("sm_").to_string();
-        if cap.is_empty() || !cap.chars().all(|c| c.is_ascii_alphanumeric()) {
-            panic!("CUDA_COMPUTE_CAP=`{cap}` is not a compute capability (e.g. 90 for Hopper, 80 for Ampere)");
+    let check = |arch: &str, var: &str| -> String {
+        let arch = arch.trim();
+        match parse_arch(arch) {
+            Some((cap, suffix)) => format!("{cap}{suffix}"),
+            None => panic!(
+                "{var}: `{arch}` is not a compute capability (e.g. 90 for Hopper, 80 for Ampere)"
+            ),
         }
-        return cap;
-    }
-    let out = Command::new("nvidia-smi")
-        .args(["--query-gpu=compute_cap", "--format=csv,noheader"])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {
-            let text = String::from_utf8_lossy(&o.stdout);
-            let first = text.lines().next().unwrap_or("").trim().replace('.', "");
-            if first.is_empty() {
-                panic!("nvidia-smi reported no GPU: set CUDA_COMPUTE_CAP (e.g. 90 for Hopper)");
+    };
+    let mut archs: Vec<String> = match std::env::var("DSNN_PTX_ARCHS") {
+        Ok(list) => list
+            .split(',')
+            .filter(|a| !a.trim().is_empty())
+            .map(|a| check(a, "DSNN_PTX_ARCHS"))
+            .collect(),
+        Err(_) => {
+            let mut archs: Vec<String> = DEFAULT_PTX_ARCHS.iter().map(|a| a.to_string()).collect();
+            if let Ok(cap) = std::env::var("CUDA_COMPUTE_CAP") {
+                archs.push(check(&cap, "CUDA_COMPUTE_CAP"));
             }
-            first
+            archs
         }
-        _ => panic!(
-            "set CUDA_COMPUTE_CAP (e.g. 90 for Hopper) to build the `cuda` feature without a GPU \
-             (nvidia-smi is not available); scripts/build-cuda.sh does this"
-        ),
+    };
+    archs.sort_by(|a, b| parse_arch(a).cmp(&parse_arch(b)));
+    archs.dedup();
+    if archs.is_empty() {
+        panic!("DSNN_PTX_ARCHS is empty: name at least one compute capability (e.g. 80,86,89,90)");
     }
+    archs
 }
 
 /// For a build script: compiles `kernels/<name>.cu` of the package being
-/// built to `$OUT_DIR/<name>.ptx` for each name, and tells cargo when to
-/// rerun. Panics (the build script's way to fail) naming what is missing.
+/// built to PTX for every architecture of [`ptx_archs`]
+/// (`$OUT_DIR/<name>.compute_<arch>.ptx`), and writes
+/// `$OUT_DIR/<name>.ptx.rs`, the list of variants as a `&[Ptx]` expression
+/// for `include!`. Tells cargo when to rerun; panics (the build script's way
+/// to fail) naming what is missing.
 ///
 /// `--fmad=false`: no `a*b+c` contraction, as in Rust, so that float
 /// kernels agree with the CPU path bit for bit.
 pub fn compile_ptx(names: &[&str]) {
     println!("cargo::rerun-if-env-changed=NVCC");
     let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".to_string());
-    let cap = compute_cap();
+    let archs = ptx_archs();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     for name in names {
         let src = format!("kernels/{name}.cu");
         println!("cargo::rerun-if-changed={src}");
-        let ptx = out_dir.join(format!("{name}.ptx"));
-        let status = Command::new(&nvcc)
-            .args(["--ptx", "-O3", "-std=c++17", "--fmad=false"])
-            .arg(format!("-arch=compute_{cap}"))
-            .arg("-o")
-            .arg(&ptx)
-            .arg(&src)
-            .status()
-            .unwrap_or_else(|e| {
-                panic!("cannot run `{nvcc}` ({e}): the `cuda` feature needs nvcc on PATH or in $NVCC (see docs/gpu.md)")
-            });
-        if !status.success() {
-            panic!("`{nvcc}` failed on {src} ({status})");
+        let mut list = String::from(
+            "// Written by dsnn-kernel-build::compile_ptx: one PTX variant per architecture.\n&[\n",
+        );
+        for arch in &archs {
+            let ptx = out_dir.join(format!("{name}.compute_{arch}.ptx"));
+            let status = Command::new(&nvcc)
+                .args(["--ptx", "-O3", "-std=c++17", "--fmad=false"])
+                .arg(format!("-arch=compute_{arch}"))
+                .arg("-o")
+                .arg(&ptx)
+                .arg(&src)
+                .status()
+                .unwrap_or_else(|e| {
+                    panic!("cannot run `{nvcc}` ({e}): the `cuda` feature needs nvcc on PATH or in $NVCC (see docs/gpu.md)")
+                });
+            if !status.success() {
+                panic!("`{nvcc}` failed on {src} for compute_{arch} ({status})");
+            }
+            list.push_str(&format!(
+                "    dsnn_kernel_build::Ptx {{ arch: {arch:?}, text: include_str!({:?}) }},\n",
+                ptx.display().to_string()
+            ));
         }
+        list.push_str("]\n");
+        let rs = out_dir.join(format!("{name}.ptx.rs"));
+        std::fs::write(&rs, list).unwrap_or_else(|e| panic!("cannot write {}: {e}", rs.display()));
     }
 }
 

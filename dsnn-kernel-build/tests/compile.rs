@@ -59,7 +59,8 @@ fn a_source_that_does_not_compile_is_an_error_with_the_compiler_output() {
 }
 
 #[test]
-fn ptx_is_compiled_with_the_documented_nvcc_arguments() {
+fn ptx_is_compiled_for_every_architecture_with_the_documented_nvcc_arguments() {
+    // One test changes the process environment (the other tests read none of it).
     let dir = tempfile_dir("ptx");
     let log = dir.join("args.txt");
     let nvcc = dir.join("nvcc");
@@ -67,46 +68,92 @@ fn ptx_is_compiled_with_the_documented_nvcc_arguments() {
     write(
         &nvcc,
         &format!(
-            "#!/bin/sh\necho \"$@\" >> {}\nwhile [ $# -gt 0 ]; do if [ \"$1\" = -o ]; then echo ptx > \"$2\"; fi; shift; done\n",
+            "#!/bin/sh\necho \"$@\" >> {}\nwhile [ $# -gt 0 ]; do if [ \"$1\" = -o ]; then echo \"ptx $2\" > \"$2\"; fi; shift; done\n",
             log.display()
         ),
     );
     std::fs::set_permissions(&nvcc, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::env::set_var("NVCC", &nvcc);
-    std::env::set_var("CUDA_COMPUTE_CAP", "sm_90");
+    std::env::remove_var("DSNN_PTX_ARCHS");
+    std::env::set_var("CUDA_COMPUTE_CAP", "sm_75");
     std::env::set_var("OUT_DIR", &dir);
     compile_ptx(&["first", "second"]);
     let args = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = args.lines().collect();
-    assert_eq!(lines.len(), 2, "{args}");
-    for (line, name) in lines.iter().zip(["first", "second"]) {
-        for want in [
-            "--ptx",
-            "--fmad=false",
-            "-arch=compute_90",
-            &format!("kernels/{name}.cu"),
-        ] {
-            assert!(
-                line.split(' ').any(|a| a == want),
-                "{want} missing in `{line}`"
-            );
+    // The default list plus CUDA_COMPUTE_CAP, in ascending order.
+    let archs = ["75", "80", "86", "89", "90"];
+    assert_eq!(lines.len(), 2 * archs.len(), "{args}");
+    let mut line = lines.iter();
+    for name in ["first", "second"] {
+        for arch in archs {
+            let l = line.next().unwrap();
+            for want in [
+                "--ptx",
+                "--fmad=false",
+                &format!("-arch=compute_{arch}"),
+                &format!("kernels/{name}.cu"),
+            ] {
+                assert!(l.split(' ').any(|a| a == want), "{want} missing in `{l}`");
+            }
+            assert!(dir.join(format!("{name}.compute_{arch}.ptx")).exists());
         }
-        assert!(dir.join(format!("{name}.ptx")).exists());
+        // The list a crate includes names every variant, in order.
+        let list = std::fs::read_to_string(dir.join(format!("{name}.ptx.rs"))).unwrap();
+        let named: Vec<&str> = list
+            .lines()
+            .filter_map(|l| l.split("arch: \"").nth(1))
+            .map(|rest| rest.split('"').next().unwrap())
+            .collect();
+        assert_eq!(named, archs, "{list}");
+        assert!(list.contains(&format!("{name}.compute_90.ptx")), "{list}");
     }
 
+    // DSNN_PTX_ARCHS replaces the list (CUDA_COMPUTE_CAP is not added).
+    std::fs::remove_file(&log).unwrap();
+    std::env::set_var("DSNN_PTX_ARCHS", "90a, 86");
+    compile_ptx(&["third"]);
+    let args = std::fs::read_to_string(&log).unwrap();
+    let archs: Vec<&str> = args
+        .split_whitespace()
+        .filter_map(|a| a.strip_prefix("-arch=compute_"))
+        .collect();
+    assert_eq!(archs, ["86", "90a"]);
+
     // A failing nvcc, then a missing one: the build stops naming the cause.
+    std::env::set_var("DSNN_PTX_ARCHS", "80");
     write(&nvcc, "#!/bin/sh\nexit 3\n");
     let e = std::panic::catch_unwind(|| compile_ptx(&["third"])).expect_err("nvcc failed");
-    let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
-    assert!(msg.contains("failed on kernels/third.cu"), "{msg}");
+    let msg = panic_text(e);
+    assert!(
+        msg.contains("failed on kernels/third.cu for compute_80"),
+        "{msg}"
+    );
     std::env::set_var("NVCC", dir.join("no-such-nvcc"));
     let e = std::panic::catch_unwind(|| compile_ptx(&["fourth"])).expect_err("no nvcc");
-    let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
+    let msg = panic_text(e);
     assert!(msg.contains("needs nvcc"), "{msg}");
+    for bad in ["9.0!", "80,sm_x", ""] {
+        std::env::set_var("DSNN_PTX_ARCHS", bad);
+        let e = std::panic::catch_unwind(|| compile_ptx(&["fifth"])).expect_err("bad arch");
+        let msg = panic_text(e);
+        assert!(
+            msg.contains("is not a compute capability") || msg.contains("is empty"),
+            "{bad}: {msg}"
+        );
+    }
+    std::env::remove_var("DSNN_PTX_ARCHS");
     std::env::set_var("CUDA_COMPUTE_CAP", "9.0!");
-    let e = std::panic::catch_unwind(|| compile_ptx(&["fifth"])).expect_err("bad cap");
-    let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
-    assert!(msg.contains("is not a compute capability"), "{msg}");
+    let e = std::panic::catch_unwind(|| compile_ptx(&["sixth"])).expect_err("bad cap");
+    let msg = panic_text(e);
+    assert!(msg.contains("CUDA_COMPUTE_CAP"), "{msg}");
+}
+
+/// The message of a caught panic (a `String` or a `&str`).
+fn panic_text(e: Box<dyn std::any::Any + Send>) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
 }
 
 /// A fresh directory under the system's temporary directory.

@@ -40,7 +40,13 @@ EMU(dsnn_channel_sum, (const float* g, float* out, u32 n, u32 c, u32 hw), (g, ou
 EMU(dsnn_max_pool2x2, (u32 t, const float* x, float* y, u32 h, u32 w, u32 ho, u32 wo), (t, x, y, h, w, ho, wo))
 EMU(dsnn_max_pool2x2_bwd, (u32 t, const float* x, const float* g, float* dx, u32 h, u32 w, u32 ho, u32 wo),
     (t, x, g, dx, h, w, ho, wo))
-EMU(dsnn_sgd_buffer, (u32 n, float* buf, const float* g, const float* w, float mom, float wd, int first),
-    (n, buf, g, w, mom, wd, first))
-EMU(dsnn_sgd_apply, (u32 n, float* w, const float* d, float lr), (n, w, d, lr))
-EMU(dsnn_sgd_plain, (u32 n, float* w, const float* g, float lr, float wd), (n, w, g, lr, wd))
+#define EMU_OPT(name)                                                                   \
+  EMU(name, (u32 n, float* w, const float* g, float* st, float lr, float wd, float c0, float c1, \
+             float c2, int flags),                                                        \
+      (n, w, g, st, lr, wd, c0, c1, c2, flags))
+EMU_OPT(dsnn_opt_sgd)
+EMU_OPT(dsnn_opt_adam)
+EMU_OPT(dsnn_opt_adagrad)
+EMU_OPT(dsnn_opt_adadelta)
+EMU_OPT(dsnn_opt_rmsprop)
+EMU_OPT(dsnn_opt_radam)
