@@ -147,7 +147,11 @@ pub fn fit(img: &DynamicImage, height: u32, width: u32, mode: ResizeMode) -> Dyn
             );
             let sw = ((f64::from(w) * scale).round() as u32).max(width);
             let sh = ((f64::from(h) * scale).round() as u32).max(height);
-            let scaled = img.resize_exact(sw, sh, filter);
+            let scaled = if (sw, sh) == (w, h) {
+                img.clone()
+            } else {
+                img.resize_exact(sw, sh, filter)
+            };
             scaled.crop_imm((sw - width) / 2, (sh - height) / 2, width, height)
         }
         ResizeMode::Pad => {
