@@ -142,7 +142,7 @@ impl DataTransforms {
                 return Ok(None);
             };
             let values: Vec<f64> = v.parse()?;
-            if values.is_empty() || values.len() > 3 || values.iter().any(|x| !x.is_finite()) {
+            if !matches!(values.len(), 1 | 3) || values.iter().any(|x| !x.is_finite()) {
                 return Err(v.error(
                     "",
                     format!(
@@ -644,4 +644,87 @@ pub fn bundled_data_root() -> &'static Path {
 /// Registered names a `[model]` may use, for messages.
 pub fn backbone_names(registry: &Registry) -> Vec<String> {
     registry.names(crate::registry::Kind::Backbone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Source;
+    use dsnn_core::InputShape;
+
+    fn data(text: &str) -> Section {
+        let source = Source::new("e.toml", format!("[data]\ndataset = \"x\"\n{text}"));
+        let doc = source.parse().unwrap();
+        Section::new(&source, vec!["data".into()], doc.get("data").cloned())
+    }
+
+    fn grey(n: usize) -> Dataset {
+        Dataset {
+            pixels: (0..n * 4).map(|i| (i * 37 % 256) as u8).collect(),
+            labels: vec![0; n],
+            shape: InputShape {
+                channels: 1,
+                height: 2,
+                width: 2,
+            },
+            classes: 2,
+            pixel_max: 255.0,
+        }
+    }
+
+    #[test]
+    fn augment_mean_and_std_are_read_and_checked() {
+        let none = DataTransforms::read(&data("")).unwrap();
+        assert_eq!(none, DataTransforms::default());
+        let b = none.batcher(&grey(3), Augment::cifar()).unwrap();
+        assert_eq!(b.augment, Augment::cifar(), "the data set's default");
+        assert_eq!(b.normalization, grey(3).channel_stats());
+        let t = DataTransforms::read(&data(
+            "augment = { crop_padding = 3, flip = true }\nmean = [0.5]\nstd = [0.25]\n",
+        ))
+        .unwrap();
+        let b = t.batcher(&grey(3), Augment::default()).unwrap();
+        assert_eq!(
+            b.augment,
+            Augment {
+                crop_padding: 3,
+                horizontal_flip: true
+            }
+        );
+        assert_eq!(b.normalization.mean, vec![0.5]);
+        assert_eq!(b.normalization.std, vec![0.25]);
+        let off = DataTransforms::read(&data("augment = false\n")).unwrap();
+        assert_eq!(
+            off.batcher(&grey(1), Augment::cifar()).unwrap().augment,
+            Augment::default()
+        );
+        let rgb = DataTransforms::read(&data("mean = [0.5, 0.5, 0.5]\nstd = [1, 1, 1]\n"))
+            .unwrap()
+            .batcher(&grey(1), Augment::default())
+            .unwrap_err();
+        assert!(
+            rgb.contains("give 3 values but the images have 1 channel"),
+            "{rgb}"
+        );
+        for (text, needle) in [
+            ("augment = { crop = 4 }", "unknown field `crop`"),
+            ("augment = true", "expected a table"),
+            (
+                "augment = { crop_padding = 999 }",
+                "out of range (allowed: 0..=256)",
+            ),
+            ("mean = [0.5]", "`data.mean` needs `data.std`"),
+            ("mean = [0.5]\nstd = [0.0]", "above 0"),
+            (
+                "mean = [0.5, 0.5]\nstd = [1.0]",
+                "as many of one as of the other",
+            ),
+            ("mean = []\nstd = []", "1 or 3 of them"),
+        ] {
+            let e = DataTransforms::read(&data(&format!("{text}\n")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle) && e.contains("e.toml:"), "{text}: {e}");
+        }
+    }
 }
