@@ -716,9 +716,10 @@ mod tests {
             ("mean = [0.5]", "`data.mean` needs `data.std`"),
             ("mean = [0.5]\nstd = [0.0]", "above 0"),
             (
-                "mean = [0.5, 0.5]\nstd = [1.0]",
+                "mean = [0.5, 0.5, 0.5]\nstd = [1.0]",
                 "as many of one as of the other",
             ),
+            ("mean = [0.5, 0.5]\nstd = [1.0, 1.0]", "1 or 3 of them"),
             ("mean = []\nstd = []", "1 or 3 of them"),
         ] {
             let e = DataTransforms::read(&data(&format!("{text}\n")))
