@@ -302,6 +302,13 @@ fn the_cache_is_used_then_rebuilt_when_stale_or_corrupt() {
     assert_eq!(second.cache, CacheOutcome::Hit(path.clone()));
     assert_eq!(second.parts[0].1.pixels, first.parts[0].1.pixels);
     assert_eq!(second.parts[0].1.labels, first.parts[0].1.labels);
+    // The same folder by another path, the same cache file.
+    let detour = scan_image_folder(&t.0.join("cat").join("..")).unwrap();
+    assert_eq!(cache_file(&cache_dir, &detour, &o), path);
+    assert_eq!(
+        load_images(&detour, &o, &setting).unwrap().cache,
+        CacheOutcome::Hit(path.clone())
+    );
     // Other settings, another cache file.
     let pad = ImageOptions {
         resize: ResizeMode::Pad,

@@ -348,13 +348,19 @@ pub struct LoadedImages {
     pub cache: CacheOutcome,
 }
 
+/// The folder's canonical path, so that one folder reached by two paths
+/// (relative, absolute, through a link) shares one cache.
+fn canonical_root(source: &ImageSource) -> PathBuf {
+    std::fs::canonicalize(&source.root).unwrap_or_else(|_| source.root.clone())
+}
+
 /// The cache key: the settings, the layout and every file's split, label,
 /// size and modification time.
 fn cache_key(source: &ImageSource, opts: &ImageOptions) -> String {
     let mut key = format!(
         "dsnn image cache\nlayout={}\nroot={}\n{}classes={}\n",
         source.layout,
-        source.root.display(),
+        canonical_root(source).display(),
         opts.key_text(),
         source.classes.join("/")
     );
@@ -385,7 +391,7 @@ pub fn cache_file(dir: &Path, source: &ImageSource, opts: &ImageOptions) -> Path
     let id = format!(
         "{}\n{}\n{}",
         source.layout,
-        source.root.display(),
+        canonical_root(source).display(),
         opts.key_text()
     );
     dir.join(format!(
