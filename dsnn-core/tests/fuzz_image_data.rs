@@ -127,7 +127,7 @@ proptest! {
         b.extend(std::iter::repeat_n(1u8, tail));
         std::fs::write(&path, &b).unwrap();
         let label = if coarse { Cifar100Label::Coarse } else { Cifar100Label::Fine };
-        match read_cifar100(&[path.clone()], label) {
+        match read_cifar100(std::slice::from_ref(&path), label) {
             Ok(d) => {
                 prop_assert_eq!(d.pixels.len(), d.len() * 3072);
                 prop_assert!(d.labels.iter().all(|&l| (l as usize) < label.classes()));
