@@ -225,3 +225,75 @@ fn train_reads_cifar100_coarse_labels() {
         "{t}"
     );
 }
+
+#[test]
+fn train_reads_a_tiny_imagenet_layout_and_refuses_common_keys_in_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let wnids = ["n001", "n002", "n003"];
+    std::fs::write(root.join("wnids.txt"), wnids.join("\n")).unwrap();
+    std::fs::create_dir_all(root.join("val").join("images")).unwrap();
+    let mut ann = String::new();
+    for (c, wnid) in wnids.iter().enumerate() {
+        let images = root.join("train").join(wnid).join("images");
+        std::fs::create_dir_all(&images).unwrap();
+        for k in 0..6u32 {
+            let img = image::RgbImage::from_fn(24, 24, |x, y| {
+                let v = ((x + y + k) % 24) as u8 * 10;
+                image::Rgb([v, (60 * c) as u8, 255 - v])
+            });
+            img.save(images.join(format!("{wnid}_{k}.JPEG"))).unwrap();
+            if k < 2 {
+                let name = format!("val_{c}_{k}.JPEG");
+                img.save(root.join("val").join("images").join(&name))
+                    .unwrap();
+                ann.push_str(&format!("{name}\t{wnid}\t0\t0\t23\t23\n"));
+            }
+        }
+    }
+    std::fs::write(root.join("val").join("val_annotations.txt"), ann).unwrap();
+    let args = [
+        "train",
+        "--dataset",
+        "tiny-imagenet",
+        "--data-dir",
+        ".",
+        "--data",
+        "size=16",
+        "--data",
+        "augment={crop_padding=2,flip=true}",
+        "--backbone",
+        "lenet5",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+    ];
+    let out = dsnn(&args, root);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("on 6 images") && t.contains("decoding 24 images"),
+        "{t}"
+    );
+    assert!(root.join(".dsnn-cache").is_dir(), "{t}");
+    let again = dsnn(&args, root);
+    assert!(text(&again).contains("image cache hit"), "{}", text(&again));
+    let mut bad = args.to_vec();
+    bad[6] = "path=/elsewhere";
+    let out = dsnn(&bad, root);
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("has its own flag here, --data-dir"),
+        "{t}"
+    );
+    bad[6] = "test_fraction=0.5";
+    let out = dsnn(&bad, root);
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("its own test split"),
+        "{t}"
+    );
+}
