@@ -297,3 +297,33 @@ fn train_reads_a_tiny_imagenet_layout_and_refuses_common_keys_in_data() {
         "{t}"
     );
 }
+
+#[test]
+fn an_unreadable_image_stops_the_run_naming_it_unless_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    make_folder(&images, 4);
+    std::fs::write(
+        images.join("bean").join("broken.jpg"),
+        b"\xff\xd8\xff\xe0 cut",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("e.toml"), experiment("e", "images")).unwrap();
+    let out = dsnn(&["run", "e.toml"], dir.path());
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("broken.jpg") && t.contains("not a readable PNG or JPEG image"),
+        "{t}"
+    );
+    let skipping = experiment("s", "images").replace(
+        "resize = \"crop\"",
+        "resize = \"crop\"\nskip_unreadable = true",
+    );
+    std::fs::write(dir.path().join("s.toml"), skipping).unwrap();
+    let out = dsnn(&["run", "s.toml"], dir.path());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("skipping") && t.contains("broken.jpg"), "{t}");
+    assert_eq!(results(&dir.path().join("runs").join("s")).len(), 3);
+}
