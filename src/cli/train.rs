@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use dsnn_core::data::{Batcher, Splits};
+use dsnn_core::data::Splits;
 use dsnn_core::device::DeviceSpec;
 use dsnn_core::optim::OptimizerKind;
 use dsnn_core::recipe::{resolve_arch, ArchValues, Recipe, Setting};
@@ -13,6 +13,7 @@ use dsnn_core::{Rounding, ShiftEnd, ShiftType};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::dsnn_objective::{DataTransforms, COMMON_DATA_KEYS};
 use crate::registry::{DatasetFactory, Registry};
 use crate::settings::Section;
 /// Arguments of `dsnn train`; the defaults are the paper's default DSNN.
@@ -26,6 +27,12 @@ pub struct TrainArgs {
     /// bundled with dsnn (`data/fashion-mnist-small`, `data/digits`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// A `[data]` setting of the data set, as KEY=VALUE with a TOML value
+    /// (repeatable; docs/config.md lists them): `--data size=32`,
+    /// `--data resize=pad`, `--data label=coarse`,
+    /// `--data 'augment={crop_padding=4,flip=true}'`, `--data 'mean=[0.5]'`.
+    #[arg(long = "data", value_name = "KEY=VALUE")]
+    data: Vec<String>,
     /// Backbone (`dsnn plugins` lists them; default: by data set).
     #[arg(long)]
     backbone: Option<String>,
@@ -118,6 +125,41 @@ fn parse_arch(items: &[String]) -> Result<ArchValues> {
     Ok(arch)
 }
 
+/// `KEY=VALUE` settings as a `[data]` table: each value is read as TOML
+/// (`32`, `[24, 32]`, `{crop_padding = 4}`), else taken as a string (`pad`).
+pub fn data_settings(items: &[String]) -> Result<Section> {
+    let mut table = toml::Table::new();
+    for item in items {
+        let Some((key, value)) = item.split_once('=') else {
+            bail!("--data {item}: expected KEY=VALUE");
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty() {
+            bail!("--data {item}: expected KEY=VALUE");
+        }
+        if let Some(flag) = match key {
+            "dataset" => Some("--dataset"),
+            "path" => Some("--data-dir"),
+            "validation_fraction" => Some("--validation-fraction"),
+            "train_limit" => Some("--train-limit"),
+            _ => None,
+        } {
+            bail!("--data {item}: `{key}` has its own flag here, {flag}");
+        }
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        table.insert(key.to_string(), parsed);
+    }
+    Ok(Section::detached(
+        "--data",
+        "data",
+        toml::Value::Table(table),
+    ))
+}
+
 /// Loads a registered data set from `data_dir` (default: its bundled
 /// copy): the factory, the directory used and the splits.
 pub fn load_splits(
@@ -126,7 +168,27 @@ pub fn load_splits(
     data_dir: Option<&std::path::Path>,
     seed: u64,
 ) -> Result<(std::sync::Arc<dyn DatasetFactory>, PathBuf, Splits)> {
+    let no_settings = Section::detached(
+        "command line",
+        "data",
+        toml::Value::Table(Default::default()),
+    );
+    load_splits_with(registry, name, data_dir, &no_settings, seed)
+}
+
+/// [`load_splits`] with the data set's own settings (checked first).
+pub fn load_splits_with(
+    registry: &Registry,
+    name: &str,
+    data_dir: Option<&std::path::Path>,
+    settings: &Section,
+    seed: u64,
+) -> Result<(std::sync::Arc<dyn DatasetFactory>, PathBuf, Splits)> {
     let dataset = registry.dataset(name).context("--dataset")?;
+    dataset
+        .check(settings)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("--data")?;
     let dir = match (data_dir, dataset.bundled_dir()) {
         (Some(d), _) => d.to_path_buf(),
         (None, Some(d)) => d,
@@ -134,13 +196,12 @@ pub fn load_splits(
             bail!("no bundled copy of {name}: pass --data-dir with the full data set")
         }
     };
-    let no_settings = Section::detached(
-        "command line",
-        "data",
-        toml::Value::Table(Default::default()),
-    );
+    dataset
+        .check_files(&dir, settings)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("checking {name} in {}", dir.display()))?;
     let splits = dataset
-        .load(&dir, &no_settings, seed)
+        .load(&dir, settings, seed)
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("loading {name} from {}", dir.display()))?;
     Ok((dataset, dir, splits))
@@ -160,8 +221,13 @@ pub fn run(a: TrainArgs, registry: &Registry) -> Result<()> {
             a.validation_fraction
         );
     }
+    let data = data_settings(&a.data)?;
+    let transforms = DataTransforms::read(&data)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("--data")?;
+    let own = data.without(COMMON_DATA_KEYS);
     let (dataset, dir, Splits { train: full, test }) =
-        load_splits(registry, &a.dataset, a.data_dir.as_deref(), a.seed)?;
+        load_splits_with(registry, &a.dataset, a.data_dir.as_deref(), &own, a.seed)?;
     let full = match a.train_limit {
         Some(n) => full.head(n),
         None => full,
@@ -224,10 +290,10 @@ pub fn run(a: TrainArgs, registry: &Registry) -> Result<()> {
         net.params().num_scalars()
     );
     crate::errln!("  device: {device_note}");
-    let batcher = Batcher {
-        normalization: train_set.channel_stats(),
-        augment: dataset.augment(),
-    };
+    let batcher = transforms
+        .batcher(&train_set, dataset.augment())
+        .map_err(anyhow::Error::msg)
+        .context("--data")?;
     let cfg = recipe.train_config(a.epochs, a.seed);
     let start = Instant::now();
     train(

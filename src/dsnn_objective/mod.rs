@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use candle_core::Device;
-use dsnn_core::data::{Batcher, Dataset};
+use dsnn_core::data::{Augment, Batcher, Dataset, Normalization};
 use dsnn_core::recipe::{resolve_arch, ArchValues, Recipe, RecipeError, Setting};
 use dsnn_core::Backbone;
 use dsnn_search::{Configuration, SearchSpace, Value};
@@ -68,7 +68,142 @@ fn default_validation_fraction() -> f64 {
     0.1
 }
 
-const DATA_KEYS: &[&str] = &["dataset", "path", "validation_fraction", "train_limit"];
+const DATA_KEYS: &[&str] = &[
+    "dataset",
+    "path",
+    "validation_fraction",
+    "train_limit",
+    "augment",
+    "mean",
+    "std",
+];
+
+/// The keys of `[data]` every data set takes, besides the data set's own.
+pub const COMMON_DATA_KEYS: &[&str] = DATA_KEYS;
+
+/// `[data] augment = { crop_padding = 4, flip = true }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AugmentTable {
+    #[serde(default)]
+    crop_padding: usize,
+    #[serde(default)]
+    flip: bool,
+}
+
+/// Largest `augment.crop_padding` (a larger one is a typo: the crops would
+/// be mostly padding).
+const MAX_CROP_PADDING: usize = 256;
+
+/// The settings of `[data]` that apply to every data set and change how
+/// images are fed rather than which: augmentation and normalisation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DataTransforms {
+    /// Training augmentation; `None`: the data set's default.
+    pub augment: Option<Augment>,
+    /// Per-channel normalisation; `None`: computed on the training split.
+    pub normalization: Option<Normalization>,
+}
+
+impl DataTransforms {
+    /// Reads `augment`, `mean` and `std` of a `[data]` section (located
+    /// errors). `augment = false` turns augmentation off; a table sets it.
+    pub fn read(data: &Section) -> Result<Self, ConfigError> {
+        let augment = match data.get("augment") {
+            None => None,
+            Some(a) if a.value().as_bool() == Some(false) => Some(Augment::default()),
+            Some(a) if a.value().is_table() => {
+                let t: AugmentTable = a.parse()?;
+                if t.crop_padding > MAX_CROP_PADDING {
+                    return Err(a.out_of_range(
+                        "crop_padding",
+                        t.crop_padding,
+                        format!("0..={MAX_CROP_PADDING}"),
+                    ));
+                }
+                Some(Augment {
+                    crop_padding: t.crop_padding,
+                    horizontal_flip: t.flip,
+                })
+            }
+            Some(a) => {
+                return Err(a.error(
+                    "",
+                    format!(
+                        "`{}` = {}: expected a table such as `{{ crop_padding = 4, flip = true }}`, or `false` for none",
+                        a.key(),
+                        a.value()
+                    ),
+                ))
+            }
+        };
+        let channel_values = |key: &str| -> Result<Option<Vec<f32>>, ConfigError> {
+            let Some(v) = data.get(key) else {
+                return Ok(None);
+            };
+            let values: Vec<f64> = v.parse()?;
+            if !matches!(values.len(), 1 | 3) || values.iter().any(|x| !x.is_finite()) {
+                return Err(v.error(
+                    "",
+                    format!(
+                        "`{}`: expected one finite number per channel (1 or 3 of them)",
+                        v.key()
+                    ),
+                ));
+            }
+            if key == "std" && values.iter().any(|&x| x <= 0.0) {
+                return Err(v.error(
+                    "",
+                    format!("`{}`: standard deviations must be above 0", v.key()),
+                ));
+            }
+            Ok(Some(values.into_iter().map(|x| x as f32).collect()))
+        };
+        let normalization = match (channel_values("mean")?, channel_values("std")?) {
+            (None, None) => None,
+            (Some(mean), Some(std)) if mean.len() == std.len() => {
+                Some(Normalization { mean, std })
+            }
+            (Some(_), Some(_)) => {
+                return Err(data.error(
+                    "std",
+                    "`data.mean` and `data.std` need one value per channel each (as many of one as of the other)",
+                ))
+            }
+            (Some(_), None) => {
+                return Err(data.error("mean", "`data.mean` needs `data.std` beside it"))
+            }
+            (None, Some(_)) => {
+                return Err(data.error("std", "`data.std` needs `data.mean` beside it"))
+            }
+        };
+        Ok(DataTransforms {
+            augment,
+            normalization,
+        })
+    }
+
+    /// The batcher for a training split: the given normalisation (checked
+    /// against the images' channels) or the split's own statistics, and
+    /// the given augmentation or `default_augment`.
+    pub fn batcher(&self, train: &Dataset, default_augment: Augment) -> Result<Batcher, String> {
+        let normalization = match &self.normalization {
+            None => train.channel_stats(),
+            Some(n) if n.mean.len() == train.shape.channels => n.clone(),
+            Some(n) => {
+                return Err(format!(
+                    "`data.mean` and `data.std` give {} values but the images have {} channel(s)",
+                    n.mean.len(),
+                    train.shape.channels
+                ))
+            }
+        };
+        Ok(Batcher {
+            normalization,
+            augment: self.augment.unwrap_or(default_augment),
+        })
+    }
+}
 
 /// The keys of `[model]` besides the recipe and the backbone's own.
 const MODEL_KEYS: &[&str] = &["backbone", "device", "save_weights"];
@@ -88,6 +223,8 @@ pub struct DataSpec {
     pub validation_fraction: f64,
     /// At most this many training images (before the split).
     pub train_limit: Option<usize>,
+    /// Augmentation and normalisation given in `[data]`.
+    pub transforms: DataTransforms,
 }
 
 /// The data of a process's trials, loaded once and shared.
@@ -151,7 +288,10 @@ impl DsnnObjective {
                 "the DSNN objective needs a `[data]` table (`dataset = \"fashion-mnist\"`, ...)",
             ));
         }
-        let common: DataCommon = data.only(DATA_KEYS).parse()?;
+        let common: DataCommon = data
+            .only(&["dataset", "path", "validation_fraction", "train_limit"])
+            .parse()?;
+        let transforms = DataTransforms::read(&data)?;
         let factory = reg
             .dataset(&common.dataset)
             .map_err(|e| data.error("dataset", format!("`data.dataset`: {e}")))?;
@@ -184,6 +324,16 @@ impl DsnnObjective {
                 format!("`data.path`: {} is not a directory", dir.display()),
             ));
         }
+        factory
+            .check_files(&dir, &data.without(DATA_KEYS))
+            .map_err(|e| {
+                let at = if common.path.is_some() {
+                    "path"
+                } else {
+                    "dataset"
+                };
+                data.error(at, format!("`data.path`: {e}"))
+            })?;
         let model = setup.section("model");
         let backbone_name = match model.value().get("backbone").and_then(|v| v.as_str()) {
             Some(b) => b.to_string(),
@@ -224,6 +374,7 @@ impl DsnnObjective {
                 settings: data.without(DATA_KEYS),
                 validation_fraction: common.validation_fraction,
                 train_limit: common.train_limit,
+                transforms,
             },
             backbone_name,
             backbone,
@@ -300,10 +451,7 @@ impl DsnnObjective {
                         d.validation_fraction
                     ));
                 }
-                let batcher = Batcher {
-                    normalization: train.channel_stats(),
-                    augment: d.factory.augment(),
-                };
+                let batcher = d.transforms.batcher(&train, d.factory.augment())?;
                 Ok(Arc::new(TrialData {
                     train,
                     validation,
@@ -496,4 +644,88 @@ pub fn bundled_data_root() -> &'static Path {
 /// Registered names a `[model]` may use, for messages.
 pub fn backbone_names(registry: &Registry) -> Vec<String> {
     registry.names(crate::registry::Kind::Backbone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Source;
+    use dsnn_core::InputShape;
+
+    fn data(text: &str) -> Section {
+        let source = Source::new("e.toml", format!("[data]\ndataset = \"x\"\n{text}"));
+        let doc = source.parse().unwrap();
+        Section::new(&source, vec!["data".into()], doc.get("data").cloned())
+    }
+
+    fn grey(n: usize) -> Dataset {
+        Dataset {
+            pixels: (0..n * 4).map(|i| (i * 37 % 256) as u8).collect(),
+            labels: vec![0; n],
+            shape: InputShape {
+                channels: 1,
+                height: 2,
+                width: 2,
+            },
+            classes: 2,
+            pixel_max: 255.0,
+        }
+    }
+
+    #[test]
+    fn augment_mean_and_std_are_read_and_checked() {
+        let none = DataTransforms::read(&data("")).unwrap();
+        assert_eq!(none, DataTransforms::default());
+        let b = none.batcher(&grey(3), Augment::cifar()).unwrap();
+        assert_eq!(b.augment, Augment::cifar(), "the data set's default");
+        assert_eq!(b.normalization, grey(3).channel_stats());
+        let t = DataTransforms::read(&data(
+            "augment = { crop_padding = 3, flip = true }\nmean = [0.5]\nstd = [0.25]\n",
+        ))
+        .unwrap();
+        let b = t.batcher(&grey(3), Augment::default()).unwrap();
+        assert_eq!(
+            b.augment,
+            Augment {
+                crop_padding: 3,
+                horizontal_flip: true
+            }
+        );
+        assert_eq!(b.normalization.mean, vec![0.5]);
+        assert_eq!(b.normalization.std, vec![0.25]);
+        let off = DataTransforms::read(&data("augment = false\n")).unwrap();
+        assert_eq!(
+            off.batcher(&grey(1), Augment::cifar()).unwrap().augment,
+            Augment::default()
+        );
+        let rgb = DataTransforms::read(&data("mean = [0.5, 0.5, 0.5]\nstd = [1, 1, 1]\n"))
+            .unwrap()
+            .batcher(&grey(1), Augment::default())
+            .unwrap_err();
+        assert!(
+            rgb.contains("give 3 values but the images have 1 channel"),
+            "{rgb}"
+        );
+        for (text, needle) in [
+            ("augment = { crop = 4 }", "unknown field `crop`"),
+            ("augment = true", "expected a table"),
+            (
+                "augment = { crop_padding = 999 }",
+                "out of range (allowed: 0..=256)",
+            ),
+            ("mean = [0.5]", "`data.mean` needs `data.std`"),
+            ("mean = [0.5]\nstd = [0.0]", "above 0"),
+            (
+                "mean = [0.5, 0.5, 0.5]\nstd = [1.0]",
+                "as many of one as of the other",
+            ),
+            ("mean = [0.5, 0.5]\nstd = [1.0, 1.0]", "1 or 3 of them"),
+            ("mean = []\nstd = []", "1 or 3 of them"),
+        ] {
+            let e = DataTransforms::read(&data(&format!("{text}\n")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle) && e.contains("e.toml:"), "{text}: {e}");
+        }
+    }
 }

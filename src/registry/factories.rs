@@ -32,20 +32,27 @@ pub trait DatasetFactory: Send + Sync {
         None
     }
     /// Checks the data set's own settings: the keys of `[data]` besides
-    /// `dataset`, `path`, `validation_fraction` and `train_limit`. The
-    /// default accepts none.
+    /// the common ones (`dataset`, `path`, `validation_fraction`,
+    /// `train_limit`, `augment`, `mean`, `std`). The default accepts none.
     fn check(&self, settings: &Section) -> Result<(), ConfigError> {
         match settings.table().keys().next() {
             Some(k) => Err(settings.error(
                 k,
                 format!(
                     "`{}.{k}`: unknown field `{k}` (this data set takes no settings besides \
-                     `dataset`, `path`, `validation_fraction`, `train_limit`)",
+                     `dataset`, `path`, `validation_fraction`, `train_limit`, `augment`, \
+                     `mean`, `std`)",
                     settings.key()
                 ),
             )),
             None => Ok(()),
         }
+    }
+    /// Checks what can be checked of the files in `dir` without loading
+    /// them (the layout, missing files), so that `dsnn check` and the start
+    /// of a run catch it before any trial. The default checks nothing.
+    fn check_files(&self, _dir: &Path, _settings: &Section) -> Result<(), String> {
+        Ok(())
     }
     /// Loads the training and test splits from `dir`.
     fn load(&self, dir: &Path, settings: &Section, seed: u64) -> Result<Splits, String>;

@@ -2,8 +2,15 @@
 //! normalisation, augmentation and batching.
 //!
 //! Formats: IDX (MNIST, Fashion-MNIST; gzip or raw), CIFAR-10 binary batches,
-//! and the UCI optical digits CSV (64 values 0..16 then the label; gzip or
-//! raw). Every format error names the file.
+//! the UCI optical digits CSV (64 values 0..16 then the label; gzip or
+//! raw), CIFAR-100 binary files ([`cifar100`]), and PNG/JPEG image folders
+//! and Tiny ImageNet ([`image_folder`], decoded by [`images`], cached by
+//! [`image_cache`]). Every format error names the file.
+
+pub mod cifar100;
+pub mod image_cache;
+pub mod image_folder;
+pub mod images;
 
 use crate::backbone::InputShape;
 use crate::error::{CoreError, Result};
@@ -202,7 +209,7 @@ pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Finds `name` or `name.gz` in `dir`.
-fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
+pub(crate) fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
     for candidate in [dir.join(name), dir.join(format!("{name}.gz"))] {
         if candidate.is_file() {
             return Ok(candidate);
@@ -217,7 +224,7 @@ fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
     ))
 }
 
-fn check_labels(path: &Path, labels: &[u8], classes: usize) -> Result<()> {
+pub(crate) fn check_labels(path: &Path, labels: &[u8], classes: usize) -> Result<()> {
     if let Some(pos) = labels.iter().position(|&l| l as usize >= classes) {
         return Err(CoreError::data(
             path,
