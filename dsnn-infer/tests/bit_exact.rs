@@ -672,3 +672,70 @@ fn export_narrows_the_accumulator_for_large_biases_and_refuses_what_cannot_fit()
         "{e}"
     );
 }
+
+fn colour(h: usize) -> InputShape {
+    InputShape {
+        channels: 3,
+        height: h,
+        width: h,
+    }
+}
+
+#[test]
+fn deeper_cifar_resnets_match_the_reference() {
+    // 8x8 images reach every stage (8, 4 and 2 pixels) at a small cost.
+    for (name, st, seed) in [
+        ("resnet32", ShiftType::Q, 20),
+        ("resnet44", ShiftType::PS, 21),
+        ("resnet56", ShiftType::Q, 22),
+        ("resnet110", ShiftType::PS, 23),
+    ] {
+        let (net, spec) = build(name, st, 5, (16, 16), colour(8), seed);
+        randomize_batch_norm(net.as_ref(), seed);
+        let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+        let x = model.quantize_input(&random_images(model.input, 2, seed));
+        check(&model, &x, 2, 2);
+    }
+}
+
+#[test]
+fn vgg_matches_the_reference() {
+    // VGG11 on 32x32 colour images runs all five poolings; VGG19 on 16x16
+    // grey images leaves out the last (its map is one pixel by then).
+    for (name, st, input, seed) in [
+        ("vgg11", ShiftType::PS, colour(32), 24),
+        ("vgg19", ShiftType::Q, grey(16), 25),
+    ] {
+        let (net, spec) = build(name, st, 5, (16, 16), input, seed);
+        randomize_batch_norm(net.as_ref(), seed);
+        let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+        let x = model.quantize_input(&random_images(model.input, 2, seed));
+        check(&model, &x, 2, 1);
+    }
+}
+
+#[test]
+fn networks_the_engine_cannot_run_are_refused_naming_the_layer() {
+    for (name, layer, says) in [
+        ("resnet18", "layer2.0.shortcut.0", "projection shortcut"),
+        (
+            "mobilenetv2",
+            "layers.0.conv2",
+            "grouped convolution (32 groups)",
+        ),
+        (
+            "googlenet",
+            "a3.b4.0",
+            "max pooling 3x3 (stride 1, padding 1)",
+        ),
+    ] {
+        let (net, spec) = build(name, ShiftType::PS, 5, (16, 16), colour(8), 26);
+        let err = IntModel::from_network(net.as_ref(), &spec)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("`{layer}`")) && err.contains(says),
+            "{name}: {err}"
+        );
+    }
+}
