@@ -10,7 +10,11 @@
 # PyTorch DeepShift reference (default ../shared/bench/pytorch-deepshift);
 # BATCH (default 32) and STEPS (timed steps after one warm-up, default 3).
 # Images are random 3x32x32; the figures are medians of the timed steps.
+# PyTorch's OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE): on a
+# machine shared with other jobs its default spinning barriers made it 15x
+# slower than this (4 vs 74 img/s for ResNet20 at a load of 7 on 2 cores).
 set -euo pipefail
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 REFERENCE=${REFERENCE:-../shared/bench/pytorch-deepshift}
