@@ -102,3 +102,18 @@ fn mobilenetv2_learns() {
 fn googlenet_learns() {
     assert_learns("googlenet", 3, 8, ShiftType::Q);
 }
+
+#[test]
+fn every_backbone_takes_28x28_grey_images() {
+    // MNIST's shape: global pooling (and, for VGG, leaving out the pooling
+    // of a 1-pixel map) lets the CIFAR networks take it unchanged.
+    let spec = spec(1, 28, ShiftType::PS);
+    let x = Tensor::randn(0f32, 1.0, (1, 1, 28, 28), &Device::Cpu).unwrap();
+    for b in dsnn_core::builtin_backbones() {
+        let net = b.build(&spec, &Device::Cpu).unwrap();
+        let y = net.forward(&x, dsnn_core::Forward::eval()).unwrap();
+        assert_eq!(y.dims(), &[1, spec.classes], "{}", b.name());
+        let v: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(v.iter().all(|v| v.is_finite()), "{}: {v:?}", b.name());
+    }
+}
