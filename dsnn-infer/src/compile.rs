@@ -14,7 +14,10 @@
 //!   flatten before a linear layer to nothing (the engine flattens);
 //! - a tensor read twice (a residual block's input) is saved when it
 //!   becomes current, and `max(main + shortcut, 0)` with that tensor, or
-//!   its option-A shortcut, becomes [`Step::AddResidual`].
+//!   its option-A shortcut, becomes [`Step::AddResidual`];
+//! - a convolution of the saved block input after the main path (a
+//!   projection shortcut, ResNet18) first swaps the main path's result
+//!   onto the stack ([`Step::SwapResidual`]), so the add reads it there.
 //!
 //! Anything else is refused with an error that names the layer.
 
@@ -195,11 +198,24 @@ fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
                 ..
             } => {
                 if *input != cur && held.get(input) == Some(&Held::Saved) {
-                    return Err(InferError::unsupported(
-                        layer,
-                        "a projection shortcut (a convolution of a residual block's input) has \
-                         no integer step yet (supported: identity and option-A shortcuts)",
-                    ));
+                    // A projection shortcut: the convolution of a residual
+                    // block's input after its main path. The main path's
+                    // result is set aside in the input's place (the add
+                    // that ends the block reads both).
+                    if stack.last() != Some(input) || reads(*input) != 2 || reads(cur) != 1 {
+                        return Err(InferError::unsupported(
+                            layer,
+                            "a convolution of a saved residual-block input that is not the \
+                             block's projection shortcut (supported: one main path, then the \
+                             shortcut convolution, then the add)",
+                        ));
+                    }
+                    steps.push(Step::SwapResidual);
+                    stack.pop();
+                    held.remove(input);
+                    stack.push(cur);
+                    held.insert(cur, Held::Saved);
+                    cur = *input;
                 }
                 expect_current(op, *input, cur)?;
                 if *groups != 1 {
