@@ -139,12 +139,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let input = |model: &str, n: usize| -> candle_core::Result<(Tensor, Tensor)> {
-        let (c, h) = if model == "resnet20" {
-            (3, 32)
-        } else {
-            (1, 28)
-        };
-        let x = Tensor::randn(0f32, 1.0, (n, c, h, h), &dev)?;
+        // Each backbone's own input shape (3x32x32 for the CIFAR networks,
+        // 1x28x28 for LeNet-5).
+        let shape = backbone_by_name(model)
+            .map(|b| b.default_input())
+            .map_err(candle_core::Error::wrap)?;
+        let (c, h, w) = (shape.channels, shape.height, shape.width);
+        let x = Tensor::randn(0f32, 1.0, (n, c, h, w), &dev)?;
         let y = Tensor::from_vec((0..n as u32).map(|i| i % 10).collect::<Vec<_>>(), n, &dev)?;
         Ok((x, y))
     };

@@ -108,6 +108,43 @@ pub enum NetOp {
         /// Channels of zeros on each side.
         pad: usize,
     },
+    /// Max pooling with a `kernel x kernel` window, `stride` and
+    /// (minus-infinity) `padding` other than the 2x2 stride-2 of
+    /// [`NetOp::MaxPool2`].
+    MaxPool {
+        /// Name of the pooling (for error messages).
+        name: String,
+        /// Input tensor.
+        input: TensorId,
+        /// Output tensor.
+        output: TensorId,
+        /// Side of the window.
+        kernel: usize,
+        /// Step between windows.
+        stride: usize,
+        /// Padding on each side.
+        padding: usize,
+    },
+    /// Channel-wise concatenation of branches (GoogLeNet's inception).
+    Concat {
+        /// Name of the concatenation (for error messages).
+        name: String,
+        /// The branches, in channel order.
+        inputs: Vec<TensorId>,
+        /// Output tensor.
+        output: TensorId,
+    },
+    /// `main + shortcut` without a ReLU (MobileNetV2's linear bottleneck).
+    Add {
+        /// Name of the addition (for error messages).
+        name: String,
+        /// The block's main path.
+        main: TensorId,
+        /// The shortcut.
+        shortcut: TensorId,
+        /// Output tensor.
+        output: TensorId,
+    },
     /// `max(main + shortcut, 0)`, the end of a residual block.
     AddRelu {
         /// The block's main path.
@@ -131,6 +168,9 @@ impl NetOp {
             | NetOp::Flatten { output, .. }
             | NetOp::GlobalAvgPool { output, .. }
             | NetOp::ShortcutOptionA { output, .. }
+            | NetOp::MaxPool { output, .. }
+            | NetOp::Concat { output, .. }
+            | NetOp::Add { output, .. }
             | NetOp::AddRelu { output, .. } => *output,
         }
     }
@@ -138,7 +178,10 @@ impl NetOp {
     /// The tensors the operation reads.
     pub fn inputs(&self) -> Vec<TensorId> {
         match self {
-            NetOp::AddRelu { main, shortcut, .. } => vec![*main, *shortcut],
+            NetOp::AddRelu { main, shortcut, .. } | NetOp::Add { main, shortcut, .. } => {
+                vec![*main, *shortcut]
+            }
+            NetOp::Concat { inputs, .. } => inputs.clone(),
             NetOp::Conv { input, .. }
             | NetOp::Linear { input, .. }
             | NetOp::BatchNorm { input, .. }
@@ -146,6 +189,7 @@ impl NetOp {
             | NetOp::MaxPool2 { input, .. }
             | NetOp::Flatten { input, .. }
             | NetOp::GlobalAvgPool { input, .. }
+            | NetOp::MaxPool { input, .. }
             | NetOp::ShortcutOptionA { input, .. } => vec![*input],
         }
     }
@@ -163,6 +207,17 @@ impl NetOp {
             NetOp::GlobalAvgPool { .. } => "a global average pooling".into(),
             NetOp::ShortcutOptionA { .. } => "an option-A shortcut".into(),
             NetOp::AddRelu { .. } => "a residual add".into(),
+            NetOp::MaxPool {
+                name,
+                kernel,
+                stride,
+                padding,
+                ..
+            } => format!(
+                "max pooling `{name}` ({kernel}x{kernel}, stride {stride}, padding {padding})"
+            ),
+            NetOp::Concat { name, .. } => format!("concatenation `{name}`"),
+            NetOp::Add { name, .. } => format!("addition `{name}` (without ReLU)"),
         }
     }
 }

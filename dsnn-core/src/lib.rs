@@ -21,6 +21,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod params;
+pub mod pool;
 pub mod quant;
 pub mod recipe;
 pub mod runtime;

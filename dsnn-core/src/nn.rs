@@ -10,6 +10,7 @@
 use crate::error::Result;
 use crate::graph::NetOp;
 use crate::layers::Forward;
+use crate::pool::PoolWindow;
 use candle_core::{Tensor, D};
 
 /// `max(x, 0)`.
@@ -80,6 +81,60 @@ pub fn add_relu(main: &Tensor, shortcut: &Tensor, name: &str, ctx: Forward) -> R
     ctx.record_elementwise(&format!("{name}.relu"), main);
     let y = crate::ops::add_relu(main, shortcut)?;
     ctx.record_op(|| NetOp::AddRelu {
+        main: main.id(),
+        shortcut: shortcut.id(),
+        output: y.id(),
+    });
+    Ok(y)
+}
+
+/// Max pooling with any square window, stride and padding (padding counts
+/// as minus infinity, as in PyTorch): GoogLeNet's 3x3 poolings. The 2x2
+/// stride-2 case is [`max_pool2`], which the integer engine runs.
+pub fn max_pool(x: &Tensor, window: PoolWindow, name: &str, ctx: Forward) -> Result<Tensor> {
+    let y = crate::pool::max_pool(x, window)?;
+    if ctx.trace.is_some() {
+        // One comparison per window element.
+        ctx.record(dsnn_energy::LayerOps {
+            name: name.to_string(),
+            kind: dsnn_energy::LayerKind::Elementwise,
+            macs: (y.elem_count() / y.dim(0)?.max(1) * window.kernel * window.kernel) as u64,
+            shift: false,
+            weight_bits: 32,
+            activation_bits: 32,
+            params: 0,
+        });
+    }
+    ctx.record_op(|| NetOp::MaxPool {
+        name: name.to_string(),
+        input: x.id(),
+        output: y.id(),
+        kernel: window.kernel,
+        stride: window.stride,
+        padding: window.padding,
+    });
+    Ok(y)
+}
+
+/// Concatenates `xs` (`N x C_i x H x W`) along the channels: the end of
+/// GoogLeNet's inception module.
+pub fn concat(xs: &[Tensor], name: &str, ctx: Forward) -> Result<Tensor> {
+    let y = Tensor::cat(xs, 1)?;
+    ctx.record_op(|| NetOp::Concat {
+        name: name.to_string(),
+        inputs: xs.iter().map(|x| x.id()).collect(),
+        output: y.id(),
+    });
+    Ok(y)
+}
+
+/// `main + shortcut` without a ReLU: the end of MobileNetV2's inverted
+/// residual block.
+pub fn add(main: &Tensor, shortcut: &Tensor, name: &str, ctx: Forward) -> Result<Tensor> {
+    ctx.record_elementwise(&format!("{name}.add"), main);
+    let y = (main + shortcut)?;
+    ctx.record_op(|| NetOp::Add {
+        name: name.to_string(),
         main: main.id(),
         shortcut: shortcut.id(),
         output: y.id(),

@@ -14,7 +14,10 @@
 //!   flatten before a linear layer to nothing (the engine flattens);
 //! - a tensor read twice (a residual block's input) is saved when it
 //!   becomes current, and `max(main + shortcut, 0)` with that tensor, or
-//!   its option-A shortcut, becomes [`Step::AddResidual`].
+//!   its option-A shortcut, becomes [`Step::AddResidual`];
+//! - a convolution of the saved block input after the main path (a
+//!   projection shortcut, ResNet18) first swaps the main path's result
+//!   onto the stack ([`Step::SwapResidual`]), so the add reads it there.
 //!
 //! Anything else is refused with an error that names the layer.
 
@@ -81,8 +84,65 @@ enum Held {
     OptionA(TensorId, usize),
 }
 
+/// Why the integer engine cannot run `op`, for operations it has no step
+/// for at all (whatever surrounds them).
+fn unsupported_reason(op: &NetOp) -> Option<(String, String)> {
+    match op {
+        NetOp::Conv { layer, groups, .. } if *groups != 1 => Some((
+            layer.clone(),
+            format!(
+                "a grouped convolution ({groups} groups) has no integer kernel yet \
+                 (supported: dense convolutions)"
+            ),
+        )),
+        NetOp::MaxPool {
+            name,
+            kernel,
+            stride,
+            padding,
+            ..
+        } => Some((
+            name.clone(),
+            format!(
+                "max pooling {kernel}x{kernel} (stride {stride}, padding {padding}) has no \
+                 integer step (supported: 2x2 max pooling with stride 2)"
+            ),
+        )),
+        NetOp::Concat { name, .. } => Some((
+            name.clone(),
+            "a concatenation of branches (an inception module) has no integer step (the \
+             engine runs a chain of layers with residual blocks)"
+                .into(),
+        )),
+        NetOp::Add { name, .. } => Some((
+            name.clone(),
+            "a residual addition without ReLU (a linear bottleneck) has no integer step \
+             (supported: max(main + shortcut, 0))"
+                .into(),
+        )),
+        _ => None,
+    }
+}
+
+/// Refuses a graph with operations the engine has no step for, naming the
+/// first and counting the others.
+fn check_supported(graph: &NetGraph) -> Result<()> {
+    let mut all = graph.ops.iter().filter_map(unsupported_reason);
+    let Some((layer, reason)) = all.next() else {
+        return Ok(());
+    };
+    let others = all.count();
+    let reason = if others == 0 {
+        reason
+    } else {
+        format!("{reason}; {others} more operations of the network cannot be exported either")
+    };
+    Err(InferError::unsupported(&layer, reason))
+}
+
 /// The steps computing `graph`'s logits from its input.
 fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
+    check_supported(graph)?;
     let mut readers: HashMap<TensorId, usize> = HashMap::new();
     for op in &graph.ops {
         for t in op.inputs() {
@@ -137,6 +197,26 @@ fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
                 bias,
                 ..
             } => {
+                if *input != cur && held.get(input) == Some(&Held::Saved) {
+                    // A projection shortcut: the convolution of a residual
+                    // block's input after its main path. The main path's
+                    // result is set aside in the input's place (the add
+                    // that ends the block reads both).
+                    if stack.last() != Some(input) || reads(*input) != 2 || reads(cur) != 1 {
+                        return Err(InferError::unsupported(
+                            layer,
+                            "a convolution of a saved residual-block input that is not the \
+                             block's projection shortcut (supported: one main path, then the \
+                             shortcut convolution, then the add)",
+                        ));
+                    }
+                    steps.push(Step::SwapResidual);
+                    stack.pop();
+                    held.remove(input);
+                    stack.push(cur);
+                    held.insert(cur, Held::Saved);
+                    cur = *input;
+                }
                 expect_current(op, *input, cur)?;
                 if *groups != 1 {
                     return Err(InferError::unsupported(
@@ -326,6 +406,11 @@ fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
                     layer,
                     "batch norm must follow a convolution directly (it is folded into it)",
                 ))
+            }
+            NetOp::MaxPool { .. } | NetOp::Concat { .. } | NetOp::Add { .. } => {
+                // Refused by `check_supported` before compiling.
+                let (layer, reason) = unsupported_reason(op).unwrap_or_default();
+                return Err(InferError::unsupported(&layer, reason));
             }
             NetOp::Relu { .. } => {
                 return Err(InferError::unsupported(

@@ -444,6 +444,12 @@ impl IntModel {
                 }
                 Step::MaxPool2 => cur = max_pool2(&cur, border),
                 Step::SaveResidual => saved.push(cur.clone()),
+                Step::SwapResidual => {
+                    let top = saved.last_mut().ok_or_else(|| {
+                        InferError::Input("residual swap without a saved tensor".into())
+                    })?;
+                    std::mem::swap(&mut cur, top);
+                }
                 Step::AddResidual { pad } => {
                     let short = saved.pop().ok_or_else(|| {
                         InferError::Input("residual add without a shortcut".into())

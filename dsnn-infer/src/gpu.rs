@@ -112,6 +112,8 @@ pub enum GpuStep {
     },
     /// Keeps the current activations for the next residual add.
     SaveResidual,
+    /// Exchange the current activations with the last saved ones.
+    SwapResidual,
     /// Adds the saved `sc x sh x sw` shortcut to `c x h x w` activations.
     AddResidual {
         /// Channels.
@@ -253,6 +255,11 @@ impl GpuProgram {
                 Step::SaveResidual => {
                     saved.push((c, h, w));
                     steps.push(GpuStep::SaveResidual);
+                }
+                Step::SwapResidual => {
+                    let top = saved.last_mut().expect("validated model");
+                    ((c, h, w), *top) = (*top, (c, h, w));
+                    steps.push(GpuStep::SwapResidual);
                 }
                 Step::AddResidual { pad } => {
                     let (sc, sh, sw) = saved.pop().expect("validated model");
@@ -490,6 +497,13 @@ pub fn run<B: IntBackend>(
             GpuStep::MaxPool2 { c, h, w } => backend.max_pool2(&cur, n32, c, h, w)?,
             GpuStep::SaveResidual => {
                 saved.push(Rc::clone(&cur));
+                continue;
+            }
+            GpuStep::SwapResidual => {
+                let top = saved.last_mut().ok_or_else(|| {
+                    InferError::Input("residual swap without a saved tensor".into())
+                })?;
+                std::mem::swap(&mut cur, top);
                 continue;
             }
             GpuStep::AddResidual { .. } => {

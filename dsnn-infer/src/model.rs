@@ -224,6 +224,10 @@ pub enum Step {
     MaxPool2,
     /// Remembers the current activations for a later [`Step::AddResidual`].
     SaveResidual,
+    /// Exchanges the current activations with the last saved ones: a
+    /// residual block's main path is set aside while its projection
+    /// shortcut (a convolution of the block input) runs.
+    SwapResidual,
     /// `X = clamp(max(0, X + shortcut))`, the shortcut being the saved
     /// activations, subsampled by 2 and zero-padded by `pad` channels on each
     /// side when `pad` is set (ResNet option A).
@@ -675,6 +679,13 @@ impl IntModel {
                         );
                     }
                     saved.push((c, h, w));
+                    false
+                }
+                Step::SwapResidual => {
+                    let Some(top) = saved.last_mut() else {
+                        return bad("residual", "swap without a saved tensor".into());
+                    };
+                    ((c, h, w), *top) = (*top, (c, h, w));
                     false
                 }
                 Step::AddResidual { pad } => {

@@ -46,7 +46,7 @@ impl IntModel {
                     (h, w) = (h / 2, w / 2);
                     continue;
                 }
-                Step::SaveResidual => continue,
+                Step::SaveResidual | Step::SwapResidual => continue,
                 Step::AddResidual { .. } => {
                     layers.push(elementwise("residual_add_relu".into(), 2 * c * h * w));
                     continue;

@@ -75,6 +75,10 @@ pub fn reference_logits(model: &IntModel, x: &[i32], n: usize) -> Logits {
                     });
                     continue;
                 }
+                Step::SwapResidual => {
+                    std::mem::swap(&mut cur, saved.last_mut().expect("validated model"));
+                    continue;
+                }
                 Step::AddResidual { pad } => {
                     let s: Img = saved.pop().expect("validated model");
                     for c in 0..cur.c {

@@ -672,3 +672,114 @@ fn export_narrows_the_accumulator_for_large_biases_and_refuses_what_cannot_fit()
         "{e}"
     );
 }
+
+fn colour(h: usize) -> InputShape {
+    InputShape {
+        channels: 3,
+        height: h,
+        width: h,
+    }
+}
+
+#[test]
+fn deeper_cifar_resnets_match_the_reference() {
+    // 8x8 images reach every stage (8, 4 and 2 pixels) at a small cost.
+    for (name, st, seed) in [
+        ("resnet32", ShiftType::Q, 20),
+        ("resnet44", ShiftType::PS, 21),
+        ("resnet56", ShiftType::Q, 22),
+        ("resnet110", ShiftType::PS, 23),
+    ] {
+        let (net, spec) = build(name, st, 5, (16, 16), colour(8), seed);
+        randomize_batch_norm(net.as_ref(), seed);
+        let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+        let x = model.quantize_input(&random_images(model.input, 2, seed));
+        check(&model, &x, 2, 2);
+    }
+}
+
+#[test]
+fn resnet18_with_projection_shortcuts_matches_the_reference() {
+    // 8x8 images: stages of 8, 4, 2 and 1 pixels.
+    for (st, seed) in [(ShiftType::Q, 27), (ShiftType::PS, 28)] {
+        let (net, spec) = build("resnet18", st, 5, (16, 16), colour(8), seed);
+        randomize_batch_norm(net.as_ref(), seed);
+        let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+        let swaps = model
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::SwapResidual))
+            .count();
+        assert_eq!(swaps, 3, "one per projection shortcut");
+        let x = model.quantize_input(&random_images(model.input, 2, seed));
+        check(&model, &x, 2, 2);
+        // The step survives the model file.
+        let back = IntModel::from_bytes(&model.to_bytes().unwrap()).unwrap();
+        let opts = EngineOptions::default();
+        let logits = model.infer_quantized(x.clone(), 2, &opts).unwrap();
+        assert_eq!(back.infer_quantized(x, 2, &opts).unwrap(), logits);
+        // And the integer logits are the float-simulated network's (the
+        // shortcut convolution reads the block input, not the main path).
+        let images = random_images(model.input, 2, seed);
+        let xf =
+            candle_core::Tensor::from_vec(images, (2, 3, 8, 8), &candle_core::Device::Cpu).unwrap();
+        let float: Vec<f32> = net
+            .forward(&xf, dsnn_core::Forward::eval())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let scale = 2f64.powi(logits.fraction_bits as i32);
+        let largest = float.iter().fold(0f64, |m, v| m.max(f64::from(v.abs())));
+        for (i, f) in logits.values.iter().zip(&float) {
+            let d = (*i as f64 / scale - f64::from(*f)).abs();
+            assert!(
+                d <= 1e-3 * largest.max(1.0),
+                "integer {} vs float {f}",
+                *i as f64 / scale
+            );
+        }
+    }
+}
+
+#[test]
+fn vgg_matches_the_reference() {
+    // VGG11 on 32x32 colour images runs all five poolings; VGG19 on 16x16
+    // grey images leaves out the last (its map is one pixel by then).
+    for (name, st, input, seed) in [
+        ("vgg11", ShiftType::PS, colour(32), 24),
+        ("vgg19", ShiftType::Q, grey(16), 25),
+    ] {
+        let (net, spec) = build(name, st, 5, (16, 16), input, seed);
+        randomize_batch_norm(net.as_ref(), seed);
+        let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+        let x = model.quantize_input(&random_images(model.input, 2, seed));
+        check(&model, &x, 2, 1);
+    }
+}
+
+#[test]
+fn networks_the_engine_cannot_run_are_refused_naming_the_layer() {
+    for (name, layer, says) in [
+        (
+            "mobilenetv2",
+            "layers.0.conv2",
+            "grouped convolution (32 groups)",
+        ),
+        (
+            "googlenet",
+            "a3.b4.0",
+            "max pooling 3x3 (stride 1, padding 1)",
+        ),
+    ] {
+        let (net, spec) = build(name, ShiftType::PS, 5, (16, 16), colour(8), 26);
+        let err = IntModel::from_network(net.as_ref(), &spec)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("`{layer}`")) && err.contains(says),
+            "{name}: {err}"
+        );
+    }
+}

@@ -607,7 +607,7 @@ fn shape(c: usize, h: usize) -> InputShape {
     }
 }
 
-/// LeNet-5 (Q and PS) and ResNet20 (random batch norms) built with
+/// LeNet-5 (Q and PS), ResNet20 and ResNet18 (random batch norms) built with
 /// dsnn-core and exported: whole networks on the emulated kernels give
 /// `IntModel::infer`'s logits.
 #[test]
@@ -618,9 +618,11 @@ fn lenet5_and_resnet20_match_the_cpu_engine() {
         ("lenet5", ShiftType::PS, shape(1, 28), 2),
         ("resnet20", ShiftType::Q, shape(3, 32), 3),
         ("resnet20", ShiftType::PS, shape(3, 32), 4),
+        // Projection shortcuts (the swap of saved activations).
+        ("resnet18", ShiftType::Q, shape(3, 8), 5),
     ] {
         let (net, spec) = build(backbone, st, 5, (16, 16), input, seed);
-        if backbone == "resnet20" {
+        if backbone != "lenet5" {
             randomize_batch_norm(net.as_ref(), seed);
         }
         let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
