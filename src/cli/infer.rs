@@ -9,6 +9,7 @@ use dsnn_infer::{IntModel, Isa, Logits};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::dsnn_objective::COMMON_DATA_KEYS;
 use crate::registry::Registry;
 
 /// Arguments of `dsnn infer`.
@@ -22,6 +23,16 @@ pub struct InferArgs {
     /// Directory holding the data set's files (default: the bundled subset).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// A `[data]` setting of the data set as KEY=VALUE (repeatable; as in
+    /// `dsnn train`): an image folder needs the `size`, `resize` and
+    /// `channels` the model was trained with, e.g. `--data size=32`.
+    #[arg(long = "data", value_name = "KEY=VALUE")]
+    data: Vec<String>,
+    /// The seed of the split for data sets without a test split of their
+    /// own (image folders, digits): give the training run's seed, so that
+    /// the test images are the ones training held out.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// Images per batch for the throughput measurement.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
@@ -100,7 +111,9 @@ pub fn run(a: InferArgs, registry: &Registry) -> Result<()> {
     let model = IntModel::load(&a.model)?;
     model.prepare();
     let (engine, engine_note) = Engine::new(&model, &a.device)?;
-    let (_, _, splits) = super::train::load_splits(registry, &a.dataset, a.data_dir.as_deref(), 0)?;
+    let own = super::train::data_settings(&a.data)?.without(COMMON_DATA_KEYS);
+    let (_, _, splits) =
+        super::train::load_splits_with(registry, &a.dataset, a.data_dir.as_deref(), &own, a.seed)?;
     let test = splits.test;
     let test = match a.limit {
         Some(n) => test.head(n),
