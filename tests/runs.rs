@@ -105,7 +105,7 @@ fn check_names_key_line_and_allowed_values() {
         ),
         (
             "name = \"x\"\n[problem]\nname = \"zdt1\"\n[optimizer]\nkind = \"nsga2\"\npopulation = 1\n[stop]\ntrials = 3\n",
-            &[":6:14", "`optimizer.population`", "allowed: >= 2"],
+            &[":6:14", "`optimizer.population`", "allowed: 2..=100000"],
         ),
         (
             "name = \"x\"\n[problem]\nname = \"zdt1\"\n[energy]\ngrid = { kind = \"world\", iso3 = \"DEU\" }\n[stop]\ntrials = 3\n",
