@@ -662,7 +662,7 @@ pub fn settings_svg(title: &str, labels: &[String], points: &[SettingsPoint]) ->
             (p.shift_depth_fraction * 1000.0) as i64,
         );
         let n = seen.entry(key).or_insert(0);
-        let offset = (*n as f64) * 0.06 * if *n % 2 == 0 { 1.0 } else { -1.0 };
+        let offset = (*n as f64) * 0.06 * if n.is_multiple_of(2) { 1.0 } else { -1.0 };
         *n += 1;
         let (x, y) = (c.sx(p.weight_bits + offset), c.sy(p.shift_depth_fraction));
         let colour = series_colour(p.series);
@@ -714,14 +714,11 @@ mod study_plot_tests {
     #[test]
     fn nice_ticks_are_round_and_cover_the_range() {
         let (r, t) = nice_ticks(0.03, 1.005);
-        assert_eq!(r, (0.0, 1.2));
+        assert!(r.0 == 0.0 && (r.1 - 1.2).abs() < 1e-12, "{r:?}");
         assert_eq!(labels(&t), ["0", "0.2", "0.4", "0.6", "0.8", "1", "1.2"]);
         let (r, t) = nice_ticks(1.4e-6, 7.4e-6);
         assert!(r.0 <= 1.4e-6 && r.1 >= 7.4e-6);
-        assert_eq!(
-            labels(&t),
-            ["1e-6", "2e-6", "3e-6", "4e-6", "5e-6", "6e-6", "7e-6", "8e-6"][..t.len()]
-        );
+        assert_eq!(labels(&t), ["0", "2e-6", "4e-6", "6e-6", "8e-6"]);
         let (_, t) = nice_ticks(0.0, 6.7);
         assert_eq!(labels(&t), ["0", "2", "4", "6", "8"]);
         let (_, t) = nice_ticks(0.0, 0.6651);

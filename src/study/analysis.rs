@@ -280,7 +280,7 @@ fn median(sorted: &[f64]) -> f64 {
 /// The band of step functions `(x, y)` (x increasing; y = 0 before the
 /// first step) on `points` grid points from 0 to `x_max`.
 pub fn band(series: &[Vec<(f64, f64)>], x_max: f64, points: usize) -> Option<Band> {
-    if series.is_empty() || !(x_max > 0.0) {
+    if series.is_empty() || x_max.is_nan() || x_max <= 0.0 {
         return None;
     }
     let x: Vec<f64> = (0..=points)
