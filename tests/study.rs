@@ -273,6 +273,11 @@ fn bad_study_files_get_located_errors() {
             &["unknown-override.toml:6:", "variant `a` sets `optimizer.rhoo`", "rhoo"],
         ),
         (
+            "study-set",
+            "seeds = [0]\n[set]\n\"optimizer.rhoo\" = 1\n[[variants]]\nname = \"a\"\n",
+            &["study-set.toml:5:", "the study (variant `a`) sets `optimizer.rhoo`"],
+        ),
+        (
             "bad-value",
             "seeds = [0]\n[[variants]]\nname = \"a\"\n[variants.set]\nfidelity.kind = \"hyperbandd\"\n",
             &["bad-value.toml:7:", "`fidelity.kind`", "hyperband"],

@@ -31,6 +31,8 @@ struct StudyToml {
     description: Option<String>,
     #[serde(default)]
     stop: Option<toml::Table>,
+    #[serde(default)]
+    set: toml::Table,
     variants: Vec<VariantToml>,
 }
 
@@ -49,6 +51,9 @@ struct VariantToml {
     unset: Vec<String>,
 }
 
+/// Who sets the study-wide overrides, in messages.
+const STUDY: &str = "the study";
+
 /// Keys a variant may not set: the study decides them for every run.
 const STUDY_OWNED: &[&str] = &["name", "seed", "output_dir"];
 
@@ -58,6 +63,8 @@ const STUDY_OWNED: &[&str] = &["name", "seed", "output_dir"];
 struct Override {
     target: Vec<String>,
     written_at: Vec<String>,
+    /// Who sets it, for messages: `the study`, `variant `a``.
+    by: String,
 }
 
 /// One run of a study: a variant at a seed.
@@ -123,32 +130,45 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// The leaves of a `set` table: nested tables (and dotted or quoted keys)
+/// The leaves of a `set` table written at `written_at` (its key path in
+/// the study file), set by `by`: nested tables (and dotted or quoted keys)
 /// are walked down to the values they set.
 fn overrides_of(
     set: &toml::Table,
     written_at: Vec<String>,
+    by: &str,
     out: &mut Vec<(Override, toml::Value)>,
 ) {
-    for (k, v) in set {
-        let mut at = written_at.clone();
-        at.push(k.clone());
-        match v {
-            toml::Value::Table(t) if !t.is_empty() => overrides_of(t, at, out),
-            _ => {
-                // A quoted `"optimizer.kind"` sets the same key as the
-                // dotted `optimizer.kind`.
-                let target: Vec<String> = at[3..].iter().flat_map(|s| split_key(s)).collect();
-                out.push((
-                    Override {
-                        target,
-                        written_at: at,
-                    },
-                    v.clone(),
-                ));
+    fn walk(
+        set: &toml::Table,
+        at: &[String],
+        skip: usize,
+        by: &str,
+        out: &mut Vec<(Override, toml::Value)>,
+    ) {
+        for (k, v) in set {
+            let mut at = at.to_vec();
+            at.push(k.clone());
+            match v {
+                toml::Value::Table(t) if !t.is_empty() => walk(t, &at, skip, by, out),
+                _ => {
+                    // A quoted `"optimizer.kind"` sets the same key as the
+                    // dotted `optimizer.kind`.
+                    let target: Vec<String> =
+                        at[skip..].iter().flat_map(|s| split_key(s)).collect();
+                    out.push((
+                        Override {
+                            target,
+                            written_at: at,
+                            by: by.to_string(),
+                        },
+                        v.clone(),
+                    ));
+                }
             }
         }
     }
+    walk(set, &written_at, written_at.len(), by, out);
 }
 
 /// An error at `path` of `source`, located at the longest prefix of the
@@ -267,10 +287,14 @@ impl Study {
                 }
             };
             let base = read_experiment_source(&source, &exp_key, &exp_path)?;
+            // The study's `set` first, then the variant's (which wins).
             let mut overrides = Vec::new();
+            overrides_of(&file.set, vec!["set".into()], STUDY, &mut overrides);
+            let study_sets = overrides.len();
             overrides_of(
                 &v.set,
                 vec!["variants".into(), i.to_string(), "set".into()],
+                &format!("variant `{}`", v.name),
                 &mut overrides,
             );
             for (o, _) in &overrides {
@@ -283,13 +307,13 @@ impl Study {
                         &o.written_at,
                         true,
                         format!(
-                            "`{first}` is set by the study for every run (run name `seed-<s>`, the study's seeds and output folder); a variant cannot set it"
+                            "`{first}` is set by the study for every run (run name `seed-<s>`, the study's seeds and output folder); `set` cannot change it"
                         ),
                     ));
                 }
             }
             let description = v.description.clone().unwrap_or_else(|| {
-                let mut parts: Vec<String> = overrides
+                let mut parts: Vec<String> = overrides[study_sets..]
                     .iter()
                     .map(|(o, val)| format!("{} = {val}", dotted(&o.target)))
                     .collect();
@@ -304,7 +328,7 @@ impl Study {
                 name: v.name.clone(),
                 description,
                 experiment_file: exp_path.clone(),
-                overrides: overrides
+                overrides: overrides[study_sets..]
                     .iter()
                     .map(|(o, val)| (dotted(&o.target), val.to_string()))
                     .collect(),
@@ -455,20 +479,22 @@ fn relocate(
     };
     let path = split_key(&key);
     let related = |t: &[String]| path.starts_with(t) || t.starts_with(&path);
+    // The most specific override of the key; of equal ones the last (the
+    // variant's over the study's).
     if let Some((o, _)) = overrides
         .iter()
         .filter(|(o, _)| related(&o.target))
         .max_by_key(|(o, _)| o.target.len())
     {
+        let by = if o.by == STUDY {
+            format!("{STUDY} (variant `{}`)", v.name)
+        } else {
+            o.by.clone()
+        };
         return locate(
             study,
             &o.written_at,
-            format!(
-                "variant `{}` sets `{}`: {}",
-                v.name,
-                dotted(&o.target),
-                e.message
-            ),
+            format!("{by} sets `{}`: {}", dotted(&o.target), e.message),
         );
     }
     if path.first().is_some_and(|p| p == "stop") && file.stop.is_some() {
