@@ -236,7 +236,14 @@ pub fn study_report(study: &Study) -> StudyReport {
         let carbon = exp.energy.carbon();
         let energy = EnergyInfo {
             meter: exp.energy.meter_name.clone(),
-            kind: exp.energy.energy_kind.to_string(),
+            kind: if exp.energy.meter_name == "auto" {
+                format!(
+                    "{} where readable (RAPL, NVML), CodeCarbon-style estimate otherwise",
+                    exp.energy.energy_kind
+                )
+            } else {
+                exp.energy.energy_kind.to_string()
+            },
             grid: grid_words(&exp.energy.grid),
             g_per_kwh: carbon.intensity.g_per_kwh,
             intensity_source: carbon.intensity.source.clone(),
