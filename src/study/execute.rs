@@ -88,6 +88,8 @@ pub enum RunEnd {
     Ran(String),
     /// Failed to run; the study goes on with the others.
     Failed(String),
+    /// Not started: the study was interrupted before its turn.
+    NotStarted,
 }
 
 /// The study's runs, each with how it ended in this session.
@@ -154,7 +156,7 @@ pub fn run_study(study: &Study, opts: StudyOptions) -> StudyOutcome {
                     r.variant.clone(),
                     r.seed,
                     r.experiment.run_dir(),
-                    e.unwrap_or_else(|| RunEnd::Failed("not started (interrupted)".into())),
+                    e.unwrap_or(RunEnd::NotStarted),
                 )
             })
             .collect(),
