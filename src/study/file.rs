@@ -519,8 +519,10 @@ mod tests {
         overrides_of(
             &set,
             vec!["variants".into(), "0".into(), "set".into()],
+            "variant `a`",
             &mut out,
         );
+        assert!(out.iter().all(|(o, _)| o.by == "variant `a`"));
         let mut targets: Vec<String> = out.iter().map(|(o, _)| dotted(&o.target)).collect();
         targets.sort();
         assert_eq!(targets, ["fidelity.kind", "optimizer.kind", "stop.trials"]);
