@@ -388,16 +388,24 @@ pub enum LegendAt {
     TopRight,
     /// Bottom right (curves that rise).
     BottomRight,
+    /// Bottom left: the ideal corner of a plot of two minimised
+    /// objectives, which no front reaches.
+    BottomLeft,
 }
 
 /// Legend entries: a coloured swatch and a label each; `dashes` adds the
 /// styles of lines (label, dash pattern) in grey.
 fn legend(c: &mut Chart, at: LegendAt, entries: &[(String, &str)], dashes: &[(&str, &str)]) {
     let rows = entries.len() + dashes.len();
-    let x = Chart::W - Chart::M / 2.0 - 190.0;
+    let x = match at {
+        LegendAt::BottomLeft => Chart::M + 10.0,
+        _ => Chart::W - Chart::M / 2.0 - 190.0,
+    };
     let y0 = match at {
         LegendAt::TopRight => Chart::M / 2.0 + 8.0,
-        LegendAt::BottomRight => Chart::H - Chart::M - 10.0 - 16.0 * rows as f64,
+        LegendAt::BottomRight | LegendAt::BottomLeft => {
+            Chart::H - Chart::M - 10.0 - 16.0 * rows as f64
+        }
     };
     let _ = writeln!(
         c.svg,
@@ -599,7 +607,7 @@ pub fn attainment_svg(
         .collect();
     legend(
         &mut c,
-        LegendAt::TopRight,
+        LegendAt::BottomLeft,
         &entries,
         &[
             ("best (any seed)", "6 4"),
