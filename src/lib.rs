@@ -27,3 +27,4 @@ pub mod report;
 pub mod runner;
 pub mod settings;
 pub mod store;
+pub mod study;

@@ -1,5 +1,5 @@
 //! The command line as a library function (feature `cli`): [`main`] runs
-//! `run`, `check`, `trial`, `pareto`, `report`, `plugins`, `train`,
+//! `run`, `check`, `trial`, `study`, `pareto`, `report`, `plugins`, `train`,
 //! `export` and `infer` with the names of the registry it is given.
 //!
 //! dsnn's own binary is `dsnn::cli::main(dsnn::builtins::registry())`. A
@@ -22,6 +22,7 @@ pub mod output;
 pub mod pareto; // and `dsnn report`
 pub mod plugins;
 pub mod run;
+pub mod study;
 pub mod train;
 pub mod trial;
 
@@ -47,6 +48,9 @@ enum Command {
     Check(run::CheckArgs),
     /// Evaluate one trial (used by the process and cluster executors).
     Trial(trial::TrialArgs),
+    /// Carry out (or resume) a study: variants x seeds of runs, and its
+    /// report (`--report`: only the report).
+    Study(study::StudyArgs),
     /// Show the Pareto front and summary of a run directory.
     Pareto(pareto::ParetoArgs),
     /// Write a run directory's summary, front and SVG plots (the front with
@@ -89,6 +93,7 @@ pub fn main(registry: Registry) -> std::process::ExitCode {
         Command::Run(a) => run::run(a, &registry),
         Command::Check(a) => run::check(a, &registry),
         Command::Trial(a) => trial::run(a, &registry),
+        Command::Study(a) => study::run(a, &registry),
         Command::Pareto(a) => pareto::run(a),
         Command::Report(a) => pareto::report(a),
         Command::Plugins(a) => plugins::run(a, &registry),

@@ -30,7 +30,7 @@ pub struct CheckArgs {
 
 /// The run loop's interrupt flag, set straight from the signal handler (so
 /// the loop sees it before any report of a trial the signal cut short).
-static RUN_INTERRUPT: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+pub(crate) static RUN_INTERRUPT: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
 extern "C" fn on_signal(_: libc::c_int) {
     // Only an atomic load and store: async-signal-safe.
@@ -41,7 +41,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 /// Stop cleanly on the first Ctrl-C or SIGTERM: the run cancels its trials
 /// and keeps its trial log; a second signal kills the process as usual.
-fn install_interrupt_handler() {
+pub(crate) fn install_interrupt_handler() {
     #[cfg(unix)]
     // SAFETY: the handler only loads and stores atomics, which is async-signal-safe;
     // SA_RESETHAND restores the default at once, so a second signal kills.

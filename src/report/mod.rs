@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::executor::{trial_label, write_atomically, TrialReport, DEFAULT_TRIAL_ID};
 use crate::store::History;
 
-pub use plots::{hypervolume_svg, pareto_svg, TraceAxis};
+pub use plots::{
+    attainment_svg, band_svg, hypervolume_svg, pareto_svg, series_colour, settings_svg,
+    AttainmentSeries, BandSeries, LegendAt, SettingsPoint, TraceAxis, SERIES_COLOURS,
+};
 pub use tables::{front_csv, summary_markdown};
 
 /// A successful trial at the reported budget.
