@@ -87,8 +87,22 @@ fn check(min: f64, max: f64, eta: f64) -> Result<(), OptimizerError> {
             "eta must be > 1, got {eta}"
         )));
     }
+    // The most aggressive bracket starts eta^s_max (s_max + 1) configurations
+    // at once: bounded, so that a schedule never asks for more than anyone
+    // runs (1..f64::MAX at eta 2 made `s_max` loop for minutes).
+    let s = ((max / min).ln() / eta.ln() + 1e-9).floor();
+    if eta.powf(s) * (s + 1.0) > MAX_BRACKET_CONFIGS as f64 {
+        return Err(OptimizerError::Invalid(format!(
+            "min {min}, max {max} and eta {eta} give a first bracket of {:.3e} configurations \
+             (allowed: at most {MAX_BRACKET_CONFIGS}; raise min or eta, or lower max)",
+            eta.powf(s) * (s + 1.0)
+        )));
+    }
     Ok(())
 }
+
+/// The most configurations a schedule's largest bracket may start with.
+pub const MAX_BRACKET_CONFIGS: usize = 100_000;
 
 /// `floor(log_eta(max/min))`, robust to rounding at exact powers.
 fn s_max(min: f64, max: f64, eta: f64) -> usize {
@@ -170,6 +184,19 @@ mod tests {
                     .collect()
             })
             .collect()
+    }
+
+    #[test]
+    fn schedules_that_would_start_too_many_configurations_are_refused() {
+        // Found by tests/fuzz_experiment.rs: max = f64::MAX hung the check.
+        for (min, max, eta) in [(1.0, f64::MAX, 2.0), (1.0, 1e6, 1.01), (1.0, 1e6, 3.0)] {
+            let e = Hyperband::new(min, max, eta).unwrap_err();
+            assert!(e.to_string().contains("at most 100000"), "{e}");
+            assert!(SuccessiveHalving::new(min, max, eta).is_err());
+        }
+        // The paper's and the quick start's schedules are far inside.
+        assert!(Hyperband::new(2.0, 20.0, 3.0).is_ok());
+        assert!(Hyperband::new(1.0, 1000.0, 3.0).is_ok());
     }
 
     #[test]
