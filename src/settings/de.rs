@@ -194,9 +194,24 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer<'de> {
         }
     }
 
+    /// A struct (a section, a table of settings) is read from a table only:
+    /// serde would also fill one from an array by position, so that
+    /// `data = ["digits"]` read as `[data] dataset = "digits"`.
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        match self.0 {
+            toml::Value::Table(_) => self.deserialize_any(visitor),
+            other => Err(de::Error::invalid_type(unexpected(other), &"a table")),
+        }
+    }
+
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier ignored_any
     }
 }
 
@@ -360,6 +375,15 @@ mod tests {
     fn parse(text: &str) -> Result<Outer, DeError> {
         let v: toml::Value = toml::Value::Table(toml::from_str(text).unwrap());
         from_value(&v)
+    }
+
+    #[test]
+    fn a_struct_is_read_from_a_table_only() {
+        // Found by tests/fuzz_experiment.rs: serde fills a struct from an
+        // array by position, so `data = ["digits"]` was read as a section.
+        let e = parse("x = 1.0\ninner = [[3]]\n").unwrap_err();
+        assert_eq!(e.path, ["inner", "0"]);
+        assert!(e.to_string().contains("expected a table"), "{e}");
     }
 
     #[test]
