@@ -70,10 +70,7 @@ impl Fidelity {
             if let Some(v) = v {
                 let (ok, allowed) = match unit.as_str() {
                     "data_fraction" => (v > 0.0 && v <= 1.0, "a fraction in (0, 1]"),
-                    _ => (
-                        v.is_finite() && (1.0..=1e6).contains(&v),
-                        "1 to 1e6 epochs",
-                    ),
+                    _ => (v.is_finite() && (1.0..=1e6).contains(&v), "1 to 1e6 epochs"),
                 };
                 if !ok {
                     return Err(section.out_of_range(key, v, allowed));
