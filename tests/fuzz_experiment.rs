@@ -17,19 +17,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use dsnn::experiment::CheckedExperiment;
 use dsnn::registry::Registry;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 
-fn config() -> Config {
-    let cases = std::env::var("DSNN_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
+mod common;
+use common::{fuzz_config, Scratch};
 
 /// Small valid experiments covering every section the reader knows.
 const BASES: &[&str] = &[
@@ -231,10 +221,9 @@ fn apply(doc: &mut toml::Value, e: &Edit) {
     if paths.is_empty() {
         return;
     }
-    let (n, path) = match e {
-        Edit::Set(n, _) | Edit::Remove(n) | Edit::Add(n, _, _) => (*n, &paths[*n % paths.len()]),
+    let path = match e {
+        Edit::Set(n, _) | Edit::Remove(n) | Edit::Add(n, _, _) => &paths[*n % paths.len()],
     };
-    let _ = n;
     let (last, parent_path) = path.split_last().unwrap();
     let mut parent = &mut *doc;
     for seg in parent_path {
@@ -329,28 +318,10 @@ fn mutate_bytes(text: &str, edits: &[(usize, u8, u8)]) -> String {
     String::from_utf8_lossy(&b).into_owned()
 }
 
-struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("dsnn-fuzz-exp-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn the_bases_are_valid() {
     let registry = dsnn::builtins::registry();
-    let dir = Scratch::new();
+    let dir = Scratch::new("dsnn-fuzz-exp");
     for (i, b) in BASES.iter().enumerate() {
         CheckedExperiment::from_str(b, "fuzz.toml", &dir.0, &registry)
             .unwrap_or_else(|e| panic!("base {i}: {e}"));
@@ -360,12 +331,12 @@ fn the_bases_are_valid() {
 #[test]
 fn edited_experiments_are_read_or_refused_cleanly() {
     let registry = dsnn::builtins::registry();
-    let dir = Scratch::new();
+    let dir = Scratch::new("dsnn-fuzz-exp");
     let mut docs: Vec<String> = BASES.iter().map(|s| s.to_string()).collect();
     docs.extend(examples());
     let accepted = AtomicUsize::new(0);
     let total = AtomicUsize::new(0);
-    proptest!(config(), |(base in 0..docs.len(), edits in prop::collection::vec(edit(), 0..4))| {
+    proptest!(fuzz_config(256), |(base in 0..docs.len(), edits in prop::collection::vec(edit(), 0..4))| {
         let mut doc: toml::Value = toml::from_str(&docs[base]).unwrap();
         for e in &edits {
             apply(&mut doc, e);
@@ -388,10 +359,10 @@ fn edited_experiments_are_read_or_refused_cleanly() {
 #[test]
 fn byte_mutated_and_arbitrary_text_is_refused_cleanly() {
     let registry = dsnn::builtins::registry();
-    let dir = Scratch::new();
+    let dir = Scratch::new("dsnn-fuzz-exp");
     let mut docs: Vec<String> = BASES.iter().map(|s| s.to_string()).collect();
     docs.extend(examples());
-    proptest!(config(), |(
+    proptest!(fuzz_config(256), |(
         base in 0..docs.len(),
         edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6),
         junk in "\\PC{0,200}",

@@ -11,45 +11,16 @@
 //! seconds); see docs/reliability.md for the long run.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dsnn::experiment::CheckedExperiment;
 use dsnn::runner::{run_experiment, RunOptions, StopReason};
 use dsnn::store::{read_history, RunStore};
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 
-fn config() -> Config {
-    let cases = std::env::var("DSNN_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("dsnn-fuzz-log-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::{fuzz_config, Scratch};
 
 /// A fast test-problem experiment; `optimizer` 0: random search, 1:
 /// NSGA-II, 2: Hyperband with random proposals (several budgets).
@@ -87,7 +58,7 @@ fn damage_and_resume(
     trials: usize,
     damage: impl FnOnce(&str) -> String,
 ) -> bool {
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("dsnn-fuzz-log");
     let first = experiment(&scratch.0, optimizer, workers, trials);
     run(&first, &scratch.0).expect("the undamaged run");
     let log = scratch.0.join("out/log").join(RunStore::LOG);
@@ -136,7 +107,7 @@ fn damage_and_resume(
 
 #[test]
 fn a_log_cut_anywhere_resumes_with_every_trial_counted_once() {
-    proptest!(config(), |(optimizer in 0usize..3, workers in 1usize..3, trials in 1usize..9, cut in 0.0f64..1.0)| {
+    proptest!(fuzz_config(64), |(optimizer in 0usize..3, workers in 1usize..3, trials in 1usize..9, cut in 0.0f64..1.0)| {
         let accepted = damage_and_resume(optimizer, workers, trials, |t| {
             let mut at = (cut * t.len() as f64) as usize;
             while !t.is_char_boundary(at) {
@@ -211,7 +182,7 @@ fn apply(text: &str, edits: &[LineEdit]) -> String {
 fn an_edited_log_is_resumed_or_refused_cleanly() {
     let accepted = AtomicUsize::new(0);
     let total = AtomicUsize::new(0);
-    proptest!(config(), |(
+    proptest!(fuzz_config(64), |(
         optimizer in 0usize..3,
         workers in 1usize..3,
         trials in 1usize..9,

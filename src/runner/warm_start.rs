@@ -23,10 +23,9 @@ pub enum WarmStart {
 /// Makes `fresh` take over from the log in `h`: adopts every asked trial and
 /// tells it every finished result, or wraps it in [`IdOffset`].
 pub fn take_over(
-    fresh: Box<dyn Optimizer>,
+    mut fresh: Box<dyn Optimizer>,
     h: &History,
 ) -> Result<(Box<dyn Optimizer>, WarmStart), OptimizerError> {
-    let mut fresh = fresh;
     let asked: Vec<Trial> = h
         .events
         .iter()

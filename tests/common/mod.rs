@@ -60,3 +60,39 @@ pub fn install_library(dir: &Path, lib: &str) {
         std::fs::copy(built_library(lib), &to).unwrap();
     }
 }
+
+/// The proptest configuration of the fuzz targets: `DSNN_FUZZ_CASES` cases
+/// per property (`default_cases` when unset), no failure files.
+pub fn fuzz_config(default_cases: u32) -> proptest::test_runner::Config {
+    let cases = std::env::var("DSNN_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_cases);
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
+
+/// A fresh directory for one fuzz case, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// `<tmp>/<prefix>-<pid>-<n>`, empty.
+    pub fn new(prefix: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
