@@ -27,6 +27,12 @@ pub struct ProblemSection {
     /// Seconds each evaluation sleeps, to simulate an expensive trial.
     #[serde(default)]
     pub delay_s: f64,
+    /// Up to this many seconds more, drawn from the clock at each
+    /// evaluation (not seeded): trials of varying duration, which finish in
+    /// an order that changes from run to run (to try executors and
+    /// `executor.tell_order`).
+    #[serde(default)]
+    pub delay_jitter_s: f64,
     /// Fault injection, for trying how executors and optimizers handle
     /// failing trials: trials whose first variable is below `fraction` fail
     /// the given way.
@@ -77,11 +83,27 @@ impl ProblemSection {
                 return Err(section.out_of_range("inject_failure.fraction", f.fraction, "0..=1"));
             }
         }
-        if !(self.delay_s.is_finite() && self.delay_s >= 0.0 && self.delay_s <= 86_400.0) {
-            return Err(section.out_of_range("delay_s", self.delay_s, "0..=86400"));
+        for (key, value) in [
+            ("delay_s", self.delay_s),
+            ("delay_jitter_s", self.delay_jitter_s),
+        ] {
+            if !(value.is_finite() && (0.0..=86_400.0).contains(&value)) {
+                return Err(section.out_of_range(key, value, "0..=86400"));
+            }
         }
         Ok(problem)
     }
+}
+
+/// A number in [0, 1) from the clock's nanoseconds: timing noise, not a
+/// seeded draw.
+fn clock_fraction() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    // The low digits change fastest; mix them so consecutive calls differ.
+    let mixed = (u64::from(nanos).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64;
+    mixed / (1u64 << 53) as f64
 }
 
 /// A test problem as an objective.
@@ -111,8 +133,9 @@ impl Objective for ProblemObjective {
 
     fn evaluate(&self, ctx: &TrialContext) -> Result<Metrics, EvalError> {
         let p = &self.settings;
-        if p.delay_s > 0.0 {
-            let until = Instant::now() + Duration::from_secs_f64(p.delay_s);
+        let delay_s = p.delay_s + p.delay_jitter_s * clock_fraction();
+        if delay_s > 0.0 {
+            let until = Instant::now() + Duration::from_secs_f64(delay_s);
             while Instant::now() < until {
                 ctx.control
                     .check()

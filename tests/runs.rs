@@ -702,6 +702,81 @@ fn a_log_that_no_longer_replays_resumes_with_a_warm_start() {
     }
 }
 
+/// The asks of a run's log in order: each trial's id and configuration.
+fn asks_in_order(run: &Path) -> Vec<String> {
+    log_records(run)
+        .into_iter()
+        .filter(|r| r["event"] == "ask")
+        .flat_map(|r| r["trials"].as_array().unwrap().clone())
+        .map(|t| format!("{} {}", t["id"], t["config"]))
+        .collect()
+}
+
+#[test]
+fn tell_order_trial_gives_the_same_trials_whatever_the_timing() {
+    // TPE (a model-based proposer) with three workers and trials of random
+    // duration: told in completion order, what it asks next depends on
+    // which trial finished first; told in trial order, two runs ask the
+    // same trials and reach the same results.
+    let exp = problem("threads", 14, 0.002, "")
+        .replace("kind = \"random\"", "kind = \"tpe\"\nn_initial = 4")
+        .replace("workers = 2", "workers = 3\ntell_order = \"trial\"")
+        .replace("delay_s = 0.002", "delay_s = 0.002\ndelay_jitter_s = 0.06");
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(dir.path(), "exp.toml", &exp);
+        let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+        assert!(out.status.success(), "{}", text(&out));
+        let run = dir.path().join("out/zdt");
+        let asks = asks_in_order(&run);
+        assert_eq!(asks.len(), 14);
+        // Results are logged in ask order (the default's whenever it ends).
+        let told: Vec<u64> = results(&run)
+            .iter()
+            .filter(|r| !is_default(r))
+            .map(|r| r["report"]["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(told, (0..14).collect::<Vec<u64>>());
+        // One ask of one trial after each result, at most three untold.
+        let events: Vec<String> = log_records(&run)
+            .iter()
+            .filter(|r| r["event"] == "ask" || (r["event"] == "result" && !is_default(r)))
+            .map(|r| r["event"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(&events[..4], ["ask", "ask", "ask", "result"], "{events:?}");
+        let mut untold = 0i32;
+        for e in &events {
+            untold += if e == "ask" { 1 } else { -1 };
+            assert!((0..=3).contains(&untold), "{events:?}");
+        }
+        // Rows sorted: the default's result lands wherever it finished.
+        let front = std::fs::read_to_string(run.join("pareto.csv")).unwrap();
+        let mut rows: Vec<String> = front.lines().map(str::to_string).collect();
+        rows.sort();
+        runs.push((asks, rows, dir));
+    }
+    assert_eq!(runs[0].0, runs[1].0, "the same trials in the same order");
+    assert_eq!(runs[0].1, runs[1].1, "the same front");
+
+    // A misspelt order names the key and the allowed values.
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "exp.toml",
+        &exp.replace("tell_order = \"trial\"", "tell_order = \"asked\""),
+    );
+    let out = dsnn(&["check", f.to_str().unwrap()], dir.path());
+    assert!(!out.status.success());
+    let msg = text(&out);
+    assert!(
+        msg.contains("exp.toml:16:")
+            && msg.contains("tell_order")
+            && msg.contains("\"completion\""),
+        "{msg}"
+    );
+}
+
 #[test]
 fn raising_stop_trials_continues_a_finished_run() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! `[executor]`: where trials run, through a registered executor.
 //!
-//! `kind`, `workers` and `trial_time_limit_s` are common to every executor;
+//! `kind`, `workers`, `trial_time_limit_s` and `tell_order` are common to
+//! every executor;
 //! the executor's own settings are the other keys of `[executor]` and those
 //! of `[executor.KIND]` (so `executor = { kind = "slurm", partition = "gpu" }`
 //! and `[executor.slurm] partition = "gpu"` say the same).
@@ -14,7 +15,7 @@ use crate::registry::{ExecutorFactory, Kind, Registry};
 use crate::settings::{ConfigError, Section};
 
 /// The keys of `[executor]` every executor shares.
-pub const COMMON_KEYS: &[&str] = &["kind", "workers", "trial_time_limit_s"];
+pub const COMMON_KEYS: &[&str] = &["kind", "workers", "trial_time_limit_s", "tell_order"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +26,8 @@ struct Common {
     workers: usize,
     #[serde(default)]
     trial_time_limit_s: Option<f64>,
+    #[serde(default)]
+    tell_order: Option<String>,
 }
 
 fn default_kind() -> String {
@@ -33,6 +36,21 @@ fn default_kind() -> String {
 
 fn default_workers() -> usize {
     1
+}
+
+/// In which order the run loop tells the optimizer the results of trials
+/// that run at the same time (`executor.tell_order`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TellOrder {
+    /// As they finish (the default): no worker waits, but with several
+    /// workers what the optimizer asks next depends on timing.
+    #[default]
+    Completion,
+    /// In the order the trials were asked, one ask after each tell, at most
+    /// `workers` trials asked and not yet told: the same file and seed give
+    /// the same trials with any timing (for a given number of workers), at
+    /// the price of a free worker waiting while an earlier trial runs on.
+    Trial,
 }
 
 /// The run's executor, checked.
@@ -44,6 +62,8 @@ pub struct ExecutorChoice {
     pub workers: usize,
     /// Per-trial wall-clock limit.
     pub trial_time_limit: Option<Duration>,
+    /// In which order results reach the optimizer.
+    pub tell_order: TellOrder,
     /// Its own settings.
     pub settings: Section,
     /// Its factory.
@@ -77,12 +97,24 @@ impl ExecutorChoice {
                 ));
             }
         }
+        let tell_order =
+            match c.tell_order.as_deref() {
+                None | Some("completion") => TellOrder::Completion,
+                Some("trial") => TellOrder::Trial,
+                Some(other) => return Err(section.error(
+                    "tell_order",
+                    format!(
+                        "`executor.tell_order` is \"{other}\"; allowed: \"completion\", \"trial\""
+                    ),
+                )),
+            };
         let settings = own_settings(section, &c.kind)?;
         factory.check(&settings)?;
         Ok(ExecutorChoice {
             kind: c.kind,
             workers: c.workers,
             trial_time_limit: c.trial_time_limit_s.map(Duration::from_secs_f64),
+            tell_order,
             settings,
             factory,
         })

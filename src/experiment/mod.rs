@@ -27,7 +27,7 @@ use crate::registry::{ObjectiveSetup, OptimizerSetup, Registry};
 use crate::settings::{backticked, split_key, ConfigError, Section, Source};
 
 pub use energy::RunEnergy;
-pub use executor::ExecutorChoice;
+pub use executor::{ExecutorChoice, TellOrder};
 pub use fidelity::Fidelity;
 pub use optimizer::OptimizerChoice;
 pub use stop::StopRule;

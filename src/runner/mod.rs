@@ -13,26 +13,29 @@
 //! ```
 
 mod evaluator;
+mod in_order;
 mod progress;
 pub mod warm_start;
 
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dsnn_search::{replay, OptimizerError, Outcome, Trial};
+use dsnn_search::{replay, Optimizer, OptimizerError, Outcome, Trial};
 
 use crate::executor::{
     trial_label, Executor, ExecutorError, ExecutorSetup, TrialReport, TrialTask, DEFAULT_TRIAL_ID,
 };
-use crate::experiment::CheckedExperiment;
+use crate::experiment::{CheckedExperiment, TellOrder};
 use crate::report::{summarize, write_reports, LiveFront, Summary};
 use crate::settings::ConfigError;
 use crate::store::{LogRecord, RunStore, StoreError};
 
 pub use evaluator::{evaluate_trial, panic_message, RunEvaluator};
+use in_order::{Arrived, InOrder};
 use progress::StatusTracker;
 pub use progress::{NoProgress, Progress, RunStatus};
 use warm_start::WarmStart;
@@ -274,7 +277,7 @@ pub fn run_experiment(
 
     new_dir_guard.dir = None;
 
-    let mut trials_of: std::collections::BTreeMap<u64, Trial> = std::collections::BTreeMap::new();
+    let mut trials_of: BTreeMap<u64, Trial> = BTreeMap::new();
     let mut h = history;
     // Trials in flight when the last session stopped: run them again,
     // but not one that was running in this process when it died twice: it
@@ -322,6 +325,18 @@ pub fn run_experiment(
     for t in &pending {
         trials_of.insert(t.trial.id, t.trial.clone());
     }
+    // With `tell_order = "trial"`, results wait for those of earlier
+    // trials, and trials asked wait here for a free worker.
+    let mut in_order = (exp.executor.tell_order == TellOrder::Trial).then(|| {
+        InOrder::new(
+            exp.executor.workers,
+            pending
+                .iter()
+                .map(|t| t.trial.id)
+                .filter(|id| *id != DEFAULT_TRIAL_ID),
+        )
+    });
+    let mut waiting: VecDeque<TrialTask> = VecDeque::new();
     let mut asked = h.asked_trials() as u64;
     let mut finished = h.finished_trials() as u64;
     executor.resume(pending)?;
@@ -335,12 +350,14 @@ pub fn run_experiment(
     loop {
         if opts.interrupt.load(Ordering::Relaxed) {
             executor.shutdown(true)?;
+            flush_in_order(optimizer.as_mut(), &mut store, &mut h, in_order.as_mut())?;
             reason = StopReason::Interrupted;
             break;
         }
         let el = elapsed(h.elapsed_s);
         if let Some(limit_s) = stop.wall_time_s.filter(|w| el >= *w) {
             executor.shutdown(true)?;
+            flush_in_order(optimizer.as_mut(), &mut store, &mut h, in_order.as_mut())?;
             reason = StopReason::WallTime { limit_s };
             break;
         }
@@ -354,7 +371,30 @@ pub fn run_experiment(
             .trials
             .map_or(usize::MAX, |n| n.saturating_sub(asked) as usize);
         let want = free.min(quota);
-        if want > 0 && !optimizer_idle {
+        if let Some(order) = in_order.as_mut() {
+            let at = elapsed(h.elapsed_s);
+            for t in ask_in_order(
+                optimizer.as_mut(),
+                &mut store,
+                order,
+                &mut asked,
+                stop.trials,
+                &mut optimizer_idle,
+                at,
+            )? {
+                trials_of.insert(t.id, t.clone());
+                waiting.push_back(TrialTask {
+                    trial: t,
+                    attempt: 0,
+                });
+            }
+            while executor.in_flight() < executor.slots() {
+                let Some(task) = waiting.pop_front() else {
+                    break;
+                };
+                executor.submit(task)?;
+            }
+        } else if want > 0 && !optimizer_idle {
             let trials = optimizer.ask(want)?;
             store.append(&LogRecord::Ask {
                 n: want,
@@ -395,6 +435,7 @@ pub fn run_experiment(
                 // Not the configuration's fault: nothing is logged for the
                 // trial, so a resumed run evaluates it again.
                 executor.shutdown(true)?;
+                flush_in_order(optimizer.as_mut(), &mut store, &mut h, in_order.as_mut())?;
                 let reason = match &report.outcome {
                     Outcome::Failure(r) => r.clone(),
                     Outcome::Success(_) => String::new(),
@@ -413,13 +454,51 @@ pub fn run_experiment(
                 continue;
             };
             if trial.id != DEFAULT_TRIAL_ID {
-                optimizer_idle = false;
                 finished += 1;
             }
             let at = elapsed(h.elapsed_s);
             let line = progress_line(&trial, &report, &names, finished, stop.trials);
             tracker.add(&trial, &report.outcome);
-            record_result(optimizer.as_mut(), &mut store, &mut h, trial, report, at)?;
+            match in_order.as_mut() {
+                Some(order) if trial.id != DEFAULT_TRIAL_ID => {
+                    order.arrive(Arrived { trial, report, at });
+                    // Each tell in its turn, and the next ask right after
+                    // it, so the sequence does not depend on which
+                    // results came back together.
+                    while let Some(a) = order.next() {
+                        record_result(
+                            optimizer.as_mut(),
+                            &mut store,
+                            &mut h,
+                            a.trial,
+                            a.report,
+                            a.at,
+                        )?;
+                        optimizer_idle = false;
+                        for t in ask_in_order(
+                            optimizer.as_mut(),
+                            &mut store,
+                            order,
+                            &mut asked,
+                            stop.trials,
+                            &mut optimizer_idle,
+                            at,
+                        )? {
+                            trials_of.insert(t.id, t.clone());
+                            waiting.push_back(TrialTask {
+                                trial: t,
+                                attempt: 0,
+                            });
+                        }
+                    }
+                }
+                _ => {
+                    if trial.id != DEFAULT_TRIAL_ID {
+                        optimizer_idle = false;
+                    }
+                    record_result(optimizer.as_mut(), &mut store, &mut h, trial, report, at)?;
+                }
+            }
             let status = tracker.update(stop, executor.in_flight(), at, h.results.len());
             opts.progress.line(&line, status);
         }
@@ -450,6 +529,53 @@ pub fn run_experiment(
         reason,
         reports,
     })
+}
+
+/// With `tell_order = "trial"`: asks one trial at a time while the window
+/// has room, `stop.trials` allows more and the optimizer has trials, and
+/// logs each ask. Returns the trials asked.
+fn ask_in_order(
+    optimizer: &mut dyn Optimizer,
+    store: &mut RunStore,
+    order: &mut InOrder,
+    asked: &mut u64,
+    limit: Option<u64>,
+    idle: &mut bool,
+    at: f64,
+) -> Result<Vec<Trial>, RunError> {
+    let mut out = Vec::new();
+    while !*idle && order.room() > 0 && limit.is_none_or(|n| *asked < n) {
+        let trials = optimizer.ask(1)?;
+        store.append(&LogRecord::Ask {
+            n: 1,
+            trials: trials.clone(),
+            elapsed_s: at,
+        })?;
+        if trials.is_empty() {
+            *idle = true;
+        }
+        for t in trials {
+            *asked += 1;
+            order.asked(t.id);
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+/// A session that stops tells and logs the results that came back but
+/// still wait for earlier trials' (in ask order), so that they are not run
+/// again.
+fn flush_in_order(
+    optimizer: &mut dyn Optimizer,
+    store: &mut RunStore,
+    h: &mut crate::store::History,
+    order: Option<&mut InOrder>,
+) -> Result<(), RunError> {
+    for a in order.map(|o| o.drain()).unwrap_or_default() {
+        record_result(optimizer, store, h, a.trial, a.report, a.at)?;
+    }
+    Ok(())
 }
 
 /// Tells the optimizer a trial's outcome (not the default's, which it never
