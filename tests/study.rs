@@ -136,7 +136,7 @@ fn the_micro_study_runs_and_its_report_has_every_section() {
 }
 
 #[test]
-fn fronts_are_the_same_whatever_the_executor_and_in_a_second_study() {
+fn fronts_are_the_same_whatever_the_executor_the_workers_and_in_a_second_study() {
     let tmp = tempfile::tempdir().unwrap();
     let file = write_study(
         tmp.path(),
@@ -151,6 +151,19 @@ name = "processes"
 set = { "executor.kind" = "processes" }
 [[variants]]
 name = "threads-again"
+[[variants]]
+name = "window-2-one-worker"
+set = { "executor.tell_order" = "trial", "executor.tell_window" = 2 }
+[[variants]]
+name = "window-2-two-threads"
+set = { "executor.tell_order" = "trial", "executor.tell_window" = 2, "executor.workers" = 2 }
+[[variants]]
+name = "window-2-three-processes"
+[variants.set]
+"executor.kind" = "processes"
+"executor.tell_order" = "trial"
+"executor.tell_window" = 2
+"executor.workers" = 3
 "#,
     );
     let out = study(tmp.path(), &[file.to_str().unwrap(), "--jobs", "2"]);
@@ -162,6 +175,17 @@ name = "threads-again"
         assert!(!threads.is_empty());
         assert_eq!(threads, front(&run("processes")), "seed {seed}");
         assert_eq!(threads, front(&run("threads-again")), "seed {seed}");
+        // Results told in trial order within a window of two: the same
+        // fronts with one, two or three workers (ParEGO under Hyperband,
+        // whose asks depend on the results told so far).
+        let window = front(&run("window-2-one-worker"));
+        assert!(!window.is_empty());
+        assert_eq!(window, front(&run("window-2-two-threads")), "seed {seed}");
+        assert_eq!(
+            window,
+            front(&run("window-2-three-processes")),
+            "seed {seed}"
+        );
     }
     // Different seeds search differently.
     assert_ne!(

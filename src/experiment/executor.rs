@@ -15,7 +15,13 @@ use crate::registry::{ExecutorFactory, Kind, Registry};
 use crate::settings::{ConfigError, Section};
 
 /// The keys of `[executor]` every executor shares.
-pub const COMMON_KEYS: &[&str] = &["kind", "workers", "trial_time_limit_s", "tell_order"];
+pub const COMMON_KEYS: &[&str] = &[
+    "kind",
+    "workers",
+    "trial_time_limit_s",
+    "tell_order",
+    "tell_window",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +34,8 @@ struct Common {
     trial_time_limit_s: Option<f64>,
     #[serde(default)]
     tell_order: Option<String>,
+    #[serde(default)]
+    tell_window: Option<usize>,
 }
 
 fn default_kind() -> String {
@@ -47,9 +55,10 @@ pub enum TellOrder {
     #[default]
     Completion,
     /// In the order the trials were asked, one ask after each tell, at most
-    /// `workers` trials asked and not yet told: the same file and seed give
-    /// the same trials with any timing (for a given number of workers), at
-    /// the price of a free worker waiting while an earlier trial runs on.
+    /// `tell_window` trials asked and not yet told: the same file and seed
+    /// give the same trials with any timing and any number of workers (for
+    /// a given window), at the price of a free worker waiting while an
+    /// earlier trial runs on.
     Trial,
 }
 
@@ -64,6 +73,10 @@ pub struct ExecutorChoice {
     pub trial_time_limit: Option<Duration>,
     /// In which order results reach the optimizer.
     pub tell_order: TellOrder,
+    /// With [`TellOrder::Trial`]: at most this many trials asked and not yet
+    /// told (`executor.tell_window`, default `workers`). The sequence of
+    /// trials depends on it, not on the number of workers.
+    pub tell_window: usize,
     /// Its own settings.
     pub settings: Section,
     /// Its factory.
@@ -97,17 +110,31 @@ impl ExecutorChoice {
                 ));
             }
         }
-        let tell_order =
-            match c.tell_order.as_deref() {
-                None | Some("completion") => TellOrder::Completion,
-                Some("trial") => TellOrder::Trial,
-                Some(other) => return Err(section.error(
+        let tell_order = match c.tell_order.as_deref() {
+            None | Some("completion") => TellOrder::Completion,
+            Some("trial") => TellOrder::Trial,
+            Some(other) => {
+                return Err(section.error(
                     "tell_order",
                     format!(
                         "`executor.tell_order` is \"{other}\"; allowed: \"completion\", \"trial\""
                     ),
-                )),
-            };
+                ))
+            }
+        };
+        let tell_window = match (c.tell_window, tell_order) {
+            (None, _) => c.workers,
+            (Some(w), TellOrder::Trial) if (1..=1024).contains(&w) => w,
+            (Some(w), TellOrder::Trial) => {
+                return Err(section.out_of_range("tell_window", w, "1..=1024"))
+            }
+            (Some(_), TellOrder::Completion) => {
+                return Err(section.error(
+                    "tell_window",
+                    "`executor.tell_window` needs `executor.tell_order = \"trial\"`",
+                ))
+            }
+        };
         let settings = own_settings(section, &c.kind)?;
         factory.check(&settings)?;
         Ok(ExecutorChoice {
@@ -115,6 +142,7 @@ impl ExecutorChoice {
             workers: c.workers,
             trial_time_limit: c.trial_time_limit_s.map(Duration::from_secs_f64),
             tell_order,
+            tell_window,
             settings,
             factory,
         })

@@ -5,9 +5,10 @@
 //! an optimizer told them as they finish asks differently from one run to
 //! the next. [`InOrder`] holds back results that arrive before those of
 //! earlier trials and releases them in ask order. The run loop asks one
-//! trial after each tell and keeps at most `window` trials asked but not
-//! told, so the optimizer sees the same sequence of asks and tells whatever
-//! the timing.
+//! trial after each tell and keeps at most `window` trials
+//! (`executor.tell_window`) asked but not told, so the optimizer sees the
+//! same sequence of asks and tells whatever the timing and the number of
+//! workers; trials asked while every worker is busy wait for one.
 
 use std::collections::{HashMap, VecDeque};
 

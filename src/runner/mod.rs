@@ -329,7 +329,7 @@ pub fn run_experiment(
     // trials, and trials asked wait here for a free worker.
     let mut in_order = (exp.executor.tell_order == TellOrder::Trial).then(|| {
         InOrder::new(
-            exp.executor.workers,
+            exp.executor.tell_window,
             pending
                 .iter()
                 .map(|t| t.trial.id)
