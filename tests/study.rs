@@ -368,3 +368,27 @@ fn bad_study_files_get_located_errors() {
         "{text}"
     );
 }
+
+#[test]
+fn every_shipped_study_file_is_valid() {
+    // `--report` reads and checks the study and every run's experiment
+    // without training. A study whose data set is not next to it (the full
+    // Fashion-MNIST, CIFAR-10) may only fail on `data.path`.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("examples/studies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let out = study(tmp.path(), &[path.to_str().unwrap(), "--report"]);
+        let msg = output_text(&out);
+        assert!(
+            out.status.success() || msg.contains("`data.path`"),
+            "{}: {msg}",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 7, "only {checked} study files");
+}
