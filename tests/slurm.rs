@@ -66,6 +66,7 @@ echo "fake trial $id mode $mode"
 [ -n "$secs" ] && sleep "$secs"
 case "$mode" in
   exit3) echo "failing on purpose" >&2; exit 3 ;;
+  exit75) echo "error: cannot write the report" >&2; exit 75 ;;
   noresult) exit 0 ;;
 esac
 printf '{"id":%s,"outcome":{"Success":[%s.0]},"metrics":{"accuracy":0.5},"duration_s":0.01,"worker":"pid %s"}' \
@@ -226,6 +227,40 @@ fn all_trials_run_as_jobs_and_failures_carry_state_and_exit_code() {
     let t = Instant::now();
     assert!(ex.wait(Duration::from_secs(5)).unwrap().is_empty());
     assert!(t.elapsed() < Duration::from_secs(1));
+    std::fs::remove_dir_all(&ctx.run_dir).unwrap();
+}
+
+#[test]
+fn a_job_whose_trial_command_could_not_run_it_is_not_charged() {
+    // `dsnn trial` exits 75 when the failure is not the trial's (its report
+    // cannot be written, the experiment cannot be read): the executor hands
+    // on the other reports, then stops the run with an error instead of
+    // recording a failed trial.
+    require_cluster!();
+    let ctx = setup("infra", None);
+    let mut ex = SlurmExecutor::new(settings(), ctx.clone()).unwrap();
+    ex.submit(task(0, "ok", 0.0)).unwrap();
+    ex.submit(task(1, "exit75", 0.0)).unwrap();
+    let start = Instant::now();
+    let (mut reports, mut error) = (Vec::new(), None);
+    while reports.is_empty() || error.is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{reports:?} {error:?}"
+        );
+        match ex.wait(Duration::from_secs(1)) {
+            Ok(r) => reports.extend(r),
+            Err(e) => error = Some(e.to_string()),
+        }
+    }
+    assert_eq!(reports.len(), 1, "only trial 0 is reported: {reports:?}");
+    assert_eq!(reports[0].id, 0);
+    let e = error.unwrap();
+    assert!(
+        e.contains("trial 1") && e.contains("not charged") && e.contains("cannot write the report"),
+        "{e}"
+    );
+    assert_eq!(ex.in_flight(), 0);
     std::fs::remove_dir_all(&ctx.run_dir).unwrap();
 }
 

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     trial_label, write_atomically, Executor, ExecutorError, ExecutorSetup, TrialInput, TrialReport,
-    TrialTask,
+    TrialTask, EXIT_INFRASTRUCTURE,
 };
 mod settings;
 
@@ -124,6 +124,10 @@ pub struct SlurmExecutor {
     ready: VecDeque<TrialReport>,
     last_poll: Option<Instant>,
     failing_since: Option<Instant>,
+    /// A job whose `dsnn trial` failed for a reason not the trial's (exit
+    /// status [`EXIT_INFRASTRUCTURE`]): `wait` hands on the reports it has,
+    /// then returns this error, and the trial runs again on resume.
+    infrastructure_error: Option<ExecutorError>,
     closed: bool,
 }
 
@@ -188,6 +192,7 @@ impl SlurmExecutor {
             ready: VecDeque::new(),
             last_poll: None,
             failing_since: None,
+            infrastructure_error: None,
             closed: false,
         };
         ex.check_cluster()?;
@@ -580,6 +585,22 @@ impl SlurmExecutor {
         )
     }
 
+    /// Records that `job`'s `dsnn trial` could not run its trial for a
+    /// reason of the experiment or the cluster, not of the configuration.
+    fn not_charged(&mut self, job: &Job, state: &str) {
+        let label = trial_label(job.task.trial.id);
+        let log = self.log_path(&job.task, &job.id);
+        let tail = log_tail(&log).unwrap_or_default();
+        self.infrastructure_error
+            .get_or_insert(ExecutorError::Other(format!(
+                "trial {label}: slurm job {} ended {state} with exit status {EXIT_INFRASTRUCTURE}: \
+                 `dsnn trial` could not run it ({tail}; log: {}); the trial is not charged and \
+                 runs again when the run resumes",
+                job.id,
+                log.display()
+            )));
+    }
+
     /// The job's result file, if it is there and readable.
     fn read_result(&self, job: &Job) -> Option<Result<TrialReport, String>> {
         let path = self.result_path(job.task.trial.id, &job.id);
@@ -683,6 +704,10 @@ impl SlurmExecutor {
                     if since.elapsed() >= grace {
                         let job = self.jobs.remove(&key).expect("present");
                         let code = self.own_exit_code(&job).unwrap_or_else(|| "0".into());
+                        if is_infrastructure_exit(&code) {
+                            self.not_charged(&job, "COMPLETED");
+                            continue;
+                        }
                         let r = self.failure(
                             &job,
                             format!("COMPLETED (exit code {code}) without a result file"),
@@ -692,9 +717,16 @@ impl SlurmExecutor {
                 }
                 Some((state, code)) => {
                     let job = self.jobs.remove(&key).expect("present");
+                    let own = self.own_exit_code(&job);
+                    if own.as_deref().is_some_and(is_infrastructure_exit)
+                        || code.as_deref().is_some_and(is_infrastructure_exit)
+                    {
+                        self.not_charged(&job, &state);
+                        continue;
+                    }
                     let code = code
                         .or_else(|| self.finished_state(&job).map(|(_, c)| c))
-                        .or_else(|| self.own_exit_code(&job))
+                        .or(own)
                         .unwrap_or_else(|| "unknown".into());
                     let r = self.failure(&job, format!("{state} (exit code {code})"));
                     self.ready.push_back(r);
@@ -784,6 +816,9 @@ impl Executor for SlurmExecutor {
             if !self.ready.is_empty() {
                 return Ok(self.ready.drain(..).collect());
             }
+            if let Some(e) = self.infrastructure_error.take() {
+                return Err(e);
+            }
             if self.jobs.is_empty() {
                 return Ok(Vec::new());
             }
@@ -861,6 +896,15 @@ impl Executor for SlurmExecutor {
 
 fn is_active(state: &str) -> bool {
     ACTIVE_STATES.contains(&state)
+}
+
+/// Whether a job's exit code (`75`, or SLURM's `75:0`) is `dsnn trial`'s
+/// "not the trial's fault" status.
+fn is_infrastructure_exit(code: &str) -> bool {
+    code.split(':')
+        .next()
+        .and_then(|c| c.trim().parse::<i32>().ok())
+        == Some(EXIT_INFRASTRUCTURE)
 }
 
 /// `squeue`'s `%M`: `[days-][hours:]minutes:seconds`, or `INVALID` for
