@@ -4,7 +4,9 @@
 //!    inputs, forward and backward, with the bounds printed next to each
 //!    result (exact where the kernel mirrors the CPU's arithmetic, a relative
 //!    error where the summation order differs).
-//! 2. A few training steps of LeNet-5 and ResNet20 (float, Q, PS) from the
+//! 2. A few training steps of LeNet-5 and ResNet20 (float, Q, PS; with
+//!    `--train-models` also MobileNetV2 and GoogLeNet, whose depthwise
+//!    convolutions and 3x3 max poolings run on their own kernels) from the
 //!    same initial weights and batches on the CPU and the device: the losses
 //!    must agree.
 //! 3. Training and inference throughput (images/s) at batch 128, with dsnn's
@@ -13,7 +15,9 @@
 //!    `../shared/bench/pytorch-deepshift/energy_gpu.py` measures PyTorch.
 //!
 //! `gpu_check [--device cuda:N|cpu] [--train-steps N] [--steps N] [--seconds S]
-//!  [--models resnet20,lenet5] [--tf32] [--skip-perf] [--skip-energy] [--json PATH]`
+//!  [--models resnet20,lenet5] [--train-models LIST] [--tf32] [--skip-perf] [--skip-energy]
+//!  [--json PATH]`: `--models` are measured (and training-checked unless
+//!  `--train-models` names other networks for the training check).
 //!
 //! `--device cpu` runs the whole harness with the CPU as the device under
 //! test (every comparison must then be exact): a self-test of this program
@@ -22,10 +26,11 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use dsnn_core::batchnorm::BatchNormTrain;
-use dsnn_core::conv::{conv2d, ConvGeometry};
+use dsnn_core::conv::{conv2d, conv2d_grouped, ConvGeometry};
 use dsnn_core::device::{select, DeviceSpec};
 use dsnn_core::layers::ConvEngine;
 use dsnn_core::optim::{Optimizer, OptimizerSettings};
+use dsnn_core::pool::{max_pool, PoolWindow};
 use dsnn_core::quant::{
     FixedPoint, PsWeight, QuantizeActivation, QuantizeWeightQ, RandomStream, Rounding,
 };
@@ -302,6 +307,71 @@ fn kernel_checks(dev: &Device, checks: &mut Vec<Check>) -> Res<()> {
             true,
             (Bound::Rel(1e-5), Bound::Rel(1e-5)),
             &|t| Ok(vec![conv2d(&t[0], &t[1], g)?]),
+        )?;
+    }
+
+    // Grouped and depthwise convolutions (direct kernels on CUDA).
+    for (nb, cin, h, cout, k, stride, pad, groups) in [
+        (8, 32, 16, 32, 3, 1, 1, 32),
+        (8, 24, 17, 24, 3, 2, 1, 24),
+        (4, 16, 9, 32, 3, 1, 1, 16),
+        (4, 8, 11, 6, 3, 1, 0, 2),
+        (3, 6, 10, 9, 5, 2, 2, 3),
+    ] {
+        let x = tensor(
+            uniform(&mut rng, nb * cin * h * h, -2.0, 2.0),
+            &[nb, cin, h, h],
+        )?;
+        let w = tensor(
+            uniform(&mut rng, cout * (cin / groups) * k * k, -0.5, 0.5),
+            &[cout, cin / groups, k, k],
+        )?;
+        let g = ConvGeometry {
+            stride,
+            padding: pad,
+        };
+        check_op(
+            checks,
+            dev,
+            &format!("conv2d n{nb} {cin}->{cout} {h}x{h} k{k} s{stride} p{pad} g{groups}"),
+            &[x, w],
+            true,
+            (Bound::Rel(1e-5), Bound::Rel(1e-5)),
+            &|t| Ok(vec![conv2d_grouped(&t[0], &t[1], g, groups)?]),
+        )?;
+    }
+
+    // Max pooling with any window (GoogLeNet's 3x3 ones): the window's
+    // choice, ties included, and so the gradients, are exact. Values from
+    // {0, 1, 2} make ties frequent.
+    for (shape, kernel, stride, padding, ties) in [
+        ([8usize, 16, 15, 15], 3, 1, 1, false),
+        ([8, 16, 15, 15], 3, 1, 1, true),
+        ([8, 16, 16, 16], 3, 2, 1, true),
+        ([8, 16, 13, 13], 2, 2, 0, true),
+    ] {
+        let numel: usize = shape.iter().product();
+        let values = if ties {
+            (0..numel).map(|_| rng.random_range(0..3) as f32).collect()
+        } else {
+            uniform(&mut rng, numel, -1.0, 1.0)
+        };
+        let window = PoolWindow {
+            kernel,
+            stride,
+            padding,
+        };
+        check_op(
+            checks,
+            dev,
+            &format!(
+                "max_pool {kernel}x{kernel}/{stride}/{padding} {shape:?}{}",
+                if ties { " ties" } else { "" }
+            ),
+            &[tensor(values, &shape)?],
+            true,
+            (exact, exact),
+            &|t| Ok(vec![max_pool(&t[0], window)?]),
         )?;
     }
 
@@ -758,6 +828,8 @@ struct Args {
     steps: usize,
     seconds: f64,
     models: Vec<String>,
+    /// The networks of the training check (default: `models`).
+    train_models: Option<Vec<String>>,
     tf32: bool,
     skip_perf: bool,
     skip_energy: bool,
@@ -772,6 +844,7 @@ fn parse_args() -> Res<Args> {
         steps: 30,
         seconds: 6.0,
         models: vec!["resnet20".into(), "lenet5".into()],
+        train_models: None,
         tf32: false,
         skip_perf: false,
         skip_energy: false,
@@ -790,13 +863,16 @@ fn parse_args() -> Res<Args> {
             "--steps" => a.steps = val()?.parse()?,
             "--seconds" => a.seconds = val()?.parse()?,
             "--models" => a.models = val()?.split(',').map(str::to_string).collect(),
+            "--train-models" => {
+                a.train_models = Some(val()?.split(',').map(str::to_string).collect())
+            }
             "--json" => a.json = Some(val()?),
             "--tf32" => a.tf32 = true,
             "--skip-perf" => a.skip_perf = true,
             "--skip-energy" => a.skip_energy = true,
             other => {
                 return Err(format!(
-                    "unknown argument `{other}` (allowed: --device, --train-steps, --steps, --seconds, --models, --json, --tf32, --skip-perf, --skip-energy)"
+                    "unknown argument `{other}` (allowed: --device, --train-steps, --steps, --seconds, --models, --train-models, --json, --tf32, --skip-perf, --skip-energy)"
                 )
                 .into())
             }
@@ -861,19 +937,20 @@ fn run(dev: &Device, args: &Args) -> Res<bool> {
     }
     let mut trains = Vec::new();
     let t1 = Instant::now();
-    training_checks(dev, &args.models, args.train_steps, &mut trains)?;
+    let train_models = args.train_models.as_ref().unwrap_or(&args.models);
+    training_checks(dev, train_models, args.train_steps, &mut trains)?;
     println!(
         "\n== {} training steps, CPU against device ({:.1} s)",
         args.train_steps,
         t1.elapsed().as_secs_f64()
     );
     println!(
-        "{:<9} {:<6} {:>10} {:>10} {:>10} {:>10}  {:<34} result",
+        "{:<11} {:<6} {:>10} {:>10} {:>10} {:>10}  {:<34} result",
         "model", "var", "cpu loss1", "dev loss1", "rel step1", "max rel", "bound"
     );
     for t in &trains {
         println!(
-            "{:<9} {:<6} {:>10.5} {:>10.5} {:>10.2e} {:>10.2e}  {:<34} {}",
+            "{:<11} {:<6} {:>10.5} {:>10.5} {:>10.2e} {:>10.2e}  {:<34} {}",
             t.model,
             t.variant,
             t.cpu_losses.first().copied().unwrap_or(f32::NAN),

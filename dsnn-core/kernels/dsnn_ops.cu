@@ -226,7 +226,7 @@ extern "C" __global__ void dsnn_swap01(unsigned int total, const float* src, flo
   }
 }
 
-// ------------------------------------------------------------ batch norm
+// ------------------------------------------------------------ reductions
 
 #define BN_THREADS 256
 
@@ -245,6 +245,121 @@ __device__ void block_sum(double* v, int nvals, double* scratch) {
   for (int k = 0; k < nvals; ++k) v[k] = scratch[k * BN_THREADS];
   __syncthreads();
 }
+
+// --------------------------------------------- grouped convolution (direct)
+//
+// conv.rs with `groups > 1` (depthwise when groups = cin): input channel
+// group g (cg = cin / groups channels) feeds output channel group g (og =
+// cout / groups channels); the weight is cout x cg x kh x kw. These kernels
+// convolve directly instead of im2col + gemm: a depthwise layer's gemm
+// would be one launch per channel with a single output row and k = kh * kw
+// (9 for 3x3), far too small for cuBLAS, while a thread per output element
+// reads its kh * kw window once. Shared arguments, in this order:
+// cin, h, w, cout, kh, kw, ho, wo, stride, pad, groups.
+
+#define GCONV_PARAMS                                                                        \
+  unsigned int cin, unsigned int h, unsigned int w, unsigned int cout, unsigned int kh,    \
+      unsigned int kw, unsigned int ho, unsigned int wo, unsigned int stride, unsigned int pad, \
+      unsigned int groups
+
+// Forward: y[s, co, oy, ox] = sum over the group's channels c and taps
+// (i, j) of x[s, g*cg + c, oy*stride + i - pad, ox*stride + j - pad] *
+// wt[co, c, i, j] (padding reads as zero). One thread per output element.
+extern "C" __global__ void dsnn_conv_grouped(unsigned int total, const float* x, const float* wt,
+                                             float* y, GCONV_PARAMS) {
+  unsigned int cg = cin / groups, og = cout / groups;
+  unsigned int p = ho * wo;
+  GRID_STRIDE(t, total) {
+    unsigned int ox = t % wo, oy = (t / wo) % ho;
+    unsigned int co = (t / p) % cout, s = t / (p * cout);
+    unsigned int g = co / og;
+    const float* wr = wt + (size_t)co * cg * kh * kw;
+    int y0 = (int)(oy * stride) - (int)pad, x0 = (int)(ox * stride) - (int)pad;
+    float acc = 0.0f;
+    for (unsigned int c = 0; c < cg; ++c) {
+      const float* plane = x + ((size_t)s * cin + g * cg + c) * h * w;
+      for (unsigned int i = 0; i < kh; ++i) {
+        int iy = y0 + (int)i;
+        if (iy < 0 || iy >= (int)h) continue;
+        for (unsigned int j = 0; j < kw; ++j) {
+          int ix = x0 + (int)j;
+          if (ix < 0 || ix >= (int)w) continue;
+          acc += plane[(size_t)iy * w + ix] * wr[(c * kh + i) * kw + j];
+        }
+      }
+    }
+    y[t] = acc;
+  }
+}
+
+// Input gradient, gathered per input element (no atomics): dx[s, c, yy, xx]
+// = sum over the group's output channels o and the taps (i, j) whose output
+// position (oy, ox) reads (yy, xx) of dy[s, g*og + o, oy, ox] * wt[g*og + o,
+// c - g*cg, i, j].
+extern "C" __global__ void dsnn_conv_grouped_bwd_input(unsigned int total, const float* dy,
+                                                       const float* wt, float* dx,
+                                                       GCONV_PARAMS) {
+  unsigned int cg = cin / groups, og = cout / groups;
+  unsigned int p = ho * wo;
+  GRID_STRIDE(t, total) {
+    unsigned int xx = t % w, yy = (t / w) % h;
+    unsigned int c = (t / (w * h)) % cin, s = t / (w * h * cin);
+    unsigned int g = c / cg, cl = c - g * cg;
+    float acc = 0.0f;
+    for (unsigned int o = 0; o < og; ++o) {
+      unsigned int co = g * og + o;
+      const float* dyp = dy + ((size_t)s * cout + co) * p;
+      const float* wr = wt + ((size_t)co * cg + cl) * kh * kw;
+      for (unsigned int i = 0; i < kh; ++i) {
+        int oy = (int)yy + (int)pad - (int)i;
+        if (oy < 0 || oy % (int)stride != 0) continue;
+        oy /= (int)stride;
+        if (oy >= (int)ho) continue;
+        for (unsigned int j = 0; j < kw; ++j) {
+          int ox = (int)xx + (int)pad - (int)j;
+          if (ox < 0 || ox % (int)stride != 0) continue;
+          ox /= (int)stride;
+          if (ox >= (int)wo) continue;
+          acc += dyp[(unsigned int)oy * wo + (unsigned int)ox] * wr[i * kw + j];
+        }
+      }
+    }
+    dx[t] = acc;
+  }
+}
+
+// Weight gradient: dw[co, c, i, j] = sum over samples s and output
+// positions (oy, ox) of dy[s, co, oy, ox] * x[s, g*cg + c, oy*stride + i -
+// pad, ox*stride + j - pad], accumulated in double. One block (BN_THREADS
+// threads) per weight element, striding over the nw = cout*cg*kh*kw elements
+// when the grid is smaller; the block's threads stride over n * ho * wo.
+extern "C" __global__ void dsnn_conv_grouped_bwd_weight(unsigned int nw, const float* x,
+                                                        const float* dy, float* dw,
+                                                        unsigned int n, GCONV_PARAMS) {
+  __shared__ double scratch[BN_THREADS];
+  unsigned int cg = cin / groups, og = cout / groups;
+  unsigned int p = ho * wo;
+  unsigned int count = n * p;  // <= the output's element count < 2^32 (src/cuda.rs)
+  for (unsigned int r = blockIdx.x; r < nw; r += gridDim.x) {
+    unsigned int j = r % kw, i = (r / kw) % kh;
+    unsigned int cl = (r / (kw * kh)) % cg, co = r / (kw * kh * cg);
+    unsigned int c = (co / og) * cg + cl;
+    double v[1] = {0.0};
+    BLOCK_STRIDE(t, count) {
+      unsigned int q = t % p, s = t / p;
+      int iy = (int)((q / wo) * stride + i) - (int)pad;
+      int ix = (int)((q % wo) * stride + j) - (int)pad;
+      if (iy >= 0 && iy < (int)h && ix >= 0 && ix < (int)w) {
+        double a = (double)x[((size_t)s * cin + c) * h * w + (size_t)iy * w + ix];
+        v[0] += a * (double)dy[((size_t)s * cout + co) * p + q];
+      }
+    }
+    block_sum(v, 1, scratch);
+    if (threadIdx.x == 0) dw[r] = (float)v[0];
+  }
+}
+
+// ------------------------------------------------------------ batch norm
 
 // batchnorm.rs `channel_stats` + the per-channel affine of the forward.
 // One block per channel; writes stats[ch] = mean, stats[c + ch] = biased
@@ -409,6 +524,93 @@ extern "C" __global__ void dsnn_max_pool2x2_bwd(unsigned int total, const float*
     for (int k = 1; k < 4; ++k)
       if (x[cand[k]] > x[best]) best = cand[k];
     dx[best] = g[t];
+  }
+}
+
+// pool.rs `PoolWindow::argmax`: the index within its h x w plane of the
+// element that output position (oy, ox) takes from its k x k window
+// (moved by `stride`, padding `pad` read as minus infinity): the first
+// largest in row-major order, except that a NaN replaces whatever was
+// chosen (so the last NaN wins), exactly as the CPU chooses. Every window
+// holds at least one element (pad <= k / 2, checked on the Rust side).
+__device__ __forceinline__ unsigned int pool_argmax(const float* plane, unsigned int h,
+                                                    unsigned int w, unsigned int oy,
+                                                    unsigned int ox, unsigned int k,
+                                                    unsigned int stride, unsigned int pad) {
+  int y0 = (int)(oy * stride) - (int)pad, x0 = (int)(ox * stride) - (int)pad;
+  float best = 0.0f;
+  int at = -1;
+  for (int ky = 0; ky < (int)k; ++ky) {
+    int yy = y0 + ky;
+    if (yy < 0 || yy >= (int)h) continue;
+    for (int kx = 0; kx < (int)k; ++kx) {
+      int xx = x0 + kx;
+      if (xx < 0 || xx >= (int)w) continue;
+      int i = yy * (int)w + xx;
+      float v = plane[i];
+      if (v > best || at < 0 || v != v) {
+        best = v;
+        at = i;
+      }
+    }
+  }
+  return (unsigned int)at;
+}
+
+// pool.rs `MaxPool`: planes of h x w to ho x wo, any window, stride and
+// padding. One thread per output element.
+extern "C" __global__ void dsnn_max_pool(unsigned int total, const float* x, float* y,
+                                         unsigned int h, unsigned int w, unsigned int ho,
+                                         unsigned int wo, unsigned int k, unsigned int stride,
+                                         unsigned int pad) {
+  GRID_STRIDE(t, total) {
+    unsigned int ox = t % wo, oy = (t / wo) % ho, plane = t / (wo * ho);
+    const float* xp = x + (size_t)plane * h * w;
+    y[t] = xp[pool_argmax(xp, h, w, oy, ox, k, stride, pad)];
+  }
+}
+
+// The first half of pool.rs `MaxPoolBackward`: the chosen element of every
+// window (its index within the plane), as `dsnn_max_pool` chooses it.
+extern "C" __global__ void dsnn_max_pool_argmax(unsigned int total, const float* x,
+                                                unsigned int* arg, unsigned int h,
+                                                unsigned int w, unsigned int ho,
+                                                unsigned int wo, unsigned int k,
+                                                unsigned int stride, unsigned int pad) {
+  GRID_STRIDE(t, total) {
+    unsigned int ox = t % wo, oy = (t / wo) % ho, plane = t / (wo * ho);
+    arg[t] = pool_argmax(x + (size_t)plane * h * w, h, w, oy, ox, k, stride, pad);
+  }
+}
+
+// The second half: each input element gathers the gradients of the windows
+// that chose it (no atomics), visiting them in the CPU's order (rows, then
+// columns, ascending) so that overlapping windows (stride < k) sum exactly
+// as the CPU sums them. One thread per input element.
+extern "C" __global__ void dsnn_max_pool_bwd(unsigned int total, const unsigned int* arg,
+                                             const float* g, float* dx, unsigned int h,
+                                             unsigned int w, unsigned int ho, unsigned int wo,
+                                             unsigned int k, unsigned int stride,
+                                             unsigned int pad) {
+  GRID_STRIDE(t, total) {
+    unsigned int xx = t % w, yy = (t / w) % h, plane = t / (w * h);
+    unsigned int me = yy * w + xx;
+    // Windows oy with oy*stride - pad <= yy <= oy*stride - pad + k - 1.
+    int ylo = (int)yy + (int)pad - (int)k + 1, xlo = (int)xx + (int)pad - (int)k + 1;
+    int oy0 = ylo <= 0 ? 0 : (ylo + (int)stride - 1) / (int)stride;
+    int ox0 = xlo <= 0 ? 0 : (xlo + (int)stride - 1) / (int)stride;
+    int oy1 = ((int)yy + (int)pad) / (int)stride, ox1 = ((int)xx + (int)pad) / (int)stride;
+    if (oy1 > (int)ho - 1) oy1 = (int)ho - 1;
+    if (ox1 > (int)wo - 1) ox1 = (int)wo - 1;
+    size_t base = (size_t)plane * ho * wo;
+    float acc = 0.0f;
+    for (int oy = oy0; oy <= oy1; ++oy) {
+      for (int ox = ox0; ox <= ox1; ++ox) {
+        size_t o = base + (size_t)oy * wo + ox;
+        if (arg[o] == me) acc += g[o];
+      }
+    }
+    dx[t] = acc;
   }
 }
 

@@ -166,16 +166,10 @@ impl Dims {
     fn out_len(&self) -> usize {
         self.cout * self.p()
     }
-    /// The sizes as the CUDA kernels take them; they have no grouped
-    /// convolution yet, so groups are refused with a clear error.
+    /// The sizes as the CUDA kernels take them (groups included: `cuda`
+    /// runs grouped and depthwise convolutions with direct kernels).
     #[cfg(feature = "cuda")]
     fn cuda(&self) -> Result<crate::cuda::ConvSizes> {
-        if self.groups != 1 {
-            candle_core::bail!(
-                "grouped convolution (groups = {}) is not supported on CUDA yet; train this network on the CPU",
-                self.groups
-            );
-        }
         Ok(crate::cuda::ConvSizes {
             n: self.n,
             cin: self.cin,
@@ -188,6 +182,7 @@ impl Dims {
             wo: self.wo,
             stride: self.stride,
             pad: self.pad,
+            groups: self.groups,
         })
     }
     /// Stride 1 with as many output columns as input columns (a "same"
@@ -942,7 +937,8 @@ pub fn conv2d(x: &Tensor, w: &Tensor, geometry: ConvGeometry) -> Result<Tensor> 
 
 /// A grouped convolution: `w` is `cout x cin / groups x kh x kw`, and output
 /// channel group `g` sees only input channel group `g` (`groups == cin` is a
-/// depthwise convolution). CPU only for `groups > 1`.
+/// depthwise convolution). On CUDA, `groups > 1` runs direct kernels
+/// (`cuda::grouped_conv`).
 pub fn conv2d_grouped(
     x: &Tensor,
     w: &Tensor,

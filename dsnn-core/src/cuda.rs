@@ -8,7 +8,14 @@
 //!
 //! The shift convolution is im2col (a kernel) followed by cuBLAS through
 //! candle's batched `matmul`; its input gradient is cuBLAS followed by col2im,
-//! its weight gradient one cuBLAS gemm over the whole batch.
+//! its weight gradient one cuBLAS gemm over the whole batch. Grouped and
+//! depthwise convolutions use direct kernels instead ([`grouped_conv`]);
+//! max pooling with any window is in [`pool`].
+
+mod grouped_conv;
+mod pool;
+
+pub(crate) use pool::{max_pool, max_pool_backward, PoolSizes};
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
@@ -62,7 +69,8 @@ fn grid(n: u32) -> LaunchConfig {
     }
 }
 
-/// One block per channel, for the reduction kernels.
+/// One block per channel (or other reduced quantity: `c` of them), for the
+/// reduction kernels.
 fn per_channel(c: u32) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (c.max(1), 1, 1),
@@ -242,6 +250,9 @@ pub(crate) struct ConvSizes {
     pub stride: usize,
     /// Zero padding.
     pub pad: usize,
+    /// Channel groups (1: an ordinary convolution, cuBLAS; more: the
+    /// direct kernels of [`grouped_conv`]).
+    pub groups: usize,
 }
 
 impl ConvSizes {
@@ -287,6 +298,9 @@ pub(crate) fn conv2d(
     l2: &Layout,
     d: &ConvSizes,
 ) -> Result<CudaStorage> {
+    if d.groups != 1 {
+        return grouped_conv::forward(s1, l1, s2, l2, d);
+    }
     let dev = s1.device();
     let x = view(s1, l1)?;
     let (k, p) = (d.k(), d.p());
@@ -309,6 +323,9 @@ pub(crate) fn conv2d_backward_input(
     wl: &Layout,
     d: &ConvSizes,
 ) -> Result<CudaStorage> {
+    if d.groups != 1 {
+        return grouped_conv::backward_input(dy, dyl, w, wl, d);
+    }
     let dev = dy.device();
     let (k, p) = (d.k(), d.p());
     // W^T: k x cout, read from the cout x k weight, broadcast over the batch.
@@ -347,6 +364,9 @@ pub(crate) fn conv2d_backward_weight(
     dyl: &Layout,
     d: &ConvSizes,
 ) -> Result<CudaStorage> {
+    if d.groups != 1 {
+        return grouped_conv::backward_weight(xs, xl, dys, dyl, d);
+    }
     let dev = xs.device();
     let (k, p) = (d.k(), d.p());
     let np = d.n * p;

@@ -1,5 +1,6 @@
 //! Max pooling with any square window, stride and padding (GoogLeNet's 3x3
-//! poolings), forward and backward on the CPU.
+//! poolings), forward and backward on the CPU and, with the `cuda` feature,
+//! on a GPU (`cuda::pool`, bit-identical to the CPU).
 //!
 //! candle's own max pooling has no padding and no backward pass when the
 //! window and stride differ; this op has both. Padding counts as minus
@@ -58,6 +59,21 @@ impl PoolWindow {
             oh,
             ow,
         })
+    }
+
+    /// The sizes as the CUDA kernels take them.
+    #[cfg(feature = "cuda")]
+    fn cuda(&self, d: &Dims) -> crate::cuda::PoolSizes {
+        crate::cuda::PoolSizes {
+            planes: d.planes,
+            h: d.h,
+            w: d.w,
+            ho: d.oh,
+            wo: d.ow,
+            kernel: self.kernel,
+            stride: self.stride,
+            pad: self.padding,
+        }
     }
 
     /// The index (within its plane) of the first largest element of output
@@ -126,6 +142,18 @@ impl CustomOp1 for MaxPool {
         ))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let d = self.0.dims(l)?;
+        let y = crate::cuda::max_pool(s, l, &self.0.cuda(&d))?;
+        let dims = l.dims();
+        Ok((y, Shape::from((dims[0], dims[1], d.oh, d.ow))))
+    }
+
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let dx = arg.apply_op2_no_bwd(&grad.contiguous()?, &MaxPoolBackward(self.0))?;
         Ok(Some(dx))
@@ -166,13 +194,28 @@ impl CustomOp2 for MaxPoolBackward {
             });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let d = self.0.dims(l1)?;
+        let dx = crate::cuda::max_pool_backward(s1, l1, s2, l2, &self.0.cuda(&d))?;
+        Ok((dx, l1.shape().clone()))
+    }
 }
 
-/// Max pooling of `x` (`N x C x H x W`) with `window` (CPU only).
+/// Max pooling of `x` (`N x C x H x W`) with `window`, on the CPU or (with
+/// the `cuda` feature) a CUDA GPU.
 pub fn max_pool(x: &Tensor, window: PoolWindow) -> Result<Tensor> {
-    if !x.device().is_cpu() {
+    let supported = x.device().is_cpu() || (cfg!(feature = "cuda") && x.device().is_cuda());
+    if !supported {
         candle_core::bail!(
-            "max pooling with a {}x{} window (stride {}, padding {}) runs on the CPU only",
+            "max pooling with a {}x{} window (stride {}, padding {}) runs on the CPU and CUDA only",
             window.kernel,
             window.kernel,
             window.stride,

@@ -11,7 +11,8 @@
 
 use candle_core::{Device, Tensor, Var};
 use dsnn_core::batchnorm::BatchNormTrain;
-use dsnn_core::conv::{conv2d, ConvGeometry};
+use dsnn_core::conv::{conv2d, conv2d_grouped, conv2d_with, ConvGeometry, ConvOptions};
+use dsnn_core::pool::{max_pool, PoolWindow};
 use dsnn_core::quant::{
     clamp_abs, pow2, q_shift_range, FixedPoint, PsWeight, QuantizeActivation, QuantizeWeightQ,
     RandomStream, Rounding,
@@ -369,6 +370,410 @@ fn convolution_kernels_and_layouts_match_the_cpu() {
             |_, l, j| colk[j * np + l],
         );
         assert_rel(&format!("{name} weight gradient"), &dw, &grads[1], 1e-5);
+    }
+}
+
+/// The sizes of one grouped convolution of the tests (square kernel).
+struct GroupedCase {
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+}
+
+impl GroupedCase {
+    fn out_hw(&self) -> (usize, usize) {
+        (
+            (self.h + 2 * self.pad - self.k) / self.stride + 1,
+            (self.w + 2 * self.pad - self.k) / self.stride + 1,
+        )
+    }
+    /// The kernels' shared trailing arguments, as `src/cuda/grouped_conv.rs`
+    /// passes them (cin, h, w, cout, kh, kw, ho, wo, stride, pad, groups).
+    fn args(&self) -> [u32; 11] {
+        let (ho, wo) = self.out_hw();
+        [
+            self.cin,
+            self.h,
+            self.w,
+            self.cout,
+            self.k,
+            self.k,
+            ho,
+            wo,
+            self.stride,
+            self.pad,
+            self.groups,
+        ]
+        .map(|v| v as u32)
+    }
+    fn name(&self) -> String {
+        format!(
+            "grouped conv n{} {}->{} {}x{} k{} s{} p{} groups {}",
+            self.n, self.cin, self.cout, self.h, self.w, self.k, self.stride, self.pad, self.groups
+        )
+    }
+}
+
+type GConv = extern "C" fn(
+    u32,
+    u32,
+    u32,
+    F32p,
+    F32p,
+    F32m,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+);
+type GConvW = extern "C" fn(
+    u32,
+    u32,
+    u32,
+    F32p,
+    F32p,
+    F32m,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+);
+
+/// The three grouped-convolution kernels on `x`, `w` and the output
+/// gradient `r`: (y, dx, dw). The weight gradient runs on `weight_blocks`
+/// blocks of the reduction size (src/cuda.rs: one per weight element, at
+/// most 2^16; fewer make the kernel stride over the rest).
+fn grouped_kernels(
+    emu: &Emulation,
+    c: &GroupedCase,
+    x: &[f32],
+    w: &[f32],
+    r: &[f32],
+    weight_blocks: u32,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let fwd: GConv = unsafe { emu.kernel("dsnn_conv_grouped") };
+    let bwd_in: GConv = unsafe { emu.kernel("dsnn_conv_grouped_bwd_input") };
+    let bwd_w: GConvW = unsafe { emu.kernel("dsnn_conv_grouped_bwd_weight") };
+    let a = c.args();
+    let mut y = vec![f32::NAN; r.len()];
+    fwd(
+        G.0,
+        G.1,
+        y.len() as u32,
+        x.as_ptr(),
+        w.as_ptr(),
+        y.as_mut_ptr(),
+        a[0],
+        a[1],
+        a[2],
+        a[3],
+        a[4],
+        a[5],
+        a[6],
+        a[7],
+        a[8],
+        a[9],
+        a[10],
+    );
+    let mut dx = vec![f32::NAN; x.len()];
+    bwd_in(
+        G.0,
+        G.1,
+        dx.len() as u32,
+        r.as_ptr(),
+        w.as_ptr(),
+        dx.as_mut_ptr(),
+        a[0],
+        a[1],
+        a[2],
+        a[3],
+        a[4],
+        a[5],
+        a[6],
+        a[7],
+        a[8],
+        a[9],
+        a[10],
+    );
+    let mut dw = vec![f32::NAN; w.len()];
+    bwd_w(
+        weight_blocks,
+        RED,
+        dw.len() as u32,
+        x.as_ptr(),
+        r.as_ptr(),
+        dw.as_mut_ptr(),
+        c.n as u32,
+        a[0],
+        a[1],
+        a[2],
+        a[3],
+        a[4],
+        a[5],
+        a[6],
+        a[7],
+        a[8],
+        a[9],
+        a[10],
+    );
+    (y, dx, dw)
+}
+
+#[test]
+fn grouped_and_depthwise_convolution_kernels_match_the_cpu() {
+    let Some(emu) = emu() else { return };
+    let mut rng = StdRng::seed_from_u64(21);
+    let cases = [
+        // Depthwise (groups = channels), MobileNetV2's 3x3 stride 1 and 2.
+        (2, 6, 9, 7, 6, 3, 1, 1, 6),
+        (3, 5, 8, 11, 5, 3, 2, 1, 5),
+        // Depthwise with a channel multiplier of 2.
+        (2, 4, 7, 7, 8, 3, 1, 1, 4),
+        // Two groups of several channels, odd sizes, no padding and wide padding.
+        (2, 4, 9, 7, 6, 3, 1, 0, 2),
+        (2, 6, 10, 9, 4, 5, 2, 2, 2),
+        (3, 6, 5, 6, 9, 1, 1, 0, 3),
+    ];
+    for (i, &(n, cin, h, w, cout, k, stride, pad, groups)) in cases.iter().enumerate() {
+        let c = GroupedCase {
+            n,
+            cin,
+            h,
+            w,
+            cout,
+            k,
+            stride,
+            pad,
+            groups,
+        };
+        let (ho, wo) = c.out_hw();
+        let x = uniform(&mut rng, n * cin * h * w, -2.0, 2.0);
+        let wt = uniform(&mut rng, cout * (cin / groups) * k * k, -0.5, 0.5);
+        let r = uniform(&mut rng, n * cout * ho * wo, -1.0, 1.0);
+        let geometry = ConvGeometry {
+            stride,
+            padding: pad,
+        };
+        let (y_cpu, grads) = cpu_grads(
+            &[
+                cpu(&x, &[n, cin, h, w]),
+                cpu(&wt, &[cout, cin / groups, k, k]),
+            ],
+            &r,
+            |t| conv2d_grouped(&t[0], &t[1], geometry, groups).unwrap(),
+        );
+        // As src/cuda/grouped_conv.rs launches it for the first case; the
+        // others use fewer blocks, which the kernel strides over.
+        let blocks = if i == 0 { wt.len() as u32 } else { 7 };
+        let (y, dx, dw) = grouped_kernels(emu, &c, &x, &wt, &r, blocks);
+        let name = c.name();
+        assert_rel(&format!("{name} forward"), &y, &y_cpu, 1e-5);
+        assert_rel(&format!("{name} input gradient"), &dx, &grads[0], 1e-5);
+        assert_rel(&format!("{name} weight gradient"), &dw, &grads[1], 1e-5);
+    }
+}
+
+/// A shift layer's depthwise convolution as the CUDA path runs it: the
+/// input rounded to fixed point by `dsnn_round_to_fixed`, then the grouped
+/// kernels with power-of-two weights, against the CPU's convolution with
+/// the rounding fused into its unfolding. The products and their sums are
+/// exact on this grid, so the forward must agree bit for bit.
+#[test]
+fn depthwise_shift_convolution_rounds_its_input_as_the_cpu_does() {
+    let Some(emu) = emu() else { return };
+    let round: extern "C" fn(u32, u32, u32, F32p, F32m, i32, f32, f32, f32) =
+        unsafe { emu.kernel("dsnn_round_to_fixed") };
+    let mut rng = StdRng::seed_from_u64(22);
+    let c = GroupedCase {
+        n: 2,
+        cin: 8,
+        h: 9,
+        w: 10,
+        cout: 8,
+        k: 3,
+        stride: 2,
+        pad: 1,
+        groups: 8,
+    };
+    let (ho, wo) = c.out_hw();
+    let fp = FixedPoint {
+        integer_bits: 4,
+        fraction_bits: 4,
+    };
+    let x = uniform(&mut rng, c.n * c.cin * c.h * c.w, -9.0, 9.0);
+    let wt: Vec<f32> = (0..c.cout * c.k * c.k)
+        .map(|_| {
+            let sign = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+            sign * pow2(-(rng.random_range(0..6) as f32))
+        })
+        .collect();
+    let r = uniform(&mut rng, c.n * c.cout * ho * wo, -1.0, 1.0);
+    let options = ConvOptions {
+        geometry: ConvGeometry {
+            stride: c.stride,
+            padding: c.pad,
+        },
+        groups: c.groups,
+        input_quant: Some(fp),
+    };
+    let (y_cpu, grads) = cpu_grads(
+        &[
+            cpu(&x, &[c.n, c.cin, c.h, c.w]),
+            cpu(&wt, &[c.cout, 1, c.k, c.k]),
+        ],
+        &r,
+        |t| conv2d_with(&t[0], &t[1], options).unwrap(),
+    );
+    let mut xq = vec![f32::NAN; x.len()];
+    round(
+        G.0,
+        G.1,
+        x.len() as u32,
+        x.as_ptr(),
+        xq.as_mut_ptr(),
+        0,
+        pow2(4.0),
+        pow2(-4.0),
+        pow2(3.0),
+    );
+    let (y, dx, dw) = grouped_kernels(emu, &c, &xq, &wt, &r, 7);
+    assert_exact("depthwise shift conv forward", &y, &y_cpu, 0);
+    // The rounding passes the gradient straight through to the input.
+    assert_rel("depthwise shift conv input gradient", &dx, &grads[0], 1e-5);
+    assert_rel("depthwise shift conv weight gradient", &dw, &grads[1], 1e-5);
+}
+
+type PoolK = extern "C" fn(u32, u32, u32, F32p, F32m, u32, u32, u32, u32, u32, u32, u32);
+type PoolArgK = extern "C" fn(u32, u32, u32, F32p, *mut u32, u32, u32, u32, u32, u32, u32, u32);
+type PoolBwdK =
+    extern "C" fn(u32, u32, u32, *const u32, F32p, F32m, u32, u32, u32, u32, u32, u32, u32);
+
+#[test]
+fn max_pool_kernels_match_the_cpu_bit_for_bit() {
+    let Some(emu) = emu() else { return };
+    let pool: PoolK = unsafe { emu.kernel("dsnn_max_pool") };
+    let argmax: PoolArgK = unsafe { emu.kernel("dsnn_max_pool_argmax") };
+    let pool_bwd: PoolBwdK = unsafe { emu.kernel("dsnn_max_pool_bwd") };
+    let mut rng = StdRng::seed_from_u64(23);
+    // (n, c, h, w, kernel, stride, padding, values): GoogLeNet's 3x3/1/1
+    // and 3x3/2/1, the 2x2/2 of the other networks (odd sizes drop a row),
+    // a 3x3/2 without padding, a 5x5/3/2; values from {0, 1, 2} make ties
+    // frequent, and one case has NaNs and minus infinities.
+    #[derive(Debug)]
+    enum Values {
+        Uniform,
+        Ties,
+        Special,
+    }
+    let cases = [
+        (2, 3, 7, 9, 3, 1, 1, Values::Uniform),
+        (2, 3, 7, 9, 3, 1, 1, Values::Ties),
+        (2, 3, 8, 11, 3, 2, 1, Values::Ties),
+        (2, 2, 7, 6, 2, 2, 0, Values::Ties),
+        (1, 4, 9, 9, 3, 2, 0, Values::Uniform),
+        (2, 2, 10, 8, 5, 3, 2, Values::Ties),
+        (2, 3, 6, 7, 3, 1, 1, Values::Special),
+    ];
+    for (n, c, h, w, kernel, stride, padding, values) in cases {
+        let window = PoolWindow {
+            kernel,
+            stride,
+            padding,
+        };
+        let (ho, wo) = (
+            window.output_side(h).unwrap(),
+            window.output_side(w).unwrap(),
+        );
+        let numel = n * c * h * w;
+        let x: Vec<f32> = match values {
+            Values::Uniform => uniform(&mut rng, numel, -1.0, 1.0),
+            Values::Ties => (0..numel).map(|_| rng.random_range(0..3) as f32).collect(),
+            Values::Special => (0..numel)
+                .map(|_| match rng.random_range(0..10) {
+                    0 => f32::NAN,
+                    1..=3 => f32::NEG_INFINITY,
+                    v => v as f32,
+                })
+                .collect(),
+        };
+        let out_n = n * c * ho * wo;
+        let r = uniform(&mut rng, out_n, -1.0, 1.0);
+        let (y_cpu, g) = cpu_grads(&[cpu(&x, &[n, c, h, w])], &r, |t| {
+            max_pool(&t[0], window).unwrap()
+        });
+        let name = format!(
+            "max pool {kernel}x{kernel}/{stride}/{padding} on {n}x{c}x{h}x{w} ({values:?} values)"
+        );
+        let dims = [h, w, ho, wo, kernel, stride, padding].map(|v| v as u32);
+        let mut y = vec![0f32; out_n];
+        pool(
+            G.0,
+            G.1,
+            out_n as u32,
+            x.as_ptr(),
+            y.as_mut_ptr(),
+            dims[0],
+            dims[1],
+            dims[2],
+            dims[3],
+            dims[4],
+            dims[5],
+            dims[6],
+        );
+        assert_exact(&name, &y, &y_cpu, 0);
+        let mut arg = vec![u32::MAX; out_n];
+        argmax(
+            G.0,
+            G.1,
+            out_n as u32,
+            x.as_ptr(),
+            arg.as_mut_ptr(),
+            dims[0],
+            dims[1],
+            dims[2],
+            dims[3],
+            dims[4],
+            dims[5],
+            dims[6],
+        );
+        let mut dx = vec![f32::NAN; numel];
+        pool_bwd(
+            G.0,
+            G.1,
+            numel as u32,
+            arg.as_ptr(),
+            r.as_ptr(),
+            dx.as_mut_ptr(),
+            dims[0],
+            dims[1],
+            dims[2],
+            dims[3],
+            dims[4],
+            dims[5],
+            dims[6],
+        );
+        assert_exact(&format!("{name} backward"), &dx, &g[0], 0);
     }
 }
 
