@@ -15,10 +15,19 @@ uses an already built `score_peer_runs`; `DSNN=path` an already built `dsnn`.
 
     python scripts/peer-benchmark.py run [--out DIR] [--seeds 5] [--only NAME ...]
     python scripts/peer-benchmark.py score [--out DIR] [--write-docs]
+    python scripts/peer-benchmark.py compare TABLE.md [--budget 100] [--peers optuna-tpe smac-parego]
+
+`compare` holds the dsnn columns of a table written by `score_peer_runs`
+(e.g. of in-process variants from `suite_runs`) against the peers' per-cell
+mean IGD+ in the table of docs/search.md (`--reference`), for when the
+peers' runs are not at hand: per variant the cells where it is below every
+peer, the largest ratio to the best peer, and the geometric mean of that
+ratio; `--cells VARIANT` prints the variant's per-cell ratios.
 """
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -51,6 +60,7 @@ OPTIMIZERS = {
     "dsnn-nsga2": (100, 1000),
     "dsnn-parego": (100,),
     "dsnn-tpe": (100, 1000),
+    "dsnn-evotpe": (100,),
 }
 
 
@@ -261,6 +271,62 @@ def cmd_score(args):
         print(f"table written into {docs}")
 
 
+def read_tables(path, marker=None):
+    """Markdown tables of `score_peer_runs`: {budget: {column: {cell: mean IGD+}}}.
+    With `marker`, only the text between `<!-- marker:start -->` and `:end`."""
+    with open(path) as fh:
+        text = fh.read()
+    if marker:
+        start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+        text = text[text.index(start) + len(start):text.index(end)]
+    tables, budget, cols = {}, None, None
+    for line in text.splitlines():
+        if line.startswith("#### "):
+            budget, cols = int(line.split()[1]), None
+            tables.setdefault(budget, {})
+        elif line.startswith("| problem |") and budget is not None:
+            cols = [c.strip() for c in line.strip().strip("|").split("|")][1:]
+        elif line.startswith("|---"):
+            continue
+        elif line.startswith("| ") and cols is not None:
+            fields = [c.strip() for c in line.strip().strip("|").split("|")]
+            cell = fields[0]
+            for col, v in zip(cols, fields[1:]):
+                v = v.replace("**", "").strip()
+                if v and v != "-":
+                    tables[budget].setdefault(col, {})[cell] = float(v.split()[0])
+        else:
+            cols = None if not line.startswith("|") else cols
+    return tables
+
+
+def cmd_compare(args):
+    ours = read_tables(args.table).get(args.budget, {})
+    ref = read_tables(args.reference, "peer-benchmark").get(args.budget, {})
+    peers = {p: ref.get(p) or ours.get(p) for p in args.peers}
+    missing = [p for p, v in peers.items() if not v]
+    if missing:
+        sys.exit(f"no {args.budget}-evaluation column for {', '.join(missing)}")
+    print(f"| variant | below {' and '.join(args.peers)} | "
+          + " | ".join(f"below {p}" for p in args.peers) + " | worst | geomean | cells |")
+    print("|---|---:|" + "---:|" * len(args.peers) + "---:|---:|---:|")
+    for col in sorted(c for c in ours if c.startswith("dsnn-")):
+        cells = [c for c in ours[col] if all(c in peers[p] for p in args.peers)]
+        if not cells:
+            continue
+        below = sum(all(ours[col][c] < peers[p][c] for p in args.peers) for c in cells)
+        each = [sum(ours[col][c] < peers[p][c] for c in cells) for p in args.peers]
+        ratios = {c: ours[col][c] / min(peers[p][c] for p in args.peers) for c in cells}
+        worst = max(ratios, key=ratios.get)
+        geo = math.exp(sum(math.log(r) for r in ratios.values()) / len(ratios))
+        print(f"| {col} | {below} / {len(cells)} | " + " | ".join(f"{e}" for e in each)
+              + f" | {ratios[worst]:.2f}x ({worst}) | {geo:.3f} | {len(cells)} |")
+        if args.cells == col:
+            for c in cells:
+                print(f"|   {c} | {ours[col][c]:.4g} | "
+                      + " | ".join(f"{p} {peers[p][c]:.4g}" for p in args.peers) + f" | {ratios[c]:.2f}x |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -272,8 +338,14 @@ def main():
     s = sub.add_parser("score", help="score all stored runs and write the table")
     s.add_argument("--out", default=os.path.join(ROOT, "target", "peer-benchmark"))
     s.add_argument("--write-docs", action="store_true", help="replace the table in docs/search.md")
+    c = sub.add_parser("compare", help="hold dsnn variants against the documented peer means")
+    c.add_argument("table", help="a table written by score_peer_runs")
+    c.add_argument("--reference", default=os.path.join(ROOT, "docs", "search.md"))
+    c.add_argument("--budget", type=int, default=100)
+    c.add_argument("--peers", nargs="+", default=["optuna-tpe", "smac-parego"])
+    c.add_argument("--cells", help="also print this variant's per-cell ratios")
     args = ap.parse_args()
-    {"run": cmd_run, "score": cmd_score}[args.cmd](args)
+    {"run": cmd_run, "score": cmd_score, "compare": cmd_compare}[args.cmd](args)
 
 
 if __name__ == "__main__":

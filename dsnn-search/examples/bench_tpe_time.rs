@@ -1,10 +1,10 @@
-//! Time TPE's ask + tell per trial (evaluation excluded) over runs of 200
-//! evaluations: on ZDT1 (30 floats) and on the 13-hyperparameter DSNN space
+//! Time TPE's (or evolutionary TPE's) ask + tell per trial (evaluation
+//! excluded) over runs of 200 evaluations: on ZDT1 (30 floats) and on the 13-hyperparameter DSNN space
 //! (`examples/dsnn_space.toml`: categoricals, integers, conditional
 //! hyperparameters) with a cheap synthetic objective, asking 1 and 4 at a time.
 //! Prints the mean time per trial over the run and over its last 20 trials.
 //!
-//!     cargo run --release -p dsnn-search --example bench_tpe_time [-- EVALS SEEDS]
+//!     cargo run --release -p dsnn-search --example bench_tpe_time [-- EVALS SEEDS [tpe|evotpe]]
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,14 +28,34 @@ fn synthetic(space: &dyn SearchSpace, c: &Configuration) -> Vec<f64> {
     vec![a, b]
 }
 
+/// The optimizer timed, with its defaults.
+fn optimizer(kind: &str, space: Arc<dyn SearchSpace>, seed: u64) -> Box<dyn Optimizer> {
+    match kind {
+        "tpe" => Box::new(TpeProposer::optimizer(
+            space,
+            TpeSettings::default(),
+            1.0,
+            seed,
+        )),
+        "evotpe" => Box::new(EvoTpeProposer::optimizer(
+            space,
+            EvoTpeSettings::default(),
+            1.0,
+            seed,
+        )),
+        other => panic!("unknown optimizer {other} (tpe, evotpe)"),
+    }
+}
+
 fn run(
+    kind: &str,
     space: Arc<dyn SearchSpace>,
     eval: &dyn Fn(&Configuration) -> Vec<f64>,
     evals: usize,
     batch: usize,
     seed: u64,
 ) -> (f64, f64) {
-    let mut o = TpeProposer::optimizer(space, TpeSettings::default(), 1.0, seed);
+    let mut o = optimizer(kind, space, seed);
     let mut times = Vec::with_capacity(evals);
     while times.len() < evals {
         let t0 = Instant::now();
@@ -57,12 +77,10 @@ fn run(
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().expect("a number"))
-        .collect();
-    let evals = args.first().copied().unwrap_or(200);
-    let seeds = args.get(1).copied().unwrap_or(3) as u64;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let evals: usize = args.first().map_or(200, |a| a.parse().expect("a number"));
+    let seeds: u64 = args.get(1).map_or(3, |a| a.parse().expect("a number"));
+    let kind = args.get(2).map_or("tpe", |a| a.as_str());
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/dsnn_space.toml"
@@ -72,6 +90,7 @@ fn main() {
         Arc::new(ConfigurationSpace::from_toml_str(&text).expect("valid space"));
     let zdt1 = TestProblem::zdt1();
     let zspace: Arc<dyn SearchSpace> = Arc::new(zdt1.space());
+    println!("{kind}:");
     println!("| space | batch | ms per trial (mean over {evals}) | ms per trial (last 20) |");
     println!("|---|---:|---:|---:|");
     for batch in [1, 4] {
@@ -87,7 +106,7 @@ fn main() {
                     let s = space.clone();
                     Box::new(move |c: &Configuration| synthetic(s.as_ref(), c))
                 };
-                let (m, t) = run(space.clone(), eval.as_ref(), evals, batch, seed);
+                let (m, t) = run(kind, space.clone(), eval.as_ref(), evals, batch, seed);
                 mean += m / seeds as f64;
                 tail += t / seeds as f64;
             }

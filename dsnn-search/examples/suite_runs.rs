@@ -9,7 +9,12 @@
 //!
 //! Variants: `tpe` (defaults), `tpe-uni` (independent kernels), `tpe-multi`
 //! (joint kernels), `tpe-cN`
-//! (N candidates), `tpe-gG` (gamma G), `parego`, `random`, `nsga2`
+//! (N candidates), `tpe-gG` (gamma G), `evotpe` (defaults) with options
+//! `sS` (evolution share S), `kN` (N offspring candidates per evolutionary
+//! proposal), `pN` (N parents), `oN` (N offspring among TPE's candidates),
+//! `gG` (gamma G), `cN` (N TPE candidates), `mP` (mutation probability P),
+//! `a` (adaptive share),
+//! `parego`, `random`, `nsga2`
 //! (`Nsga2Settings::for_budget`), `nsga2-pN` (population N, pymoo's
 //! operators), `nsga2-pN-u` (Optuna's operators). Existing files are kept.
 
@@ -88,6 +93,24 @@ fn build(
                 }
             }
             Box::new(TpeProposer::optimizer(space, s, 1.0, seed))
+        }
+        "evotpe" => {
+            let mut s = EvoTpeSettings::default();
+            for p in &parts[1..] {
+                let (key, value) = p.split_at(1);
+                match key {
+                    "s" => s.evolution_share = value.parse().unwrap(),
+                    "k" => s.offspring_candidates = value.parse().unwrap(),
+                    "p" => s.parents = value.parse().unwrap(),
+                    "o" => s.offspring_among_candidates = value.parse().unwrap(),
+                    "g" => s.gamma = value.parse().unwrap(),
+                    "c" => s.n_candidates = value.parse().unwrap(),
+                    "m" => s.mutation_probability = Some(value.parse().unwrap()),
+                    "a" => s.adaptive_share = true,
+                    _ => panic!("unknown evotpe option {p}"),
+                }
+            }
+            Box::new(EvoTpeProposer::optimizer(space, s, 1.0, seed))
         }
         "nsga2" => {
             let mut s = Nsga2Settings::for_budget(Some(budget as u64));

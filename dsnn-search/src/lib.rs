@@ -17,9 +17,11 @@
 //! - [`optimizer`]: the ask/tell [`Optimizer`] trait, [`Trial`]s and
 //!   [`Outcome`]s (failures are first-class, never fake objective values),
 //!   [`Recorded`] and [`replay`] for resuming a run from its history.
-//! - Optimizers: [`RandomSearch`], [`Nsga2`], [`ParEgo`], and
+//! - Optimizers: [`RandomSearch`], [`Nsga2`], [`ParEgo`], [`Tpe`],
+//!   [`EvoTpe`] (TPE with part of its proposals bred as NSGA-II does), and
 //!   [`HyperbandOptimizer`] (MO-Hyperband) with any [`Proposer`] for its new
-//!   configurations ([`RandomProposer`], [`ParEgoProposer`]).
+//!   configurations ([`RandomProposer`], [`ParEgoProposer`], [`TpeProposer`],
+//!   [`EvoTpeProposer`]).
 //! - [`fidelity`]: [`FidelitySchedule`]s: [`FixedBudget`], [`SuccessiveHalving`],
 //!   [`Hyperband`] with SMAC's bracket arithmetic.
 //! - [`problems`]: ZDT1-4, ZDT6, DTLZ1, DTLZ2 with true fronts and optimal
@@ -90,6 +92,7 @@
 
 #![warn(missing_docs)]
 
+pub mod evotpe;
 pub mod fidelity;
 pub mod forest;
 pub mod hyperband;
@@ -102,6 +105,7 @@ pub mod single;
 pub mod space;
 pub mod tpe;
 
+pub use evotpe::{EvoTpe, EvoTpeProposer, EvoTpeSettings};
 pub use fidelity::{Bracket, FidelitySchedule, FixedBudget, Hyperband, Rung, SuccessiveHalving};
 pub use hyperband::HyperbandOptimizer;
 pub use nsga2::{Crossover, Mutation, Nsga2, Nsga2Settings};

@@ -115,7 +115,7 @@ pub struct TpeProposer {
 pub type Tpe = ProposerOptimizer<TpeProposer>;
 
 /// A Parzen density over the unit cube: kernels at observed points.
-struct Parzen<'a> {
+pub(crate) struct Parzen<'a> {
     kinds: &'a [DimKind],
     /// Kernel centres; `NaN` for inactive coordinates. The last one is the prior.
     mus: Vec<Vec<f64>>,
@@ -131,7 +131,8 @@ const LOG_MISMATCH: f64 = -4.605_170_185_988_091; // ln(0.01)
 const SQRT_2PI_LN: f64 = 0.918_938_533_204_672_7; // ln(sqrt(2 pi))
 
 impl<'a> Parzen<'a> {
-    fn new(points: &[&[f64]], kinds: &'a [DimKind], settings: &TpeSettings) -> Self {
+    /// Kernels at `points` (cube encodings, `NaN` = inactive) plus the prior.
+    pub(crate) fn new(points: &[&[f64]], kinds: &'a [DimKind], settings: &TpeSettings) -> Self {
         let n = points.len();
         let d = kinds.len();
         let mut mus: Vec<Vec<f64>> = points.iter().map(|p| p.to_vec()).collect();
@@ -212,7 +213,7 @@ impl<'a> Parzen<'a> {
     }
 
     /// Log density at the cube point `x`.
-    fn log_density(&self, x: &[f64]) -> f64 {
+    pub(crate) fn log_density(&self, x: &[f64]) -> f64 {
         let kernels = self.mus.len();
         if self.multivariate {
             let terms: Vec<f64> = (0..kernels)
@@ -249,7 +250,7 @@ impl<'a> Parzen<'a> {
     }
 
     /// Draw a cube point (to be decoded; inactive coordinates get values too).
-    fn sample(&self, rng: &mut dyn RngCore) -> Vec<f64> {
+    pub(crate) fn sample(&self, rng: &mut dyn RngCore) -> Vec<f64> {
         let d = self.kinds.len();
         let joint = self.multivariate.then(|| self.pick_kernel(rng));
         (0..d)
@@ -305,6 +306,127 @@ fn sample_truncated_normal(mu: f64, sigma: f64, rng: &mut dyn RngCore) -> f64 {
     rng.random()
 }
 
+/// The cube encoding of `c`, or all `NaN` if it does not encode.
+pub(crate) fn encode_or_nan(space: &dyn SearchSpace, c: &Configuration) -> Vec<f64> {
+    space
+        .encode(c)
+        .unwrap_or_else(|_| vec![f64::NAN; space.kinds().len()])
+}
+
+/// The good set's indices into `objs`: the best `gamma` share by
+/// non-dominated rank, ties broken by hypervolume contribution on min-max
+/// normalised objectives. Needs at least two observations.
+pub(crate) fn good_set(objs: &[&[f64]], gamma: f64) -> Vec<usize> {
+    let n = objs.len();
+    let n_below = ((gamma * n as f64).ceil() as usize).clamp(1, n - 1);
+    let norm = Normalizer::fit(objs).expect("at least two observations");
+    let scaled: Vec<Vec<f64>> = objs.iter().map(|f| norm.transform(f)).collect();
+    select_by_rank(&scaled, n_below, TieBreak::HypervolumeContribution)
+}
+
+/// What TPE's densities are fitted to in one call of `propose`.
+pub(crate) struct TpeData {
+    /// Cube encodings of the training observations (successes at one budget).
+    pub(crate) xs: Vec<Vec<f64>>,
+    /// Their objective vectors.
+    pub(crate) objs: Vec<Vec<f64>>,
+    /// Their configurations, rendered.
+    pub(crate) keys: Vec<String>,
+    /// Indices into `xs` of the good set, best first (empty with fewer
+    /// than two observations).
+    pub(crate) good: Vec<usize>,
+    /// Whether each of `xs` is in the good set.
+    pub(crate) is_good: Vec<bool>,
+    /// Further bad observations: failures and pending trials, as the
+    /// settings say.
+    pub(crate) bad_extra: Vec<Vec<f64>>,
+    /// Rendered configurations already tried or pending.
+    pub(crate) taken: HashSet<String>,
+    /// Trials started so far (finished and pending).
+    pub(crate) started: usize,
+}
+
+impl TpeData {
+    /// Gather the training data from `history` and `pending`.
+    pub(crate) fn gather(
+        space: &dyn SearchSpace,
+        kinds: &[DimKind],
+        settings: &TpeSettings,
+        history: &[Observation],
+        pending: &[Configuration],
+    ) -> TpeData {
+        let taken: HashSet<String> = history
+            .iter()
+            .map(|o| o.config.to_string())
+            .chain(pending.iter().map(|c| c.to_string()))
+            .collect();
+        let train = crate::optimizer::training_set(history, settings.min_points_per_budget);
+        let xs: Vec<Vec<f64>> = train.iter().map(|t| encode_or_nan(space, t.0)).collect();
+        debug_assert!(xs.iter().all(|x| x.len() == kinds.len()));
+        let mut bad_extra: Vec<Vec<f64>> = Vec::new();
+        if settings.failures_as_bad {
+            bad_extra.extend(
+                history
+                    .iter()
+                    .filter(|o| matches!(o.outcome, Outcome::Failure(_)))
+                    .map(|o| encode_or_nan(space, &o.config)),
+            );
+        }
+        if settings.pending_as_bad {
+            bad_extra.extend(pending.iter().map(|c| encode_or_nan(space, c)));
+        }
+        let objs: Vec<&[f64]> = train.iter().map(|t| t.1).collect();
+        let good = if objs.len() >= 2 {
+            good_set(&objs, settings.gamma)
+        } else {
+            Vec::new()
+        };
+        let mut is_good = vec![false; xs.len()];
+        for &i in &good {
+            is_good[i] = true;
+        }
+        TpeData {
+            xs,
+            objs: objs.iter().map(|f| f.to_vec()).collect(),
+            keys: train.iter().map(|t| t.0.to_string()).collect(),
+            good,
+            is_good,
+            bad_extra,
+            taken,
+            started: history.len() + pending.len(),
+        }
+    }
+
+    /// The good observations, best first.
+    pub(crate) fn good_points(&self) -> Vec<&[f64]> {
+        self.good.iter().map(|&i| self.xs[i].as_slice()).collect()
+    }
+
+    /// Note a configuration proposed in this call: taken, and a bad
+    /// observation while pending if the settings say so.
+    pub(crate) fn record_proposal(
+        &mut self,
+        space: &dyn SearchSpace,
+        settings: &TpeSettings,
+        c: &Configuration,
+    ) {
+        if settings.pending_as_bad {
+            self.bad_extra.push(encode_or_nan(space, c));
+        }
+        self.taken.insert(c.to_string());
+    }
+
+    /// The bad observations: training points outside the good set, then
+    /// `bad_extra`.
+    pub(crate) fn bad_points(&self) -> Vec<&[f64]> {
+        (0..self.xs.len())
+            .filter(|&j| !self.is_good[j])
+            .map(|j| self.xs[j].as_slice())
+            .chain(self.bad_extra.iter().map(|v| v.as_slice()))
+            .collect()
+    }
+}
+
 impl TpeProposer {
     /// Multi-objective TPE over `space` with `settings`.
     pub fn new(space: Arc<dyn SearchSpace>, settings: TpeSettings) -> Self {
@@ -324,17 +446,6 @@ impl TpeProposer {
         seed: u64,
     ) -> Tpe {
         ProposerOptimizer::new(TpeProposer::new(space, settings), budget, seed)
-    }
-
-    /// The good set's indices into `objs`: the best `gamma` share by
-    /// non-dominated rank, ties broken by hypervolume contribution on
-    /// min-max normalised objectives.
-    fn split(&self, objs: &[&[f64]]) -> Vec<usize> {
-        let n = objs.len();
-        let n_below = ((self.settings.gamma * n as f64).ceil() as usize).clamp(1, n - 1);
-        let norm = Normalizer::fit(objs).expect("at least two observations");
-        let scaled: Vec<Vec<f64>> = objs.iter().map(|f| norm.transform(f)).collect();
-        select_by_rank(&scaled, n_below, TieBreak::HypervolumeContribution)
     }
 
     /// One proposal from the densities; `None` when every candidate has been
@@ -380,64 +491,29 @@ impl Proposer for TpeProposer {
         rng: &mut dyn RngCore,
     ) -> Result<Vec<Configuration>, OptimizerError> {
         self.settings.validate()?;
-        let mut taken: HashSet<String> = history
-            .iter()
-            .map(|o| o.config.to_string())
-            .chain(pending.iter().map(|c| c.to_string()))
-            .collect();
-        let train = crate::optimizer::training_set(history, self.settings.min_points_per_budget);
-        let encode = |c: &Configuration| {
-            self.space
-                .encode(c)
-                .unwrap_or_else(|_| vec![f64::NAN; self.kinds.len()])
-        };
-        let xs: Vec<Vec<f64>> = train.iter().map(|t| encode(t.0)).collect();
-        let mut bad_extra: Vec<Vec<f64>> = Vec::new();
-        if self.settings.failures_as_bad {
-            bad_extra.extend(
-                history
-                    .iter()
-                    .filter(|o| matches!(o.outcome, Outcome::Failure(_)))
-                    .map(|o| encode(&o.config)),
-            );
-        }
-        if self.settings.pending_as_bad {
-            bad_extra.extend(pending.iter().map(encode));
-        }
-        let started = history.len() + pending.len();
-        let objs: Vec<&[f64]> = train.iter().map(|t| t.1).collect();
-        let good: Vec<usize> = if train.len() >= 2 {
-            self.split(&objs)
-        } else {
-            Vec::new()
-        };
-        let mut is_good = vec![false; xs.len()];
-        for &i in &good {
-            is_good[i] = true;
-        }
-        let below_pts: Vec<&[f64]> = good.iter().map(|&i| xs[i].as_slice()).collect();
-        let below = Parzen::new(&below_pts, &self.kinds, &self.settings);
+        let mut data = TpeData::gather(
+            self.space.as_ref(),
+            &self.kinds,
+            &self.settings,
+            history,
+            pending,
+        );
+        let below = Parzen::new(&data.good_points(), &self.kinds, &self.settings);
+        let have_good = !data.good.is_empty();
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            let model = started + i >= self.settings.n_initial && train.len() >= 2;
+            let model = data.started + i >= self.settings.n_initial && have_good;
             let c = if model {
-                let above_pts: Vec<&[f64]> = (0..xs.len())
-                    .filter(|&j| !is_good[j])
-                    .map(|j| xs[j].as_slice())
-                    .chain(bad_extra.iter().map(|v| v.as_slice()))
-                    .collect();
+                let above_pts = data.bad_points();
                 let above = Parzen::new(&above_pts, &self.kinds, &self.settings);
-                match self.propose_one(&below, &above, &taken, rng) {
+                match self.propose_one(&below, &above, &data.taken, rng) {
                     Some(c) => c,
                     None => self.space.sample(rng)?,
                 }
             } else {
                 self.space.sample(rng)?
             };
-            if self.settings.pending_as_bad {
-                bad_extra.push(encode(&c));
-            }
-            taken.insert(c.to_string());
+            data.record_proposal(self.space.as_ref(), &self.settings, &c);
             out.push(c);
         }
         Ok(out)

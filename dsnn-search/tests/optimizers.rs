@@ -123,6 +123,20 @@ fn all_optimizers(p: &TestProblem, seed: u64) -> Vec<Box<dyn Optimizer>> {
             )
             .unwrap(),
         ),
+        Box::new(EvoTpeProposer::optimizer(
+            space_of(p),
+            EvoTpeSettings::default(),
+            1.0,
+            seed,
+        )),
+        Box::new(
+            HyperbandOptimizer::new(
+                &hb,
+                EvoTpeProposer::new(space_of(p), EvoTpeSettings::default()),
+                seed,
+            )
+            .unwrap(),
+        ),
     ]
 }
 

@@ -1,23 +1,24 @@
-//! The built-in optimizers and proposers: `random`, `parego` and `tpe`
-//! (proposers: MO-Hyperband under a multi-fidelity schedule, "Hyperband +
+//! The built-in optimizers and proposers: `random`, `parego`, `tpe` and
+//! `evotpe` (proposers: MO-Hyperband under a multi-fidelity schedule, "Hyperband +
 //! ParEGO" as in the paper) and `nsga2` (single budget).
 
 use std::sync::Arc;
 
 use dsnn_search::{
-    Nsga2, Nsga2Settings, Optimizer, ParEgoProposer, ParEgoSettings, Proposer, RandomProposer,
-    TpeProposer, TpeSettings,
+    EvoTpeProposer, EvoTpeSettings, Nsga2, Nsga2Settings, Optimizer, ParEgoProposer,
+    ParEgoSettings, Proposer, RandomProposer, TpeProposer, TpeSettings,
 };
 use serde::Deserialize;
 
 use crate::registry::{OptimizerFactory, OptimizerSetup, ProposerFactory, Registry};
 use crate::settings::{ConfigError, Section};
 
-/// Registers `random`, `parego`, `tpe` and `nsga2`.
+/// Registers `random`, `parego`, `tpe`, `evotpe` and `nsga2`.
 pub fn register(r: &mut Registry) {
     r.register_proposer("random", Arc::new(RandomFactory));
     r.register_proposer("parego", Arc::new(ParEgoFactory));
     r.register_proposer("tpe", Arc::new(TpeFactory));
+    r.register_proposer("evotpe", Arc::new(EvoTpeFactory));
     r.register_optimizer("nsga2", Arc::new(Nsga2Factory));
 }
 
@@ -109,6 +110,25 @@ impl ProposerFactory for TpeFactory {
         s.validate()
             .map_err(|e| settings.error("", format!("`optimizer`: {e}")))?;
         Ok(Box::new(TpeProposer::new(setup.space.clone(), s)))
+    }
+}
+
+struct EvoTpeFactory;
+
+impl ProposerFactory for EvoTpeFactory {
+    fn description(&self) -> String {
+        "multi-objective TPE with part of its proposals bred from the best trials as NSGA-II does (MO-Hyperband under a multi-fidelity schedule)".into()
+    }
+
+    fn build(
+        &self,
+        settings: &Section,
+        setup: &OptimizerSetup,
+    ) -> Result<Box<dyn Proposer>, ConfigError> {
+        let s: EvoTpeSettings = settings.parse()?;
+        s.validate()
+            .map_err(|e| settings.error("", format!("`optimizer`: {e}")))?;
+        Ok(Box::new(EvoTpeProposer::new(setup.space.clone(), s)))
     }
 }
 
