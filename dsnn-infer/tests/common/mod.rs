@@ -122,6 +122,7 @@ pub fn real_images(data: &Dataset, n: usize) -> (Vec<f32>, InputTransform) {
         InputTransform {
             normalization: batcher.normalization,
             pixel_max: data.pixel_max,
+            data: None,
         },
     )
 }
