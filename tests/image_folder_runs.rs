@@ -327,3 +327,114 @@ fn an_unreadable_image_stops_the_run_naming_it_unless_skipped() {
     assert!(t.contains("skipping") && t.contains("broken.jpg"), "{t}");
     assert_eq!(results(&dir.path().join("runs").join("s")).len(), 3);
 }
+
+/// The accuracy line of `dsnn infer` (its first line on stdout).
+fn accuracy_line(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn export_and_infer_of_an_image_folder_model_use_the_recorded_data_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    make_folder(&dir.path().join("images"), 8);
+    let out = dsnn(
+        &[
+            "train",
+            "--dataset",
+            "image-folder",
+            "--data-dir",
+            "images",
+            "--data",
+            "size=16",
+            "--data",
+            "resize=pad",
+            "--backbone",
+            "lenet5",
+            "--shift-type",
+            "q",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--seed",
+            "4",
+            "--device",
+            "cpu",
+            "--save",
+            "w.safetensors",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let spec = dsnn_infer::read_trained_spec(&dir.path().join("w.safetensors")).unwrap();
+    let record = spec.input_transform.unwrap().data.unwrap();
+    assert_eq!(record.dataset, "image-folder");
+    assert_eq!(record.settings["size"], 16);
+    assert_eq!(record.settings["resize"], "pad");
+    assert_eq!(record.split_seed, 4);
+    let out = dsnn(&["export", "w.safetensors", "-o", "m.dsnnint"], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    // No --dataset, --data or --seed: the model's record gives them.
+    let recorded = dsnn(
+        &[
+            "infer",
+            "m.dsnnint",
+            "--data-dir",
+            "images",
+            "--compare",
+            "w.safetensors",
+        ],
+        dir.path(),
+    );
+    let t = text(&recorded);
+    assert!(recorded.status.success(), "{t}");
+    assert!(
+        t.contains("image-folder as trained") && t.contains("size = 16"),
+        "{t}"
+    );
+    // 24 images: the 20% test split held out by seed 4, 2 of each class.
+    assert!(accuracy_line(&recorded).contains("on 6 images"), "{t}");
+    assert!(t.contains("top-1 agreement"), "{t}");
+    // The same run with every setting given again.
+    let given = dsnn(
+        &[
+            "infer",
+            "m.dsnnint",
+            "--dataset",
+            "image-folder",
+            "--data-dir",
+            "images",
+            "--data",
+            "size=16",
+            "--data",
+            "resize=pad",
+            "--seed",
+            "4",
+        ],
+        dir.path(),
+    );
+    assert!(given.status.success(), "{}", text(&given));
+    let accuracy = |out: &Output| accuracy_line(out).split(';').next().unwrap().to_string();
+    assert_eq!(accuracy(&given), accuracy(&recorded));
+    // --data overrides a recorded setting: 20x20 images do not fit the model.
+    let other = dsnn(
+        &[
+            "infer",
+            "m.dsnnint",
+            "--data-dir",
+            "images",
+            "--data",
+            "size=20",
+        ],
+        dir.path(),
+    );
+    let t = text(&other);
+    assert!(
+        !other.status.success() && t.contains("images are 3x20x20") && t.contains("takes 3x16x16"),
+        "{t}"
+    );
+}

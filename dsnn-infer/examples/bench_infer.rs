@@ -2,11 +2,13 @@
 //! against dsnn's float (candle) inference of the same networks, printed as
 //! tables. Variants are interleaved call by call; figures are medians.
 //!
-//! `cargo run --release -p dsnn-infer --example bench_infer -- [--iters N] [--iters-b1 M] [--models resnet20,lenet5]`
+//! `cargo run --release -p dsnn-infer --example bench_infer -- [--iters N] [--iters-b1 M] [--batch B] [--models resnet20,lenet5]`
 //!
-//! Networks are freshly initialised (ResNet20's batch norms get random
-//! statistics); speed does not depend on training, only on the weights'
-//! sparsity, and initialised DeepShift weights have no zeros.
+//! Networks are freshly initialised (batch norms get random statistics);
+//! speed does not depend on training, only on the weights' sparsity, and
+//! initialised DeepShift weights have no zeros. `--batch` (default 128) is
+//! the large batch; `--models mobilenetv2,googlenet --batch 32` gives the
+//! figures of `docs/integer-inference.md`.
 
 use candle_core::{Device, Tensor};
 use dsnn_core::{
@@ -33,7 +35,7 @@ struct Variant {
     model: &'static str,
     label: String,
     runner: Runner,
-    b128_ms: Vec<f64>,
+    big_ms: Vec<f64>,
     b1_ms: Vec<f64>,
 }
 
@@ -77,7 +79,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let models = opt("--models").unwrap_or_else(|| "resnet20,lenet5".into());
     // `--int-only` skips the candle variants (for profiling the engine).
     let int_only = args.iter().any(|a| a == "--int-only");
-    let batch = 128;
+    let batch: usize = opt("--batch")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(128);
     let dev = Device::Cpu;
     let energy = OpCountModel::default();
     let mut variants = Vec::new();
@@ -102,9 +107,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let net = backbone.build(&spec, &dev)?;
             net.params().project()?;
-            if name == "resnet20" {
-                randomize_batch_norm(net.as_ref())?;
-            }
+            // (A no-op for networks without batch norm.)
+            randomize_batch_norm(net.as_ref())?;
             let profile = backbone.op_profile(&spec)?;
             let label = shift.map_or("float".to_string(), |t| t.to_string());
             energies.push((
@@ -139,7 +143,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     model: name,
                     label: format!("{t} integer"),
                     runner: Runner::Int(int),
-                    b128_ms: Vec::new(),
+                    big_ms: Vec::new(),
                     b1_ms: Vec::new(),
                 });
             }
@@ -150,7 +154,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 model: name,
                 label: format!("{label} candle"),
                 runner: Runner::Float(net),
-                b128_ms: Vec::new(),
+                big_ms: Vec::new(),
                 b1_ms: Vec::new(),
             });
         }
@@ -185,7 +189,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     if b == 1 {
                         v.b1_ms.push(ms)
                     } else {
-                        v.b128_ms.push(ms)
+                        v.big_ms.push(ms)
                     }
                 }
             }
@@ -202,7 +206,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     for v in &variants {
-        let (b1, bb) = (median(&v.b1_ms), median(&v.b128_ms));
+        let (b1, bb) = (median(&v.b1_ms), median(&v.big_ms));
         println!(
             "| {} | {} | {:.3} | {:.0} | {:.1} | {:.0} | {:.3} | {:.1} |",
             v.model,
@@ -212,7 +216,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             bb,
             1e3 * batch as f64 / bb,
             min(&v.b1_ms),
-            min(&v.b128_ms)
+            min(&v.big_ms)
         );
     }
     println!("\n| model | variant | integer model file, bytes | packed codes, bytes | 32-bit float model, bytes | float / integer file |");

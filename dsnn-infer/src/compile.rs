@@ -4,20 +4,27 @@
 //! exports without export code of its own.
 //!
 //! The engine runs one activation at a time with a stack of saved
-//! activations for residual blocks. The compiler walks the operations in
-//! the order they ran, keeping the tensor that is "current":
-//! - a convolution, optionally followed by batch norm and a ReLU, becomes
-//!   one [`Step::Conv`] (batch norm folded into its requantisation);
+//! activations for residual blocks and branches. The compiler walks the
+//! operations in the order they ran, keeping the tensor that is "current":
+//! - a convolution (dense, grouped or depthwise), optionally followed by
+//!   batch norm and a ReLU, becomes one [`Step::Conv`] (batch norm folded
+//!   into its requantisation);
 //! - a linear layer, optionally followed by a ReLU, becomes one
 //!   [`Step::Linear`]; the one that produces the logits keeps them;
-//! - 2x2 max pooling and global average pooling map to their steps, a
+//! - max pooling ([`Step::MaxPool2`] for 2x2 stride 2, else
+//!   [`Step::MaxPool`]) and global average pooling map to their steps, a
 //!   flatten before a linear layer to nothing (the engine flattens);
-//! - a tensor read twice (a residual block's input) is saved when it
-//!   becomes current, and `max(main + shortcut, 0)` with that tensor, or
-//!   its option-A shortcut, becomes [`Step::AddResidual`];
-//! - a convolution of the saved block input after the main path (a
-//!   projection shortcut, ResNet18) first swaps the main path's result
-//!   onto the stack ([`Step::SwapResidual`]), so the add reads it there.
+//! - a tensor read twice (a residual block's or an inception module's
+//!   input) is saved when it becomes current;
+//! - a layer that reads the last saved tensor rather than the current one
+//!   starts another branch of it: the current result is swapped onto the
+//!   stack in its place ([`Step::SwapResidual`]; a ResNet18 projection
+//!   shortcut, an inception module's next branch), and the saved tensor is
+//!   saved again when a later branch reads it too;
+//! - `max(main + shortcut, 0)` or `main + shortcut` with the saved tensor,
+//!   or its option-A shortcut, becomes [`Step::AddResidual`];
+//! - a concatenation of the saved branches (in the order they ran) and the
+//!   current one becomes [`Step::Concat`].
 //!
 //! Anything else is refused with an error that names the layer.
 
@@ -84,65 +91,8 @@ enum Held {
     OptionA(TensorId, usize),
 }
 
-/// Why the integer engine cannot run `op`, for operations it has no step
-/// for at all (whatever surrounds them).
-fn unsupported_reason(op: &NetOp) -> Option<(String, String)> {
-    match op {
-        NetOp::Conv { layer, groups, .. } if *groups != 1 => Some((
-            layer.clone(),
-            format!(
-                "a grouped convolution ({groups} groups) has no integer kernel yet \
-                 (supported: dense convolutions)"
-            ),
-        )),
-        NetOp::MaxPool {
-            name,
-            kernel,
-            stride,
-            padding,
-            ..
-        } => Some((
-            name.clone(),
-            format!(
-                "max pooling {kernel}x{kernel} (stride {stride}, padding {padding}) has no \
-                 integer step (supported: 2x2 max pooling with stride 2)"
-            ),
-        )),
-        NetOp::Concat { name, .. } => Some((
-            name.clone(),
-            "a concatenation of branches (an inception module) has no integer step (the \
-             engine runs a chain of layers with residual blocks)"
-                .into(),
-        )),
-        NetOp::Add { name, .. } => Some((
-            name.clone(),
-            "a residual addition without ReLU (a linear bottleneck) has no integer step \
-             (supported: max(main + shortcut, 0))"
-                .into(),
-        )),
-        _ => None,
-    }
-}
-
-/// Refuses a graph with operations the engine has no step for, naming the
-/// first and counting the others.
-fn check_supported(graph: &NetGraph) -> Result<()> {
-    let mut all = graph.ops.iter().filter_map(unsupported_reason);
-    let Some((layer, reason)) = all.next() else {
-        return Ok(());
-    };
-    let others = all.count();
-    let reason = if others == 0 {
-        reason
-    } else {
-        format!("{reason}; {others} more operations of the network cannot be exported either")
-    };
-    Err(InferError::unsupported(&layer, reason))
-}
-
 /// The steps computing `graph`'s logits from its input.
 fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
-    check_supported(graph)?;
     let mut readers: HashMap<TensorId, usize> = HashMap::new();
     for op in &graph.ops {
         for t in op.inputs() {
@@ -150,6 +100,9 @@ fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
         }
     }
     let reads = |t: TensorId| readers.get(&t).copied().unwrap_or(0);
+    // Reads of each tensor still to come (a branch's input is saved again
+    // while another branch will read it).
+    let mut left = readers.clone();
     let mut steps = Vec::new();
     let mut held: HashMap<TensorId, Held> = HashMap::new();
     let mut stack: Vec<TensorId> = Vec::new();
@@ -174,6 +127,45 @@ fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
     while i < ops.len() {
         let op = &ops[i];
         let next = ops.get(i + 1);
+        for t in op.inputs() {
+            if let Some(n) = left.get_mut(&t) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        // A layer that reads the last saved tensor rather than the current
+        // one starts another branch of it (an inception module's next
+        // branch, a residual block's projection shortcut): the current
+        // result is set aside in its place, and the saved tensor saved
+        // again when a later branch reads it too.
+        if let Some(&input) = single_input(op).as_ref() {
+            if input != cur && held.get(&input) == Some(&Held::Saved) {
+                if stack.last() != Some(&input) {
+                    return Err(InferError::unsupported(
+                        &op.describe(),
+                        "it reads a saved tensor other than the last one saved (supported: \
+                         branches and residual blocks that nest)",
+                    ));
+                }
+                if left.get(&cur).copied().unwrap_or(0) == 0 {
+                    return Err(InferError::unsupported(
+                        &op.describe(),
+                        "it starts another branch, but the result of the branch before it is \
+                         never read (an operation was not recorded)",
+                    ));
+                }
+                steps.push(Step::SwapResidual);
+                stack.pop();
+                held.remove(&input);
+                stack.push(cur);
+                held.insert(cur, Held::Saved);
+                cur = input;
+                if left.get(&input).copied().unwrap_or(0) > 0 {
+                    steps.push(Step::SaveResidual);
+                    stack.push(input);
+                    held.insert(input, Held::Saved);
+                }
+            }
+        }
         // Fuses a following ReLU that reads `t` (and nothing else does).
         let relu_after = |t: TensorId, at: usize| -> Option<TensorId> {
             match ops.get(at) {
@@ -197,36 +189,7 @@ fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
                 bias,
                 ..
             } => {
-                if *input != cur && held.get(input) == Some(&Held::Saved) {
-                    // A projection shortcut: the convolution of a residual
-                    // block's input after its main path. The main path's
-                    // result is set aside in the input's place (the add
-                    // that ends the block reads both).
-                    if stack.last() != Some(input) || reads(*input) != 2 || reads(cur) != 1 {
-                        return Err(InferError::unsupported(
-                            layer,
-                            "a convolution of a saved residual-block input that is not the \
-                             block's projection shortcut (supported: one main path, then the \
-                             shortcut convolution, then the add)",
-                        ));
-                    }
-                    steps.push(Step::SwapResidual);
-                    stack.pop();
-                    held.remove(input);
-                    stack.push(cur);
-                    held.insert(cur, Held::Saved);
-                    cur = *input;
-                }
                 expect_current(op, *input, cur)?;
-                if *groups != 1 {
-                    return Err(InferError::unsupported(
-                        layer,
-                        format!(
-                            "a grouped convolution ({groups} groups) has no integer kernel yet \
-                             (supported: dense convolutions)"
-                        ),
-                    ));
-                }
                 if kernel.0 != kernel.1 {
                     return Err(InferError::unsupported(
                         layer,
@@ -266,6 +229,7 @@ fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
                             kernel.0,
                             *stride,
                             *padding,
+                            *groups,
                             *bias,
                             relu || fused_relu.is_some(),
                         )?;
@@ -293,6 +257,7 @@ fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
                             kernel.0,
                             *stride,
                             *padding,
+                            *groups,
                             *bias,
                             requant,
                         )?;
@@ -337,6 +302,53 @@ fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
                 steps.push(Step::MaxPool2);
                 cur = become_current(*output, &mut steps, &mut stack, &mut held);
             }
+            NetOp::MaxPool {
+                input,
+                output,
+                kernel,
+                stride,
+                padding,
+                ..
+            } => {
+                expect_current(op, *input, cur)?;
+                // PyTorch's 2x2 stride-2 pooling is the step the GPU runs too.
+                steps.push(if (*kernel, *stride, *padding) == (2, 2, 0) {
+                    Step::MaxPool2
+                } else {
+                    Step::MaxPool {
+                        kernel: *kernel,
+                        stride: *stride,
+                        padding: *padding,
+                    }
+                });
+                cur = become_current(*output, &mut steps, &mut stack, &mut held);
+            }
+            NetOp::Concat {
+                name,
+                inputs,
+                output,
+            } => {
+                let parts = inputs.len();
+                let saved_parts = &inputs[..parts.saturating_sub(1)];
+                if parts < 2
+                    || inputs.last() != Some(&cur)
+                    || stack.len() < saved_parts.len()
+                    || stack[stack.len() - saved_parts.len()..] != *saved_parts
+                {
+                    return Err(InferError::unsupported(
+                        name,
+                        "a concatenation must read its branches in the order they ran, the \
+                         last one just computed (supported: an inception module's branches, \
+                         each a chain of layers from the module's input)",
+                    ));
+                }
+                for t in saved_parts {
+                    held.remove(t);
+                }
+                stack.truncate(stack.len() - saved_parts.len());
+                steps.push(Step::Concat { parts });
+                cur = become_current(*output, &mut steps, &mut stack, &mut held);
+            }
             NetOp::GlobalAvgPool { input, output } => {
                 expect_current(op, *input, cur)?;
                 steps.push(Step::GlobalAvgPool);
@@ -368,7 +380,14 @@ fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
                 main,
                 shortcut,
                 output,
+            }
+            | NetOp::Add {
+                main,
+                shortcut,
+                output,
+                ..
             } => {
+                let relu = matches!(op, NetOp::AddRelu { .. });
                 let other = if *main == cur {
                     *shortcut
                 } else if *shortcut == cur {
@@ -398,7 +417,7 @@ fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
                 }
                 stack.pop();
                 held.remove(&saved);
-                steps.push(Step::AddResidual { pad });
+                steps.push(Step::AddResidual { pad, relu });
                 cur = become_current(*output, &mut steps, &mut stack, &mut held);
             }
             NetOp::BatchNorm { layer, .. } => {
@@ -406,11 +425,6 @@ fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
                     layer,
                     "batch norm must follow a convolution directly (it is folded into it)",
                 ))
-            }
-            NetOp::MaxPool { .. } | NetOp::Concat { .. } | NetOp::Add { .. } => {
-                // Refused by `check_supported` before compiling.
-                let (layer, reason) = unsupported_reason(op).unwrap_or_default();
-                return Err(InferError::unsupported(&layer, reason));
             }
             NetOp::Relu { .. } => {
                 return Err(InferError::unsupported(
@@ -431,6 +445,19 @@ fn compile(graph: &NetGraph, ex: &Exporter) -> Result<Vec<Step>> {
         ));
     }
     Ok(steps)
+}
+
+/// The tensor a one-input layer reads (layers that may start a branch).
+fn single_input(op: &NetOp) -> Option<TensorId> {
+    match op {
+        NetOp::Conv { input, .. }
+        | NetOp::Linear { input, .. }
+        | NetOp::MaxPool2 { input, .. }
+        | NetOp::MaxPool { input, .. }
+        | NetOp::GlobalAvgPool { input, .. }
+        | NetOp::Flatten { input, .. } => Some(*input),
+        _ => None,
+    }
 }
 
 /// Whether `op` reads `t` first.

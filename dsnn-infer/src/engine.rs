@@ -413,6 +413,7 @@ impl IntModel {
                     kernel,
                     stride,
                     padding,
+                    groups,
                     epilogue,
                     ..
                 } => {
@@ -426,9 +427,18 @@ impl IntModel {
                             &to_layout(&cur, n, LANE_IMAGES, *padding),
                             layer,
                             geo,
+                            *groups,
                             epilogue,
                             border,
                         );
+                        continue;
+                    }
+                    if *groups != 1 {
+                        let x = to_layout(&cur, n, 1, 0);
+                        match ctx.conv_grouped(&x, layer, geo, *groups, epilogue) {
+                            Ok(next) => cur = next,
+                            Err(values) => return Ok(self.logits(values, layer, n)),
+                        }
                         continue;
                     }
                     match ctx.conv(&to_layout(&cur, n, 1, 0), layer, geo, epilogue)? {
@@ -443,6 +453,20 @@ impl IntModel {
                     }
                 }
                 Step::MaxPool2 => cur = max_pool2(&cur, border),
+                Step::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => cur = max_pool(&cur, *kernel, *stride, *padding, border),
+                Step::Concat { parts } => {
+                    let branches = saved.split_off(saved.len().saturating_sub(parts - 1));
+                    if branches.len() + 1 != *parts {
+                        return Err(InferError::Input(
+                            "concatenation without its saved branches".into(),
+                        ));
+                    }
+                    cur = concat(&branches, &cur, n);
+                }
                 Step::SaveResidual => saved.push(cur.clone()),
                 Step::SwapResidual => {
                     let top = saved.last_mut().ok_or_else(|| {
@@ -450,12 +474,12 @@ impl IntModel {
                     })?;
                     std::mem::swap(&mut cur, top);
                 }
-                Step::AddResidual { pad } => {
+                Step::AddResidual { pad, relu } => {
                     let short = saved.pop().ok_or_else(|| {
                         InferError::Input("residual add without a shortcut".into())
                     })?;
                     let short = to_layout(&short, n, cur.lanes, cur.border);
-                    add_residual(&mut cur, &short, *pad, &self.act);
+                    add_residual(&mut cur, &short, *pad, *relu, &self.act);
                 }
                 Step::GlobalAvgPool => cur = avg_pool(&cur),
             }
@@ -620,6 +644,69 @@ impl Ctx {
         }
         // SAFETY: every task wrote its (image, channel, position) outputs.
         Ok(unsafe { buf.finish(cout, oh, ow, 1, 0, seen.into_inner()) })
+    }
+
+    /// A grouped convolution (`groups` > 1, depthwise when each group has
+    /// one input channel) on `n x c x h x w` activations: each group's
+    /// im2col block covers its own input channels, and its output channels
+    /// add their buckets over it as a dense layer's do. A task takes one
+    /// block of positions of one image and a run of groups. `Err(logits)`
+    /// when it is the logits layer.
+    fn conv_grouped(
+        &self,
+        x: &Act,
+        layer: &ShiftLayer,
+        g: Geo,
+        groups: usize,
+        epi: &Epilogue,
+    ) -> std::result::Result<Act, Vec<i64>> {
+        assert!(x.lanes == 1 && x.border == 0, "{}: layout", layer.name);
+        let plan = layer.plan();
+        let wide = self.wide_for(x, layer);
+        let (oh, ow) = (
+            (x.h + 2 * g.pad - g.k) / g.stride + 1,
+            (x.w + 2 * g.pad - g.k) / g.stride + 1,
+        );
+        let (p, cout) = (oh * ow, layer.cout);
+        let (cin_g, cout_g) = (x.c / groups, cout / groups);
+        assert_eq!(layer.fan_in, cin_g * g.k * g.k, "{}: fan-in", layer.name);
+        let blocks = p.div_ceil(BLOCK);
+        // Runs of groups, so that there are enough tasks for the threads.
+        let runs = Self::channel_chunks(self.n * blocks, groups);
+        let per_run = groups.div_ceil(runs);
+        let buf = OutBuf::new(self.n * cout * p, matches!(epi.requant, Requant::Logits));
+        let out = buf.out();
+        let seen = AtomicI64::new(0);
+        let (in_len, group_len) = (x.c * x.h * x.w, cin_g * x.h * x.w);
+        let col_len = col_len(layer.fan_in);
+        let (isa, lanes) = (self.isa, self.lanes_for(layer));
+        (0..self.n * blocks * runs).into_par_iter().for_each(|t| {
+            let (img, rest) = (t / (blocks * runs), t % (blocks * runs));
+            let (blk, run) = (rest / runs, rest % runs);
+            let gs = (run * per_run).min(groups)..((run + 1) * per_run).min(groups);
+            let p0 = blk * BLOCK;
+            let valid = BLOCK.min(p - p0);
+            SCRATCH.with_borrow_mut(|(col, acc)| {
+                acc.resize(cout_g * BLOCK, 0);
+                let col = aligned(col, col_len);
+                let mut m = 0;
+                for gi in gs {
+                    let src = &x.data[img * in_len + gi * group_len..][..group_len];
+                    im2col_block(isa, src, cin_g, x.h, x.w, g, ow, p0, valid, lanes, col);
+                    let cs = gi * cout_g..(gi + 1) * cout_g;
+                    let init = &epi.acc_init;
+                    block_channels(isa, wide, col, lanes, valid, plan, cs.clone(), init, acc);
+                    for (ci, c) in cs.enumerate() {
+                        let a = &acc[ci * BLOCK..ci * BLOCK + valid];
+                        let base = (img * cout + c) * p + p0;
+                        m = m.max(self.requant(a, c, layer, epi, &out, base, 1));
+                    }
+                }
+                seen.fetch_max(m, Ordering::Relaxed);
+            });
+        });
+        // SAFETY: every task wrote its (image, channel, position) outputs.
+        unsafe { buf.finish(cout, oh, ow, 1, 0, seen.into_inner()) }
     }
 
     /// Requantises `acc` of channel `c`, writing element `j` at `base + j * stride`.
@@ -1150,9 +1237,79 @@ fn max_pool2(x: &Act, border: usize) -> Act {
     out
 }
 
+/// Max pooling with a `k x k` window, `stride` and minus-infinity `pad`
+/// (see [`Step::MaxPool`]), in either layout; a batch-lanes output gets
+/// `border`. Every window holds at least one input (`2 pad <= k`).
+fn max_pool(x: &Act, k: usize, stride: usize, pad: usize, border: usize) -> Act {
+    let (oh, ow, l) = (
+        (x.h + 2 * pad - k) / stride + 1,
+        (x.w + 2 * pad - k) / stride + 1,
+        x.lanes,
+    );
+    let mut out = zeros_like(x.c, oh, ow, l, planes_of(x) / x.c, border);
+    let shape = out.shape();
+    let (in_len, out_len) = (x.plane_len(), shape.plane_len());
+    // The input rows (or columns) a window starting at `o` covers.
+    let span = |o: usize, n: usize| {
+        let start = (o * stride).saturating_sub(pad);
+        let end = (o * stride + k).saturating_sub(pad).min(n);
+        start..end
+    };
+    Arc::make_mut(&mut out.data)
+        .par_chunks_mut(out_len)
+        .with_min_len(ELEMENTWISE_GRAIN.div_ceil(out_len.saturating_mul(k * k)))
+        .enumerate()
+        .for_each(|(plane, o)| {
+            let src = &x.data[plane * in_len..(plane + 1) * in_len];
+            for y in 0..oh {
+                for xx in 0..ow {
+                    let dst = &mut o[shape.at(y, xx)..][..l];
+                    dst.fill(i32::MIN);
+                    for iy in span(y, x.h) {
+                        for ix in span(xx, x.w) {
+                            let s = &src[x.at(iy, ix)..][..l];
+                            dst.iter_mut().zip(s).for_each(|(d, &v)| *d = (*d).max(v));
+                        }
+                    }
+                }
+            }
+        });
+    out.max_abs = x.max_abs;
+    out
+}
+
+/// Channel concatenation of `branches` (saved, the earliest first) and
+/// `last` (see [`Step::Concat`]), in `last`'s layout; `n` is the number of
+/// real images.
+fn concat(branches: &[Act], last: &Act, n: usize) -> Act {
+    let parts: Vec<Act> = branches
+        .iter()
+        .map(|b| to_layout(b, n, last.lanes, last.border))
+        .chain(std::iter::once(last.clone()))
+        .collect();
+    let c = parts.iter().map(|p| p.c).sum();
+    let images = planes_of(last) / last.c;
+    let mut out = zeros_like(c, last.h, last.w, last.lanes, images, last.border);
+    let plane = out.plane_len();
+    Arc::make_mut(&mut out.data)
+        .par_chunks_mut(c * plane)
+        .with_min_len(ELEMENTWISE_GRAIN.div_ceil(c * plane))
+        .enumerate()
+        .for_each(|(img, o)| {
+            let mut at = 0;
+            for p in &parts {
+                let len = p.c * plane;
+                o[at..at + len].copy_from_slice(&p.data[img * len..(img + 1) * len]);
+                at += len;
+            }
+        });
+    out.max_abs = parts.iter().map(|p| p.max_abs).max().unwrap_or(0);
+    out
+}
+
 /// The residual add (see [`Step::AddResidual`]); `short` is in `cur`'s
-/// layout. Borders stay zero: `clamp(max(0 + 0, 0)) = 0`.
-fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, act: &ActFormat) {
+/// layout. Borders stay zero: `clamp(max(0 + 0, 0)) = clamp(0 + 0) = 0`.
+fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, relu: bool, act: &ActFormat) {
     let (c, l) = (cur.c, cur.lanes);
     debug_assert!(short.lanes == l && short.border == cur.border);
     let plane_len = cur.plane_len();
@@ -1160,17 +1317,19 @@ fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, act: &ActFormat)
     let shape = cur.shape();
     let data = Arc::make_mut(&mut cur.data);
     let hi = act.hi() as i32;
+    // The activation range fits `i32` (`I + F <= 32`).
+    let floor = if relu { 0 } else { act.lo() as i32 };
     let max = data
         .par_chunks_mut(plane_len)
         .with_min_len(ELEMENTWISE_GRAIN.div_ceil(plane_len))
         .enumerate()
         .map(|(plane, o)| {
             let (img, ch) = (plane / c, plane % c);
-            // clamp(max(v + s, 0)) exactly: a saturated i32 sum lies beyond
-            // 0 or `hi` (< 2^31) on the same side as the exact one, and the
-            // i32 form vectorises.
+            // clamp(max(v + s, 0)) (or clamp(v + s)) exactly: a saturated
+            // i32 sum lies beyond `floor` or `hi` on the same side as the
+            // exact one, and the i32 form vectorises.
             let add = |v: &mut i32, s: i32| {
-                *v = v.saturating_add(s).max(0).min(hi);
+                *v = v.saturating_add(s).max(floor).min(hi);
             };
             match pad {
                 None => {
@@ -1189,8 +1348,7 @@ fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, act: &ActFormat)
                 }
                 Some(_) => o.iter_mut().for_each(|v| add(v, 0)),
             }
-            // Non-negative after the ReLU, so the largest is the largest |X|.
-            i64::from(o.iter().copied().max().unwrap_or(0))
+            o.iter().map(|&v| i64::from(v).abs()).max().unwrap_or(0)
         })
         .max()
         .unwrap_or(0);

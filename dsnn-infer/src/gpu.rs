@@ -176,6 +176,18 @@ fn u32_of(v: usize, layer: &str, what: &str) -> Result<u32> {
     })
 }
 
+/// The refusal of a step the GPU kernels do not implement (the CPU engine
+/// runs it: `dsnn infer --device cpu`).
+fn no_gpu_step(layer: &str, what: &str) -> InferError {
+    InferError::unsupported(
+        layer,
+        format!(
+            "{what} has no GPU kernel yet (the GPU runs dense convolutions, linear layers, 2x2 \
+             max pooling, residual adds with ReLU and average pooling); run it on the CPU"
+        ),
+    )
+}
+
 impl GpuProgram {
     /// Builds the tables of every layer of `model` (validated first).
     pub fn new(model: &IntModel, opts: GpuOptions) -> Result<GpuProgram> {
@@ -197,8 +209,15 @@ impl GpuProgram {
                     kernel,
                     stride,
                     padding,
+                    groups,
                     epilogue,
                 } => {
+                    if *groups != 1 {
+                        return Err(no_gpu_step(
+                            &layer.name,
+                            &format!("a grouped convolution ({groups} groups)"),
+                        ));
+                    }
                     let oh = (h + 2 * padding - kernel) / stride + 1;
                     let ow = (w + 2 * padding - kernel) / stride + 1;
                     if *kernel > 15 || *cin >= 1 << 24 {
@@ -261,7 +280,28 @@ impl GpuProgram {
                     ((c, h, w), *top) = (*top, (c, h, w));
                     steps.push(GpuStep::SwapResidual);
                 }
-                Step::AddResidual { pad } => {
+                Step::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    return Err(no_gpu_step(
+                        "max pool",
+                        &format!(
+                            "{kernel}x{kernel} max pooling (stride {stride}, padding {padding})"
+                        ),
+                    ))
+                }
+                Step::Concat { parts } => {
+                    return Err(no_gpu_step(
+                        "concat",
+                        &format!("a concatenation of {parts} branches"),
+                    ))
+                }
+                Step::AddResidual { relu: false, .. } => {
+                    return Err(no_gpu_step("residual", "a residual addition without ReLU"))
+                }
+                Step::AddResidual { pad, .. } => {
                     let (sc, sh, sw) = saved.pop().expect("validated model");
                     let (cc, hh, ww) = dims(c, h, w, "residual")?;
                     let (sc, sh, sw) = dims(sc, sh, sw, "residual")?;

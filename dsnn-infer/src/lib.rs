@@ -35,4 +35,4 @@ pub use error::{InferError, Result};
 pub use export::{load_trained, load_trained_with, read_trained_spec, save_trained, TrainedSpec};
 pub use format::ActFormat;
 pub use kernels::Isa;
-pub use model::{InputTransform, IntModel, Logits, Requant, Step};
+pub use model::{DataRecord, InputTransform, IntModel, Logits, Requant, Step};

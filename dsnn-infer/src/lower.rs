@@ -151,7 +151,8 @@ impl Exporter {
         Ok(s)
     }
 
-    /// A shift convolution with its bias and `requant`.
+    /// A shift convolution with its bias and `requant` (`groups` divides
+    /// both channel counts; each output reads `cin / groups` channels).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn conv(
         &self,
@@ -161,10 +162,17 @@ impl Exporter {
         k: usize,
         stride: usize,
         padding: usize,
+        groups: usize,
         bias: bool,
         requant: Requant,
     ) -> Result<Step> {
-        let fan_in = cin * k * k;
+        if groups == 0 || !cin.is_multiple_of(groups) || !cout.is_multiple_of(groups) {
+            return Err(InferError::unsupported(
+                name,
+                format!("{groups} groups do not divide {cin} input and {cout} output channels"),
+            ));
+        }
+        let fan_in = cin / groups * k * k;
         let ws = self.weights(name, cout * fan_in)?;
         // Shift convolutions round their bias to fixed point in every forward.
         let b: Vec<i64> = if bias {
@@ -183,6 +191,7 @@ impl Exporter {
             kernel: k,
             stride,
             padding,
+            groups,
             epilogue: Epilogue {
                 acc_init: b.iter().map(|v| v << s).collect(),
                 requant,
@@ -203,10 +212,12 @@ impl Exporter {
         k: usize,
         stride: usize,
         padding: usize,
+        groups: usize,
         bias: bool,
         relu: bool,
     ) -> Result<Step> {
-        let mut step = self.conv(name, cin, cout, k, stride, padding, bias, Requant::Logits)?;
+        let requant = Requant::Logits;
+        let mut step = self.conv(name, cin, cout, k, stride, padding, groups, bias, requant)?;
         if let Step::Conv {
             layer, epilogue, ..
         } = &mut step

@@ -8,7 +8,7 @@ use crate::weights::{PackedWeights, Plan, ShiftWeight};
 use dsnn_core::data::Normalization;
 use dsnn_core::{InputShape, ShiftType};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -210,6 +210,11 @@ pub enum Step {
         stride: usize,
         /// Zero padding.
         padding: usize,
+        /// Groups: input and output channels split into `groups` equal
+        /// parts, output part `g` reading input part `g` only (1: dense;
+        /// `cin`: depthwise). Absent from files of dense layers.
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        groups: usize,
         /// Bias and requantisation.
         epilogue: Epilogue,
     },
@@ -222,21 +227,64 @@ pub enum Step {
     },
     /// 2x2 max pooling, stride 2 (odd edges dropped, as PyTorch).
     MaxPool2,
+    /// Max pooling with a `kernel x kernel` window, `stride` and `padding`
+    /// (padding never wins: PyTorch's minus-infinity padding; edges that
+    /// do not fill a stride are dropped, PyTorch's floor mode).
+    MaxPool {
+        /// Side of the window.
+        kernel: usize,
+        /// Step between windows.
+        stride: usize,
+        /// Padding on each side (at most half the window).
+        padding: usize,
+    },
     /// Remembers the current activations for a later [`Step::AddResidual`].
     SaveResidual,
     /// Exchanges the current activations with the last saved ones: a
     /// residual block's main path is set aside while its projection
     /// shortcut (a convolution of the block input) runs.
     SwapResidual,
-    /// `X = clamp(max(0, X + shortcut))`, the shortcut being the saved
-    /// activations, subsampled by 2 and zero-padded by `pad` channels on each
-    /// side when `pad` is set (ResNet option A).
+    /// `X = clamp(max(0, X + shortcut))` (or `clamp(X + shortcut)`
+    /// without `relu`: MobileNetV2's linear bottleneck), the shortcut being
+    /// the saved activations (popped), subsampled by 2 and zero-padded by
+    /// `pad` channels on each side when `pad` is set (ResNet option A).
     AddResidual {
         /// Channels of zeros on each side of a subsampled shortcut.
         pad: Option<usize>,
+        /// Apply ReLU to the sum (absent from files when set, as files
+        /// written before the option were).
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        relu: bool,
+    },
+    /// Channel concatenation of branches (an inception module): the last
+    /// `parts - 1` saved activations (popped, the earliest saved first),
+    /// then the current ones, all of the same height and width.
+    Concat {
+        /// Number of branches (at least 2).
+        parts: usize,
     },
     /// `X = floor(sum / (h * w))` per channel.
     GlobalAvgPool,
+}
+
+/// Serde default of [`Step::Conv`]'s `groups`.
+fn one() -> usize {
+    1
+}
+
+/// Whether `groups` is the default (so dense layers are written as before).
+fn is_one(v: &usize) -> bool {
+    *v == 1
+}
+
+/// Serde default of [`Step::AddResidual`]'s `relu`.
+fn yes() -> bool {
+    true
+}
+
+/// Whether `relu` is the default (so residual adds are written as before).
+fn is_true(v: &bool) -> bool {
+    *v
 }
 
 /// How raw pixels become the network's float input (as dsnn's `Batcher`).
@@ -246,6 +294,27 @@ pub struct InputTransform {
     pub normalization: Normalization,
     /// The value of a full-intensity pixel.
     pub pixel_max: f32,
+    /// The data set and `[data]` settings the network was trained with,
+    /// when recorded (absent from files written before the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataRecord>,
+}
+
+/// The data a network was trained on: enough for `dsnn export` and `dsnn
+/// infer` to load the same images the same way (an image folder's size,
+/// resize mode and channels) without being told again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataRecord {
+    /// The registered data set name.
+    pub dataset: String,
+    /// The data set's own `[data]` settings (besides the keys every data
+    /// set takes: the normalisation is [`InputTransform::normalization`]),
+    /// as JSON values of their TOML ones.
+    #[serde(default)]
+    pub settings: BTreeMap<String, serde_json::Value>,
+    /// The seed of the training/validation/test split (data sets without
+    /// a test split of their own hold their test images out by it).
+    pub split_seed: u64,
 }
 
 /// An exported integer DSNN.
@@ -610,9 +679,21 @@ impl IntModel {
                     kernel,
                     stride,
                     padding,
+                    groups,
                     epilogue,
                 } => {
                     let (k, p, name) = (*kernel, *padding, layer.name.as_str());
+                    let g = *groups;
+                    if g == 0 || !cin.is_multiple_of(g) || !layer.cout.is_multiple_of(g) {
+                        return bad(
+                            name,
+                            format!(
+                                "{g} groups for {cin} input and {} output channels (allowed: a \
+                                 divisor of both)",
+                                layer.cout
+                            ),
+                        );
+                    }
                     if *stride == 0 {
                         return bad(name, "stride 0 (allowed: 1 or more)".into());
                     }
@@ -628,10 +709,11 @@ impl IntModel {
                     if *cin != c {
                         return bad(name, format!("expects {cin} channels, gets {c}"));
                     }
-                    if Some(layer.fan_in) != cin.checked_mul(k).and_then(|v| v.checked_mul(k)) {
+                    let cin_g = cin / g;
+                    if Some(layer.fan_in) != cin_g.checked_mul(k).and_then(|v| v.checked_mul(k)) {
                         return bad(
                             name,
-                            format!("fan-in {} is not {cin} x {k} x {k}", layer.fan_in),
+                            format!("fan-in {} is not {cin_g} x {k} x {k}", layer.fan_in),
                         );
                     }
                     // fan_in = cin k^2 fits usize, so k < 2^32 and h + 2p cannot overflow.
@@ -671,6 +753,59 @@ impl IntModel {
                     (h, w) = (h / 2, w / 2);
                     false
                 }
+                Step::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let (k, s, p) = (*kernel, *stride, *padding);
+                    if k == 0 || s == 0 || p.checked_mul(2).is_none_or(|p2| p2 > k) {
+                        return bad(
+                            "max pool",
+                            format!(
+                                "{k}x{k} window, stride {s}, padding {p} (allowed: window and \
+                                 stride 1 or more, padding at most half the window)"
+                            ),
+                        );
+                    }
+                    // 2p <= k, so a padded size overflows only with k, which
+                    // must fit inside it.
+                    let (Some(hp), Some(wp)) = (h.checked_add(2 * p), w.checked_add(2 * p)) else {
+                        return bad("max pool", format!("padding {p}"));
+                    };
+                    activations("max pool", c, hp, wp)?;
+                    if hp < k || wp < k {
+                        return bad(
+                            "max pool",
+                            format!("{k}x{k} pooling of a {h}x{w} input padded by {p}"),
+                        );
+                    }
+                    (h, w) = ((hp - k) / s + 1, (wp - k) / s + 1);
+                    false
+                }
+                Step::Concat { parts } => {
+                    if *parts < 2 || *parts - 1 > saved.len() {
+                        return bad(
+                            "concat",
+                            format!(
+                                "{parts} parts with {} saved activations (allowed: 2 or more \
+                                 parts, all but the current one saved)",
+                                saved.len()
+                            ),
+                        );
+                    }
+                    for (sc, sh, sw) in saved.split_off(saved.len() + 1 - parts) {
+                        if (sh, sw) != (h, w) {
+                            return bad(
+                                "concat",
+                                format!("a {sh}x{sw} branch and a {h}x{w} branch"),
+                            );
+                        }
+                        c += sc;
+                    }
+                    activations("concat", c, h, w)?;
+                    false
+                }
                 Step::SaveResidual => {
                     if saved.len() == MAX_RESIDUAL_DEPTH {
                         return bad(
@@ -688,7 +823,7 @@ impl IntModel {
                     ((c, h, w), *top) = (*top, (c, h, w));
                     false
                 }
-                Step::AddResidual { pad } => {
+                Step::AddResidual { pad, .. } => {
                     let Some((sc, sh, sw)) = saved.pop() else {
                         return bad("residual", "add without a saved shortcut".into());
                     };

@@ -13,6 +13,8 @@ impl IntModel {
         let bits = self.act.integer_bits + self.act.fraction_bits;
         let (mut c, mut h, mut w) = (self.input.channels, self.input.height, self.input.width);
         let mut layers = Vec::new();
+        // Shapes of the saved activations (a projection shortcut swaps them).
+        let mut saved: Vec<(usize, usize, usize)> = Vec::new();
         let elementwise = |name: String, n: usize| LayerOps {
             name,
             kind: LayerKind::Elementwise,
@@ -46,9 +48,43 @@ impl IntModel {
                     (h, w) = (h / 2, w / 2);
                     continue;
                 }
-                Step::SaveResidual | Step::SwapResidual => continue,
-                Step::AddResidual { .. } => {
-                    layers.push(elementwise("residual_add_relu".into(), 2 * c * h * w));
+                Step::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    h = (h + 2 * padding - kernel) / stride + 1;
+                    w = (w + 2 * padding - kernel) / stride + 1;
+                    // One comparison per window element and output.
+                    layers.push(elementwise("maxpool".into(), c * h * w * kernel * kernel));
+                    continue;
+                }
+                Step::Concat { parts } => {
+                    // A copy of every value; the channels are those of the
+                    // saved branches and the current one.
+                    let branches = saved.split_off(saved.len().saturating_sub(parts - 1));
+                    c += branches.iter().map(|(bc, _, _)| bc).sum::<usize>();
+                    layers.push(elementwise("concat".into(), c * h * w));
+                    continue;
+                }
+                Step::SaveResidual => {
+                    saved.push((c, h, w));
+                    continue;
+                }
+                Step::SwapResidual => {
+                    if let Some(top) = saved.last_mut() {
+                        ((c, h, w), *top) = (*top, (c, h, w));
+                    }
+                    continue;
+                }
+                Step::AddResidual { relu, .. } => {
+                    saved.pop();
+                    let name = if *relu {
+                        "residual_add_relu"
+                    } else {
+                        "residual_add"
+                    };
+                    layers.push(elementwise(name.into(), 2 * c * h * w));
                     continue;
                 }
                 Step::GlobalAvgPool => {

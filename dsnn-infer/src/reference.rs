@@ -46,9 +46,10 @@ pub fn reference_logits(model: &IntModel, x: &[i32], n: usize) -> Logits {
                     kernel,
                     stride,
                     padding,
+                    groups,
                     epilogue,
                     ..
-                } => (layer, epilogue, Some((*kernel, *stride, *padding))),
+                } => (layer, epilogue, Some((*kernel, *stride, *padding, *groups))),
                 Step::Linear { layer, epilogue } => (layer, epilogue, None),
                 Step::MaxPool2 => {
                     let (h, w) = (cur.h / 2, cur.w / 2);
@@ -68,6 +69,56 @@ pub fn reference_logits(model: &IntModel, x: &[i32], n: usize) -> Logits {
                     cur = Img { v, c: cur.c, h, w };
                     continue;
                 }
+                Step::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let (k, st, p) = (*kernel, *stride, *padding);
+                    let h = (cur.h + 2 * p - k) / st + 1;
+                    let w = (cur.w + 2 * p - k) / st + 1;
+                    let mut v = Vec::new();
+                    for c in 0..cur.c {
+                        for y in 0..h {
+                            for xx in 0..w {
+                                let mut m = i64::MIN;
+                                for dy in 0..k {
+                                    for dx in 0..k {
+                                        let iy = (y * st + dy) as isize - p as isize;
+                                        let ix = (xx * st + dx) as isize - p as isize;
+                                        if (0..cur.h as isize).contains(&iy)
+                                            && (0..cur.w as isize).contains(&ix)
+                                        {
+                                            m = m.max(
+                                                cur.v[(c * cur.h + iy as usize) * cur.w
+                                                    + ix as usize],
+                                            );
+                                        }
+                                    }
+                                }
+                                v.push(m);
+                            }
+                        }
+                    }
+                    cur = Img { v, c: cur.c, h, w };
+                    continue;
+                }
+                Step::Concat { parts } => {
+                    let branches = saved.split_off(saved.len() + 1 - parts);
+                    let mut v = Vec::new();
+                    let mut c = 0;
+                    for b in branches.iter().chain(std::iter::once(&cur)) {
+                        v.extend_from_slice(&b.v);
+                        c += b.c;
+                    }
+                    cur = Img {
+                        v,
+                        c,
+                        h: cur.h,
+                        w: cur.w,
+                    };
+                    continue;
+                }
                 Step::SaveResidual => {
                     saved.push(Img {
                         v: cur.v.clone(),
@@ -79,7 +130,7 @@ pub fn reference_logits(model: &IntModel, x: &[i32], n: usize) -> Logits {
                     std::mem::swap(&mut cur, saved.last_mut().expect("validated model"));
                     continue;
                 }
-                Step::AddResidual { pad } => {
+                Step::AddResidual { pad, relu } => {
                     let s: Img = saved.pop().expect("validated model");
                     for c in 0..cur.c {
                         for y in 0..cur.h {
@@ -92,7 +143,8 @@ pub fn reference_logits(model: &IntModel, x: &[i32], n: usize) -> Logits {
                                     Some(_) => 0,
                                 };
                                 let i = (c * cur.h + y) * cur.w + xx;
-                                cur.v[i] = clamp(i128::from((cur.v[i] + short).max(0)));
+                                let sum = cur.v[i] + short;
+                                cur.v[i] = clamp(i128::from(if *relu { sum.max(0) } else { sum }));
                             }
                         }
                     }
@@ -131,15 +183,18 @@ pub fn reference_logits(model: &IntModel, x: &[i32], n: usize) -> Logits {
                 acc
             };
             let (oh, ow, accs) = match geo {
-                Some((k, stride, pad)) => {
+                Some((k, stride, pad, groups)) => {
                     let oh = (cur.h + 2 * pad - k) / stride + 1;
                     let ow = (cur.w + 2 * pad - k) / stride + 1;
+                    // Output channel `co` reads the input channels of its group.
+                    let (cin_g, cout_g) = (cur.c / groups, layer.cout / groups);
                     let mut accs = Vec::new();
                     for co in 0..layer.cout {
+                        let first = co / cout_g * cin_g;
                         for oy in 0..oh {
                             for ox in 0..ow {
                                 let mut inputs = Vec::new();
-                                for ci in 0..cur.c {
+                                for ci in 0..cin_g {
                                     for ky in 0..k {
                                         for kx in 0..k {
                                             let iy = (oy * stride + ky) as isize - pad as isize;
@@ -151,8 +206,9 @@ pub fn reference_logits(model: &IntModel, x: &[i32], n: usize) -> Logits {
                                             {
                                                 continue;
                                             }
-                                            let xv = cur.v
-                                                [(ci * cur.h + iy as usize) * cur.w + ix as usize];
+                                            let xv = cur.v[((first + ci) * cur.h + iy as usize)
+                                                * cur.w
+                                                + ix as usize];
                                             inputs.push(((ci * k + ky) * k + kx, xv));
                                         }
                                     }

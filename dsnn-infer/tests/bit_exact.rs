@@ -284,6 +284,7 @@ fn conv_batch_norm_linear(
                 kernel: 3,
                 stride: 1,
                 padding: 1,
+                groups: 1,
                 epilogue: Epilogue {
                     acc_init: vec![0, 0],
                     requant: Requant::Affine {
@@ -434,6 +435,7 @@ fn odd_geometries(acc_shift: u32, n: usize) {
                 kernel: 3,
                 stride: 1,
                 padding: 2,
+                groups: 1,
                 epilogue: shift(false),
             },
             // 7x11 -> 4x6 with stride 2 and padding 1.
@@ -443,6 +445,7 @@ fn odd_geometries(acc_shift: u32, n: usize) {
                 kernel: 3,
                 stride: 2,
                 padding: 1,
+                groups: 1,
                 epilogue: Epilogue {
                     acc_init: vec![5, -5],
                     requant: Requant::Shift { relu: true },
@@ -546,6 +549,7 @@ fn residual_model(
         kernel,
         stride: 1,
         padding,
+        groups: 1,
         epilogue: Epilogue {
             acc_init: vec![3, -3, 0, 7],
             requant: Requant::Shift { relu: true },
@@ -560,7 +564,10 @@ fn residual_model(
         conv(first),
         Step::SaveResidual,
         conv(inner),
-        Step::AddResidual { pad: None },
+        Step::AddResidual {
+            pad: None,
+            relu: true,
+        },
     ];
     steps.extend(last.iter().map(|&l| conv(l)));
     steps.push(Step::Linear {
@@ -759,27 +766,321 @@ fn vgg_matches_the_reference() {
     }
 }
 
-#[test]
-fn networks_the_engine_cannot_run_are_refused_naming_the_layer() {
-    for (name, layer, says) in [
-        (
-            "mobilenetv2",
-            "layers.0.conv2",
-            "grouped convolution (32 groups)",
-        ),
-        (
-            "googlenet",
-            "a3.b4.0",
-            "max pooling 3x3 (stride 1, padding 1)",
-        ),
-    ] {
-        let (net, spec) = build(name, ShiftType::PS, 5, (16, 16), colour(8), 26);
-        let err = IntModel::from_network(net.as_ref(), &spec)
-            .unwrap_err()
-            .to_string();
+/// The float-simulated network's logits of `images`, for comparison with
+/// the integer model's.
+fn float_logits(net: &dyn dsnn_core::Network, input: InputShape, images: Vec<f32>) -> Vec<f32> {
+    let n = images.len() / (input.channels * input.height * input.width);
+    let shape = (n, input.channels, input.height, input.width);
+    let x = candle_core::Tensor::from_vec(images, shape, &candle_core::Device::Cpu).unwrap();
+    net.forward(&x, dsnn_core::Forward::eval())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+/// The integer logits are the float-simulated network's: within `1e-3` of
+/// the largest logit (the float model keeps batch-norm outputs and sums in
+/// `f32` where the integer one floors them to `2^-F`), and the same class
+/// wherever the float model's top two logits are apart by more than that.
+fn assert_close_to_float(logits: &dsnn_infer::Logits, float: &[f32], what: &str) {
+    let scale = 2f64.powi(logits.fraction_bits as i32);
+    let largest = float.iter().fold(0f64, |m, v| m.max(f64::from(v.abs())));
+    let tol = 1e-3 * largest.max(1.0);
+    for (i, f) in logits.values.iter().zip(float) {
+        let d = (*i as f64 / scale - f64::from(*f)).abs();
         assert!(
-            err.contains(&format!("`{layer}`")) && err.contains(says),
-            "{name}: {err}"
+            d <= tol,
+            "{what}: integer {} vs float {f}",
+            *i as f64 / scale
         );
     }
+    for (img, (row, top)) in float
+        .chunks(logits.classes)
+        .zip(logits.argmax())
+        .enumerate()
+    {
+        let mut sorted: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        if sorted[0] - sorted[1] > 2.0 * tol {
+            assert_eq!(
+                row[top],
+                row.iter().copied().fold(f32::MIN, f32::max),
+                "{what}: image {img}"
+            );
+        }
+    }
+}
+
+/// Exports `name`, checks it against the reference on 2 images (every
+/// kernel), on 17 images (two batch-lanes groups, default path against
+/// im2col only, reference on the first), against the float-simulated
+/// network, and through the model file; returns the model.
+fn exports_bit_exactly(name: &str, st: ShiftType, input: InputShape, seed: u64) -> IntModel {
+    let (net, spec) = build(name, st, 5, (16, 16), input, seed);
+    randomize_batch_norm(net.as_ref(), seed);
+    let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+    let images = random_images(input, 2, seed);
+    let x = model.quantize_input(&images);
+    check(&model, &x, 2, 2);
+    let opts = EngineOptions::default();
+    let logits = model.infer_quantized(x.clone(), 2, &opts).unwrap();
+    assert_close_to_float(&logits, &float_logits(net.as_ref(), input, images), name);
+    let n = 17;
+    let many = model.quantize_input(&random_images(input, n, seed + 1));
+    let lanes = model.infer_quantized(many.clone(), n, &opts).unwrap();
+    let im2col = EngineOptions {
+        im2col_only: true,
+        ..opts
+    };
+    assert_eq!(
+        lanes,
+        model.infer_quantized(many.clone(), n, &im2col).unwrap()
+    );
+    let per = many.len() / n;
+    let first = reference_logits(&model, &many[..per], 1);
+    assert_eq!(
+        lanes.values[..model.classes],
+        first.values[..],
+        "{name}: 17 images"
+    );
+    let back = IntModel::from_bytes(&model.to_bytes().unwrap()).unwrap();
+    assert_eq!(back.infer_quantized(x, 2, &opts).unwrap(), logits);
+    model
+}
+
+#[test]
+fn mobilenetv2_with_depthwise_convolutions_and_linear_bottlenecks_matches_the_reference() {
+    // 8x8 images: maps of 8, 4 and 2 pixels (the strided blocks).
+    for (st, seed) in [(ShiftType::Q, 29), (ShiftType::PS, 30)] {
+        let model = exports_bit_exactly("mobilenetv2", st, colour(8), seed);
+        let count = |f: &dyn Fn(&Step) -> bool| model.steps.iter().filter(|s| f(s)).count();
+        assert_eq!(
+            count(&|s| matches!(s, Step::Conv { groups, cin, .. } if groups == cin && *groups > 1)),
+            17,
+            "one depthwise convolution per block"
+        );
+        // Identity and projection shortcuts without ReLU (14 stride-1 blocks).
+        assert_eq!(
+            count(&|s| matches!(s, Step::AddResidual { relu: false, .. })),
+            14
+        );
+        assert_eq!(count(&|s| matches!(s, Step::SwapResidual)), 4);
+    }
+}
+
+#[test]
+fn googlenet_with_inception_branches_and_3x3_pooling_matches_the_reference() {
+    // 4x4 images: maps of 4, 2 and 1 pixels (the 3x3 stride-2 poolings of
+    // a 2x2 map and the stride-1 poolings of a 1x1 one pad on every side).
+    for (st, seed) in [(ShiftType::PS, 31), (ShiftType::Q, 32)] {
+        let model = exports_bit_exactly("googlenet", st, colour(4), seed);
+        let count = |f: &dyn Fn(&Step) -> bool| model.steps.iter().filter(|s| f(s)).count();
+        assert_eq!(count(&|s| matches!(s, Step::Concat { parts: 4 })), 9);
+        assert_eq!(
+            count(&|s| matches!(
+                s,
+                Step::MaxPool {
+                    kernel: 3,
+                    stride: 1,
+                    padding: 1
+                }
+            )),
+            9
+        );
+        assert_eq!(
+            count(&|s| matches!(
+                s,
+                Step::MaxPool {
+                    kernel: 3,
+                    stride: 2,
+                    padding: 1
+                }
+            )),
+            2
+        );
+    }
+}
+
+/// A hand-built model with every new step in odd geometries: a grouped
+/// convolution (2 groups of 2 inputs and 3 outputs, 7x5 input), two
+/// branches (a 1x1 convolution and a 3x3 stride-1 max pooling) joined by a
+/// concatenation, a depthwise convolution whose sum with its input has no
+/// ReLU (values go negative), a 2x2 max pooling with padding 1 and a
+/// linear layer; 3 images, and 19 (two batch-lanes groups).
+#[test]
+fn grouped_convolutions_branches_and_general_pooling_match_the_reference() {
+    let act = ActFormat::new(8, 8).unwrap();
+    let w = |salt: usize| {
+        move |i: usize| match (i * 7 + salt) % 9 {
+            0 => ShiftWeight::Zero,
+            r => ShiftWeight::Pow {
+                negative: r % 2 == 0,
+                m: ((i + salt) % 5) as u8,
+            },
+        }
+    };
+    let weights = |salt: usize, n: usize| (0..n).map(w(salt)).collect::<Vec<_>>();
+    let conv = |name: &str, cin: usize, cout: usize, k: usize, groups: usize, relu: bool| {
+        let fan_in = cin / groups * k * k;
+        Step::Conv {
+            layer: ShiftLayer::new(
+                name,
+                &weights(cin + cout, cout * fan_in),
+                cout,
+                fan_in,
+                5,
+                6,
+            )
+            .unwrap(),
+            cin,
+            kernel: k,
+            stride: 1,
+            padding: k / 2,
+            groups,
+            epilogue: Epilogue {
+                acc_init: (0..cout as i64).map(|c| 40 * c - 100).collect(),
+                requant: Requant::Shift { relu },
+                bias: true,
+            },
+        }
+    };
+    let (h, w_) = (7, 5);
+    // After the 2x2 pooling with padding 1: 4x3.
+    let fc_in = 8 * 4 * 3;
+    let steps = vec![
+        conv("grouped", 4, 6, 3, 2, false),
+        Step::SaveResidual,
+        conv("branch1", 6, 2, 1, 1, true),
+        Step::SwapResidual,
+        Step::MaxPool {
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        },
+        Step::Concat { parts: 2 },
+        Step::SaveResidual,
+        conv("depthwise", 8, 8, 3, 8, false),
+        Step::AddResidual {
+            pad: None,
+            relu: false,
+        },
+        Step::MaxPool {
+            kernel: 2,
+            stride: 2,
+            padding: 1,
+        },
+        Step::Linear {
+            layer: ShiftLayer::new("fc", &weights(4, 3 * fc_in), 3, fc_in, 5, 6).unwrap(),
+            epilogue: Epilogue {
+                acc_init: vec![1, -2, 3],
+                requant: Requant::Logits,
+                bias: true,
+            },
+        },
+    ];
+    let model = IntModel {
+        backbone: "hand".into(),
+        shift_type: ShiftType::Q,
+        input: InputShape {
+            channels: 4,
+            height: h,
+            width: w_,
+        },
+        classes: 3,
+        act,
+        weight_bits: 5,
+        input_transform: None,
+        steps,
+    };
+    model.validate().unwrap();
+    for n in [3, 19] {
+        let x: Vec<i32> = (0..(n * 4 * h * w_) as i64)
+            .map(|i| ((i * 2_654_435_761) % 6_000 - 3_000) as i32)
+            .collect();
+        check(&model, &x, n, n);
+    }
+    // The steps survive the model file.
+    let back = IntModel::from_bytes(&model.to_bytes().unwrap()).unwrap();
+    let json = |m: &IntModel| serde_json::to_value(&m.steps).unwrap();
+    assert_eq!(json(&back), json(&model));
+    let x: Vec<i32> = (0..(2 * 4 * h * w_) as i32)
+        .map(|i| i * 37 % 900 - 450)
+        .collect();
+    let opts = EngineOptions::default();
+    assert_eq!(
+        back.infer_quantized(x.clone(), 2, &opts).unwrap(),
+        reference_logits(&model, &x, 2)
+    );
+}
+
+/// Steps that do not fit together are refused with the reason.
+#[test]
+fn inconsistent_branches_and_groups_are_refused() {
+    let act = ActFormat::new(8, 8).unwrap();
+    let ws = vec![ShiftWeight::Zero; 6 * 18];
+    let model = |steps: Vec<Step>| IntModel {
+        backbone: "hand".into(),
+        shift_type: ShiftType::Q,
+        input: InputShape {
+            channels: 4,
+            height: 3,
+            width: 3,
+        },
+        classes: 36,
+        act,
+        weight_bits: 5,
+        input_transform: None,
+        steps,
+    };
+    let fc = |fan_in: usize| Step::Linear {
+        layer: ShiftLayer::new(
+            "fc",
+            &vec![ShiftWeight::Zero; 36 * fan_in],
+            36,
+            fan_in,
+            5,
+            0,
+        )
+        .unwrap(),
+        epilogue: Epilogue {
+            acc_init: vec![0; 36],
+            requant: Requant::Logits,
+            bias: false,
+        },
+    };
+    let grouped = |groups: usize| Step::Conv {
+        layer: ShiftLayer::new("g", &ws, 6, 18, 5, 0).unwrap(),
+        cin: 4,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        groups,
+        epilogue: Epilogue {
+            acc_init: vec![0; 6],
+            requant: Requant::Shift { relu: false },
+            bias: false,
+        },
+    };
+    let err = |steps| model(steps).validate().unwrap_err().to_string();
+    model(vec![grouped(2), fc(54)]).validate().unwrap();
+    assert!(err(vec![grouped(3), fc(54)]).contains("3 groups"));
+    assert!(err(vec![grouped(1), fc(54)]).contains("fan-in 18 is not 4 x 3 x 3"));
+    assert!(err(vec![Step::Concat { parts: 2 }, fc(36)]).contains("2 parts with 0 saved"));
+    let pool = |kernel, stride, padding| Step::MaxPool {
+        kernel,
+        stride,
+        padding,
+    };
+    assert!(err(vec![pool(3, 1, 2), fc(36)]).contains("padding at most half"));
+    assert!(err(vec![pool(5, 1, 0), fc(36)]).contains("5x5 pooling of a 3x3 input"));
+    // Branches of different sizes.
+    let e = err(vec![
+        Step::SaveResidual,
+        pool(3, 2, 1),
+        Step::Concat { parts: 2 },
+        fc(32),
+    ]);
+    assert!(e.contains("a 3x3 branch and a 2x2 branch"), "{e}");
 }

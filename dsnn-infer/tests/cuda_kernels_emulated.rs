@@ -491,6 +491,7 @@ fn random_layers_match_the_cpu_engine() {
             kernel,
             stride,
             padding,
+            groups: 1,
             epilogue: Epilogue {
                 acc_init,
                 requant,
@@ -521,13 +522,17 @@ fn random_layers_match_the_cpu_engine() {
                     kernel: 3,
                     stride: 1,
                     padding: 1,
+                    groups: 1,
                     epilogue: Epilogue {
                         acc_init: vec![0; c],
                         requant: Requant::Shift { relu: false },
                         bias: false,
                     },
                 });
-                steps.push(Step::AddResidual { pad: None });
+                steps.push(Step::AddResidual {
+                    pad: None,
+                    relu: true,
+                });
             }
             if option_a {
                 // An option-A residual: stride 2, channels padded by p each side.
@@ -550,13 +555,17 @@ fn random_layers_match_the_cpu_engine() {
                         kernel: 3,
                         stride: 2,
                         padding: 1,
+                        groups: 1,
                         epilogue: Epilogue {
                             acc_init: vec![0; c2],
                             requant: Requant::Shift { relu: true },
                             bias: false,
                         },
                     });
-                    steps.push(Step::AddResidual { pad: Some(p) });
+                    steps.push(Step::AddResidual {
+                        pad: Some(p),
+                        relu: true,
+                    });
                     (c, hh, ww) = (c2, hh / 2, ww / 2);
                 }
             }
@@ -657,5 +666,68 @@ fn out_of_range_input_is_refused() {
         model
             .infer_quantized(Vec::new(), 0, &EngineOptions::default())
             .unwrap()
+    );
+}
+
+/// Steps without a GPU kernel (grouped convolutions, general max pooling,
+/// concatenation, additions without ReLU) make the GPU program refuse the
+/// model, naming the step; the CPU engine runs them.
+#[test]
+fn models_with_steps_the_gpu_lacks_are_refused_naming_the_step() {
+    for (backbone, side, layer, says) in [
+        (
+            "mobilenetv2",
+            8,
+            "layers.0.conv2",
+            "a grouped convolution (32 groups) has no GPU kernel",
+        ),
+        (
+            "googlenet",
+            4,
+            "max pool",
+            "3x3 max pooling (stride 1, padding 1) has no GPU kernel",
+        ),
+    ] {
+        let (net, spec) = build(backbone, ShiftType::Q, 5, (16, 16), shape(3, side), 7);
+        let model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+        let err = GpuProgram::new(&model, GpuOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("`{layer}`")) && err.contains(says),
+            "{backbone}: {err}"
+        );
+    }
+    // Without the stride-1 poolings (which keep the shape), GoogLeNet's
+    // first step the GPU lacks is its first concatenation.
+    let (net, spec) = build("googlenet", ShiftType::Q, 5, (16, 16), shape(3, 4), 7);
+    let mut model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+    model
+        .steps
+        .retain(|s| !matches!(s, Step::MaxPool { stride: 1, .. }));
+    let err = GpuProgram::new(&model, GpuOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("a concatenation of 4 branches has no GPU kernel"),
+        "{err}"
+    );
+    // A residual addition without ReLU after LeNet-5's first convolution.
+    let (net, spec) = build("lenet5", ShiftType::Q, 5, (16, 16), shape(1, 28), 5);
+    let mut model = IntModel::from_network(net.as_ref(), &spec).unwrap();
+    model.steps.insert(1, Step::SaveResidual);
+    model.steps.insert(
+        2,
+        Step::AddResidual {
+            pad: None,
+            relu: false,
+        },
+    );
+    let err = GpuProgram::new(&model, GpuOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("a residual addition without ReLU has no GPU kernel"),
+        "{err}"
     );
 }

@@ -293,3 +293,113 @@ fn a_weights_file_spec_of_impossible_size_is_an_error() {
     load_trained(&path).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The checksum a model file stores: the CRC-32 of its description and
+/// tensors, so equal checksums mean the same model, byte for byte (the
+/// safetensors container's metadata order aside).
+fn stored_checksum(bytes: &[u8]) -> String {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
+    meta.metadata().as_ref().unwrap()[dsnn_infer::model::CHECKSUM_METADATA_KEY].clone()
+}
+
+/// Networks without the steps added for MobileNetV2 and GoogLeNet export
+/// exactly as before them (the checksums below were written by the export
+/// of commit b748aa7), so files written earlier are the files written now.
+/// (Batch norms keep their initial statistics: `randomize_batch_norm`
+/// draws in a hash map's order, which differs between processes.)
+#[test]
+fn exports_of_earlier_networks_are_unchanged() {
+    let shape = InputShape {
+        channels: 3,
+        height: 8,
+        width: 8,
+    };
+    let export = |name: &str, st, act, seed| {
+        let (net, spec) = build(name, st, 5, act, shape, seed);
+        IntModel::from_network(net.as_ref(), &spec)
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+    };
+    for (name, bytes, crc) in [
+        ("digits_cnn", digits_file(), "dec03e87"),
+        (
+            "resnet20",
+            export("resnet20", ShiftType::PS, (8, 8), 4),
+            "8959ba79",
+        ),
+        (
+            "resnet18",
+            export("resnet18", ShiftType::Q, (16, 16), 6),
+            "fa1f402a",
+        ),
+    ] {
+        assert_eq!(stored_checksum(&bytes), crc, "{name}");
+        // Dense convolutions and residual adds with ReLU carry no new keys.
+        let steps = split(&bytes).description["steps"].clone();
+        for step in steps.as_array().unwrap() {
+            assert!(step.get("groups").is_none(), "{name}: {step}");
+            if step["op"] == "add_residual" {
+                assert!(step.get("relu").is_none(), "{name}: {step}");
+            }
+        }
+    }
+}
+
+/// GoogLeNet's steps in a file load, and their broken fields are refused
+/// naming them.
+#[test]
+fn pooling_concatenation_and_group_fields_are_checked() {
+    let shape = InputShape {
+        channels: 3,
+        height: 4,
+        width: 4,
+    };
+    let (net, spec) = build("googlenet", ShiftType::Q, 4, (8, 8), shape, 5);
+    let bytes = IntModel::from_network(net.as_ref(), &spec)
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    IntModel::from_bytes(&bytes).unwrap();
+    let steps = split(&bytes).description["steps"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let at = |op: &str| steps.iter().position(|s| s["op"] == op).unwrap();
+    let (pool, concat) = (at("max_pool"), at("concat"));
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(|d| d["steps"][0]["groups"] = json!(0)),
+            "`pre_layers.0`: 0 groups for 3 input and 192 output channels",
+        ),
+        (
+            Box::new(|d| d["steps"][0]["groups"] = json!(3)),
+            "fan-in 27 is not 1 x 3 x 3",
+        ),
+        (
+            Box::new(move |d| d["steps"][pool]["padding"] = json!(u64::MAX)),
+            "padding at most half the window",
+        ),
+        (
+            Box::new(move |d| d["steps"][pool]["kernel"] = json!(1u64 << 40)),
+            "pooling of a 4x4 input",
+        ),
+        (
+            Box::new(move |d| d["steps"][pool]["stride"] = json!(0)),
+            "stride 0, padding 1",
+        ),
+        (
+            Box::new(move |d| d["steps"][concat]["parts"] = json!(9)),
+            "`concat`: 9 parts with 3 saved activations",
+        ),
+        (
+            Box::new(move |d| d["steps"][concat]["parts"] = json!(1)),
+            "`concat`: 1 parts",
+        ),
+    ];
+    for (edit, want) in cases {
+        let e = load_err(&edited(&bytes, edit));
+        assert!(e.contains(want), "want `{want}`, got: {e}");
+    }
+}

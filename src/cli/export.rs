@@ -52,6 +52,18 @@ pub fn run(a: ExportArgs, registry: &Registry) -> Result<()> {
         model.act.integer_bits,
         model.act.fraction_bits
     );
+    if let Some(r) = model.input_transform.as_ref().and_then(|t| t.data.as_ref()) {
+        // Kept in the integer model: `dsnn infer` loads the data the same way.
+        crate::errln!(
+            "  trained on {} ({}split seed {})",
+            r.dataset,
+            r.settings
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}, "))
+                .collect::<String>(),
+            r.split_seed
+        );
+    }
     for step in &model.steps {
         if let Step::Conv { layer, .. } | Step::Linear { layer, .. } = step {
             crate::errln!(

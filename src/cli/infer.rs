@@ -5,34 +5,39 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use dsnn_core::data::{Augment, Batcher};
 use dsnn_infer::compare::compare;
-use dsnn_infer::{IntModel, Isa, Logits};
+use dsnn_infer::{DataRecord, IntModel, Isa, Logits};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::dsnn_objective::COMMON_DATA_KEYS;
 use crate::registry::Registry;
+use crate::settings::Section;
 
 /// Arguments of `dsnn infer`.
 #[derive(Args, Debug)]
 pub struct InferArgs {
     /// Integer model written by `dsnn export`.
     model: PathBuf,
-    /// Data set (`dsnn plugins` lists them).
-    #[arg(long, default_value = "fashion-mnist")]
-    dataset: String,
+    /// Data set (`dsnn plugins` lists them; default: the one the model was
+    /// trained on when its file records it, else fashion-mnist).
+    #[arg(long)]
+    dataset: Option<String>,
     /// Directory holding the data set's files (default: the bundled subset).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// A `[data]` setting of the data set as KEY=VALUE (repeatable; as in
-    /// `dsnn train`): an image folder needs the `size`, `resize` and
-    /// `channels` the model was trained with, e.g. `--data size=32`.
+    /// `dsnn train`). A model trained by this version records the settings
+    /// it was trained with (an image folder's `size`, `resize`, `channels`)
+    /// and uses them; `--data` overrides one of them, or gives them for an
+    /// older model, e.g. `--data size=32`.
     #[arg(long = "data", value_name = "KEY=VALUE")]
     data: Vec<String>,
     /// The seed of the split for data sets without a test split of their
-    /// own (image folders, digits): give the training run's seed, so that
-    /// the test images are the ones training held out.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// own (image folders, digits), so that the test images are the ones
+    /// training held out (default: the training run's, when the model
+    /// records it, else 0).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Images per batch for the throughput measurement.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
@@ -97,6 +102,31 @@ impl<'a> Engine<'a> {
     }
 }
 
+/// The `[data]` settings of a run: those the model records (if any),
+/// each overridden by a `--data KEY=VALUE`.
+fn data_with_record(items: &[String], record: Option<&DataRecord>) -> Result<Section> {
+    let given = super::train::data_settings(items)?;
+    let Some(record) = record else {
+        return Ok(given);
+    };
+    let mut table = toml::Table::new();
+    for (key, value) in &record.settings {
+        let value = toml::Value::try_from(value).map_err(|e| {
+            anyhow::anyhow!(
+                "the model's recorded data setting `{key}` = {value} is not a TOML value ({e}); \
+                 give it with --data {key}=VALUE"
+            )
+        })?;
+        table.insert(key.clone(), value);
+    }
+    table.extend(given.table());
+    Ok(Section::detached(
+        "--data and the model's recorded data settings",
+        "data",
+        toml::Value::Table(table),
+    ))
+}
+
 /// Run `dsnn infer`.
 pub fn run(a: InferArgs, registry: &Registry) -> Result<()> {
     if let Some(t) = a.threads {
@@ -111,9 +141,27 @@ pub fn run(a: InferArgs, registry: &Registry) -> Result<()> {
     let model = IntModel::load(&a.model)?;
     model.prepare();
     let (engine, engine_note) = Engine::new(&model, &a.device)?;
-    let own = super::train::data_settings(&a.data)?.without(COMMON_DATA_KEYS);
+    let record = model.input_transform.as_ref().and_then(|t| t.data.as_ref());
+    let dataset = a
+        .dataset
+        .clone()
+        .or_else(|| record.map(|r| r.dataset.clone()))
+        .unwrap_or_else(|| "fashion-mnist".to_string());
+    // The recorded settings apply to the data set they were recorded for.
+    let record = record.filter(|r| r.dataset == dataset);
+    let own = data_with_record(&a.data, record)?.without(COMMON_DATA_KEYS);
+    let seed = a.seed.or(record.map(|r| r.split_seed)).unwrap_or(0);
+    if let Some(r) = record {
+        crate::errln!(
+            "dsnn infer: {dataset} as trained ({}split seed {seed})",
+            r.settings
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}, "))
+                .collect::<String>()
+        );
+    }
     let (_, _, splits) =
-        super::train::load_splits_with(registry, &a.dataset, a.data_dir.as_deref(), &own, a.seed)?;
+        super::train::load_splits_with(registry, &dataset, a.data_dir.as_deref(), &own, seed)?;
     let test = splits.test;
     let test = match a.limit {
         Some(n) => test.head(n),
@@ -125,7 +173,7 @@ pub fn run(a: InferArgs, registry: &Registry) -> Result<()> {
     if test.shape != model.input || test.classes != model.classes {
         bail!(
             "{} images are {}x{}x{} in {} classes; the model takes {}x{}x{} in {} classes",
-            a.dataset,
+            dataset,
             test.shape.channels,
             test.shape.height,
             test.shape.width,
@@ -160,7 +208,7 @@ pub fn run(a: InferArgs, registry: &Registry) -> Result<()> {
         "dsnn infer: {} DeepShift-{} on {n} {} test images, {engine_note}",
         model.backbone,
         model.shift_type,
-        a.dataset,
+        dataset,
     );
     crate::outln!(
         "accuracy {:.2}% on {n} images; throughput {:.0} img/s at batch {}; latency at batch 1: median {:.3} ms (p90 {:.3} ms)",

@@ -10,6 +10,7 @@ use dsnn_core::optim::OptimizerKind;
 use dsnn_core::recipe::{resolve_arch, ArchValues, Recipe, Setting};
 use dsnn_core::train::{evaluate, train};
 use dsnn_core::{Rounding, ShiftEnd, ShiftType};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -158,6 +159,15 @@ pub fn data_settings(items: &[String]) -> Result<Section> {
         "data",
         toml::Value::Table(table),
     ))
+}
+
+/// A `[data]` table's settings as JSON values (as a
+/// [`dsnn_infer::DataRecord`] keeps them).
+pub fn json_settings(table: &toml::Table) -> BTreeMap<String, serde_json::Value> {
+    table
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), serde_json::to_value(v).ok()?)))
+        .collect()
 }
 
 /// Loads a registered data set from `data_dir` (default: its bundled
@@ -329,6 +339,13 @@ pub fn run(a: TrainArgs, registry: &Registry) -> Result<()> {
             input_transform: Some(dsnn_infer::InputTransform {
                 normalization: batcher.normalization.clone(),
                 pixel_max: train_set.pixel_max,
+                // `dsnn export` and `dsnn infer` load the same images the
+                // same way without `--data` again.
+                data: Some(dsnn_infer::DataRecord {
+                    dataset: a.dataset.clone(),
+                    settings: json_settings(&own.table()),
+                    split_seed: a.seed,
+                }),
             }),
         };
         dsnn_infer::save_trained(net.as_ref(), &trained, path)?;

@@ -216,6 +216,7 @@ impl DsnnObjective {
                     input_transform: Some(InputTransform {
                         normalization: data.batcher.normalization.clone(),
                         pixel_max: train_set.pixel_max,
+                        data: Some(self.data_record()),
                     }),
                 };
                 save_weights(net.as_ref(), &trained, &run_dir.join(WEIGHTS_DIR), label)
@@ -248,6 +249,25 @@ fn save_weights(
     let tmp = dir.join(format!(".{label}.{}.tmp", std::process::id()));
     dsnn_infer::save_trained(net, spec, &tmp).map_err(|e| format!("saving the weights: {e}"))?;
     std::fs::rename(&tmp, &path).map_err(|e| format!("saving {}: {e}", path.display()))
+}
+
+impl DsnnObjective {
+    /// The data set, its own `[data]` settings and the split seed, recorded
+    /// with saved weights so that `dsnn export` and `dsnn infer` load the
+    /// same images the same way.
+    fn data_record(&self) -> dsnn_infer::DataRecord {
+        dsnn_infer::DataRecord {
+            dataset: self.data.name.clone(),
+            settings: self
+                .data
+                .settings
+                .table()
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), serde_json::to_value(v).ok()?)))
+                .collect(),
+            split_seed: self.seed,
+        }
+    }
 }
 
 /// Appends the validation pass's CodeCarbon-style row to the run's

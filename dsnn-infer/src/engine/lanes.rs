@@ -46,19 +46,26 @@ impl Ctx {
     }
 
     /// A convolution of batch-lanes activations into batch-lanes activations
-    /// with `border` (the next convolution's padding).
+    /// with `border` (the next convolution's padding). With `conv_groups` >
+    /// 1, output channels of group `g` read the input channels of group `g`
+    /// (the kernel runs once per channel group, from its first plane).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn conv_lanes(
         &self,
         x: &Act,
         layer: &ShiftLayer,
         g: Geo,
+        conv_groups: usize,
         epi: &Epilogue,
         border: usize,
     ) -> Act {
         assert!(x.lanes == LANE_IMAGES && self.isa == Isa::Avx512 && self.isa.available());
         // The caller gives the input a border of exactly the padding.
         assert_eq!(x.border, g.pad, "{}: input border", layer.name);
-        assert_eq!(layer.fan_in, x.c * g.k * g.k, "{}: fan-in", layer.name);
+        let cg_n = conv_groups;
+        assert!(cg_n > 0 && x.c.is_multiple_of(cg_n) && layer.cout.is_multiple_of(cg_n));
+        let (cin_g, cout_g) = (x.c / cg_n, layer.cout / cg_n);
+        assert_eq!(layer.fan_in, cin_g * g.k * g.k, "{}: fan-in", layer.name);
         let (hp, wp) = (x.hp(), x.wp());
         let (oh, ow) = ((hp - g.k) / g.stride + 1, (wp - g.k) / g.stride + 1);
         let groups = super::planes_of(x) / x.c;
@@ -91,7 +98,8 @@ impl Ctx {
             unreachable!("activations out")
         };
         let seen = AtomicI64::new(0);
-        let group_len = x.c * hp * wp * LANE_IMAGES;
+        let in_plane = hp * wp * LANE_IMAGES;
+        let group_len = x.c * in_plane;
         let xs: &[i32] = &x.data;
         assert!(xs.len() >= groups * group_len && u32::try_from(group_len).is_ok());
         let step = g.stride * LANE_IMAGES;
@@ -128,20 +136,26 @@ impl Ctx {
                 while ox0 < ow {
                     let (r, kernel) = tile_kernel(ow - ox0);
                     let at = gi * group_len + (oy * g.stride * wp + ox0 * g.stride) * LANE_IMAGES;
-                    for (q, (p, o)) in plans.iter().zip(&offs).enumerate() {
-                        // SAFETY: AVX-512F checked above. The largest offset
-                        // read is `at + off_k[fan_in - 1] + (r - 1) * step`,
-                        // the vector at row `(oy s + k - 1)` < hp, column
-                        // `((ox0 + r - 1) s + k - 1)` < wp of the group's
-                        // last channel: inside `xs`, 64-byte aligned like
-                        // every vector (`Buf`). `acc` has `cout` rows of
-                        // `row_len >= (ox0 + r) * 16` elements and `init`
-                        // has `cout`.
-                        unsafe {
-                            let x0 = xs.as_ptr().add(at);
-                            let (init, a) =
-                                (&epi.acc_init, acc.as_mut_ptr().add(ox0 * LANE_IMAGES));
-                            kernel(x0, step, p, o, 0..cout, init, a, row_len, q > 0);
+                    for cg in 0..cg_n {
+                        let cs = cg * cout_g..(cg + 1) * cout_g;
+                        let first = at + cg * cin_g * in_plane;
+                        for (q, (p, o)) in plans.iter().zip(&offs).enumerate() {
+                            // SAFETY: AVX-512F checked above. The largest
+                            // offset read is `first + off_k[fan_in - 1] + (r
+                            // - 1) * step`, the vector at row `(oy s + k -
+                            // 1)` < hp, column `((ox0 + r - 1) s + k - 1)` <
+                            // wp of the channel group's last channel: inside
+                            // `xs`, 64-byte aligned like every vector
+                            // (`Buf`). `acc` has `cout` rows of `row_len >=
+                            // (ox0 + r) * 16` elements (channel group `cs`
+                            // from row `cs.start`) and `init` has `cout`.
+                            unsafe {
+                                let x0 = xs.as_ptr().add(first);
+                                let a =
+                                    acc.as_mut_ptr().add(cs.start * row_len + ox0 * LANE_IMAGES);
+                                let init = &epi.acc_init;
+                                kernel(x0, step, p, o, cs.clone(), init, a, row_len, q > 0);
+                            }
                         }
                     }
                     ox0 += r;

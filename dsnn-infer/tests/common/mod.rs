@@ -70,11 +70,16 @@ pub fn build(
 }
 
 /// Gives every batch norm random running statistics, scales and shifts
-/// (through a weights file, the only way to set buffers).
+/// (through a weights file, the only way to set buffers), drawn in the
+/// order of the tensors' names so that a seed gives the same values in
+/// every process.
 pub fn randomize_batch_norm(net: &dyn Network, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut tensors = net.params().named_tensors();
-    for (name, t) in tensors.iter_mut() {
+    let mut names: Vec<String> = tensors.keys().cloned().collect();
+    names.sort();
+    for name in names {
+        let t = tensors.get_mut(&name).expect("a listed tensor");
         let n = t.elem_count();
         let (lo, hi) = if name.ends_with("running_var") {
             (0.2, 3.0)
@@ -122,6 +127,7 @@ pub fn real_images(data: &Dataset, n: usize) -> (Vec<f32>, InputTransform) {
         InputTransform {
             normalization: batcher.normalization,
             pixel_max: data.pixel_max,
+            data: None,
         },
     )
 }
