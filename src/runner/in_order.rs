@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 
 use dsnn_search::Trial;
 
-use crate::executor::TrialReport;
+use crate::executor::{TrialReport, TrialTask};
 
 /// A trial's result that has come back, waiting for its turn.
 #[derive(Debug, Clone)]
@@ -33,6 +33,7 @@ pub(crate) struct InOrder {
     window: usize,
     untold: VecDeque<u64>,
     arrived: HashMap<u64, Arrived>,
+    waiting: VecDeque<TrialTask>,
 }
 
 impl InOrder {
@@ -44,6 +45,7 @@ impl InOrder {
             window: window.max(1),
             untold: untold.into_iter().collect(),
             arrived: HashMap::new(),
+            waiting: VecDeque::new(),
         }
     }
 
@@ -52,9 +54,16 @@ impl InOrder {
         self.window.saturating_sub(self.untold.len())
     }
 
-    /// Notes a newly asked trial (it is told after every trial asked before).
-    pub fn asked(&mut self, id: u64) {
-        self.untold.push_back(id);
+    /// Notes a newly asked trial (it is told after every trial asked
+    /// before) and queues it for a worker.
+    pub fn asked(&mut self, trial: Trial) {
+        self.untold.push_back(trial.id);
+        self.waiting.push_back(TrialTask { trial, attempt: 0 });
+    }
+
+    /// The next asked trial waiting for a free worker.
+    pub fn next_to_run(&mut self) -> Option<TrialTask> {
+        self.waiting.pop_front()
     }
 
     /// Takes a result that came back. A trial the buffer does not wait for
@@ -117,9 +126,13 @@ mod tests {
         let mut order = InOrder::new(3, []);
         assert_eq!(order.room(), 3);
         for id in 0..3 {
-            order.asked(id);
+            order.asked(arrived(id).trial);
         }
         assert_eq!(order.room(), 0);
+        let queued: Vec<u64> = std::iter::from_fn(|| order.next_to_run())
+            .map(|t| t.trial.id)
+            .collect();
+        assert_eq!(queued, vec![0, 1, 2], "queued for workers in ask order");
         order.arrive(arrived(2));
         order.arrive(arrived(1));
         assert!(order.next().is_none(), "trial 0 has not come back");

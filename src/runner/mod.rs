@@ -17,7 +17,7 @@ mod in_order;
 mod progress;
 pub mod warm_start;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -326,7 +326,7 @@ pub fn run_experiment(
         trials_of.insert(t.trial.id, t.trial.clone());
     }
     // With `tell_order = "trial"`, results wait for those of earlier
-    // trials, and trials asked wait here for a free worker.
+    // trials, and trials asked wait there for a free worker.
     let mut in_order = (exp.executor.tell_order == TellOrder::Trial).then(|| {
         InOrder::new(
             exp.executor.tell_window,
@@ -336,7 +336,6 @@ pub fn run_experiment(
                 .filter(|id| *id != DEFAULT_TRIAL_ID),
         )
     });
-    let mut waiting: VecDeque<TrialTask> = VecDeque::new();
     let mut asked = h.asked_trials() as u64;
     let mut finished = h.finished_trials() as u64;
     executor.resume(pending)?;
@@ -373,7 +372,7 @@ pub fn run_experiment(
         let want = free.min(quota);
         if let Some(order) = in_order.as_mut() {
             let at = elapsed(h.elapsed_s);
-            for t in ask_in_order(
+            trials_of.extend(ask_in_order(
                 optimizer.as_mut(),
                 &mut store,
                 order,
@@ -381,15 +380,9 @@ pub fn run_experiment(
                 stop.trials,
                 &mut optimizer_idle,
                 at,
-            )? {
-                trials_of.insert(t.id, t.clone());
-                waiting.push_back(TrialTask {
-                    trial: t,
-                    attempt: 0,
-                });
-            }
+            )?);
             while executor.in_flight() < executor.slots() {
-                let Some(task) = waiting.pop_front() else {
+                let Some(task) = order.next_to_run() else {
                     break;
                 };
                 executor.submit(task)?;
@@ -475,7 +468,7 @@ pub fn run_experiment(
                             a.at,
                         )?;
                         optimizer_idle = false;
-                        for t in ask_in_order(
+                        trials_of.extend(ask_in_order(
                             optimizer.as_mut(),
                             &mut store,
                             order,
@@ -483,13 +476,7 @@ pub fn run_experiment(
                             stop.trials,
                             &mut optimizer_idle,
                             at,
-                        )? {
-                            trials_of.insert(t.id, t.clone());
-                            waiting.push_back(TrialTask {
-                                trial: t,
-                                attempt: 0,
-                            });
-                        }
+                        )?);
                     }
                 }
                 _ => {
@@ -533,7 +520,7 @@ pub fn run_experiment(
 
 /// With `tell_order = "trial"`: asks one trial at a time while the window
 /// has room, `stop.trials` allows more and the optimizer has trials, and
-/// logs each ask. Returns the trials asked.
+/// logs each ask, queueing the trials in `order`. Returns them by id.
 fn ask_in_order(
     optimizer: &mut dyn Optimizer,
     store: &mut RunStore,
@@ -542,7 +529,7 @@ fn ask_in_order(
     limit: Option<u64>,
     idle: &mut bool,
     at: f64,
-) -> Result<Vec<Trial>, RunError> {
+) -> Result<Vec<(u64, Trial)>, RunError> {
     let mut out = Vec::new();
     while !*idle && order.room() > 0 && limit.is_none_or(|n| *asked < n) {
         let trials = optimizer.ask(1)?;
@@ -556,8 +543,8 @@ fn ask_in_order(
         }
         for t in trials {
             *asked += 1;
-            order.asked(t.id);
-            out.push(t);
+            out.push((t.id, t.clone()));
+            order.asked(t);
         }
     }
     Ok(out)
