@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 mod googlenet;
 mod mobilenetv2;
+mod residual;
 mod resnet18;
 mod resnet_cifar;
 mod small;

@@ -1,13 +1,12 @@
 //! ResNet18 in its CIFAR form (a 3x3 stem without max pooling, as the
 //! CIFAR code DeepShift trains: kuangliu's `pytorch-cifar`).
 
-use super::{collect_shift, geometry, net_builder, Backbone, InputShape, ModelSpec, Network};
+use super::residual::{BasicBlock, ResidualNet, Shortcut};
+use super::{geometry, net_builder, Backbone, InputShape, ModelSpec, Network};
 use crate::arch::ArchValues;
 use crate::error::Result;
-use crate::layers::{BatchNorm2d, Conv2dLayer, ConvEngine, Forward, LinearLayer};
-use crate::nn;
-use crate::params::ParamStore;
-use candle_core::{Device, Tensor};
+use crate::layers::ConvEngine;
+use candle_core::Device;
 
 /// Channels and stride of the four stages (two blocks each).
 const STAGES: [(usize, usize); 4] = [(64, 1), (128, 2), (256, 2), (512, 2)];
@@ -78,14 +77,9 @@ impl Backbone for ResNet18 {
             for i in 0..BLOCKS_PER_STAGE {
                 let st = if i == 0 { stride } else { 1 };
                 let p = format!("layer{}.{i}", s + 1);
-                let conv1 =
-                    b.conv2d(&format!("{p}.conv1"), cin, cout, 3, geometry(st, 1), false)?;
-                let bn1 = b.batch_norm(&format!("{p}.bn1"), cout)?;
-                let conv2 =
-                    b.conv2d(&format!("{p}.conv2"), cout, cout, 3, geometry(1, 1), false)?;
-                let bn2 = b.batch_norm(&format!("{p}.bn2"), cout)?;
-                let shortcut = if has_projection(s, i) {
-                    Some((
+                let mut block = BasicBlock::build(&mut b, &p, cin, cout, st)?;
+                if has_projection(s, i) {
+                    block.shortcut = Shortcut::Projection(
                         b.conv2d(
                             &format!("{p}.shortcut.0"),
                             cin,
@@ -95,93 +89,19 @@ impl Backbone for ResNet18 {
                             false,
                         )?,
                         b.batch_norm(&format!("{p}.shortcut.1"), cout)?,
-                    ))
-                } else {
-                    None
-                };
-                blocks.push(Block {
-                    name: p,
-                    conv1,
-                    bn1,
-                    conv2,
-                    bn2,
-                    shortcut,
-                });
+                    );
+                }
+                blocks.push(block);
                 cin = cout;
             }
         }
         let linear = b.linear("linear", cin, spec.classes)?;
-        Ok(Box::new(ResNet18Net {
+        Ok(Box::new(ResidualNet {
             conv1,
             bn1,
             blocks,
             linear,
             params: b.store,
         }))
-    }
-}
-
-/// A basic block with an identity or projection (1x1 conv + batch norm) shortcut.
-struct Block {
-    name: String,
-    conv1: Conv2dLayer,
-    bn1: BatchNorm2d,
-    conv2: Conv2dLayer,
-    bn2: BatchNorm2d,
-    shortcut: Option<(Conv2dLayer, BatchNorm2d)>,
-}
-
-impl Block {
-    fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
-        let out = self
-            .bn1
-            .forward_relu(&self.conv1.forward_with(x, ctx)?, ctx)?;
-        ctx.record_elementwise(&format!("{}.relu1", self.name), &out);
-        let out = self
-            .bn2
-            .forward_with(&self.conv2.forward_with(&out, ctx)?, ctx)?;
-        let short = match &self.shortcut {
-            None => x.clone(),
-            Some((conv, bn)) => bn.forward_with(&conv.forward_with(x, ctx)?, ctx)?,
-        };
-        nn::add_relu(&out, &short, &self.name, ctx)
-    }
-}
-
-struct ResNet18Net {
-    conv1: Conv2dLayer,
-    bn1: BatchNorm2d,
-    blocks: Vec<Block>,
-    linear: LinearLayer,
-    params: ParamStore,
-}
-
-impl Network for ResNet18Net {
-    fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
-        let mut out = self
-            .bn1
-            .forward_relu(&self.conv1.forward_with(x, ctx)?, ctx)?;
-        ctx.record_elementwise("relu1", &out);
-        for block in &self.blocks {
-            out = block.forward(&out, ctx)?;
-        }
-        let pooled = nn::global_avg_pool(&out, "avgpool", ctx)?;
-        self.linear.forward_with(&pooled, ctx)
-    }
-
-    fn params(&self) -> &ParamStore {
-        &self.params
-    }
-
-    fn shift_layers(&self) -> Vec<String> {
-        let mut convs = vec![&self.conv1];
-        for b in &self.blocks {
-            convs.push(&b.conv1);
-            convs.push(&b.conv2);
-            if let Some((c, _)) = &b.shortcut {
-                convs.push(c);
-            }
-        }
-        collect_shift(&convs, &[&self.linear])
     }
 }

@@ -1,13 +1,12 @@
 //! The CIFAR ResNets of He et al. (2016) with option-A shortcuts, as
 //! DeepShift's CIFAR code builds them: ResNet20, 32, 44, 56 and 110.
 
-use super::{collect_shift, geometry, net_builder, Backbone, InputShape, ModelSpec, Network};
+use super::residual::{BasicBlock, ResidualNet, Shortcut};
+use super::{geometry, net_builder, Backbone, InputShape, ModelSpec, Network};
 use crate::arch::ArchValues;
 use crate::error::{CoreError, Result};
-use crate::layers::{BatchNorm2d, Conv2dLayer, ConvEngine, Forward, LinearLayer};
-use crate::nn;
-use crate::params::ParamStore;
-use candle_core::{Device, Tensor};
+use crate::layers::ConvEngine;
+use candle_core::Device;
 
 /// The depths dsnn registers (`resnet20` ... `resnet110`).
 pub const CIFAR_RESNET_DEPTHS: [usize; 5] = [20, 32, 44, 56, 110];
@@ -117,92 +116,22 @@ impl Backbone for CifarResNet {
         for (s, &(cout, stride)) in STAGES.iter().enumerate() {
             for i in 0..self.blocks_per_stage() {
                 let st = if i == 0 { stride } else { 1 };
-                let p = format!("layer{}.{i}", s + 1);
-                blocks.push(BasicBlock {
-                    name: p.clone(),
-                    conv1: b.conv2d(&format!("{p}.conv1"), cin, cout, 3, geometry(st, 1), false)?,
-                    bn1: b.batch_norm(&format!("{p}.bn1"), cout)?,
-                    conv2: b.conv2d(&format!("{p}.conv2"), cout, cout, 3, geometry(1, 1), false)?,
-                    bn2: b.batch_norm(&format!("{p}.bn2"), cout)?,
-                    shortcut_pad: if st != 1 || cin != cout {
-                        Some(cout / 4)
-                    } else {
-                        None
-                    },
-                });
+                let mut block =
+                    BasicBlock::build(&mut b, &format!("layer{}.{i}", s + 1), cin, cout, st)?;
+                if st != 1 || cin != cout {
+                    block.shortcut = Shortcut::OptionA(cout / 4);
+                }
+                blocks.push(block);
                 cin = cout;
             }
         }
         let linear = b.linear("linear", 64, spec.classes)?;
-        Ok(Box::new(CifarResNetNet {
+        Ok(Box::new(ResidualNet {
             conv1,
             bn1,
             blocks,
             linear,
             params: b.store,
         }))
-    }
-}
-
-/// Two 3x3 convolutions with batch norm, and the identity or option-A shortcut.
-struct BasicBlock {
-    name: String,
-    conv1: Conv2dLayer,
-    bn1: BatchNorm2d,
-    conv2: Conv2dLayer,
-    bn2: BatchNorm2d,
-    /// Option A: subsample by 2 and zero-pad this many channels on each side.
-    shortcut_pad: Option<usize>,
-}
-
-impl BasicBlock {
-    fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
-        let out = self
-            .bn1
-            .forward_relu(&self.conv1.forward_with(x, ctx)?, ctx)?;
-        ctx.record_elementwise(&format!("{}.relu1", self.name), &out);
-        let out = self
-            .bn2
-            .forward_with(&self.conv2.forward_with(&out, ctx)?, ctx)?;
-        let short = match self.shortcut_pad {
-            None => x.clone(),
-            Some(pad) => nn::shortcut_option_a(x, pad, ctx)?,
-        };
-        nn::add_relu(&out, &short, &self.name, ctx)
-    }
-}
-
-struct CifarResNetNet {
-    conv1: Conv2dLayer,
-    bn1: BatchNorm2d,
-    blocks: Vec<BasicBlock>,
-    linear: LinearLayer,
-    params: ParamStore,
-}
-
-impl Network for CifarResNetNet {
-    fn forward(&self, x: &Tensor, ctx: Forward) -> Result<Tensor> {
-        let mut out = self
-            .bn1
-            .forward_relu(&self.conv1.forward_with(x, ctx)?, ctx)?;
-        ctx.record_elementwise("relu1", &out);
-        for block in &self.blocks {
-            out = block.forward(&out, ctx)?;
-        }
-        let pooled = nn::global_avg_pool(&out, "avgpool", ctx)?;
-        self.linear.forward_with(&pooled, ctx)
-    }
-
-    fn params(&self) -> &ParamStore {
-        &self.params
-    }
-
-    fn shift_layers(&self) -> Vec<String> {
-        let mut convs = vec![&self.conv1];
-        for b in &self.blocks {
-            convs.push(&b.conv1);
-            convs.push(&b.conv2);
-        }
-        collect_shift(&convs, &[&self.linear])
     }
 }
