@@ -7,7 +7,8 @@ use std::sync::Arc;
 use dsnn_search::pareto::{hypervolume, igd_plus};
 use dsnn_search::problems::TestProblem;
 use dsnn_search::*;
-use rand::SeedableRng;
+
+mod proposers;
 
 fn space_of(p: &TestProblem) -> Arc<dyn SearchSpace> {
     Arc::new(p.space())
@@ -72,60 +73,17 @@ fn tpe_reaches_fixed_hypervolume_levels() {
 
 #[test]
 fn a_batch_is_distinct_and_avoids_pending_configurations() {
-    let p = TestProblem::zdt1();
-    let space = space_of(&p);
-    let mut proposer = TpeProposer::new(space.clone(), TpeSettings::default());
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-    let mut opt = TpeProposer::optimizer(space.clone(), TpeSettings::default(), 1.0, 4);
-    p.minimise(&mut opt, 30, 1).unwrap();
-    let history = opt.history().to_vec();
-    let pending: Vec<Configuration> = (0..5).map(|_| space.sample(&mut rng).unwrap()).collect();
-    let batch = proposer.propose(16, &history, &pending, &mut rng).unwrap();
-    assert_eq!(batch.len(), 16);
-    let mut seen: HashSet<String> = history.iter().map(|o| o.config.to_string()).collect();
-    seen.extend(pending.iter().map(|c| c.to_string()));
-    for c in &batch {
-        space.validate(c).unwrap();
-        assert!(seen.insert(c.to_string()), "proposed twice or pending: {c}");
-    }
+    proposers::a_batch_is_distinct_and_avoids_pending(|s| {
+        TpeProposer::new(s, TpeSettings::default())
+    });
 }
 
 #[test]
 fn tpe_handles_int_categorical_and_conditional_hyperparameters() {
-    let text = std::fs::read_to_string(format!(
-        "{}/examples/dsnn_space.toml",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    let space: Arc<dyn SearchSpace> = Arc::new(ConfigurationSpace::from_toml_str(&text).unwrap());
-    let mut o = TpeProposer::optimizer(space.clone(), TpeSettings::default(), 1.0, 8);
-    // A toy objective: prefer Adam, few weight bits, and trade lr against depth;
-    // every eighth trial crashes.
-    let mut adam = Vec::new();
-    for round in 0..20 {
-        let trials = o.ask(5).unwrap();
-        assert_eq!(trials.len(), 5);
-        for t in trials {
-            space.validate(&t.config).unwrap();
-            let c = &t.config;
-            let is_adam = c.get_str("optimizer") == Some("Adam");
-            if round >= 15 {
-                adam.push(is_adam);
-            }
-            if t.id % 8 == 7 {
-                o.tell(t.id, Outcome::Failure("crashed".into())).unwrap();
-                continue;
-            }
-            let pen = if is_adam { 0.0 } else { 1.0 };
-            let lr = c.get_f64("lr").unwrap();
-            let f1 = pen + c.get_i64("weight_bits").unwrap() as f64 / 5.0 + lr;
-            let f2 = pen + c.get_i64("shift_depth").unwrap() as f64 / 20.0 - lr;
-            o.tell(t.id, Outcome::Success(vec![f1, f2])).unwrap();
-        }
-    }
-    // Random search picks Adam one time in seven.
-    let share = adam.iter().filter(|a| **a).count() as f64 / adam.len() as f64;
-    assert!(share >= 0.4, "Adam share in the last 25 trials: {share}");
+    proposers::handles_int_categorical_and_conditional_hyperparameters(
+        |s| TpeProposer::new(s, TpeSettings::default()),
+        false,
+    );
 }
 
 #[test]
