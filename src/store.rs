@@ -240,6 +240,18 @@ impl History {
             })
             .sum()
     }
+
+    /// The budgets of the optimizer trials asked so far, summed (what
+    /// `stop.budget` limits).
+    pub fn asked_budget(&self) -> f64 {
+        self.events
+            .iter()
+            .map(|e| match e {
+                Event::Ask { trials, .. } => trials.iter().map(|t| t.budget).sum(),
+                _ => 0.0,
+            })
+            .sum()
+    }
 }
 
 /// The content of [`RunStore::HEARTBEAT`].

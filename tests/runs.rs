@@ -798,6 +798,79 @@ fn raising_stop_trials_continues_a_finished_run() {
     assert!(stored.contains("trials = 6"), "{stored}");
 }
 
+/// The budgets of the optimizer's trials asked, in ask order.
+fn budgets_asked(run: &Path) -> Vec<f64> {
+    log_records(run)
+        .into_iter()
+        .filter(|r| r["event"] == "ask")
+        .flat_map(|r| r["trials"].as_array().unwrap().clone())
+        .map(|t| t["budget"].as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn stop_budget_limits_the_budget_asked_and_raising_it_continues_the_run() {
+    // Hyperband (budgets 1, 3 and 9) on a test problem, one worker: the run
+    // asks until the budgets asked reach `stop.budget`, finishes those
+    // trials and stops; the default's budget is not counted.
+    let exp = |budget: u32| {
+        problem("threads", 1, 0.0, "")
+            .replace("trials = 1\n", &format!("budget = {budget}\n"))
+            .replace("workers = 2", "workers = 1")
+            + "[fidelity]\nkind = \"hyperband\"\nmin = 1\nmax = 9\neta = 3\n"
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "exp.toml", &exp(40));
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("budget of"), "{}", text(&out));
+    let run = dir.path().join("out/zdt");
+    let asked = budgets_asked(&run);
+    let total: f64 = asked.iter().sum();
+    let last = asked.last().copied().unwrap();
+    assert!(
+        total >= 40.0 && total - last < 40.0,
+        "asked {asked:?}: the last ask must be the one that reached 40"
+    );
+    assert!(
+        asked.contains(&9.0),
+        "Hyperband reached its top budget: {asked:?}"
+    );
+    let first = results(&run);
+    assert_eq!(
+        first.len(),
+        asked.len() + 1,
+        "every trial asked finished, and the default"
+    );
+
+    // A larger budget continues the finished run, keeping its trials.
+    write(dir.path(), "exp.toml", &exp(70));
+    let out = dsnn(&["run", f.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let grown = budgets_asked(&run);
+    assert_eq!(&grown[..asked.len()], &asked[..]);
+    let total: f64 = grown.iter().sum();
+    assert!(
+        total >= 70.0 && total - grown.last().unwrap() < 70.0,
+        "{grown:?}"
+    );
+    assert_eq!(&results(&run)[..first.len()], &first[..]);
+
+    // A budget of zero names the key, its line and the allowed range.
+    let f = write(
+        dir.path(),
+        "bad.toml",
+        &exp(40).replace("budget = 40", "budget = 0"),
+    );
+    let out = dsnn(&["check", f.to_str().unwrap()], dir.path());
+    assert!(!out.status.success());
+    let msg = text(&out);
+    assert!(
+        msg.contains("bad.toml:") && msg.contains("budget") && msg.contains("> 0"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn dsnn_search_on_digits_records_diverged_trials_and_reports_the_front() {
     let dir = tempfile::tempdir().unwrap();

@@ -288,6 +288,54 @@ unset = ["optimizer.n_initial"]
 }
 
 #[test]
+fn a_study_with_a_budget_stop_is_finished_once_its_budget_is_used() {
+    // Equal training budget per variant (epochs of Hyperband's trials)
+    // instead of equal wall-clock time: the runs do not depend on the
+    // machine's load, and a second `dsnn study` finds them finished.
+    let tmp = tempfile::tempdir().unwrap();
+    let body = r#"seeds = [0]
+[stop]
+budget = 7
+[[variants]]
+name = "parego"
+[[variants]]
+name = "random-full"
+unset = ["fidelity.min", "fidelity.eta", "optimizer.n_initial"]
+[variants.set]
+optimizer.kind = "random"
+fidelity.kind = "fixed"
+"#;
+    let file = write_study(tmp.path(), "budget", body);
+    let out = study(tmp.path(), &[file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let dir = tmp.path().join("runs/budget");
+    for run in ["parego/seed-0", "random-full/seed-0"] {
+        let used: f64 = results(&dir.join(run))
+            .iter()
+            .filter(|r| r["report"]["id"].as_u64() != Some(u64::MAX))
+            .map(|r| r["budget"].as_f64().unwrap())
+            .sum();
+        assert!((7.0..10.0).contains(&used), "{run}: budget used {used}");
+    }
+    let md = std::fs::read_to_string(dir.join("study.md")).unwrap();
+    assert!(
+        md.contains("budget 7") && md.contains("budget used per run"),
+        "{md}"
+    );
+    let out = study(tmp.path(), &[file.to_str().unwrap()]);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("budget/parego/seed-0: finished before, skipped"),
+        "{text}"
+    );
+    assert!(
+        text.contains("budget/random-full/seed-0: finished before, skipped"),
+        "{text}"
+    );
+}
+
+#[test]
 fn bad_study_files_get_located_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let cases: &[(&str, &str, &[&str])] = &[

@@ -29,7 +29,7 @@ use dsnn_search::{replay, Optimizer, OptimizerError, Outcome, Trial};
 use crate::executor::{
     trial_label, Executor, ExecutorError, ExecutorSetup, TrialReport, TrialTask, DEFAULT_TRIAL_ID,
 };
-use crate::experiment::{CheckedExperiment, TellOrder};
+use crate::experiment::{CheckedExperiment, StopRule, TellOrder};
 use crate::report::{summarize, write_reports, LiveFront, Summary};
 use crate::settings::ConfigError;
 use crate::store::{LogRecord, RunStore, StoreError};
@@ -128,6 +128,11 @@ pub enum StopReason {
         /// How many.
         trials: u64,
     },
+    /// The trials asked used `stop.budget` and all of them finished.
+    BudgetSpent {
+        /// The budget the trials asked used (at least `stop.budget`).
+        budget: f64,
+    },
     /// The optimizer had no more trials to give.
     OptimizerExhausted,
 }
@@ -138,6 +143,7 @@ impl fmt::Display for StopReason {
             StopReason::Interrupted => f.write_str("interrupted"),
             StopReason::WallTime { limit_s } => write!(f, "wall time of {limit_s:.0} s reached"),
             StopReason::TrialsDone { trials } => write!(f, "{trials} trials done"),
+            StopReason::BudgetSpent { budget } => write!(f, "budget of {budget} used"),
             StopReason::OptimizerExhausted => f.write_str("the optimizer has no more trials"),
         }
     }
@@ -230,11 +236,14 @@ pub fn run_experiment(
         live: LiveFront::new(names.len()),
         hv_at: None,
         results_before: history.results.len(),
+        budget_done: 0.0,
+        budget_before: 0.0,
         session_start: Instant::now(),
     };
     for (t, r) in &history.results {
         tracker.add(t, &r.outcome);
     }
+    tracker.budget_before = tracker.budget_done;
     tracker.status.hypervolume = tracker.live.hypervolume();
     if resumed {
         opts.progress.line(
@@ -337,6 +346,7 @@ pub fn run_experiment(
         )
     });
     let mut asked = h.asked_trials() as u64;
+    let mut asked_budget = h.asked_budget();
     let mut finished = h.finished_trials() as u64;
     executor.resume(pending)?;
 
@@ -365,10 +375,19 @@ pub fn run_experiment(
             reason = StopReason::TrialsDone { trials: finished };
             break;
         }
+        if !stop.budget_open(asked_budget) && executor.in_flight() == 0 {
+            reason = StopReason::BudgetSpent {
+                budget: asked_budget,
+            };
+            break;
+        }
         let free = executor.slots().saturating_sub(executor.in_flight());
-        let quota = stop
-            .trials
-            .map_or(usize::MAX, |n| n.saturating_sub(asked) as usize);
+        let quota = if stop.budget_open(asked_budget) {
+            stop.trials
+                .map_or(usize::MAX, |n| n.saturating_sub(asked) as usize)
+        } else {
+            0
+        };
         let want = free.min(quota);
         if let Some(order) = in_order.as_mut() {
             let at = elapsed(h.elapsed_s);
@@ -376,8 +395,8 @@ pub fn run_experiment(
                 optimizer.as_mut(),
                 &mut store,
                 order,
-                &mut asked,
-                stop.trials,
+                (&mut asked, &mut asked_budget),
+                stop,
                 &mut optimizer_idle,
                 at,
             )?);
@@ -399,6 +418,7 @@ pub fn run_experiment(
             }
             for t in trials {
                 asked += 1;
+                asked_budget += t.budget;
                 trials_of.insert(t.id, t.clone());
                 executor.submit(TrialTask {
                     trial: t,
@@ -472,8 +492,8 @@ pub fn run_experiment(
                             optimizer.as_mut(),
                             &mut store,
                             order,
-                            &mut asked,
-                            stop.trials,
+                            (&mut asked, &mut asked_budget),
+                            stop,
                             &mut optimizer_idle,
                             at,
                         )?);
@@ -525,13 +545,17 @@ fn ask_in_order(
     optimizer: &mut dyn Optimizer,
     store: &mut RunStore,
     order: &mut InOrder,
-    asked: &mut u64,
-    limit: Option<u64>,
+    (asked, asked_budget): (&mut u64, &mut f64),
+    stop: &StopRule,
     idle: &mut bool,
     at: f64,
 ) -> Result<Vec<(u64, Trial)>, RunError> {
     let mut out = Vec::new();
-    while !*idle && order.room() > 0 && limit.is_none_or(|n| *asked < n) {
+    while !*idle
+        && order.room() > 0
+        && stop.trials.is_none_or(|n| *asked < n)
+        && stop.budget_open(*asked_budget)
+    {
         let trials = optimizer.ask(1)?;
         store.append(&LogRecord::Ask {
             n: 1,
@@ -543,6 +567,7 @@ fn ask_in_order(
         }
         for t in trials {
             *asked += 1;
+            *asked_budget += t.budget;
             out.push((t.id, t.clone()));
             order.asked(t);
         }

@@ -26,8 +26,9 @@ pub struct RunStatus {
     /// The run's wall-clock seconds, summed over sessions.
     pub elapsed_s: f64,
     /// Seconds until the stopping rule ends the run, roughly: the wall-time
-    /// limit, or the trials left at this session's rate so far (budgets that
-    /// grow, as in Hyperband, make it optimistic), whichever comes first;
+    /// limit, the trials left at this session's rate so far (budgets that
+    /// grow, as in Hyperband, make it optimistic), or the budget left at
+    /// this session's rate, whichever comes first;
     /// `None` while there is nothing to estimate from.
     pub remaining_s: Option<f64>,
 }
@@ -86,6 +87,10 @@ pub(crate) struct StatusTracker {
     pub(crate) hv_at: Option<Instant>,
     /// Results in the log when this session started.
     pub(crate) results_before: usize,
+    /// The budgets of the optimizer trials finished, summed.
+    pub(crate) budget_done: f64,
+    /// `budget_done` when this session started.
+    pub(crate) budget_before: f64,
     pub(crate) session_start: Instant,
 }
 
@@ -98,6 +103,7 @@ impl StatusTracker {
         self.live.add(trial.budget, outcome);
         if trial.id != DEFAULT_TRIAL_ID {
             self.status.finished += 1;
+            self.budget_done += trial.budget;
             self.status.failed += u64::from(matches!(outcome, Outcome::Failure(_)));
         }
     }
@@ -126,10 +132,15 @@ impl StatusTracker {
         let by_trials = stop.trials.and_then(|n| {
             (done > 0).then(|| session_s / done as f64 * n.saturating_sub(st.finished) as f64)
         });
-        st.remaining_s = match (by_time, by_trials) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let budget_session = self.budget_done - self.budget_before;
+        let by_budget = stop.budget.and_then(|b| {
+            (budget_session > 0.0)
+                .then(|| session_s / budget_session * (b - self.budget_done).max(0.0))
+        });
+        st.remaining_s = [by_time, by_trials, by_budget]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min);
         st
     }
 }

@@ -26,7 +26,8 @@ pub enum RunState {
 
 /// Where `run` stands. A run counts as finished when its stored experiment
 /// is the one the study gives now and its log reached the stopping rule:
-/// `stop.trials` finished trials with none in flight, or `stop.wall_time_s`.
+/// `stop.trials` finished trials with none in flight, `stop.wall_time_s`,
+/// or trials asked for `stop.budget` with none in flight.
 pub fn run_state(run: &StudyRun) -> RunState {
     let dir = run.experiment.run_dir();
     let log = dir.join(RunStore::LOG);
@@ -49,7 +50,8 @@ pub fn run_state(run: &StudyRun) -> RunState {
         .trials
         .is_some_and(|n| h.finished_trials() as u64 >= n && h.in_flight.is_empty());
     let time_done = stop.wall_time_s.is_some_and(|w| h.elapsed_s >= w);
-    if default_done && (trials_done || time_done) {
+    let budget_done = !stop.budget_open(h.asked_budget()) && h.in_flight.is_empty();
+    if default_done && (trials_done || time_done || budget_done) {
         RunState::Finished
     } else {
         RunState::Partial

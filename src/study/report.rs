@@ -71,6 +71,9 @@ pub struct VariantReport {
     pub seeds_run: Vec<u64>,
     /// Finished trials per run.
     pub trials: Option<Spread>,
+    /// The fidelity budget of the finished trials per run (epochs under an
+    /// `epochs` fidelity; the default's trial not counted).
+    pub budget_used: Option<Spread>,
     /// Failed trials, all seeds together.
     pub failed: usize,
     /// Wall-clock seconds per run.
@@ -253,15 +256,7 @@ pub fn study_report(study: &Study) -> StudyReport {
         let setup: BTreeMap<String, String> = ["optimizer", "fidelity", "executor", "target"]
             .iter()
             .filter_map(|k| Some((k.to_string(), describe.get(k)?.clone())))
-            .chain([(
-                "stop".to_string(),
-                match (exp.stop.trials, exp.stop.wall_time_s) {
-                    (Some(t), Some(w)) => format!("{t} trials or {w} s"),
-                    (Some(t), None) => format!("{t} trials"),
-                    (None, Some(w)) => format!("{w} s"),
-                    (None, None) => "-".into(),
-                },
-            )])
+            .chain([("stop".to_string(), exp.stop.describe())])
             .collect();
         if let Some(ctx) = DsnnContext::of(spec) {
             for r in &mine {
@@ -279,6 +274,16 @@ pub fn study_report(study: &Study) -> StudyReport {
             setup,
             seeds_run: mine.iter().map(|r| r.seed).collect(),
             trials: Spread::of(&col(&|r| Some(r.summary.trials as f64))),
+            budget_used: Spread::of(&col(&|r| {
+                Some(
+                    r.history
+                        .results
+                        .iter()
+                        .filter(|(t, _)| t.id != DEFAULT_TRIAL_ID)
+                        .map(|(t, _)| t.budget)
+                        .sum(),
+                )
+            })),
             failed: mine.iter().map(|r| r.summary.failed).sum(),
             wall_time_s: Spread::of(&col(&|r| Some(r.summary.elapsed_s))),
             default,
@@ -398,13 +403,13 @@ pub fn study_markdown(r: &StudyReport, plots: &[&str]) -> String {
     let _ = writeln!(o, "## Variants\n");
     let _ = writeln!(
         o,
-        "| variant | what | optimizer | fidelity | stop | seeds run | trials per run (mean) | failed | wall time per run (s, mean) |\n|---|---|---|---|---|---|---:|---:|---:|"
+        "| variant | what | optimizer | fidelity | stop | seeds run | trials per run (mean) | budget used per run (mean) | failed | wall time per run (s, mean) |\n|---|---|---|---|---|---|---:|---:|---:|---:|"
     );
     for v in &r.variants {
         let get = |k: &str| v.setup.get(k).cloned().unwrap_or_else(|| "-".into());
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {} of {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} of {} | {} | {} | {} | {} |",
             v.name,
             v.description.replace('|', "\\|"),
             get("optimizer"),
@@ -413,6 +418,9 @@ pub fn study_markdown(r: &StudyReport, plots: &[&str]) -> String {
             v.seeds_run.len(),
             r.seeds.len(),
             v.trials
+                .as_ref()
+                .map_or("-".into(), |s| format!("{:.1}", s.mean)),
+            v.budget_used
                 .as_ref()
                 .map_or("-".into(), |s| format!("{:.1}", s.mean)),
             v.failed,
