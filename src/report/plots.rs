@@ -648,12 +648,18 @@ pub fn settings_svg(title: &str, labels: &[String], points: &[SettingsPoint]) ->
         .fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
             (a.0.min(p.weight_bits), a.1.max(p.weight_bits))
         });
+    // Headroom above depth 1 for the legend (top right), so that it never
+    // covers the row of fully converted networks.
+    let legend_px = 16.0 * labels.len() as f64 + 20.0;
+    let legend_share = (legend_px / (Chart::H - 1.5 * Chart::M)).min(0.6);
+    let (y_lo, clear) = (-0.12, 1.12);
+    let y_hi = (clear - legend_share * y_lo) / (1.0 - legend_share);
     let mut c = Chart::frame(
         title,
         "weight bits",
         "shift depth (fraction of convertible convolutions)",
         (b_lo - 0.5, b_hi + 0.5),
-        (-0.05, 1.2),
+        (y_lo, y_hi),
     );
     let bits: Vec<(f64, String)> = (b_lo as i64..=b_hi as i64)
         .map(|b| (b as f64, b.to_string()))
@@ -663,16 +669,34 @@ pub fn settings_svg(title: &str, labels: &[String], points: &[SettingsPoint]) ->
         .map(|&d| (d, trim_zeros(&format!("{d:.2}")).to_string()))
         .collect();
     c.ticks(&bits, &depths);
+    // Points with the same settings sit in a small grid around them (at
+    // most 0.8 bits wide and 0.1 deep), in the order given.
+    let cell = |p: &SettingsPoint| {
+        (
+            p.weight_bits.round() as i64,
+            (p.shift_depth_fraction * 1000.0).round() as i64,
+        )
+    };
+    let mut per_cell: BTreeMap<(i64, i64), usize> = BTreeMap::new();
+    for p in points {
+        *per_cell.entry(cell(p)).or_insert(0) += 1;
+    }
     let mut seen: BTreeMap<(i64, i64), usize> = BTreeMap::new();
     for p in points {
-        let key = (
-            p.weight_bits.round() as i64,
-            (p.shift_depth_fraction * 1000.0) as i64,
+        let n = per_cell[&cell(p)];
+        let i = seen.entry(cell(p)).or_insert(0);
+        let cols = n.min(8);
+        let rows = n.div_ceil(cols);
+        let (col, row) = (*i % cols, *i / cols);
+        *i += 1;
+        let dx = 0.8 / 8.0;
+        let dy = if rows > 1 { 0.1 / (rows - 1) as f64 } else { 0.0 };
+        let x_off = (col as f64 - (cols - 1) as f64 / 2.0) * dx;
+        let y_off = (row as f64 - (rows - 1) as f64 / 2.0) * dy;
+        let (x, y) = (
+            c.sx(p.weight_bits + x_off),
+            c.sy(p.shift_depth_fraction + y_off),
         );
-        let n = seen.entry(key).or_insert(0);
-        let offset = (*n as f64) * 0.06 * if n.is_multiple_of(2) { 1.0 } else { -1.0 };
-        *n += 1;
-        let (x, y) = (c.sx(p.weight_bits + offset), c.sy(p.shift_depth_fraction));
         let colour = series_colour(p.series);
         let _ = match p.shift_type.as_str() {
             "PS" => writeln!(
