@@ -690,7 +690,11 @@ pub fn settings_svg(title: &str, labels: &[String], points: &[SettingsPoint]) ->
         let (col, row) = (*i % cols, *i / cols);
         *i += 1;
         let dx = 0.8 / 8.0;
-        let dy = if rows > 1 { 0.1 / (rows - 1) as f64 } else { 0.0 };
+        let dy = if rows > 1 {
+            0.1 / (rows - 1) as f64
+        } else {
+            0.0
+        };
         let x_off = (col as f64 - (cols - 1) as f64 / 2.0) * dx;
         let y_off = (row as f64 - (rows - 1) as f64 / 2.0) * dy;
         let (x, y) = (
