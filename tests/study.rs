@@ -84,6 +84,7 @@ fn the_micro_study_runs_and_its_report_has_every_section() {
         "## Hypervolume",
         "![hypervolume over finished trials](hypervolume_trials.svg)",
         "![hypervolume over wall-clock time](hypervolume_time.svg)",
+        "![hypervolume over the training budget used (epochs of the finished trials)](hypervolume_budget.svg)",
         "## Empirical attainment surfaces",
         "![attainment surfaces](attainment.svg)",
         "## Settings of the front members",
@@ -98,6 +99,7 @@ fn the_micro_study_runs_and_its_report_has_every_section() {
     for plot in [
         "hypervolume_trials.svg",
         "hypervolume_time.svg",
+        "hypervolume_budget.svg",
         "attainment.svg",
         "front_settings.svg",
     ] {
@@ -322,6 +324,20 @@ fidelity.kind = "fixed"
         md.contains("budget 7") && md.contains("budget used per run"),
         "{md}"
     );
+    // Hypervolume over the budget ends at the training the runs did: the
+    // default's 3 epochs and the budget used, shown as the report's mean.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("study.json")).unwrap()).unwrap();
+    for v in json["variants"].as_array().unwrap() {
+        let used = v["budget_used"]["mean"].as_f64().unwrap();
+        let x = v["hypervolume_over_budget"]["x"].as_array().unwrap();
+        assert_eq!(
+            x.last().unwrap().as_f64().unwrap(),
+            used + 3.0,
+            "{}",
+            v["name"]
+        );
+    }
     let out = study(tmp.path(), &[file.to_str().unwrap()]);
     let text = output_text(&out);
     assert!(out.status.success(), "{text}");

@@ -226,15 +226,31 @@ fn at_budget(run: &LoadedRun) -> Vec<(usize, &Vec<f64>)> {
         .collect()
 }
 
-/// A run's hypervolume (on the shared scale) after each finished trial:
-/// `(finished results, wall-clock seconds, hypervolume)`.
-pub fn hypervolume_steps(run: &LoadedRun, scale: &SharedScale) -> Vec<(f64, f64, f64)> {
+/// A run's hypervolume after one more finished trial, and what the run had
+/// spent by then.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HypervolumeStep {
+    /// Finished results (the default's included).
+    pub trials: f64,
+    /// The run's wall-clock seconds (NaN where the log has no times).
+    pub elapsed_s: f64,
+    /// The fidelity budget of the finished results, summed (epochs under an
+    /// `epochs` fidelity; the default's included).
+    pub budget: f64,
+    /// The front's hypervolume on the shared scale.
+    pub hypervolume: f64,
+}
+
+/// A run's hypervolume (on the shared scale) after each finished trial.
+pub fn hypervolume_steps(run: &LoadedRun, scale: &SharedScale) -> Vec<HypervolumeStep> {
     let arrivals = at_budget(run);
     let mut next = arrivals.iter().peekable();
     let mut front: Vec<Vec<f64>> = Vec::new();
     let mut hv = 0.0;
     let mut steps = Vec::with_capacity(run.history.results.len());
-    for i in 0..run.history.results.len() {
+    let mut budget = 0.0;
+    for (i, (trial, _)) in run.history.results.iter().enumerate() {
+        budget += trial.budget;
         if let Some((_, f)) = next.next_if(|(j, _)| *j == i) {
             if !front.iter().any(|q| q == *f || pareto::dominates(q, f)) {
                 front.retain(|q| !pareto::dominates(f, q));
@@ -248,7 +264,12 @@ pub fn hypervolume_steps(run: &LoadedRun, scale: &SharedScale) -> Vec<(f64, f64,
             .get(i)
             .copied()
             .unwrap_or(f64::NAN);
-        steps.push(((i + 1) as f64, t, hv));
+        steps.push(HypervolumeStep {
+            trials: (i + 1) as f64,
+            elapsed_s: t,
+            budget,
+            hypervolume: hv,
+        });
     }
     steps
 }

@@ -18,8 +18,8 @@ use crate::report::{
 
 use super::analysis::{
     attainment_surface, band, claims_of, front_2d, hypervolume_steps, load_runs, searched_points,
-    Band, ClaimObjectives, DsnnContext, FrontSettings, LoadedRun, SharedScale, Spread,
-    ENERGY_CLAIM, LOSS_CLAIM,
+    Band, ClaimObjectives, DsnnContext, FrontSettings, HypervolumeStep, LoadedRun, SharedScale,
+    Spread, ENERGY_CLAIM, LOSS_CLAIM,
 };
 use super::file::Study;
 
@@ -98,6 +98,9 @@ pub struct VariantReport {
     pub hypervolume_over_trials: Option<Band>,
     /// Hypervolume over wall-clock seconds.
     pub hypervolume_over_time: Option<Band>,
+    /// Hypervolume over the fidelity budget of the finished trials (epochs:
+    /// the training the run had done, independent of the machine).
+    pub hypervolume_over_budget: Option<Band>,
     /// Attainment surfaces (two or more objectives: the first two).
     pub attainment: Option<Attainment>,
     /// How energy and emissions were obtained.
@@ -200,21 +203,22 @@ pub fn study_report(study: &Study) -> StudyReport {
             .collect();
         let claim_results: Vec<(bool, bool)> =
             mine.iter().filter_map(|r| claims_of(r, &claims)).collect();
-        let steps: Vec<Vec<(f64, f64, f64)>> =
+        let steps: Vec<Vec<HypervolumeStep>> =
             mine.iter().map(|r| hypervolume_steps(r, &scale)).collect();
-        let by_trials: Vec<Vec<(f64, f64)>> = steps
-            .iter()
-            .map(|s| s.iter().map(|(n, _, h)| (*n, *h)).collect())
-            .collect();
-        let by_time: Vec<Vec<(f64, f64)>> = steps
-            .iter()
-            .map(|s| {
-                s.iter()
-                    .filter(|(_, t, _)| t.is_finite())
-                    .map(|(_, t, h)| (*t, *h))
-                    .collect()
-            })
-            .collect();
+        let over = |x: fn(&HypervolumeStep) -> f64| -> Vec<Vec<(f64, f64)>> {
+            steps
+                .iter()
+                .map(|s| {
+                    s.iter()
+                        .filter(|st| x(st).is_finite())
+                        .map(|st| (x(st), st.hypervolume))
+                        .collect()
+                })
+                .collect()
+        };
+        let by_trials = over(|s| s.trials);
+        let by_time = over(|s| s.elapsed_s);
+        let by_budget = over(|s| s.budget);
         let max_of = |series: &[Vec<(f64, f64)>]| {
             series.iter().flatten().map(|p| p.0).fold(0.0f64, f64::max)
         };
@@ -292,9 +296,12 @@ pub fn study_report(study: &Study) -> StudyReport {
             seeds_with_default: claim_results.len(),
             loss_claim_seeds: claim_results.iter().filter(|c| c.0).count(),
             energy_claim_seeds: claim_results.iter().filter(|c| c.1).count(),
-            hypervolume: Spread::of(&col(&|r| hypervolume_steps(r, &scale).last().map(|s| s.2))),
+            hypervolume: Spread::of(&col(&|r| {
+                hypervolume_steps(r, &scale).last().map(|s| s.hypervolume)
+            })),
             hypervolume_over_trials: band(&by_trials, max_of(&by_trials), 120),
             hypervolume_over_time: band(&by_time, max_of(&by_time), 120),
+            hypervolume_over_budget: band(&by_budget, max_of(&by_budget), 120),
             attainment,
             energy,
         });
@@ -376,9 +383,10 @@ fn count_cell<T: std::fmt::Display>(c: &[(T, usize)]) -> String {
 }
 
 /// The file names of the plots [`write_study_report`] may write.
-pub const STUDY_PLOTS: [&str; 4] = [
+pub const STUDY_PLOTS: [&str; 5] = [
     "hypervolume_trials.svg",
     "hypervolume_time.svg",
+    "hypervolume_budget.svg",
     "attainment.svg",
     "front_settings.svg",
 ];
@@ -511,6 +519,10 @@ pub fn study_markdown(r: &StudyReport, plots: &[&str]) -> String {
     for (file, what) in [
         ("hypervolume_trials.svg", "over finished trials"),
         ("hypervolume_time.svg", "over wall-clock time"),
+        (
+            "hypervolume_budget.svg",
+            "over the training budget used (epochs of the finished trials)",
+        ),
     ] {
         if plots.contains(&file) {
             let _ = writeln!(
@@ -657,6 +669,11 @@ pub fn study_plots(r: &StudyReport) -> Vec<(&'static str, String)> {
             |v: &VariantReport| v.hypervolume_over_time.clone(),
             "wall-clock time of the run (s)",
         ),
+        (
+            STUDY_PLOTS[2],
+            |v: &VariantReport| v.hypervolume_over_budget.clone(),
+            "training budget used (fidelity units, e.g. epochs; the default included)",
+        ),
     ] {
         let bands: Vec<(String, Band)> = r
             .variants
@@ -712,7 +729,7 @@ pub fn study_plots(r: &StudyReport) -> Vec<(&'static str, String)> {
             &axis(r, 1),
             &series,
         ) {
-            out.push((STUDY_PLOTS[2], svg));
+            out.push((STUDY_PLOTS[3], svg));
         }
     }
     let points: Vec<SettingsPoint> = r
@@ -732,7 +749,7 @@ pub fn study_plots(r: &StudyReport) -> Vec<(&'static str, String)> {
         &labels,
         &points,
     ) {
-        out.push((STUDY_PLOTS[3], svg));
+        out.push((STUDY_PLOTS[4], svg));
     }
     out
 }
