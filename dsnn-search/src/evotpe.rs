@@ -35,7 +35,7 @@ use crate::optimizer::{Observation, OptimizerError, Proposer};
 use crate::pareto::{crowding_distance, non_dominated_sort, select_by_rank, Normalizer, TieBreak};
 use crate::single::ProposerOptimizer;
 use crate::space::{Configuration, DimKind, SearchSpace};
-use crate::tpe::{Parzen, TpeData, TpeSettings};
+use crate::tpe::{per_coordinate_proposal, CandidateSelection, Parzen, TpeData, TpeSettings};
 
 /// Settings of [`EvoTpeProposer`]; every field has a default, and an
 /// experiment file may set any of them (unknown keys are refused).
@@ -88,6 +88,20 @@ pub struct EvoTpeSettings {
     /// categorical: another category); `None` means 1 / (number of
     /// non-constant coordinates).
     pub mutation_probability: Option<f64>,
+    /// Mutate a number gene by drawing it from the good density's marginal
+    /// of that coordinate (`true`) instead of uniformly (`false`, Optuna's
+    /// NSGA-II), so that mutation refines around the good values instead of
+    /// only jumping anywhere. Categoricals move to another category either
+    /// way.
+    pub mutation_from_good_density: bool,
+    /// TPE: how a TPE proposal is chosen from the good density's draws
+    /// ([`CandidateSelection`]).
+    pub selection: CandidateSelection,
+    /// TPE: whether the outermost observations' bandwidths may reach the
+    /// cube's faces ([`TpeSettings::endpoint_bandwidth`]).
+    pub endpoint_bandwidth: bool,
+    /// TPE: down-weight old bad observations ([`TpeSettings::bad_weight_ramp`]).
+    pub bad_weight_ramp: bool,
 }
 
 impl Default for EvoTpeSettings {
@@ -109,6 +123,10 @@ impl Default for EvoTpeSettings {
             crossover_probability: 0.9,
             swap_probability: 0.5,
             mutation_probability: None,
+            mutation_from_good_density: false,
+            selection: CandidateSelection::Joint,
+            endpoint_bandwidth: true,
+            bad_weight_ramp: false,
         }
     }
 }
@@ -155,6 +173,9 @@ impl EvoTpeSettings {
             pending_as_bad: self.pending_as_bad,
             failures_as_bad: self.failures_as_bad,
             min_points_per_budget: self.min_points_per_budget,
+            selection: self.selection,
+            endpoint_bandwidth: self.endpoint_bandwidth,
+            bad_weight_ramp: self.bad_weight_ramp,
         }
     }
 }
@@ -268,7 +289,13 @@ impl EvoTpeProposer {
 
     /// One child of two tournament-selected parents: uniform crossover, then
     /// mutation by resampling genes.
-    fn breed(&self, data: &TpeData, parents: &Parents, rng: &mut dyn RngCore) -> Vec<f64> {
+    fn breed(
+        &self,
+        data: &TpeData,
+        parents: &Parents,
+        below: &Parzen<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Vec<f64> {
         let a = parents.tournament(rng);
         let b = parents.tournament(rng);
         let mut child = self.genome(&data.xs[a], rng);
@@ -305,6 +332,7 @@ impl EvoTpeProposer {
                     }
                     (other as f64 + 0.5) / n as f64
                 }
+                _ if self.settings.mutation_from_good_density => below.sample_coordinate(k, rng),
                 _ => rng.random(),
             };
         }
@@ -346,6 +374,7 @@ impl EvoTpeProposer {
         count: usize,
         data: &TpeData,
         parents: &Parents,
+        below: &Parzen<'_>,
         rng: &mut dyn RngCore,
     ) -> Vec<(Configuration, Vec<f64>)> {
         let mut out = Vec::with_capacity(count);
@@ -353,7 +382,7 @@ impl EvoTpeProposer {
             if out.len() == count {
                 break;
             }
-            let child = self.breed(data, parents, rng);
+            let child = self.breed(data, parents, below, rng);
             if let Some(c) = self.admissible(&child, data) {
                 out.push(c);
             }
@@ -403,24 +432,41 @@ impl Proposer for EvoTpeProposer {
             let model = data.started + i >= self.settings.n_initial && have_good;
             let chosen = match (&parents, model) {
                 (Some(parents), true) => {
-                    let above_pts = data.bad_points();
-                    let above = Parzen::new(&above_pts, &self.kinds, &self.tpe);
+                    let above = data.bad_density(&self.kinds, &self.tpe);
                     let evolve = rng.random::<f64>() < share;
                     let mut candidates = Vec::new();
                     if evolve {
-                        candidates =
-                            self.offspring(self.settings.offspring_candidates, &data, parents, rng);
+                        candidates = self.offspring(
+                            self.settings.offspring_candidates,
+                            &data,
+                            parents,
+                            &below,
+                            rng,
+                        );
                     }
                     let bred = !candidates.is_empty();
                     // A TPE proposal (also when no admissible offspring was bred).
                     if candidates.is_empty() {
-                        candidates = (0..self.settings.n_candidates)
-                            .filter_map(|_| self.admissible(&below.sample(rng), &data))
-                            .collect();
+                        candidates = match self.tpe.selection {
+                            CandidateSelection::Joint => (0..self.settings.n_candidates)
+                                .filter_map(|_| self.admissible(&below.sample(rng), &data))
+                                .collect(),
+                            CandidateSelection::PerCoordinate => per_coordinate_proposal(
+                                space,
+                                &self.tpe,
+                                &below,
+                                &above,
+                                &data.taken,
+                                rng,
+                            )
+                            .into_iter()
+                            .collect(),
+                        };
                         candidates.extend(self.offspring(
                             self.settings.offspring_among_candidates,
                             &data,
                             parents,
+                            &below,
                             rng,
                         ));
                     }
