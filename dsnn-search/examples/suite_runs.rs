@@ -13,7 +13,10 @@
 //! `sS` (evolution share S), `kN` (N offspring candidates per evolutionary
 //! proposal), `pN` (N parents), `oN` (N offspring among TPE's candidates),
 //! `gG` (gamma G), `cN` (N TPE candidates), `mP` (mutation probability P),
-//! `a` (adaptive share), `D` (mutation draws from the good density); for both `tpe` and `evotpe`: `P` (per-coordinate
+//! `a` (adaptive share), `D` (mutation draws from the good density), `J`
+//! (joint candidate selection) and `F` (face gaps in the outermost
+//! bandwidths), so that `evotpe-J-F-g0.2` is the default before issue 21's
+//! second round; for both `tpe` and `evotpe`: `P` (per-coordinate
 //! candidate selection, Optuna's independent sampler), `E` (no face gaps in
 //! the outermost bandwidths, Optuna's `consider_endpoints = False`), `R`
 //! (Optuna's ramp of weights on old bad observations),
@@ -114,6 +117,8 @@ fn build(
                     "m" => s.mutation_probability = Some(value.parse().unwrap()),
                     "a" => s.adaptive_share = true,
                     "D" => s.mutation_from_good_density = true,
+                    "J" => s.selection = CandidateSelection::Joint,
+                    "F" => s.endpoint_bandwidth = true,
                     "P" => s.selection = CandidateSelection::PerCoordinate,
                     "E" => s.endpoint_bandwidth = false,
                     "R" => s.bad_weight_ramp = true,
