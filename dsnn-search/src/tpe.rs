@@ -17,7 +17,7 @@
 //! are scored by the product of the coordinates' ratios, with bandwidths
 //! reaching the cube's faces. Optuna's rules are options
 //! ([`CandidateSelection::PerCoordinate`], `endpoint_bandwidth`,
-//! `bad_weight_ramp`): alone they lost on the suite; [`crate::evotpe`]
+//! `bad_weight_ramp`): alone they lost on the suite; evolutionary TPE
 //! uses the first two.
 //!
 //! Works on the unit-cube encoding: integers and ordinals are rounded by
