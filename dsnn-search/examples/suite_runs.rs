@@ -13,7 +13,13 @@
 //! `sS` (evolution share S), `kN` (N offspring candidates per evolutionary
 //! proposal), `pN` (N parents), `oN` (N offspring among TPE's candidates),
 //! `gG` (gamma G), `cN` (N TPE candidates), `mP` (mutation probability P),
-//! `a` (adaptive share),
+//! `a` (adaptive share), `D` (mutation draws from the good density), `J`
+//! (joint candidate selection) and `F` (face gaps in the outermost
+//! bandwidths), so that `evotpe-J-F-g0.2` is the default before issue 21's
+//! second round; for both `tpe` and `evotpe`: `P` (per-coordinate
+//! candidate selection, Optuna's independent sampler), `E` (no face gaps in
+//! the outermost bandwidths, Optuna's `consider_endpoints = False`), `R`
+//! (Optuna's ramp of weights on old bad observations),
 //! `parego`, `random`, `nsga2`
 //! (`Nsga2Settings::for_budget`), `nsga2-pN` (population N, pymoo's
 //! operators), `nsga2-pN-u` (Optuna's operators). Existing files are kept.
@@ -89,6 +95,9 @@ fn build(
                     p if p.starts_with('g') => s.gamma = p[1..].parse().unwrap(),
                     p if p.starts_with('w') => s.prior_weight = p[1..].parse().unwrap(),
                     p if p.starts_with('i') => s.n_initial = p[1..].parse().unwrap(),
+                    "P" => s.selection = CandidateSelection::PerCoordinate,
+                    "E" => s.endpoint_bandwidth = false,
+                    "R" => s.bad_weight_ramp = true,
                     other => panic!("unknown tpe option {other}"),
                 }
             }
@@ -107,6 +116,12 @@ fn build(
                     "c" => s.n_candidates = value.parse().unwrap(),
                     "m" => s.mutation_probability = Some(value.parse().unwrap()),
                     "a" => s.adaptive_share = true,
+                    "D" => s.mutation_from_good_density = true,
+                    "J" => s.selection = CandidateSelection::Joint,
+                    "F" => s.endpoint_bandwidth = true,
+                    "P" => s.selection = CandidateSelection::PerCoordinate,
+                    "E" => s.endpoint_bandwidth = false,
+                    "R" => s.bad_weight_ramp = true,
                     _ => panic!("unknown evotpe option {p}"),
                 }
             }

@@ -18,6 +18,13 @@
 //! Otherwise it is a TPE proposal (the largest `l / g` among `n_candidates`
 //! draws from the good density).
 //!
+//! The TPE half is Optuna's multi-objective TPE where dsnn's `Tpe` differs
+//! by default: each coordinate is chosen on its own density ratio
+//! ([`CandidateSelection::PerCoordinate`]), the outermost observations'
+//! bandwidths look inwards only, and the good set is the best 10%. On the
+//! suite (10 seeds) this gave a smaller worst case and geometric mean
+//! against the peers than `Tpe`'s joint selection (`docs/search.md`).
+//!
 //! Everything else is TPE's: the unit-cube encoding (integers and ordinals
 //! rounded by decoding, categoricals inherited from either parent and
 //! mutated to another category, inactive coordinates bred as random genes
@@ -35,7 +42,7 @@ use crate::optimizer::{Observation, OptimizerError, Proposer};
 use crate::pareto::{crowding_distance, non_dominated_sort, select_by_rank, Normalizer, TieBreak};
 use crate::single::ProposerOptimizer;
 use crate::space::{Configuration, DimKind, SearchSpace};
-use crate::tpe::{Parzen, TpeData, TpeSettings};
+use crate::tpe::{per_coordinate_proposal, CandidateSelection, Parzen, TpeData, TpeSettings};
 
 /// Settings of [`EvoTpeProposer`]; every field has a default, and an
 /// experiment file may set any of them (unknown keys are refused).
@@ -44,7 +51,8 @@ use crate::tpe::{Parzen, TpeData, TpeSettings};
 pub struct EvoTpeSettings {
     /// Random configurations before the model is used.
     pub n_initial: usize,
-    /// TPE: share of the successful observations in the good set.
+    /// TPE: share of the successful observations in the good set (0.1, as
+    /// Optuna's for several objectives; `Tpe` alone keeps 0.2).
     pub gamma: f64,
     /// TPE: candidates drawn from the good density per TPE proposal.
     pub n_candidates: usize,
@@ -88,13 +96,28 @@ pub struct EvoTpeSettings {
     /// categorical: another category); `None` means 1 / (number of
     /// non-constant coordinates).
     pub mutation_probability: Option<f64>,
+    /// Mutate a number gene by drawing it from the good density's marginal
+    /// of that coordinate (`true`) instead of uniformly (`false`, Optuna's
+    /// NSGA-II), so that mutation refines around the good values instead of
+    /// only jumping anywhere. Categoricals move to another category either
+    /// way.
+    pub mutation_from_good_density: bool,
+    /// TPE: how a TPE proposal is chosen from the good density's draws
+    /// ([`CandidateSelection`]; default per coordinate, as Optuna's sampler).
+    pub selection: CandidateSelection,
+    /// TPE: whether the outermost observations' bandwidths may reach the
+    /// cube's faces ([`TpeSettings::endpoint_bandwidth`]; default `false`,
+    /// as Optuna's).
+    pub endpoint_bandwidth: bool,
+    /// TPE: down-weight old bad observations ([`TpeSettings::bad_weight_ramp`]).
+    pub bad_weight_ramp: bool,
 }
 
 impl Default for EvoTpeSettings {
     fn default() -> Self {
         EvoTpeSettings {
             n_initial: 10,
-            gamma: 0.2,
+            gamma: 0.1,
             n_candidates: 24,
             prior_weight: 1.0,
             categorical_spread: 0.2,
@@ -109,6 +132,10 @@ impl Default for EvoTpeSettings {
             crossover_probability: 0.9,
             swap_probability: 0.5,
             mutation_probability: None,
+            mutation_from_good_density: false,
+            selection: CandidateSelection::PerCoordinate,
+            endpoint_bandwidth: false,
+            bad_weight_ramp: false,
         }
     }
 }
@@ -155,6 +182,9 @@ impl EvoTpeSettings {
             pending_as_bad: self.pending_as_bad,
             failures_as_bad: self.failures_as_bad,
             min_points_per_budget: self.min_points_per_budget,
+            selection: self.selection,
+            endpoint_bandwidth: self.endpoint_bandwidth,
+            bad_weight_ramp: self.bad_weight_ramp,
         }
     }
 }
@@ -268,7 +298,13 @@ impl EvoTpeProposer {
 
     /// One child of two tournament-selected parents: uniform crossover, then
     /// mutation by resampling genes.
-    fn breed(&self, data: &TpeData, parents: &Parents, rng: &mut dyn RngCore) -> Vec<f64> {
+    fn breed(
+        &self,
+        data: &TpeData,
+        parents: &Parents,
+        below: &Parzen<'_>,
+        rng: &mut dyn RngCore,
+    ) -> Vec<f64> {
         let a = parents.tournament(rng);
         let b = parents.tournament(rng);
         let mut child = self.genome(&data.xs[a], rng);
@@ -305,6 +341,7 @@ impl EvoTpeProposer {
                     }
                     (other as f64 + 0.5) / n as f64
                 }
+                _ if self.settings.mutation_from_good_density => below.sample_coordinate(k, rng),
                 _ => rng.random(),
             };
         }
@@ -346,6 +383,7 @@ impl EvoTpeProposer {
         count: usize,
         data: &TpeData,
         parents: &Parents,
+        below: &Parzen<'_>,
         rng: &mut dyn RngCore,
     ) -> Vec<(Configuration, Vec<f64>)> {
         let mut out = Vec::with_capacity(count);
@@ -353,7 +391,7 @@ impl EvoTpeProposer {
             if out.len() == count {
                 break;
             }
-            let child = self.breed(data, parents, rng);
+            let child = self.breed(data, parents, below, rng);
             if let Some(c) = self.admissible(&child, data) {
                 out.push(c);
             }
@@ -403,24 +441,41 @@ impl Proposer for EvoTpeProposer {
             let model = data.started + i >= self.settings.n_initial && have_good;
             let chosen = match (&parents, model) {
                 (Some(parents), true) => {
-                    let above_pts = data.bad_points();
-                    let above = Parzen::new(&above_pts, &self.kinds, &self.tpe);
+                    let above = data.bad_density(&self.kinds, &self.tpe);
                     let evolve = rng.random::<f64>() < share;
                     let mut candidates = Vec::new();
                     if evolve {
-                        candidates =
-                            self.offspring(self.settings.offspring_candidates, &data, parents, rng);
+                        candidates = self.offspring(
+                            self.settings.offspring_candidates,
+                            &data,
+                            parents,
+                            &below,
+                            rng,
+                        );
                     }
                     let bred = !candidates.is_empty();
                     // A TPE proposal (also when no admissible offspring was bred).
                     if candidates.is_empty() {
-                        candidates = (0..self.settings.n_candidates)
-                            .filter_map(|_| self.admissible(&below.sample(rng), &data))
-                            .collect();
+                        candidates = match self.tpe.selection {
+                            CandidateSelection::Joint => (0..self.settings.n_candidates)
+                                .filter_map(|_| self.admissible(&below.sample(rng), &data))
+                                .collect(),
+                            CandidateSelection::PerCoordinate => per_coordinate_proposal(
+                                space,
+                                &self.tpe,
+                                &below,
+                                &above,
+                                &data.taken,
+                                rng,
+                            )
+                            .into_iter()
+                            .collect(),
+                        };
                         candidates.extend(self.offspring(
                             self.settings.offspring_among_candidates,
                             &data,
                             parents,
+                            &below,
                             rng,
                         ));
                     }

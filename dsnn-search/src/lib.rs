@@ -120,4 +120,4 @@ pub use space::{
     Condition, Configuration, ConfigurationSpace, DimKind, Forbidden, Hyperparameter, SearchSpace,
     SpaceError, Value,
 };
-pub use tpe::{Tpe, TpeProposer, TpeSettings};
+pub use tpe::{CandidateSelection, Tpe, TpeProposer, TpeSettings};
