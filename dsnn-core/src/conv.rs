@@ -708,8 +708,9 @@ fn gathered<'a>(
 
 /// The sizes of the convolution that computes the input gradient of a
 /// stride-1 convolution `d` as a forward convolution of `dy`, or `None`
-/// where that does not apply (stride > 1, a non-square kernel, or padding
-/// wider than the kernel reaches).
+/// where that does not apply (stride > 1, a non-square kernel, padding
+/// wider than the kernel reaches) or does not pay (more output than input
+/// channels per group).
 ///
 /// For stride 1, `dx[ci, y, x] = sum W[co, ci, i, j] dy[co, y + pad - i, x + pad - j]`
 /// is the convolution of `dy` (padded by `k - 1 - pad`) with the weight
@@ -720,7 +721,10 @@ fn gathered<'a>(
 /// result back with col2im: with ResNet's 16 channels the gemm then runs
 /// far below its peak.
 fn transposed_dims(d: &Dims) -> Result<Option<Dims>> {
-    if d.stride != 1 || d.kh != d.kw || d.pad >= d.kh {
+    // The unfolded dy has `og * k * k` rows where col2im's matrix has
+    // `cg * k * k`: with more output than input channels per group (LeNet-5's
+    // 6 -> 16) the unfolding would outweigh what the gemm gains.
+    if d.stride != 1 || d.kh != d.kw || d.pad >= d.kh || d.og() > d.cg() {
         return Ok(None);
     }
     let geometry = ConvGeometry {

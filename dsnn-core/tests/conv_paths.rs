@@ -1,7 +1,8 @@
 //! dsnn's convolution paths against candle's stock conv2d, forward and both
 //! gradients, on shapes that reach each path: the input gradient as a
 //! forward convolution of `dy` with the flipped weight (stride 1, padding
-//! within the kernel's reach) and the im2col + col2im path (stride 2,
+//! within the kernel's reach, no more output than input channels per
+//! group) and the im2col + col2im path (stride 2, more output channels,
 //! padding beyond the kernel's reach), with batch 1, channel counts that are
 //! not multiples of 16, odd image sizes, groups, and batches large enough to
 //! be split over tasks and unfolded several samples at once; with and
