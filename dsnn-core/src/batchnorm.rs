@@ -79,23 +79,25 @@ impl CustomOp3 for BatchNormTrain {
             .into_par_iter()
             .map(|ch| channel_stats(x, n, c, hw, ch))
             .collect();
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(hw).enumerate().for_each(|(row, out)| {
-            let ch = row % c;
-            let (mean, var) = stats[ch];
-            let scale = gamma[ch] / (var + self.eps).sqrt();
-            let shift = beta[ch] - mean * scale;
-            let src = &x[row * hw..(row + 1) * hw];
-            if self.relu {
-                for (o, &v) in out.iter_mut().zip(src) {
-                    *o = (v * scale + shift).max(0.0);
+        // SAFETY: every plane `row` of `y` is written from plane `row` of `x`.
+        let y = unsafe {
+            crate::ops::par_build(x.len(), x.len(), hw, |row, out| {
+                let ch = row % c;
+                let (mean, var) = stats[ch];
+                let scale = gamma[ch] / (var + self.eps).sqrt();
+                let shift = beta[ch] - mean * scale;
+                let src = &x[row * hw..(row + 1) * hw];
+                if self.relu {
+                    for (o, &v) in out.iter_mut().zip(src) {
+                        o.write((v * scale + shift).max(0.0));
+                    }
+                } else {
+                    for (o, &v) in out.iter_mut().zip(src) {
+                        o.write(v * scale + shift);
+                    }
                 }
-            } else {
-                for (o, &v) in out.iter_mut().zip(src) {
-                    *o = v * scale + shift;
-                }
-            }
-        });
+            })
+        };
         let (means, vars): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
         let dev = candle_core::Device::Cpu;
         let stats = (
@@ -200,28 +202,28 @@ impl CustomOp3 for BatchNormBackward {
             })
             .collect();
         let numel = x.len();
-        let mut out = vec![0f32; numel + 2 * c];
-        let (dx, rest) = out.split_at_mut(numel);
-        dx.par_chunks_mut(hw).enumerate().for_each(|(row, o)| {
-            let ch = row % c;
-            let (mean, inv, sg, sgx) = per_channel[ch];
-            let k = gamma[ch] * inv;
-            let mg = (sg / count) as f32;
-            let mgx = (sgx / count) as f32;
-            let base = row * hw;
-            for ((o, &g), &v) in o
-                .iter_mut()
-                .zip(&dy[base..base + hw])
-                .zip(&x[base..base + hw])
-            {
-                let xhat = (v - mean) * inv;
-                *o = k * (g - mg - xhat * mgx);
-            }
-        });
-        for (ch, &(_, _, sg, sgx)) in per_channel.iter().enumerate() {
-            rest[ch] = sgx as f32;
-            rest[c + ch] = sg as f32;
-        }
+        // SAFETY: every plane `row` of dx is written from plane `row` of dy and x.
+        let mut out = unsafe {
+            crate::ops::par_build(numel, numel + 2 * c, hw, |row, o| {
+                let ch = row % c;
+                let (mean, inv, sg, sgx) = per_channel[ch];
+                let k = gamma[ch] * inv;
+                let mg = (sg / count) as f32;
+                let mgx = (sgx / count) as f32;
+                let base = row * hw;
+                for ((o, &g), &v) in o
+                    .iter_mut()
+                    .zip(&dy[base..base + hw])
+                    .zip(&x[base..base + hw])
+                {
+                    let xhat = (v - mean) * inv;
+                    o.write(k * (g - mg - xhat * mgx));
+                }
+            })
+        };
+        // dgamma, then dbeta, after dx (within the capacity reserved above).
+        out.extend(per_channel.iter().map(|&(_, _, _, sgx)| sgx as f32));
+        out.extend(per_channel.iter().map(|&(_, _, sg, _)| sg as f32));
         Ok((CpuStorage::F32(out), Shape::from(numel + 2 * c)))
     }
 
@@ -281,28 +283,28 @@ impl CustomOp3 for BatchNormEval {
                 shift.len()
             );
         }
-        let mut y = vec![0f32; x.len()];
         // Several image planes per task: the 8x8 planes of ResNet's last
         // stage are too small to be a task each.
         let planes = (4096 / hw.max(1)).max(1);
-        y.par_chunks_mut(planes * hw)
-            .enumerate()
-            .for_each(|(t, out)| {
+        // SAFETY: every plane `row` of `y` is written from plane `row` of `x`.
+        let y = unsafe {
+            crate::ops::par_build(x.len(), x.len(), planes * hw, |t, out| {
                 for (i, out) in out.chunks_mut(hw).enumerate() {
                     let row = t * planes + i;
                     let (a, b) = (scale[row % c], shift[row % c]);
                     let src = &x[row * hw..(row + 1) * hw];
                     if self.relu {
                         for (o, &v) in out.iter_mut().zip(src) {
-                            *o = (v * a + b).max(0.0);
+                            o.write((v * a + b).max(0.0));
                         }
                     } else {
                         for (o, &v) in out.iter_mut().zip(src) {
-                            *o = v * a + b;
+                            o.write(v * a + b);
                         }
                     }
                 }
-            });
+            })
+        };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
