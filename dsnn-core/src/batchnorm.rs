@@ -244,8 +244,8 @@ impl CustomOp3 for BatchNormBackward {
 }
 
 /// Inference-mode batch norm with the running statistics folded into a
-/// per-channel `scale` and `shift` (`x`, `scale`, `shift`) -> `y = x * scale
-/// + shift`, optionally followed by a ReLU: one parallel pass over `x`
+/// per-channel `scale` and `shift`: (`x`, `scale`, `shift`) ->
+/// `y = x * scale + shift`, optionally followed by a ReLU; one parallel pass over `x`
 /// where candle's broadcast multiply, broadcast add and the ReLU made three
 /// (candle's element-wise ops run on one thread in dsnn: see
 /// `runtime::tune_process`). CPU only; callers keep the composed ops on
