@@ -8,7 +8,10 @@
 # PYTHON: an interpreter with torch installed (default python3);
 # REFERENCE: the PyTorch reference (default ../shared/bench/pytorch-deepshift);
 # BATCH: training batch size (default 128); STEPS: dsnn's timed training
-# rounds (default 8); CANDLE=1 adds dsnn with candle's stock conv2d.
+# rounds (default 8); CANDLE=1 adds dsnn with candle's stock conv2d;
+# BASELINE: another build's train_throughput binary (e.g. main's, copied
+# aside), run with the same arguments just before this build's, for a
+# before/after table from one script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -35,6 +38,11 @@ infer)
 train)
     cargo build --release -q -p dsnn-core --example train_throughput
     stamp
+    if [[ -n "${BASELINE:-}" ]]; then
+        echo "baseline: $BASELINE"
+        "$BASELINE" --steps "$STEPS" --batch "$BATCH" $candle_flag
+        stamp
+    fi
     ./target/release/examples/train_throughput --steps "$STEPS" --batch "$BATCH" $candle_flag
     stamp
     (cd "$REFERENCE" && "$PYTHON" bench.py --threads 2 --batch "$BATCH" --train-steps 20 \

@@ -79,23 +79,25 @@ impl CustomOp3 for BatchNormTrain {
             .into_par_iter()
             .map(|ch| channel_stats(x, n, c, hw, ch))
             .collect();
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(hw).enumerate().for_each(|(row, out)| {
-            let ch = row % c;
-            let (mean, var) = stats[ch];
-            let scale = gamma[ch] / (var + self.eps).sqrt();
-            let shift = beta[ch] - mean * scale;
-            let src = &x[row * hw..(row + 1) * hw];
-            if self.relu {
-                for (o, &v) in out.iter_mut().zip(src) {
-                    *o = (v * scale + shift).max(0.0);
+        // SAFETY: every plane `row` of `y` is written from plane `row` of `x`.
+        let y = unsafe {
+            crate::ops::par_build(x.len(), x.len(), hw, |row, out| {
+                let ch = row % c;
+                let (mean, var) = stats[ch];
+                let scale = gamma[ch] / (var + self.eps).sqrt();
+                let shift = beta[ch] - mean * scale;
+                let src = &x[row * hw..(row + 1) * hw];
+                if self.relu {
+                    for (o, &v) in out.iter_mut().zip(src) {
+                        o.write((v * scale + shift).max(0.0));
+                    }
+                } else {
+                    for (o, &v) in out.iter_mut().zip(src) {
+                        o.write(v * scale + shift);
+                    }
                 }
-            } else {
-                for (o, &v) in out.iter_mut().zip(src) {
-                    *o = v * scale + shift;
-                }
-            }
-        });
+            })
+        };
         let (means, vars): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
         let dev = candle_core::Device::Cpu;
         let stats = (
@@ -200,28 +202,28 @@ impl CustomOp3 for BatchNormBackward {
             })
             .collect();
         let numel = x.len();
-        let mut out = vec![0f32; numel + 2 * c];
-        let (dx, rest) = out.split_at_mut(numel);
-        dx.par_chunks_mut(hw).enumerate().for_each(|(row, o)| {
-            let ch = row % c;
-            let (mean, inv, sg, sgx) = per_channel[ch];
-            let k = gamma[ch] * inv;
-            let mg = (sg / count) as f32;
-            let mgx = (sgx / count) as f32;
-            let base = row * hw;
-            for ((o, &g), &v) in o
-                .iter_mut()
-                .zip(&dy[base..base + hw])
-                .zip(&x[base..base + hw])
-            {
-                let xhat = (v - mean) * inv;
-                *o = k * (g - mg - xhat * mgx);
-            }
-        });
-        for (ch, &(_, _, sg, sgx)) in per_channel.iter().enumerate() {
-            rest[ch] = sgx as f32;
-            rest[c + ch] = sg as f32;
-        }
+        // SAFETY: every plane `row` of dx is written from plane `row` of dy and x.
+        let mut out = unsafe {
+            crate::ops::par_build(numel, numel + 2 * c, hw, |row, o| {
+                let ch = row % c;
+                let (mean, inv, sg, sgx) = per_channel[ch];
+                let k = gamma[ch] * inv;
+                let mg = (sg / count) as f32;
+                let mgx = (sgx / count) as f32;
+                let base = row * hw;
+                for ((o, &g), &v) in o
+                    .iter_mut()
+                    .zip(&dy[base..base + hw])
+                    .zip(&x[base..base + hw])
+                {
+                    let xhat = (v - mean) * inv;
+                    o.write(k * (g - mg - xhat * mgx));
+                }
+            })
+        };
+        // dgamma, then dbeta, after dx (within the capacity reserved above).
+        out.extend(per_channel.iter().map(|&(_, _, _, sgx)| sgx as f32));
+        out.extend(per_channel.iter().map(|&(_, _, sg, _)| sg as f32));
         Ok((CpuStorage::F32(out), Shape::from(numel + 2 * c)))
     }
 
@@ -238,5 +240,97 @@ impl CustomOp3 for BatchNormBackward {
         let dims = nchw(l1)?;
         let out = crate::cuda::batch_norm_backward(s1, l1, s2, l2, s3, l3, dims, self.eps)?;
         Ok((out, Shape::from(l1.shape().elem_count() + 2 * dims.1)))
+    }
+}
+
+/// Inference-mode batch norm with the running statistics folded into a
+/// per-channel `scale` and `shift`: (`x`, `scale`, `shift`) ->
+/// `y = x * scale + shift`, optionally followed by a ReLU; one parallel pass over `x`
+/// where candle's broadcast multiply, broadcast add and the ReLU made three
+/// (candle's element-wise ops run on one thread in dsnn: see
+/// `runtime::tune_process`). CPU only; callers keep the composed ops on
+/// other devices.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchNormEval {
+    /// Apply a ReLU to the output.
+    pub relu: bool,
+}
+
+impl CustomOp3 for BatchNormEval {
+    fn name(&self) -> &'static str {
+        "dsnn-batch-norm-eval"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, hw) = nchw(l1)?;
+        let (x, scale, shift) = (
+            crate::ops::slice(s1, l1)?,
+            crate::ops::slice(s2, l2)?,
+            crate::ops::slice(s3, l3)?,
+        );
+        if scale.len() != c || shift.len() != c {
+            candle_core::bail!(
+                "batch norm: {c} channels but {} scales and {} shifts",
+                scale.len(),
+                shift.len()
+            );
+        }
+        // Several image planes per task: the 8x8 planes of ResNet's last
+        // stage are too small to be a task each.
+        let planes = (4096 / hw.max(1)).max(1);
+        // SAFETY: every plane `row` of `y` is written from plane `row` of `x`.
+        let y = unsafe {
+            crate::ops::par_build(x.len(), x.len(), planes * hw, |t, out| {
+                for (i, out) in out.chunks_mut(hw).enumerate() {
+                    let row = t * planes + i;
+                    let (a, b) = (scale[row % c], shift[row % c]);
+                    let src = &x[row * hw..(row + 1) * hw];
+                    if self.relu {
+                        for (o, &v) in out.iter_mut().zip(src) {
+                            o.write((v * a + b).max(0.0));
+                        }
+                    } else {
+                        for (o, &v) in out.iter_mut().zip(src) {
+                            o.write(v * a + b);
+                        }
+                    }
+                }
+            })
+        };
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        scale: &Tensor,
+        _shift: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // Off the hot path (inference rarely differentiates): composed ops.
+        let mut grad = grad.contiguous()?;
+        if self.relu {
+            grad = grad.apply_op2_no_bwd(res, &crate::ops::ReluBackward)?;
+        }
+        let c = scale.dim(0)?;
+        let mut shape = vec![1; x.rank()];
+        shape[1] = c;
+        let dx = grad.broadcast_mul(&scale.reshape(shape)?)?;
+        let per_channel = |t: &Tensor| -> Result<Tensor> {
+            let t = t.transpose(0, 1)?.contiguous()?;
+            t.reshape((c, t.elem_count() / c))?.sum(1)
+        };
+        let dscale = per_channel(&(&grad * x)?)?;
+        let dshift = per_channel(&grad)?;
+        Ok((Some(dx), Some(dscale), Some(dshift)))
     }
 }

@@ -503,6 +503,73 @@ unsafe fn assume_init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
     unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), v.len(), v.capacity()) }
 }
 
+/// The convolution of `x` with `w` (sizes `d`) on the CPU: per group of
+/// samples, im2col (rounding the input as `unfold` says) and one gemm per
+/// channel group, samples in parallel over the batch. Returns `y` in NCHW.
+fn forward_cpu(x: &[f32], w: &[f32], d: &Dims, unfold: Unfold) -> Vec<f32> {
+    let (k, p, ol, og, il) = (d.k(), d.p(), d.out_len(), d.og(), d.in_len());
+    let (cg_len, wg_len) = (d.cg() * d.hw(), og * k);
+    let mut y = uninit_vec(d.n * ol);
+    let (per_task, par) = plan(d.n);
+    let g = group_size(d, per_task);
+    y.par_chunks_mut(per_task * ol)
+        .enumerate()
+        .for_each(|(t, ys)| {
+            with_scratch(k * p * g, og * p * g, |col, out| {
+                for (gi, yg) in ys.chunks_mut(g * ol).enumerate() {
+                    let first = t * per_task + gi * g;
+                    let s = yg.len() / ol;
+                    let ld = s * p;
+                    for grp in 0..d.groups {
+                        for j in 0..s {
+                            let xn = &x[(first + j) * il + grp * cg_len..][..cg_len];
+                            im2col(xn, d, col, ld, j * p, unfold);
+                        }
+                        // out (og x s*p) = W_grp (og x k) * col (k x s*p); a single
+                        // sample's output is already in NCHW order, so write it in place.
+                        let dst: *mut f32 = if s == 1 {
+                            yg[grp * og * p..(grp + 1) * og * p].as_mut_ptr().cast()
+                        } else {
+                            out.as_mut_ptr()
+                        };
+                        // SAFETY: `dst` spans og x ld elements (one sample's rows of
+                        // this group in `yg`, or the scratch `out`).
+                        unsafe {
+                            matmul(
+                                og,
+                                ld,
+                                k,
+                                dst,
+                                (ld as isize, 1),
+                                false,
+                                &w[grp * wg_len..(grp + 1) * wg_len],
+                                (k as isize, 1),
+                                col,
+                                (ld as isize, 1),
+                                par,
+                            )
+                        };
+                        if s == 1 {
+                            continue;
+                        }
+                        for j in 0..s {
+                            for c in 0..og {
+                                let to = &mut yg[j * ol + (grp * og + c) * p..][..p];
+                                let from = &out[c * ld + j * p..][..p];
+                                for (o, &v) in to.iter_mut().zip(from) {
+                                    o.write(v);
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        });
+    // SAFETY: every sample's every channel row was written above, by gemm
+    // (one sample at a time) or by the copy out of the scratch matrix.
+    unsafe { assume_init(y) }
+}
+
 /// The forward convolution op (`x`, `w`) -> `y`, with a backward pass.
 #[derive(Debug, Clone, Copy)]
 pub struct Conv2dOp(pub ConvOptions);
@@ -522,67 +589,7 @@ impl CustomOp2 for Conv2dOp {
         let d = Dims::new(l1.dims(), l2.dims(), self.0.geometry, self.0.groups)?;
         let unfold = Unfold::new(self.0.grid());
         let (x, w) = (crate::ops::slice(s1, l1)?, crate::ops::slice(s2, l2)?);
-        let (k, p, ol, og, il) = (d.k(), d.p(), d.out_len(), d.og(), d.in_len());
-        let (cg_len, wg_len) = (d.cg() * d.hw(), og * k);
-        let mut y = uninit_vec(d.n * ol);
-        let (per_task, par) = plan(d.n);
-        let g = group_size(&d, per_task);
-        y.par_chunks_mut(per_task * ol)
-            .enumerate()
-            .for_each(|(t, ys)| {
-                with_scratch(k * p * g, og * p * g, |col, out| {
-                    for (gi, yg) in ys.chunks_mut(g * ol).enumerate() {
-                        let first = t * per_task + gi * g;
-                        let s = yg.len() / ol;
-                        let ld = s * p;
-                        for grp in 0..d.groups {
-                            for j in 0..s {
-                                let xn = &x[(first + j) * il + grp * cg_len..][..cg_len];
-                                im2col(xn, &d, col, ld, j * p, unfold);
-                            }
-                            // out (og x s*p) = W_grp (og x k) * col (k x s*p); a single
-                            // sample's output is already in NCHW order, so write it in place.
-                            let dst: *mut f32 = if s == 1 {
-                                yg[grp * og * p..(grp + 1) * og * p].as_mut_ptr().cast()
-                            } else {
-                                out.as_mut_ptr()
-                            };
-                            // SAFETY: `dst` spans og x ld elements (one sample's rows of
-                            // this group in `yg`, or the scratch `out`).
-                            unsafe {
-                                matmul(
-                                    og,
-                                    ld,
-                                    k,
-                                    dst,
-                                    (ld as isize, 1),
-                                    false,
-                                    &w[grp * wg_len..(grp + 1) * wg_len],
-                                    (k as isize, 1),
-                                    col,
-                                    (ld as isize, 1),
-                                    par,
-                                )
-                            };
-                            if s == 1 {
-                                continue;
-                            }
-                            for j in 0..s {
-                                for c in 0..og {
-                                    let to = &mut yg[j * ol + (grp * og + c) * p..][..p];
-                                    let from = &out[c * ld + j * p..][..p];
-                                    for (o, &v) in to.iter_mut().zip(from) {
-                                        o.write(v);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                });
-            });
-        // SAFETY: every sample's every channel row was written above, by gemm
-        // (one sample at a time) or by the copy out of the scratch matrix.
-        let y = unsafe { assume_init(y) };
+        let y = forward_cpu(x, w, &d, unfold);
         Ok((CpuStorage::F32(y), Shape::from((d.n, d.cout, d.ho, d.wo))))
     }
 
@@ -699,6 +706,61 @@ fn gathered<'a>(
     }
 }
 
+/// The sizes of the convolution that computes the input gradient of a
+/// stride-1 convolution `d` as a forward convolution of `dy`, or `None`
+/// where that does not apply (stride > 1, a non-square kernel, padding
+/// wider than the kernel reaches) or does not pay (more output than input
+/// channels per group).
+///
+/// For stride 1, `dx[ci, y, x] = sum W[co, ci, i, j] dy[co, y + pad - i, x + pad - j]`
+/// is the convolution of `dy` (padded by `k - 1 - pad`) with the weight
+/// flipped in both spatial axes and its channel axes swapped
+/// ([`flip_transpose`]). The forward path multiplies with the inner
+/// dimension `og * k * k` and writes `dx` once, where the im2col path's
+/// gemm has the inner dimension `og` and folds its `k * k` times larger
+/// result back with col2im: with ResNet's 16 channels the gemm then runs
+/// far below its peak.
+fn transposed_dims(d: &Dims) -> Result<Option<Dims>> {
+    // The unfolded dy has `og * k * k` rows where col2im's matrix has
+    // `cg * k * k`: with more output than input channels per group (LeNet-5's
+    // 6 -> 16) the unfolding would outweigh what the gemm gains.
+    if d.stride != 1 || d.kh != d.kw || d.pad >= d.kh || d.og() > d.cg() {
+        return Ok(None);
+    }
+    let geometry = ConvGeometry {
+        stride: 1,
+        padding: d.kh - 1 - d.pad,
+    };
+    let t = Dims::new(
+        &[d.n, d.cout, d.ho, d.wo],
+        &[d.cin, d.og(), d.kh, d.kw],
+        geometry,
+        d.groups,
+    )?;
+    debug_assert_eq!((t.ho, t.wo), (d.h, d.w));
+    Ok(Some(t))
+}
+
+/// The weight of [`transposed_dims`]' convolution: `w` (`cout x cg x kh x kw`)
+/// as `cin x og x kh x kw`, spatially flipped, group by group:
+/// `w'[g*cg + ci, co, i, j] = w[g*og + co, ci, kh-1-i, kw-1-j]`.
+fn flip_transpose(w: &[f32], d: &Dims) -> Vec<f32> {
+    let (cg, og, kk) = (d.cg(), d.og(), d.kh * d.kw);
+    let mut out = vec![0f32; w.len()];
+    for grp in 0..d.groups {
+        for co in 0..og {
+            for ci in 0..cg {
+                let src = &w[((grp * og + co) * cg + ci) * kk..][..kk];
+                let dst = &mut out[((grp * cg + ci) * og + co) * kk..][..kk];
+                for (o, &v) in dst.iter_mut().zip(src.iter().rev()) {
+                    *o = v;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Gradient of the convolution with respect to its input: (`dy`, `w`) -> `dx`.
 #[derive(Debug, Clone, Copy)]
 struct Conv2dBackwardInput {
@@ -738,6 +800,10 @@ impl CustomOp2 for Conv2dBackwardInput {
         let (d, xdims) = self.dims(l1, l2)?;
         let n = d.n;
         let (dy, w) = (crate::ops::slice(s1, l1)?, crate::ops::slice(s2, l2)?);
+        if let Some(t) = transposed_dims(&d)? {
+            let dx = forward_cpu(dy, &flip_transpose(w, &d), &t, Unfold::Plain);
+            return Ok((CpuStorage::F32(dx), Shape::from(xdims.to_vec())));
+        }
         let (k, p, il, og) = (d.k(), d.p(), d.in_len(), d.og());
         let (cg_len, wg_len) = (d.cg() * d.hw(), og * k);
         // Zeroed here once: col2im accumulates into it.

@@ -524,6 +524,13 @@ impl BatchNorm2d {
             let inv = (self.running_var.as_tensor() + self.eps)?.sqrt()?.recip()?;
             let scale = (self.gamma.as_tensor() * inv)?;
             let shift = (self.beta.as_tensor() - (self.running_mean.as_tensor() * &scale)?)?;
+            if x.device().is_cpu() {
+                return Ok(x.contiguous()?.apply_op3(
+                    &scale.contiguous()?,
+                    &shift.contiguous()?,
+                    crate::batchnorm::BatchNormEval { relu },
+                )?);
+            }
             let shape = (1, scale.dim(0)?, 1, 1);
             let y = x
                 .broadcast_mul(&scale.reshape(shape)?)?

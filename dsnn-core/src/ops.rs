@@ -6,8 +6,32 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 const CHUNK: usize = 1 << 14;
+
+/// A vector of `len` floats (with room for `capacity`) built in parallel:
+/// `fill(i, out)` writes chunk `i` (`chunk` elements, the last one shorter).
+/// Saves the zeroing pass of `vec![0.0; len]`, which runs on the calling
+/// thread alone while the pool waits.
+///
+/// # Safety
+/// `fill` must write every element of the chunk it is given.
+pub(crate) unsafe fn par_build(
+    len: usize,
+    capacity: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let mut v = Vec::with_capacity(capacity.max(len));
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, out)| fill(i, out));
+    // SAFETY: `fill` wrote all `len` elements (the caller's promise).
+    unsafe { v.set_len(len) };
+    v
+}
 
 /// The f32 data of a contiguous CPU tensor, the input every dsnn op expects
 /// (callers make tensors contiguous before applying an op).
@@ -20,43 +44,40 @@ pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 
 /// `f` applied to every element, in parallel chunks.
 pub(crate) fn par_map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(y, x)| {
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = f(x);
+    // SAFETY: each chunk of `y` meets the equally long chunk of `x`.
+    unsafe {
+        par_build(x.len(), x.len(), CHUNK, |c, y| {
+            for (y, &x) in y.iter_mut().zip(&x[c * CHUNK..]) {
+                y.write(f(x));
             }
-        });
-    y
+        })
+    }
 }
 
 /// `f(index, value)` applied to every element, in parallel chunks (the index
 /// feeds counter-based random streams).
 pub(crate) fn par_map_indexed(x: &[f32], f: impl Fn(usize, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .enumerate()
-        .for_each(|(c, (y, x))| {
-            for (i, (y, &x)) in y.iter_mut().zip(x).enumerate() {
-                *y = f(c * CHUNK + i, x);
+    // SAFETY: each chunk of `y` meets the equally long chunk of `x`.
+    unsafe {
+        par_build(x.len(), x.len(), CHUNK, |c, y| {
+            for (i, (y, &x)) in y.iter_mut().zip(&x[c * CHUNK..]).enumerate() {
+                y.write(f(c * CHUNK + i, x));
             }
-        });
-    y
+        })
+    }
 }
 
 /// `f` applied to every pair of elements of two equally long slices, in parallel chunks.
 fn par_zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut y = vec![0f32; a.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-        .for_each(|(y, (a, b))| {
-            for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
-                *y = f(a, b);
+    assert_eq!(a.len(), b.len(), "par_zip_map: lengths differ");
+    // SAFETY: each chunk of `y` meets the equally long chunks of `a` and `b`.
+    unsafe {
+        par_build(a.len(), a.len(), CHUNK, |c, y| {
+            for ((y, &a), &b) in y.iter_mut().zip(&a[c * CHUNK..]).zip(&b[c * CHUNK..]) {
+                y.write(f(a, b));
             }
-        });
-    y
+        })
+    }
 }
 
 /// `max(x, 0)` with a one-pass backward (`dy` where the output is positive).
