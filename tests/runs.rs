@@ -826,6 +826,9 @@ fn stop_budget_limits_the_budget_asked_and_raising_it_continues_the_run() {
     assert!(text(&out).contains("budget of"), "{}", text(&out));
     let run = dir.path().join("out/zdt");
     let asked = budgets_asked(&run);
+    // Each progress line shows the budget the finished trials used.
+    let first_line = format!("[1, budget {}/40] trial ", asked[0]);
+    assert!(text(&out).contains(&first_line), "{}", text(&out));
     let total: f64 = asked.iter().sum();
     let last = asked.last().copied().unwrap();
     assert!(

@@ -470,8 +470,9 @@ pub fn run_experiment(
                 finished += 1;
             }
             let at = elapsed(h.elapsed_s);
-            let line = progress_line(&trial, &report, &names, finished, stop.trials);
             tracker.add(&trial, &report.outcome);
+            let used = (tracker.budget_done, stop.budget);
+            let line = progress_line(&trial, &report, &names, finished, stop.trials, used);
             match in_order.as_mut() {
                 Some(order) if trial.id != DEFAULT_TRIAL_ID => {
                     order.arrive(Arrived { trial, report, at });
@@ -621,10 +622,15 @@ fn progress_line(
     names: &[String],
     finished: u64,
     limit: Option<u64>,
+    (budget_used, budget): (f64, Option<f64>),
 ) -> String {
-    let count = match limit {
-        Some(n) => format!("[{finished}/{n}]"),
-        None => format!("[{finished}]"),
+    let trials = match limit {
+        Some(n) => format!("{finished}/{n}"),
+        None => format!("{finished}"),
+    };
+    let count = match budget {
+        Some(b) => format!("[{trials}, budget {budget_used}/{b}]"),
+        None => format!("[{trials}]"),
     };
     let what = match &report.outcome {
         Outcome::Success(f) => names
