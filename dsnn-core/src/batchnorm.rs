@@ -23,6 +23,32 @@ fn nchw(l: &Layout) -> Result<(usize, usize, usize)> {
     }
 }
 
+/// The input (N x C x ...) and two per-channel parameter vectors of a batch
+/// norm op, with `(n, c, hw)`; refuses parameters that are not one per
+/// channel.
+type BatchNormInputs<'a> = ((usize, usize, usize), &'a [f32], &'a [f32], &'a [f32]);
+
+fn batch_norm_inputs<'a>(
+    (s1, l1): (&'a CpuStorage, &Layout),
+    (s2, l2): (&'a CpuStorage, &Layout),
+    (s3, l3): (&'a CpuStorage, &Layout),
+) -> Result<BatchNormInputs<'a>> {
+    let (n, c, hw) = nchw(l1)?;
+    let (x, a, b) = (
+        crate::ops::slice(s1, l1)?,
+        crate::ops::slice(s2, l2)?,
+        crate::ops::slice(s3, l3)?,
+    );
+    if a.len() != c || b.len() != c {
+        candle_core::bail!(
+            "batch norm: {c} channels but {} scales and {} shifts",
+            a.len(),
+            b.len()
+        );
+    }
+    Ok(((n, c, hw), x, a, b))
+}
+
 /// Mean and biased variance of channel `ch`, in one pass with f64 sums
 /// (exact enough for activations: the f64 mantissa holds 2^53).
 fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize, ch: usize) -> (f32, f32) {
@@ -66,15 +92,7 @@ impl CustomOp3 for BatchNormTrain {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, c, hw) = nchw(l1)?;
-        let (x, gamma, beta) = (
-            crate::ops::slice(s1, l1)?,
-            crate::ops::slice(s2, l2)?,
-            crate::ops::slice(s3, l3)?,
-        );
-        if gamma.len() != c || beta.len() != c {
-            candle_core::bail!("batch norm: {c} channels but {} scales", gamma.len());
-        }
+        let ((n, c, hw), x, gamma, beta) = batch_norm_inputs((s1, l1), (s2, l2), (s3, l3))?;
         let stats: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
             .map(|ch| channel_stats(x, n, c, hw, ch))
@@ -270,19 +288,7 @@ impl CustomOp3 for BatchNormEval {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (_, c, hw) = nchw(l1)?;
-        let (x, scale, shift) = (
-            crate::ops::slice(s1, l1)?,
-            crate::ops::slice(s2, l2)?,
-            crate::ops::slice(s3, l3)?,
-        );
-        if scale.len() != c || shift.len() != c {
-            candle_core::bail!(
-                "batch norm: {c} channels but {} scales and {} shifts",
-                scale.len(),
-                shift.len()
-            );
-        }
+        let ((_, c, hw), x, scale, shift) = batch_norm_inputs((s1, l1), (s2, l2), (s3, l3))?;
         // Several image planes per task: the 8x8 planes of ResNet's last
         // stage are too small to be a task each.
         let planes = (4096 / hw.max(1)).max(1);

@@ -3,20 +3,13 @@
 //! forward bit for bit (the same two roundings per element), the backward
 //! within 1e-6 of the largest reference gradient.
 
+mod common;
+use common::{flat, projected_grads, random};
+
 use candle_core::{Device, Tensor, Var};
 use dsnn_core::batchnorm::BatchNormEval;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-
-fn random(rng: &mut StdRng, shape: &[usize]) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    Tensor::from_vec(v, shape.to_vec(), &Device::Cpu).unwrap()
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1().unwrap()
-}
+use rand::SeedableRng;
 
 fn composed(x: &Tensor, scale: &Tensor, shift: &Tensor, relu: bool) -> Tensor {
     let shape = (1, scale.dim(0).unwrap(), 1, 1);
@@ -56,19 +49,7 @@ fn fused_eval_batch_norm_equals_its_composition() {
             let reference = composed(x.as_tensor(), scale.as_tensor(), shift.as_tensor(), relu);
             assert_eq!(fused.dims(), reference.dims(), "{case}");
             assert_eq!(flat(&fused), flat(&reference), "forward {case}");
-            let r = random(&mut rng, fused.dims());
-            let g1 = (&fused * &r)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let g2 = (&reference * &r)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let (g1, g2) = projected_grads(&mut rng, &fused, &reference);
             for (name, v) in [("dx", &x), ("dscale", &scale), ("dshift", &shift)] {
                 let a = flat(g1.get(v.as_tensor()).unwrap());
                 let b = flat(g2.get(v.as_tensor()).unwrap());

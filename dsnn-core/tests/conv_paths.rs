@@ -10,31 +10,14 @@
 //! reference magnitude (the paths sum in different orders), as in
 //! `gradients.rs`.
 
+mod common;
+use common::{flat, max_rel_diff, projected_grads, random};
+
 use candle_core::{Device, Tensor, Var};
 use dsnn_core::conv::{conv2d_with, ConvGeometry, ConvOptions};
 use dsnn_core::quant::{round_to_fixed, FixedPoint};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-
-fn random(rng: &mut StdRng, shape: &[usize]) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    Tensor::from_vec(v, shape.to_vec(), &Device::Cpu).unwrap()
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1().unwrap()
-}
-
-fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-        / scale
-}
+use rand::SeedableRng;
 
 /// One case: shapes, geometry and groups.
 #[derive(Debug, Clone, Copy)]
@@ -128,14 +111,7 @@ fn check(c: Case, input_quant: Option<FixedPoint>, rng: &mut StdRng) {
     assert_eq!(ours.dims(), theirs.dims(), "{c:?}");
     let d = max_rel_diff(&flat(&ours), &flat(&theirs));
     assert!(d < 1e-5, "forward {c:?} {input_quant:?}: {d}");
-    let r = random(rng, ours.dims());
-    let g1 = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-    let g2 = (&theirs * &r)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
+    let (g1, g2) = projected_grads(rng, &ours, &theirs);
     for (name, a, b) in [
         ("dx", g1.get(x.as_tensor()), g2.get(x_ref.as_tensor())),
         ("dw", g1.get(wt.as_tensor()), g2.get(wt.as_tensor())),

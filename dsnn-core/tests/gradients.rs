@@ -1,32 +1,15 @@
 //! The custom convolution and batch-norm ops against finite differences and
 //! against candle's own (slower) implementations.
 
+mod common;
+use common::{flat, max_rel_diff, projected_grads, random};
+
 use candle_core::{Device, Tensor, Var};
 use dsnn_core::batchnorm::BatchNormTrain;
 use dsnn_core::conv::{conv2d, ConvGeometry};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use std::sync::{Arc, Mutex};
-
-fn random(rng: &mut StdRng, shape: &[usize]) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    Tensor::from_vec(v, shape.to_vec(), &Device::Cpu).unwrap()
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1().unwrap()
-}
-
-fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-        / scale
-}
 
 /// (batch, cin, h, w, cout, k, stride, padding)
 type ConvCase = (usize, usize, usize, usize, usize, usize, usize, usize);
@@ -62,14 +45,7 @@ fn conv2d_matches_candle_forward_and_backward() {
             max_rel_diff(&flat(&ours), &flat(&theirs)) < 1e-5,
             "forward {case}"
         );
-        let r = random(&mut rng, ours.dims());
-        let g1 = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (&theirs * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let (g1, g2) = projected_grads(&mut rng, &ours, &theirs);
         for (name, v) in [("dx", &x), ("dw", &wt)] {
             let a = flat(g1.get(v.as_tensor()).unwrap());
             let b = flat(g2.get(v.as_tensor()).unwrap());
@@ -303,19 +279,7 @@ fn fused_batch_norm_relu_and_add_relu_equal_their_compositions() {
         .relu()
         .unwrap();
     assert!(max_rel_diff(&flat(&fused), &flat(&composed)) < 1e-6);
-    let r = random(&mut rng, fused.dims());
-    let g1 = (&fused * &r)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    let g2 = (&composed * &r)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
+    let (g1, g2) = projected_grads(&mut rng, &fused, &composed);
     for (name, v) in [("x", &x), ("s", &s), ("gamma", &gamma), ("beta", &beta)] {
         let d = max_rel_diff(
             &flat(g1.get(v.as_tensor()).unwrap()),

@@ -2,34 +2,17 @@
 //! quantisation: against candle's own grouped conv2d, finite differences and
 //! the unfused composition.
 
+mod common;
+use common::{flat, max_rel_diff, projected_grads, random};
+
 use candle_core::{Device, Tensor, Var};
 use dsnn_core::conv::{conv2d, conv2d_grouped, conv2d_with, ConvGeometry, ConvOptions};
 use dsnn_core::layers::{ConvEngine, NetBuilder};
 use dsnn_core::quant::{FixedPoint, QuantizeActivation};
 use dsnn_core::{Forward, ShiftSettings, ShiftType};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use std::collections::HashSet;
-
-fn random(rng: &mut StdRng, shape: &[usize]) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    Tensor::from_vec(v, shape.to_vec(), &Device::Cpu).unwrap()
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1().unwrap()
-}
-
-fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-        / scale
-}
 
 /// (batch, cin, h, w, cout, k, stride, padding, groups)
 type GroupedCase = (
@@ -76,14 +59,7 @@ fn grouped_conv_matches_candle_forward_and_backward() {
         assert_eq!(ours.dims(), theirs.dims(), "{case}");
         let d = max_rel_diff(&flat(&ours), &flat(&theirs));
         assert!(d < 1e-5, "forward {case}: {d}");
-        let r = random(&mut rng, ours.dims());
-        let g1 = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (&theirs * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let (g1, g2) = projected_grads(&mut rng, &ours, &theirs);
         for (name, v) in [("dx", &x), ("dw", &wt)] {
             let a = flat(g1.get(v.as_tensor()).unwrap());
             let b = flat(g2.get(v.as_tensor()).unwrap());
@@ -224,19 +200,7 @@ fn fused_input_quantisation_equals_quantising_first() {
         let xq = x.as_tensor().apply_op1(QuantizeActivation(fp)).unwrap();
         let unfused = conv2d_grouped(&xq, wt.as_tensor(), geometry, groups).unwrap();
         assert_eq!(flat(&fused), flat(&unfused), "{fp:?}");
-        let r = random(&mut rng, fused.dims());
-        let g1 = (&fused * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g2 = (&unfused * &r)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let (g1, g2) = projected_grads(&mut rng, &fused, &unfused);
         for v in [&x, &wt] {
             assert_eq!(
                 flat(g1.get(v.as_tensor()).unwrap()),
