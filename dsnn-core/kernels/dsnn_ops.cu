@@ -179,6 +179,17 @@ extern "C" __global__ void dsnn_im2col(unsigned int total, const float* x, float
   }
 }
 
+// Along one axis of a convolution: the output position whose tap `i` reads
+// input position `in`, or -1 where none does (before the first output,
+// between strides, past the last). Shared by the gathering backward kernels.
+__device__ __forceinline__ int reading_output(unsigned int in, unsigned int pad, unsigned int i,
+                                              unsigned int stride, unsigned int out_size) {
+  int o = (int)in + (int)pad - (int)i;
+  if (o < 0 || o % (int)stride != 0) return -1;
+  o /= (int)stride;
+  return o < (int)out_size ? o : -1;
+}
+
 // conv.rs `col2im` for a whole batch, gathered per input element (no
 // atomics): dx[s, c, y, x] = sum over the kernel taps (i, j) whose output
 // position (oh, ow) reads it of col[s, (c*kh+i)*kw+j, oh*wo+ow].
@@ -197,15 +208,11 @@ extern "C" __global__ void dsnn_col2im(unsigned int total, const float* col, flo
     const float* cs = col + (size_t)s * k * p;
     float acc = 0.0f;
     for (unsigned int i = 0; i < kh; ++i) {
-      int oy = (int)yy + (int)pad - (int)i;
-      if (oy < 0 || oy % (int)stride != 0) continue;
-      oy /= (int)stride;
-      if (oy >= (int)ho) continue;
+      int oy = reading_output(yy, pad, i, stride, ho);
+      if (oy < 0) continue;
       for (unsigned int j = 0; j < kw; ++j) {
-        int ox = (int)xx + (int)pad - (int)j;
-        if (ox < 0 || ox % (int)stride != 0) continue;
-        ox /= (int)stride;
-        if (ox >= (int)wo) continue;
+        int ox = reading_output(xx, pad, j, stride, wo);
+        if (ox < 0) continue;
         unsigned int r = (c * kh + i) * kw + j;
         acc += cs[(size_t)r * p + (unsigned int)oy * wo + (unsigned int)ox];
       }
@@ -311,15 +318,11 @@ extern "C" __global__ void dsnn_conv_grouped_bwd_input(unsigned int total, const
       const float* dyp = dy + ((size_t)s * cout + co) * p;
       const float* wr = wt + ((size_t)co * cg + cl) * kh * kw;
       for (unsigned int i = 0; i < kh; ++i) {
-        int oy = (int)yy + (int)pad - (int)i;
-        if (oy < 0 || oy % (int)stride != 0) continue;
-        oy /= (int)stride;
-        if (oy >= (int)ho) continue;
+        int oy = reading_output(yy, pad, i, stride, ho);
+        if (oy < 0) continue;
         for (unsigned int j = 0; j < kw; ++j) {
-          int ox = (int)xx + (int)pad - (int)j;
-          if (ox < 0 || ox % (int)stride != 0) continue;
-          ox /= (int)stride;
-          if (ox >= (int)wo) continue;
+          int ox = reading_output(xx, pad, j, stride, wo);
+          if (ox < 0) continue;
           acc += dyp[(unsigned int)oy * wo + (unsigned int)ox] * wr[i * kw + j];
         }
       }

@@ -42,7 +42,9 @@ use crate::optimizer::{Observation, OptimizerError, Proposer};
 use crate::pareto::{crowding_distance, non_dominated_sort, select_by_rank, Normalizer, TieBreak};
 use crate::single::ProposerOptimizer;
 use crate::space::{Configuration, DimKind, SearchSpace};
-use crate::tpe::{per_coordinate_proposal, CandidateSelection, Parzen, TpeData, TpeSettings};
+use crate::tpe::{
+    best_by_ratio, per_coordinate_proposal, CandidateSelection, Parzen, TpeData, TpeSettings,
+};
 
 /// Settings of [`EvoTpeProposer`]; every field has a default, and an
 /// experiment file may set any of them (unknown keys are refused).
@@ -318,16 +320,10 @@ impl EvoTpeProposer {
                 }
             }
         }
-        let varying = self
-            .kinds
-            .iter()
-            .filter(|k| **k != DimKind::Constant)
-            .count()
-            .max(1);
         let p = self
             .settings
             .mutation_probability
-            .unwrap_or(1.0 / varying as f64);
+            .unwrap_or_else(|| DimKind::one_per_varying(&self.kinds));
         for (k, gene) in child.iter_mut().enumerate() {
             if self.kinds[k] == DimKind::Constant || rng.random::<f64>() >= p {
                 continue;
@@ -398,22 +394,6 @@ impl EvoTpeProposer {
         }
         out
     }
-}
-
-/// The candidate with the largest `log l - log g`.
-fn best_by_ratio(
-    candidates: Vec<(Configuration, Vec<f64>)>,
-    below: &Parzen<'_>,
-    above: &Parzen<'_>,
-) -> Option<Configuration> {
-    let mut best: Option<(f64, Configuration)> = None;
-    for (c, x) in candidates {
-        let score = below.log_density(&x) - above.log_density(&x);
-        if best.as_ref().is_none_or(|(s, _)| score > *s) {
-            best = Some((score, c));
-        }
-    }
-    best.map(|(_, c)| c)
 }
 
 impl Proposer for EvoTpeProposer {

@@ -277,13 +277,10 @@ impl Nsga2 {
     }
 
     fn mutate(&mut self, g: &mut [f64]) {
-        let varying = self
-            .kinds
-            .iter()
-            .filter(|k| **k != DimKind::Constant)
-            .count()
-            .max(1);
-        let prob = self.settings.mutation_prob.unwrap_or(1.0 / varying as f64);
+        let prob = self
+            .settings
+            .mutation_prob
+            .unwrap_or_else(|| DimKind::one_per_varying(&self.kinds));
         let eta = self.settings.mutation_eta;
         for (k, gk) in g.iter_mut().enumerate() {
             if self.kinds[k] == DimKind::Constant || self.rng.random::<f64>() >= prob {

@@ -638,25 +638,32 @@ impl TpeProposer {
             )
             .map(|(c, _)| c);
         }
-        let mut best: Option<(f64, Configuration)> = None;
-        for _ in 0..self.settings.n_candidates {
-            let u = below.sample(rng);
-            let Ok(c) = self.space.decode(&u) else {
-                continue;
-            };
+        let candidates = (0..self.settings.n_candidates).filter_map(|_| {
+            let c = self.space.decode(&below.sample(rng)).ok()?;
             if self.space.is_forbidden(&c) || taken.contains(&c.to_string()) {
-                continue;
+                return None;
             }
-            let Ok(x) = self.space.encode(&c) else {
-                continue;
-            };
-            let score = below.log_density(&x) - above.log_density(&x);
-            if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                best = Some((score, c));
-            }
-        }
-        best.map(|(_, c)| c)
+            let x = self.space.encode(&c).ok()?;
+            Some((c, x))
+        });
+        best_by_ratio(candidates, below, above)
     }
+}
+
+/// The candidate with the largest `log l - log g` (the first of equals).
+pub(crate) fn best_by_ratio(
+    candidates: impl IntoIterator<Item = (Configuration, Vec<f64>)>,
+    below: &Parzen<'_>,
+    above: &Parzen<'_>,
+) -> Option<Configuration> {
+    let mut best: Option<(f64, Configuration)> = None;
+    for (c, x) in candidates {
+        let score = below.log_density(&x) - above.log_density(&x);
+        if best.as_ref().is_none_or(|(s, _)| score > *s) {
+            best = Some((score, c));
+        }
+    }
+    best.map(|(_, c)| c)
 }
 
 impl Proposer for TpeProposer {

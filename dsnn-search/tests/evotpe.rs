@@ -193,24 +193,9 @@ fn adopted_trials_warm_start_the_model() {
 
 #[test]
 fn evotpe_proposes_the_brackets_of_hyperband() {
-    let p = TestProblem::zdt1();
-    let hb = Hyperband::new(1.0, 9.0, 3.0).unwrap();
-    let mut o = HyperbandOptimizer::new(
-        &hb,
-        EvoTpeProposer::new(space_of(&p), EvoTpeSettings::default()),
-        2,
-    )
-    .unwrap();
-    let mut budgets = HashSet::new();
-    for _ in 0..150 {
-        let ts = o.ask(3).unwrap();
-        for t in ts {
-            budgets.insert(t.budget.to_bits());
-            let f = p.evaluate_config(&t.config);
-            o.tell(t.id, Outcome::Success(f)).unwrap();
-        }
-    }
-    assert!(budgets.len() >= 3, "{budgets:?}");
+    proposers::proposes_the_brackets_of_hyperband(|s| {
+        EvoTpeProposer::new(s, EvoTpeSettings::default())
+    });
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! Multi-objective TPE: quality against random search and fixed hypervolume
 //! levels, batches, mixed and conditional spaces, multi-fidelity, settings.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use dsnn_search::pareto::{hypervolume, igd_plus};
@@ -122,24 +121,7 @@ fn per_coordinate_tpe_beats_random_search() {
 
 #[test]
 fn tpe_proposes_the_brackets_of_hyperband() {
-    let p = TestProblem::zdt1();
-    let hb = Hyperband::new(1.0, 9.0, 3.0).unwrap();
-    let mut o = HyperbandOptimizer::new(
-        &hb,
-        TpeProposer::new(space_of(&p), TpeSettings::default()),
-        2,
-    )
-    .unwrap();
-    let mut budgets = HashSet::new();
-    for _ in 0..150 {
-        let ts = o.ask(3).unwrap();
-        for t in ts {
-            budgets.insert(t.budget.to_bits());
-            let f = p.evaluate_config(&t.config);
-            o.tell(t.id, Outcome::Success(f)).unwrap();
-        }
-    }
-    assert!(budgets.len() >= 3, "{budgets:?}");
+    proposers::proposes_the_brackets_of_hyperband(|s| TpeProposer::new(s, TpeSettings::default()));
 }
 
 #[test]

@@ -338,6 +338,16 @@ pub enum DimKind {
     Constant,
 }
 
+impl DimKind {
+    /// One over the number of coordinates that vary (at least one): the
+    /// usual default probability of mutating each gene, so that a child
+    /// differs from its parent in one coordinate on average.
+    pub fn one_per_varying(kinds: &[DimKind]) -> f64 {
+        let varying = kinds.iter().filter(|k| **k != DimKind::Constant).count();
+        1.0 / varying.max(1) as f64
+    }
+}
+
 impl Hyperparameter {
     /// The hyperparameter's name.
     pub fn name(&self) -> &str {

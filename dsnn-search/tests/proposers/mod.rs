@@ -76,3 +76,22 @@ pub fn handles_int_categorical_and_conditional_hyperparameters<P: Proposer>(
     let share = adam.iter().filter(|a| **a).count() as f64 / adam.len() as f64;
     assert!(share >= 0.4, "Adam share in the last 25 trials: {share}");
 }
+
+/// Under Hyperband (1..9, eta 3) on ZDT1, 150 asks of 3: the proposer fills
+/// brackets of at least three different budgets.
+pub fn proposes_the_brackets_of_hyperband<P: Proposer>(make: impl Fn(Arc<dyn SearchSpace>) -> P) {
+    let p = TestProblem::zdt1();
+    let hb = Hyperband::new(1.0, 9.0, 3.0).unwrap();
+    let space: Arc<dyn SearchSpace> = Arc::new(p.space());
+    let mut o = HyperbandOptimizer::new(&hb, make(space), 2).unwrap();
+    let mut budgets = HashSet::new();
+    for _ in 0..150 {
+        let ts = o.ask(3).unwrap();
+        for t in ts {
+            budgets.insert(t.budget.to_bits());
+            let f = p.evaluate_config(&t.config);
+            o.tell(t.id, Outcome::Success(f)).unwrap();
+        }
+    }
+    assert!(budgets.len() >= 3, "{budgets:?}");
+}
