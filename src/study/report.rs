@@ -296,9 +296,12 @@ pub fn study_report(study: &Study) -> StudyReport {
             seeds_with_default: claim_results.len(),
             loss_claim_seeds: claim_results.iter().filter(|c| c.0).count(),
             energy_claim_seeds: claim_results.iter().filter(|c| c.1).count(),
-            hypervolume: Spread::of(&col(&|r| {
-                hypervolume_steps(r, &scale).last().map(|s| s.hypervolume)
-            })),
+            hypervolume: Spread::of(
+                &steps
+                    .iter()
+                    .filter_map(|s| s.last().map(|st| st.hypervolume))
+                    .collect::<Vec<_>>(),
+            ),
             hypervolume_over_trials: band(&by_trials, max_of(&by_trials), 120),
             hypervolume_over_time: band(&by_time, max_of(&by_time), 120),
             hypervolume_over_budget: band(&by_budget, max_of(&by_budget), 120),
