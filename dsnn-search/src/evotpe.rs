@@ -146,10 +146,7 @@ impl EvoTpeSettings {
     /// Check the settings' ranges.
     pub fn validate(&self) -> Result<(), OptimizerError> {
         let bad = |m: &str| Err(OptimizerError::Invalid(format!("evotpe: {m}")));
-        self.tpe().validate().map_err(|e| match e {
-            OptimizerError::Invalid(m) => OptimizerError::Invalid(m.replacen("tpe:", "evotpe:", 1)),
-            other => other,
-        })?;
+        self.tpe().validate_as("evotpe")?;
         let unit = |v: f64| (0.0..=1.0).contains(&v);
         if !unit(self.evolution_share) {
             return bad("`evolution_share` must lie in [0, 1]");

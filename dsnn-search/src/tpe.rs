@@ -122,7 +122,13 @@ impl Default for TpeSettings {
 impl TpeSettings {
     /// Check the settings' ranges.
     pub fn validate(&self) -> Result<(), OptimizerError> {
-        let bad = |m: &str| Err(OptimizerError::Invalid(format!("tpe: {m}")));
+        self.validate_as("tpe")
+    }
+
+    /// [`TpeSettings::validate`] with the errors naming `optimizer` (an
+    /// optimizer built on TPE checks its TPE part under its own name).
+    pub(crate) fn validate_as(&self, optimizer: &str) -> Result<(), OptimizerError> {
+        let bad = |m: &str| Err(OptimizerError::Invalid(format!("{optimizer}: {m}")));
         if !(self.gamma > 0.0 && self.gamma < 1.0) {
             return bad("`gamma` must lie in (0, 1)");
         }
