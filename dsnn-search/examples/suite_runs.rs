@@ -20,6 +20,10 @@
 //! candidate selection, Optuna's independent sampler), `E` (no face gaps in
 //! the outermost bandwidths, Optuna's `consider_endpoints = False`), `R`
 //! (Optuna's ramp of weights on old bad observations),
+//! `gpehvi` (defaults) with options `iN` (N initial random trials), `lO`
+//! (model `ln(O + f)` of the normalised objectives), `rN` / `qN` (N random /
+//! perturbed candidates), `dS` (perturbation sd S), `mM` (reference margin M),
+//! `fN` (N L-BFGS iterations per warm refit),
 //! `parego`, `random`, `nsga2`
 //! (`Nsga2Settings::for_budget`), `nsga2-pN` (population N, pymoo's
 //! operators), `nsga2-pN-u` (Optuna's operators). Existing files are kept.
@@ -126,6 +130,23 @@ fn build(
                 }
             }
             Box::new(EvoTpeProposer::optimizer(space, s, 1.0, seed))
+        }
+        "gpehvi" => {
+            let mut s = GpEhviSettings::default();
+            for p in &parts[1..] {
+                let (key, value) = p.split_at(1);
+                match key {
+                    "i" => s.n_initial = value.parse().unwrap(),
+                    "l" => s.log_offset = Some(value.parse().unwrap()),
+                    "r" => s.n_random_candidates = value.parse().unwrap(),
+                    "q" => s.n_perturbed_candidates = value.parse().unwrap(),
+                    "d" => s.perturbation_sd = value.parse().unwrap(),
+                    "m" => s.reference_margin = value.parse().unwrap(),
+                    "f" => s.refit_iterations = value.parse().unwrap(),
+                    _ => panic!("unknown gpehvi option {p}"),
+                }
+            }
+            Box::new(GpEhviProposer::optimizer(space, s, 1.0, seed))
         }
         "nsga2" => {
             let mut s = Nsga2Settings::for_budget(Some(budget as u64));

@@ -94,8 +94,12 @@
 
 pub mod evotpe;
 pub mod fidelity;
+pub mod ehvi;
 pub mod forest;
+pub mod gp;
+pub mod gp_ehvi;
 pub mod hyperband;
+mod lbfgs;
 pub mod nsga2;
 pub mod optimizer;
 pub mod parego;
@@ -107,6 +111,7 @@ pub mod tpe;
 
 pub use evotpe::{EvoTpe, EvoTpeProposer, EvoTpeSettings};
 pub use fidelity::{Bracket, FidelitySchedule, FixedBudget, Hyperband, Rung, SuccessiveHalving};
+pub use gp_ehvi::{GpEhvi, GpEhviProposer, GpEhviSettings};
 pub use hyperband::HyperbandOptimizer;
 pub use nsga2::{Crossover, Mutation, Nsga2, Nsga2Settings};
 pub use optimizer::{

@@ -1,0 +1,443 @@
+//! A Gaussian-process optimizer with expected hypervolume improvement (EHVI),
+//! the family of BoTorch's qNEHVI, for small budgets: one GP per objective
+//! ([`crate::gp`]) on the space's unit-cube encoding, exact EHVI over the
+//! current front in min-max normalised objectives ([`crate::ehvi`]),
+//! maximised over random points and perturbations of the front's inputs,
+//! then refined by a few local steps. Pending trials and the earlier points
+//! of a batch are fantasised at the posterior mean (kriging believer).
+//!
+//! Integer, categorical and conditional hyperparameters go through the
+//! space's encoding, as in ParEGO: candidates are rounded to what they decode
+//! to, inactive coordinates take a fixed value outside the cube. Under
+//! Hyperband the models learn from the highest budget with enough points.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use rand::{Rng, RngCore};
+
+use crate::ehvi::BoxDecomposition;
+use crate::gp::{Gp, GpFit, GpHyperparameters};
+use crate::optimizer::{Observation, OptimizerError, Proposer};
+use crate::pareto::{hypervolume_contributions, non_dominated, Normalizer};
+use crate::single::ProposerOptimizer;
+use crate::space::{standard_normal, Configuration, SearchSpace};
+
+/// Settings of [`GpEhviProposer`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpEhviSettings {
+    /// Random configurations before the models are used.
+    pub n_initial: usize,
+    /// Uniform random candidates scored per proposal.
+    pub n_random_candidates: usize,
+    /// Candidates made by perturbing the inputs of the front's members.
+    pub n_perturbed_candidates: usize,
+    /// Largest standard deviation of a perturbation step in the unit cube
+    /// (steps cycle through it, a half and a quarter of it).
+    pub perturbation_sd: f64,
+    /// Local searches, started from the best candidates.
+    pub n_local_starts: usize,
+    /// Steps of each local search (each scores `local_neighbours` points).
+    pub local_steps: usize,
+    /// Perturbations scored per local step.
+    pub local_neighbours: usize,
+    /// Fewest successful trials at one budget for the models to train on that
+    /// budget alone (multi-fidelity); otherwise all budgets are pooled.
+    pub min_points_per_budget: usize,
+    /// Reference point of the hypervolume: `1 + margin` in every min-max
+    /// normalised objective.
+    pub reference_margin: f64,
+    /// Most boxes of the decomposition; a larger front is cut to the members
+    /// with the largest hypervolume contributions (only with 4 or more
+    /// objectives or very large fronts).
+    pub max_boxes: usize,
+    /// L-BFGS iterations of the first hyperparameter fit (from the priors).
+    pub first_fit_iterations: usize,
+    /// L-BFGS iterations of the later fits, warm-started from the previous.
+    pub refit_iterations: usize,
+    /// Model `ln(offset + f)` of the normalised objectives `f` instead of
+    /// `f` (`Some(offset)`), and measure hypervolume there: improvements near
+    /// the best values count more, and objectives with a long tail of bad
+    /// values are modelled better.
+    pub log_offset: Option<f64>,
+    /// Noise variance floor of the models (standardised outputs).
+    pub noise_floor: f64,
+}
+
+impl Default for GpEhviSettings {
+    fn default() -> Self {
+        GpEhviSettings {
+            n_initial: 10,
+            n_random_candidates: 500,
+            n_perturbed_candidates: 500,
+            perturbation_sd: 0.2,
+            n_local_starts: 5,
+            local_steps: 10,
+            local_neighbours: 10,
+            min_points_per_budget: 8,
+            reference_margin: 0.1,
+            max_boxes: 20_000,
+            first_fit_iterations: 100,
+            refit_iterations: 30,
+            log_offset: None,
+            noise_floor: 1e-6,
+        }
+    }
+}
+
+impl GpEhviSettings {
+    /// Check the settings' ranges.
+    pub fn validate(&self) -> Result<(), OptimizerError> {
+        let bad = |m: &str| Err(OptimizerError::Invalid(format!("gpehvi: {m}")));
+        if self.n_random_candidates + self.n_perturbed_candidates == 0 {
+            return bad("`n_random_candidates` and `n_perturbed_candidates` cannot both be 0");
+        }
+        if !(self.perturbation_sd > 0.0 && self.perturbation_sd.is_finite()) {
+            return bad("`perturbation_sd` must be positive");
+        }
+        if !(self.reference_margin > 0.0 && self.reference_margin.is_finite()) {
+            return bad("`reference_margin` must be positive");
+        }
+        if self.max_boxes == 0 {
+            return bad("`max_boxes` must be at least 1");
+        }
+        if self.log_offset.is_some_and(|o| !(o > 0.0 && o.is_finite())) {
+            return bad("`log_offset` must be positive");
+        }
+        if !(self.noise_floor > 0.0 && self.noise_floor.is_finite()) {
+            return bad("`noise_floor` must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Model input of an inactive coordinate: outside the cube, so that the
+/// kernel sees activity.
+const INACTIVE: f64 = -0.5;
+
+/// The GP/EHVI proposer; use it alone ([`GpEhviProposer::optimizer`]) or as
+/// the proposer of a [`crate::HyperbandOptimizer`].
+pub struct GpEhviProposer {
+    space: Arc<dyn SearchSpace>,
+    settings: GpEhviSettings,
+    /// Each objective's last fitted hyperparameters (warm starts).
+    warm: Vec<Option<GpHyperparameters>>,
+}
+
+/// Single-fidelity GP/EHVI.
+pub type GpEhvi = ProposerOptimizer<GpEhviProposer>;
+
+/// The models and the region they score against, for one `propose` call.
+struct Acquisition {
+    models: Vec<Gp>,
+    /// Fitted objective points (normalised, maybe log-warped), fantasies included.
+    points: Vec<Vec<f64>>,
+    reference: Vec<f64>,
+    boxes: BoxDecomposition,
+    max_boxes: usize,
+}
+
+impl Acquisition {
+    fn score(&self, x: &[f64]) -> f64 {
+        let (mean, sd): (Vec<f64>, Vec<f64>) = self
+            .models
+            .iter()
+            .map(|g| {
+                let (m, v) = g.predict(x);
+                (m, v.sqrt())
+            })
+            .unzip();
+        self.boxes.expected_improvement(&mean, &sd)
+    }
+
+    /// Fantasise an observation at `x` at the models' mean (kriging believer).
+    fn believe(&mut self, x: &[f64]) {
+        let y: Vec<f64> = self.models.iter().map(|g| g.predict(x).0).collect();
+        for (g, &v) in self.models.iter_mut().zip(&y) {
+            g.condition(x.to_vec(), v);
+        }
+        self.points.push(y);
+        self.rebuild();
+    }
+
+    fn rebuild(&mut self) {
+        self.boxes = decomposition(&self.points, &self.reference, self.max_boxes);
+    }
+}
+
+/// The boxes of the non-dominated region of `points` below `reference`, the
+/// front cut to its largest hypervolume contributors if it would need more
+/// than `max_boxes`.
+fn decomposition(points: &[Vec<f64>], reference: &[f64], max_boxes: usize) -> BoxDecomposition {
+    let front: Vec<&Vec<f64>> = non_dominated(points)
+        .into_iter()
+        .map(|i| &points[i])
+        .filter(|p| p.iter().zip(reference).all(|(a, r)| a < r))
+        .collect();
+    let m = reference.len();
+    let boxes_for = |n: usize| (n as f64 + 1.0).powi(m as i32 - 1);
+    if boxes_for(front.len()) <= max_boxes as f64 {
+        return BoxDecomposition::new(&front, reference);
+    }
+    let mut keep = front.len();
+    while keep > 1 && boxes_for(keep) > max_boxes as f64 {
+        keep -= 1;
+    }
+    let contrib = hypervolume_contributions(&front, reference);
+    let mut order: Vec<usize> = (0..front.len()).collect();
+    order.sort_by(|&a, &b| contrib[b].total_cmp(&contrib[a]).then(a.cmp(&b)));
+    let cut: Vec<&Vec<f64>> = order[..keep].iter().map(|&i| front[i]).collect();
+    BoxDecomposition::new(&cut, reference)
+}
+
+impl GpEhviProposer {
+    /// GP/EHVI over `space` with `settings`.
+    pub fn new(space: Arc<dyn SearchSpace>, settings: GpEhviSettings) -> Self {
+        GpEhviProposer {
+            space,
+            settings,
+            warm: Vec::new(),
+        }
+    }
+
+    /// Single-fidelity GP/EHVI at `budget`, seeded by `seed`.
+    pub fn optimizer(
+        space: Arc<dyn SearchSpace>,
+        settings: GpEhviSettings,
+        budget: f64,
+        seed: u64,
+    ) -> GpEhvi {
+        ProposerOptimizer::new(GpEhviProposer::new(space, settings), budget, seed)
+    }
+
+    /// Model input of an encoded configuration (inactive -> [`INACTIVE`]).
+    fn inputs(encoded: Vec<f64>) -> Vec<f64> {
+        encoded
+            .into_iter()
+            .map(|v| if v.is_nan() { INACTIVE } else { v })
+            .collect()
+    }
+
+    /// Model input of what a cube point decodes to, or `None` if forbidden.
+    fn cube_inputs(&self, u: &[f64]) -> Option<Vec<f64>> {
+        self.space.canonical_encoding(u).map(Self::inputs)
+    }
+
+    /// The configuration of a model input.
+    fn decode(&self, x: &[f64]) -> Option<Configuration> {
+        let u: Vec<f64> = x
+            .iter()
+            .map(|&v| if v < 0.0 { f64::NAN } else { v })
+            .collect();
+        let c = self.space.decode(&u).ok()?;
+        (!self.space.is_forbidden(&c)).then_some(c)
+    }
+
+    /// Fit the models to the training set and fantasise the pending trials.
+    fn acquisition(
+        &mut self,
+        train: &[(&Configuration, &[f64])],
+        pending: &[Configuration],
+    ) -> Option<Acquisition> {
+        let objs: Vec<&[f64]> = train.iter().map(|t| t.1).collect();
+        let norm = Normalizer::fit(&objs)?;
+        let warp = |v: f64| match self.settings.log_offset {
+            Some(o) => (o + v.max(0.0)).ln(),
+            None => v,
+        };
+        let points: Vec<Vec<f64>> = objs
+            .iter()
+            .map(|f| norm.transform(f).into_iter().map(warp).collect())
+            .collect();
+        let m = points[0].len();
+        let xs: Vec<Vec<f64>> = train
+            .iter()
+            .map(|t| {
+                self.space
+                    .encode(t.0)
+                    .map(Self::inputs)
+                    .unwrap_or_else(|_| vec![INACTIVE; self.space.dim()])
+            })
+            .collect();
+        if self.warm.len() != m {
+            self.warm = vec![None; m];
+        }
+        let mut models = Vec::with_capacity(m);
+        for k in 0..m {
+            let y: Vec<f64> = points.iter().map(|p| p[k]).collect();
+            let fit = GpFit {
+                noise_floor: self.settings.noise_floor,
+                max_iterations: if self.warm[k].is_some() {
+                    self.settings.refit_iterations
+                } else {
+                    self.settings.first_fit_iterations
+                },
+            };
+            let gp = Gp::fit(xs.clone(), &y, self.warm[k].as_ref(), &fit)?;
+            self.warm[k] = Some(gp.hyperparameters().clone());
+            models.push(gp);
+        }
+        let reference = vec![warp(1.0 + self.settings.reference_margin); m];
+        let boxes = decomposition(&points, &reference, self.settings.max_boxes);
+        let mut acq = Acquisition {
+            models,
+            points,
+            reference,
+            boxes,
+            max_boxes: self.settings.max_boxes,
+        };
+        for c in pending {
+            if let Ok(e) = self.space.encode(c) {
+                acq.believe(&Self::inputs(e));
+            }
+        }
+        Some(acq)
+    }
+
+    /// A cube point near `base` (model inputs): each coordinate moved with
+    /// probability `p_move` by a Gaussian step of `sd`, reflected into the cube.
+    fn perturb(base: &[f64], p_move: f64, sd: f64, rng: &mut dyn RngCore) -> Vec<f64> {
+        base.iter()
+            .map(|&v| {
+                let v = if v < 0.0 { rng.random::<f64>() } else { v };
+                if rng.random::<f64>() < p_move {
+                    reflect(v + sd * standard_normal(rng))
+                } else {
+                    v
+                }
+            })
+            .collect()
+    }
+
+    fn propose_one(
+        &self,
+        acq: &Acquisition,
+        front_inputs: &[Vec<f64>],
+        taken: &HashSet<String>,
+        rng: &mut dyn RngCore,
+    ) -> Option<(Configuration, Vec<f64>)> {
+        let s = &self.settings;
+        let d = self.space.dim();
+        let mut cands: Vec<(f64, Vec<f64>)> = Vec::new();
+        for _ in 0..s.n_random_candidates {
+            let u: Vec<f64> = (0..d).map(|_| rng.random::<f64>()).collect();
+            if let Some(x) = self.cube_inputs(&u) {
+                cands.push((acq.score(&x), x));
+            }
+        }
+        if !front_inputs.is_empty() {
+            for k in 0..s.n_perturbed_candidates {
+                let base = &front_inputs[k % front_inputs.len()];
+                // Alternately few coordinates (about two) and many (half).
+                let p_move = if k % 2 == 0 {
+                    (2.0 / d as f64).min(1.0)
+                } else {
+                    0.5
+                };
+                let sd = s.perturbation_sd * [1.0, 0.5, 0.25][(k / 2) % 3];
+                let u = Self::perturb(base, p_move, sd, rng);
+                if let Some(x) = self.cube_inputs(&u) {
+                    cands.push((acq.score(&x), x));
+                }
+            }
+        }
+        cands.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // Local search: from each start, the best of a few perturbations,
+        // halving the step when none improves.
+        let starts: Vec<(f64, Vec<f64>)> = cands.iter().take(s.n_local_starts).cloned().collect();
+        for (mut score, mut x) in starts {
+            let mut sd = 0.5 * s.perturbation_sd;
+            for _ in 0..s.local_steps {
+                let p_move = (2.0 / d as f64).min(1.0);
+                let mut best: Option<(f64, Vec<f64>)> = None;
+                for _ in 0..s.local_neighbours {
+                    let u = Self::perturb(&x, p_move, sd, rng);
+                    if let Some(xn) = self.cube_inputs(&u) {
+                        let e = acq.score(&xn);
+                        if best.as_ref().is_none_or(|(b, _)| e > *b) {
+                            best = Some((e, xn));
+                        }
+                    }
+                }
+                match best {
+                    Some((e, xn)) if e > score => (score, x) = (e, xn),
+                    _ => sd *= 0.5,
+                }
+            }
+            cands.push((score, x));
+        }
+        cands.sort_by(|a, b| b.0.total_cmp(&a.0));
+        cands.into_iter().find_map(|(_, x)| {
+            let c = self.decode(&x)?;
+            (!taken.contains(&c.to_string())).then_some((c, x))
+        })
+    }
+}
+
+/// `v` folded back into [0, 1] by reflection at the faces.
+fn reflect(v: f64) -> f64 {
+    let r = v.rem_euclid(2.0);
+    if r > 1.0 {
+        2.0 - r
+    } else {
+        r
+    }
+}
+
+impl Proposer for GpEhviProposer {
+    fn name(&self) -> String {
+        "gpehvi".into()
+    }
+
+    fn propose(
+        &mut self,
+        n: usize,
+        history: &[Observation],
+        pending: &[Configuration],
+        rng: &mut dyn RngCore,
+    ) -> Result<Vec<Configuration>, OptimizerError> {
+        let mut taken: HashSet<String> = history
+            .iter()
+            .map(|o| o.config.to_string())
+            .chain(pending.iter().map(|c| c.to_string()))
+            .collect();
+        let started = history.len() + pending.len();
+        let train = crate::optimizer::training_set(history, self.settings.min_points_per_budget);
+        let model_based = started >= self.settings.n_initial && train.len() >= 2;
+        let mut acq = if model_based {
+            self.acquisition(&train, pending)
+        } else {
+            None
+        };
+        let front_inputs: Vec<Vec<f64>> = if acq.is_some() {
+            let objs: Vec<&[f64]> = train.iter().map(|t| t.1).collect();
+            non_dominated(&objs)
+                .into_iter()
+                .filter_map(|i| self.space.encode(train[i].0).ok().map(Self::inputs))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let chosen = match acq.as_mut() {
+                Some(a) => match self.propose_one(a, &front_inputs, &taken, rng) {
+                    Some((c, x)) => {
+                        a.believe(&x);
+                        Some(c)
+                    }
+                    None => None,
+                },
+                None => None,
+            };
+            // Initial design, or everything scored has been tried: random.
+            let c = match chosen {
+                Some(c) => c,
+                None => self.space.sample(rng)?,
+            };
+            taken.insert(c.to_string());
+            out.push(c);
+        }
+        Ok(out)
+    }
+}
