@@ -23,7 +23,8 @@
 //! `gpehvi` (defaults) with options `iN` (N initial random trials), `lO`
 //! (model `ln(O + f)` of the normalised objectives), `rN` / `qN` (N random /
 //! perturbed candidates), `dS` (perturbation sd S), `mM` (reference margin M),
-//! `fN` (N L-BFGS iterations per warm refit),
+//! `fN` (N L-BFGS iterations per warm refit), `bB` (improvement bounded
+//! below B front extents under the ideal), `U` (unbounded below), `sN` (N local searches),
 //! `parego`, `random`, `nsga2`
 //! (`Nsga2Settings::for_budget`), `nsga2-pN` (population N, pymoo's
 //! operators), `nsga2-pN-u` (Optuna's operators). Existing files are kept.
@@ -143,6 +144,10 @@ fn build(
                     "d" => s.perturbation_sd = value.parse().unwrap(),
                     "m" => s.reference_margin = value.parse().unwrap(),
                     "f" => s.refit_iterations = value.parse().unwrap(),
+                    "b" => s.ideal_margin = Some(value.parse().unwrap()),
+                    "U" => s.ideal_margin = None,
+                    "L" => s.n_local_starts = 5,
+                    "s" => s.n_local_starts = value.parse().unwrap(),
                     _ => panic!("unknown gpehvi option {p}"),
                 }
             }

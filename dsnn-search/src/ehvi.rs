@@ -30,6 +30,16 @@ impl BoxDecomposition {
     /// dominates (points of `front` that do not lie strictly below the
     /// reference in every objective are ignored; dominated ones are harmless).
     pub fn new<P: AsRef<[f64]>>(front: &[P], reference: &[f64]) -> Self {
+        Self::bounded(front, reference, None)
+    }
+
+    /// As [`BoxDecomposition::new`], with the region also bounded below by
+    /// `lower` (improvements below it in an objective do not count) when given.
+    pub fn bounded<P: AsRef<[f64]>>(
+        front: &[P],
+        reference: &[f64],
+        lower: Option<&[f64]>,
+    ) -> Self {
         let m = reference.len();
         let pts: Vec<&[f64]> = front
             .iter()
@@ -41,7 +51,9 @@ impl BoxDecomposition {
                 let mut g: Vec<f64> = pts.iter().map(|p| p[k]).collect();
                 g.sort_by(f64::total_cmp);
                 g.dedup();
-                g.insert(0, f64::NEG_INFINITY);
+                let floor = lower.map_or(f64::NEG_INFINITY, |l| l[k]);
+                g.retain(|&v| v > floor);
+                g.insert(0, floor);
                 g.push(reference[k]);
                 g
             })
@@ -59,7 +71,7 @@ impl BoxDecomposition {
                 .filter(|p| (0..last).all(|k| p[k] <= grid[k][idx[k]]))
                 .map(|p| p[last])
                 .fold(reference[last], f64::min);
-            if top > f64::NEG_INFINITY {
+            if top > grid[last][0] {
                 let hi = grid[last]
                     .iter()
                     .position(|&v| v == top)

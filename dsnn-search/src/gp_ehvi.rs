@@ -44,9 +44,15 @@ pub struct GpEhviSettings {
     /// Fewest successful trials at one budget for the models to train on that
     /// budget alone (multi-fidelity); otherwise all budgets are pooled.
     pub min_points_per_budget: usize,
-    /// Reference point of the hypervolume: `1 + margin` in every min-max
-    /// normalised objective.
+    /// Reference point of the hypervolume: the front's nadir plus `margin`
+    /// times the front's extent, per objective.
     pub reference_margin: f64,
+    /// Bound the improvement region below at the observed ideal point minus
+    /// this share of the front's extent (`None`: unbounded). Below the
+    /// observed best of an objective the models extrapolate, and a model that
+    /// undershoots an objective's physical floor (say a cosine at 0) makes
+    /// every point at that end of the front look like a sure improvement.
+    pub ideal_margin: Option<f64>,
     /// Most boxes of the decomposition; a larger front is cut to the members
     /// with the largest hypervolume contributions (only with 4 or more
     /// objectives or very large fronts).
@@ -68,15 +74,16 @@ impl Default for GpEhviSettings {
     fn default() -> Self {
         GpEhviSettings {
             n_initial: 10,
-            n_random_candidates: 500,
+            n_random_candidates: 0,
             n_perturbed_candidates: 500,
-            perturbation_sd: 0.2,
-            n_local_starts: 5,
+            perturbation_sd: 0.1,
+            n_local_starts: 0,
             local_steps: 10,
             local_neighbours: 10,
             min_points_per_budget: 8,
             reference_margin: 0.1,
             max_boxes: 20_000,
+            ideal_margin: None,
             first_fit_iterations: 100,
             refit_iterations: 30,
             log_offset: None,
@@ -133,6 +140,7 @@ struct Acquisition {
     /// Fitted objective points (normalised, maybe log-warped), fantasies included.
     points: Vec<Vec<f64>>,
     reference: Vec<f64>,
+    lower: Option<Vec<f64>>,
     boxes: BoxDecomposition,
     max_boxes: usize,
 }
@@ -161,14 +169,61 @@ impl Acquisition {
     }
 
     fn rebuild(&mut self) {
-        self.boxes = decomposition(&self.points, &self.reference, self.max_boxes);
+        self.boxes = decomposition(
+            &self.points,
+            &self.reference,
+            self.lower.as_deref(),
+            self.max_boxes,
+        );
     }
+}
+
+/// The hypervolume's reference point: the front's nadir moved out by `margin`
+/// times the front's extent in each objective (BoTorch's
+/// `infer_reference_point`). A reference beyond the worst of all points
+/// instead makes any point that extends the front at one end, however bad in
+/// the other objectives, worth a wide slab, and the search then piles up at
+/// the front's ends.
+fn reference_point(points: &[Vec<f64>], margin: f64) -> Vec<f64> {
+    let front: Vec<&Vec<f64>> = non_dominated(points).into_iter().map(|i| &points[i]).collect();
+    let m = points[0].len();
+    (0..m)
+        .map(|k| {
+            let lo = front.iter().map(|p| p[k]).fold(f64::INFINITY, f64::min);
+            let hi = front.iter().map(|p| p[k]).fold(f64::NEG_INFINITY, f64::max);
+            let all_lo = points.iter().map(|p| p[k]).fold(f64::INFINITY, f64::min);
+            let all_hi = points.iter().map(|p| p[k]).fold(f64::NEG_INFINITY, f64::max);
+            let span = if hi - lo > 1e-9 * (all_hi - all_lo).max(1e-300) {
+                hi - lo
+            } else {
+                (all_hi - all_lo).max(1e-9)
+            };
+            hi + margin * span
+        })
+        .collect()
+}
+
+/// The observed ideal point moved down by `margin` times the front's extent.
+fn ideal_bound(points: &[Vec<f64>], margin: f64) -> Vec<f64> {
+    let front: Vec<&Vec<f64>> = non_dominated(points).into_iter().map(|i| &points[i]).collect();
+    (0..points[0].len())
+        .map(|k| {
+            let lo = front.iter().map(|p| p[k]).fold(f64::INFINITY, f64::min);
+            let hi = front.iter().map(|p| p[k]).fold(f64::NEG_INFINITY, f64::max);
+            lo - margin * (hi - lo)
+        })
+        .collect()
 }
 
 /// The boxes of the non-dominated region of `points` below `reference`, the
 /// front cut to its largest hypervolume contributors if it would need more
 /// than `max_boxes`.
-fn decomposition(points: &[Vec<f64>], reference: &[f64], max_boxes: usize) -> BoxDecomposition {
+fn decomposition(
+    points: &[Vec<f64>],
+    reference: &[f64],
+    lower: Option<&[f64]>,
+    max_boxes: usize,
+) -> BoxDecomposition {
     let front: Vec<&Vec<f64>> = non_dominated(points)
         .into_iter()
         .map(|i| &points[i])
@@ -177,7 +232,7 @@ fn decomposition(points: &[Vec<f64>], reference: &[f64], max_boxes: usize) -> Bo
     let m = reference.len();
     let boxes_for = |n: usize| (n as f64 + 1.0).powi(m as i32 - 1);
     if boxes_for(front.len()) <= max_boxes as f64 {
-        return BoxDecomposition::new(&front, reference);
+        return BoxDecomposition::bounded(&front, reference, lower);
     }
     let mut keep = front.len();
     while keep > 1 && boxes_for(keep) > max_boxes as f64 {
@@ -187,7 +242,7 @@ fn decomposition(points: &[Vec<f64>], reference: &[f64], max_boxes: usize) -> Bo
     let mut order: Vec<usize> = (0..front.len()).collect();
     order.sort_by(|&a, &b| contrib[b].total_cmp(&contrib[a]).then(a.cmp(&b)));
     let cut: Vec<&Vec<f64>> = order[..keep].iter().map(|&i| front[i]).collect();
-    BoxDecomposition::new(&cut, reference)
+    BoxDecomposition::bounded(&cut, reference, lower)
 }
 
 impl GpEhviProposer {
@@ -277,12 +332,19 @@ impl GpEhviProposer {
             self.warm[k] = Some(gp.hyperparameters().clone());
             models.push(gp);
         }
-        let reference = vec![warp(1.0 + self.settings.reference_margin); m];
-        let boxes = decomposition(&points, &reference, self.settings.max_boxes);
+        let reference = reference_point(&points, self.settings.reference_margin);
+        let lower = self.settings.ideal_margin.map(|margin| ideal_bound(&points, margin));
+        let boxes = decomposition(
+            &points,
+            &reference,
+            lower.as_deref(),
+            self.settings.max_boxes,
+        );
         let mut acq = Acquisition {
             models,
             points,
             reference,
+            lower,
             boxes,
             max_boxes: self.settings.max_boxes,
         };
