@@ -1,10 +1,11 @@
-//! Time TPE's (or evolutionary TPE's) ask + tell per trial (evaluation
-//! excluded) over runs of 200 evaluations: on ZDT1 (30 floats) and on the 13-hyperparameter DSNN space
+//! Time TPE's (or evolutionary TPE's, or GP/EHVI's) ask + tell per trial (evaluation
+//! excluded) over runs of 200 evaluations: on ZDT1 (30 floats), DTLZ2 with
+//! three objectives (12 floats) and on the 13-hyperparameter DSNN space
 //! (`examples/dsnn_space.toml`: categoricals, integers, conditional
 //! hyperparameters) with a cheap synthetic objective, asking 1 and 4 at a time.
 //! Prints the mean time per trial over the run and over its last 20 trials.
 //!
-//!     cargo run --release -p dsnn-search --example bench_tpe_time [-- EVALS SEEDS [tpe|evotpe]]
+//!     cargo run --release -p dsnn-search --example bench_tpe_time [-- EVALS SEEDS [tpe|evotpe|gpehvi]]
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,7 +44,13 @@ fn optimizer(kind: &str, space: Arc<dyn SearchSpace>, seed: u64) -> Box<dyn Opti
             1.0,
             seed,
         )),
-        other => panic!("unknown optimizer {other} (tpe, evotpe)"),
+        "gpehvi" => Box::new(GpEhviProposer::optimizer(
+            space,
+            GpEhviSettings::default(),
+            1.0,
+            seed,
+        )),
+        other => panic!("unknown optimizer {other} (tpe, evotpe, gpehvi)"),
     }
 }
 
@@ -90,18 +97,23 @@ fn main() {
         Arc::new(ConfigurationSpace::from_toml_str(&text).expect("valid space"));
     let zdt1 = TestProblem::zdt1();
     let zspace: Arc<dyn SearchSpace> = Arc::new(zdt1.space());
+    let dtlz2 = TestProblem::dtlz2(3);
+    let dspace: Arc<dyn SearchSpace> = Arc::new(dtlz2.space());
     println!("{kind}:");
     println!("| space | batch | ms per trial (mean over {evals}) | ms per trial (last 20) |");
     println!("|---|---:|---:|---:|");
     for batch in [1, 4] {
         for (name, space) in [
             ("ZDT1 (30 floats)", zspace.clone()),
+            ("DTLZ2 M=3 (12 floats)", dspace.clone()),
             ("DSNN (13, conditional)", dsnn.clone()),
         ] {
             let (mut mean, mut tail) = (0.0, 0.0);
             for seed in 0..seeds {
                 let eval: Objective = if name.starts_with("ZDT") {
                     Box::new(|c: &Configuration| zdt1.evaluate_config(c))
+                } else if name.starts_with("DTLZ") {
+                    Box::new(|c: &Configuration| dtlz2.evaluate_config(c))
                 } else {
                     let s = space.clone();
                     Box::new(move |c: &Configuration| synthetic(s.as_ref(), c))

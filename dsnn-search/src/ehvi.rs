@@ -35,11 +35,7 @@ impl BoxDecomposition {
 
     /// As [`BoxDecomposition::new`], with the region also bounded below by
     /// `lower` (improvements below it in an objective do not count) when given.
-    pub fn bounded<P: AsRef<[f64]>>(
-        front: &[P],
-        reference: &[f64],
-        lower: Option<&[f64]>,
-    ) -> Self {
+    pub fn bounded<P: AsRef<[f64]>>(front: &[P], reference: &[f64], lower: Option<&[f64]>) -> Self {
         let m = reference.len();
         let pts: Vec<&[f64]> = front
             .iter()
@@ -112,9 +108,7 @@ impl BoxDecomposition {
             .map(|b| {
                 b.iter()
                     .enumerate()
-                    .map(|(k, &(lo, hi))| {
-                        (self.grid[k][hi] - y[k].max(self.grid[k][lo])).max(0.0)
-                    })
+                    .map(|(k, &(lo, hi))| (self.grid[k][hi] - y[k].max(self.grid[k][lo])).max(0.0))
                     .product::<f64>()
             })
             .sum()
@@ -172,7 +166,12 @@ mod tests {
         let r = [1.1, 1.1, 1.1];
         let bd = BoxDecomposition::new(&front, &r);
         let base = hypervolume(&front, &r);
-        for y in [[0.2, 0.2, 0.2], [0.5, 0.5, 0.1], [0.9, 0.9, 0.9], [0.0, 1.0, 0.0]] {
+        for y in [
+            [0.2, 0.2, 0.2],
+            [0.5, 0.5, 0.1],
+            [0.9, 0.9, 0.9],
+            [0.0, 1.0, 0.0],
+        ] {
             let mut with = front.clone();
             with.push(y.to_vec());
             let want = hypervolume(&with, &r) - base;

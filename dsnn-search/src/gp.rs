@@ -127,10 +127,7 @@ impl PairTable {
         let mut sq = Vec::with_capacity(x.len() * x.len().saturating_sub(1) / 2 * d);
         for i in 0..x.len() {
             for j in 0..i {
-                for k in 0..d {
-                    let t = x[i][k] - x[j][k];
-                    sq.push(t * t);
-                }
+                sq.extend(x[i].iter().zip(&x[j]).map(|(a, b)| (a - b) * (a - b)));
             }
         }
         PairTable { d, sq }
@@ -147,10 +144,7 @@ impl PairTable {
 fn cholesky(a: &mut [f64], n: usize) -> bool {
     for j in 0..n {
         let row_j = &mut a[j * n..(j + 1) * n];
-        let mut s = row_j[j];
-        for k in 0..j {
-            s -= row_j[k] * row_j[k];
-        }
+        let s = row_j[j] - row_j[..j].iter().map(|v| v * v).sum::<f64>();
         if s <= 0.0 || !s.is_finite() {
             return false;
         }
@@ -163,11 +157,8 @@ fn cholesky(a: &mut [f64], n: usize) -> bool {
             let (top, bottom) = a.split_at_mut(i * n);
             let row_j = &top[j * n..j * n + j];
             let row_i = &mut bottom[..n];
-            let mut s = row_i[j];
-            for k in 0..j {
-                s -= row_i[k] * row_j[k];
-            }
-            row_i[j] = s / ljj;
+            let dot: f64 = row_i[..j].iter().zip(row_j).map(|(a, b)| a * b).sum();
+            row_i[j] = (row_i[j] - dot) / ljj;
         }
     }
     true
@@ -176,12 +167,12 @@ fn cholesky(a: &mut [f64], n: usize) -> bool {
 /// Solve `L v = b` in place (forward substitution).
 fn forward(l: &[f64], n: usize, b: &mut [f64]) {
     for i in 0..n {
-        let row = &l[i * n..i * n + i];
-        let mut s = b[i];
-        for k in 0..i {
-            s -= row[k] * b[k];
-        }
-        b[i] = s / l[i * n + i];
+        let dot: f64 = l[i * n..i * n + i]
+            .iter()
+            .zip(&b[..i])
+            .map(|(a, v)| a * v)
+            .sum();
+        b[i] = (b[i] - dot) / l[i * n + i];
     }
 }
 
@@ -219,12 +210,7 @@ fn kernel_matrix(pairs: &PairTable, n: usize, h: &GpHyperparameters, noise: f64)
 
 /// Negative log marginal likelihood minus log prior, and its gradient in the
 /// log hyperparameters; `None` when the kernel matrix is not positive definite.
-fn objective(
-    pairs: &PairTable,
-    z: &[f64],
-    theta: &[f64],
-    floor: f64,
-) -> Option<(f64, Vec<f64>)> {
+fn objective(pairs: &PairTable, z: &[f64], theta: &[f64], floor: f64) -> Option<(f64, Vec<f64>)> {
     let n = z.len();
     let d = pairs.d;
     let h = GpHyperparameters::from_slice(theta);
@@ -307,6 +293,16 @@ fn objective(
     Some((value, grad))
 }
 
+/// Outputs shifted to mean 0 and scaled to variance 1 (scale 1 if constant),
+/// with the mean and scale.
+fn standardise(y: &[f64]) -> (Vec<f64>, f64, f64) {
+    let n = y.len() as f64;
+    let mean = y.iter().sum::<f64>() / n;
+    let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    let sd = if var > 1e-300 { var.sqrt() } else { 1.0 };
+    (y.iter().map(|v| (v - mean) / sd).collect(), mean, sd)
+}
+
 impl Gp {
     /// Fit a GP to inputs `x` (points in or near the unit cube, all of one
     /// length) and outputs `y`, starting the hyperparameter search at `start`
@@ -323,10 +319,7 @@ impl Gp {
             return None;
         }
         let d = x[0].len();
-        let y_mean = y.iter().sum::<f64>() / n as f64;
-        let var = y.iter().map(|v| (v - y_mean).powi(2)).sum::<f64>() / n as f64;
-        let y_sd = if var > 1e-300 { var.sqrt() } else { 1.0 };
-        let z: Vec<f64> = y.iter().map(|v| (v - y_mean) / y_sd).collect();
+        let (z, y_mean, y_sd) = standardise(y);
         let pairs = PairTable::new(&x);
         let prior = GpHyperparameters::prior_median(d);
         let start = match start {
@@ -338,7 +331,30 @@ impl Gp {
         let theta = lbfgs::minimise(f, start.to_vec(), LOG_BOUNDS, settings.max_iterations)
             .or_else(|| lbfgs::minimise(f, prior.to_vec(), LOG_BOUNDS, settings.max_iterations))
             .unwrap_or_else(|| prior.to_vec());
-        Gp::with_hyperparameters(x, z, y_mean, y_sd, GpHyperparameters::from_slice(&theta), floor)
+        Gp::with_hyperparameters(
+            x,
+            z,
+            y_mean,
+            y_sd,
+            GpHyperparameters::from_slice(&theta),
+            floor,
+        )
+    }
+
+    /// A GP with the given hyperparameters, not refitted (between refits of
+    /// a growing data set); `None` when `x` is empty or lengths disagree.
+    pub fn with_fixed_hyperparameters(
+        x: Vec<Vec<f64>>,
+        y: &[f64],
+        hyper: &GpHyperparameters,
+        noise_floor: f64,
+    ) -> Option<Gp> {
+        let n = x.len();
+        if n == 0 || n != y.len() || hyper.log_lengthscales.len() != x[0].len() {
+            return None;
+        }
+        let (z, y_mean, y_sd) = standardise(y);
+        Gp::with_hyperparameters(x, z, y_mean, y_sd, hyper.clone(), noise_floor)
     }
 
     /// A GP with fixed hyperparameters (standardised outputs `z`); raises the
@@ -424,10 +440,7 @@ impl Gp {
         forward(&self.chol, n, &mut v);
         let explained: f64 = v.iter().map(|t| t * t).sum();
         let var = (self.hyper.log_signal.exp() - explained).max(1e-12);
-        (
-            self.y_mean + self.y_sd * mean,
-            self.y_sd * self.y_sd * var,
-        )
+        (self.y_mean + self.y_sd * mean, self.y_sd * self.y_sd * var)
     }
 
     /// Add an observation without refitting the hyperparameters (a rank-one
@@ -438,7 +451,8 @@ impl Gp {
         let n = self.x.len();
         let mut row: Vec<f64> = self.x.iter().map(|xi| self.cov(&x, xi)).collect();
         forward(&self.chol, n, &mut row);
-        let diag = self.hyper.log_signal.exp() + self.noise - row.iter().map(|t| t * t).sum::<f64>();
+        let diag =
+            self.hyper.log_signal.exp() + self.noise - row.iter().map(|t| t * t).sum::<f64>();
         if diag <= 1e-12 || !diag.is_finite() {
             return false;
         }
@@ -529,15 +543,9 @@ mod tests {
         let mut extended = gp.clone();
         assert!(extended.condition(x[11].clone(), y[11]));
         let z: Vec<f64> = y.iter().map(|v| (v - gp.y_mean) / gp.y_sd).collect();
-        let direct = Gp::with_hyperparameters(
-            x.clone(),
-            z,
-            gp.y_mean,
-            gp.y_sd,
-            gp.hyper.clone(),
-            1e-6,
-        )
-        .unwrap();
+        let direct =
+            Gp::with_hyperparameters(x.clone(), z, gp.y_mean, gp.y_sd, gp.hyper.clone(), 1e-6)
+                .unwrap();
         for p in [[0.1, 0.2], [0.7, 0.4], [0.5, 0.9]] {
             let (a, va) = extended.predict(&p);
             let (b, vb) = direct.predict(&p);

@@ -1,10 +1,16 @@
 //! A Gaussian-process optimizer with expected hypervolume improvement (EHVI),
 //! the family of BoTorch's qNEHVI, for small budgets: one GP per objective
 //! ([`crate::gp`]) on the space's unit-cube encoding, exact EHVI over the
-//! current front in min-max normalised objectives ([`crate::ehvi`]),
-//! maximised over random points and perturbations of the front's inputs,
-//! then refined by a few local steps. Pending trials and the earlier points
-//! of a batch are fantasised at the posterior mean (kriging believer).
+//! current front in min-max normalised objectives ([`crate::ehvi`]) with the
+//! reference point just beyond the front's nadir, maximised over
+//! perturbations of the front members' inputs (optionally also uniform
+//! points and local steps). Pending trials and the earlier points of a batch
+//! are fantasised at the posterior mean (kriging believer).
+//!
+//! Candidates stay near the front by default: uniform candidates and local
+//! search follow the posterior variance, which is largest in the cube's
+//! corners, and on problems whose optimum is inside the cube (DTLZ2, DTLZ5)
+//! that spent the budget on corners (`docs/search.md`).
 //!
 //! Integer, categorical and conditional hyperparameters go through the
 //! space's encoding, as in ParEGO: candidates are rounded to what they decode
@@ -15,6 +21,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use rand::{Rng, RngCore};
+use serde::{Deserialize, Serialize};
 
 use crate::ehvi::BoxDecomposition;
 use crate::gp::{Gp, GpFit, GpHyperparameters};
@@ -23,8 +30,10 @@ use crate::pareto::{hypervolume_contributions, non_dominated, Normalizer};
 use crate::single::ProposerOptimizer;
 use crate::space::{standard_normal, Configuration, SearchSpace};
 
-/// Settings of [`GpEhviProposer`].
-#[derive(Clone, Debug, PartialEq)]
+/// Settings of [`GpEhviProposer`] (as `[optimizer]` keys of an experiment
+/// file; unknown keys are refused).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct GpEhviSettings {
     /// Random configurations before the models are used.
     pub n_initial: usize,
@@ -61,6 +70,15 @@ pub struct GpEhviSettings {
     pub first_fit_iterations: usize,
     /// L-BFGS iterations of the later fits, warm-started from the previous.
     pub refit_iterations: usize,
+    /// Refit the hyperparameters at every proposal while the training set
+    /// has at most this many points; above it, only once it has grown by
+    /// `refit_growth` since the last fit (in between, the models take the
+    /// new data with the last hyperparameters), so that a proposal's cost
+    /// stops growing with the cube of the history.
+    pub refit_all_below: usize,
+    /// Relative growth of the training set that triggers a refit above
+    /// `refit_all_below`.
+    pub refit_growth: f64,
     /// Model `ln(offset + f)` of the normalised objectives `f` instead of
     /// `f` (`Some(offset)`), and measure hypervolume there: improvements near
     /// the best values count more, and objectives with a long tail of bad
@@ -86,6 +104,8 @@ impl Default for GpEhviSettings {
             ideal_margin: None,
             first_fit_iterations: 100,
             refit_iterations: 30,
+            refit_all_below: 100,
+            refit_growth: 0.1,
             log_offset: None,
             noise_floor: 1e-6,
         }
@@ -108,6 +128,9 @@ impl GpEhviSettings {
         if self.max_boxes == 0 {
             return bad("`max_boxes` must be at least 1");
         }
+        if !(self.refit_growth >= 0.0 && self.refit_growth.is_finite()) {
+            return bad("`refit_growth` must be 0 or more");
+        }
         if self.log_offset.is_some_and(|o| !(o > 0.0 && o.is_finite())) {
             return bad("`log_offset` must be positive");
         }
@@ -129,6 +152,8 @@ pub struct GpEhviProposer {
     settings: GpEhviSettings,
     /// Each objective's last fitted hyperparameters (warm starts).
     warm: Vec<Option<GpHyperparameters>>,
+    /// Size of the training set at the last hyperparameter fit.
+    fitted_at: usize,
 }
 
 /// Single-fidelity GP/EHVI.
@@ -185,14 +210,20 @@ impl Acquisition {
 /// the other objectives, worth a wide slab, and the search then piles up at
 /// the front's ends.
 fn reference_point(points: &[Vec<f64>], margin: f64) -> Vec<f64> {
-    let front: Vec<&Vec<f64>> = non_dominated(points).into_iter().map(|i| &points[i]).collect();
+    let front: Vec<&Vec<f64>> = non_dominated(points)
+        .into_iter()
+        .map(|i| &points[i])
+        .collect();
     let m = points[0].len();
     (0..m)
         .map(|k| {
             let lo = front.iter().map(|p| p[k]).fold(f64::INFINITY, f64::min);
             let hi = front.iter().map(|p| p[k]).fold(f64::NEG_INFINITY, f64::max);
             let all_lo = points.iter().map(|p| p[k]).fold(f64::INFINITY, f64::min);
-            let all_hi = points.iter().map(|p| p[k]).fold(f64::NEG_INFINITY, f64::max);
+            let all_hi = points
+                .iter()
+                .map(|p| p[k])
+                .fold(f64::NEG_INFINITY, f64::max);
             let span = if hi - lo > 1e-9 * (all_hi - all_lo).max(1e-300) {
                 hi - lo
             } else {
@@ -205,7 +236,10 @@ fn reference_point(points: &[Vec<f64>], margin: f64) -> Vec<f64> {
 
 /// The observed ideal point moved down by `margin` times the front's extent.
 fn ideal_bound(points: &[Vec<f64>], margin: f64) -> Vec<f64> {
-    let front: Vec<&Vec<f64>> = non_dominated(points).into_iter().map(|i| &points[i]).collect();
+    let front: Vec<&Vec<f64>> = non_dominated(points)
+        .into_iter()
+        .map(|i| &points[i])
+        .collect();
     (0..points[0].len())
         .map(|k| {
             let lo = front.iter().map(|p| p[k]).fold(f64::INFINITY, f64::min);
@@ -252,6 +286,7 @@ impl GpEhviProposer {
             space,
             settings,
             warm: Vec::new(),
+            fitted_at: 0,
         }
     }
 
@@ -317,9 +352,27 @@ impl GpEhviProposer {
         if self.warm.len() != m {
             self.warm = vec![None; m];
         }
+        let n = xs.len();
+        let refit = n <= self.settings.refit_all_below
+            || n as f64 >= self.fitted_at as f64 * (1.0 + self.settings.refit_growth)
+            || self.warm.iter().any(|w| w.is_none());
+        if refit {
+            self.fitted_at = n;
+        }
         let mut models = Vec::with_capacity(m);
         for k in 0..m {
             let y: Vec<f64> = points.iter().map(|p| p[k]).collect();
+            if !refit {
+                if let Some(h) = &self.warm[k] {
+                    models.push(Gp::with_fixed_hyperparameters(
+                        xs.clone(),
+                        &y,
+                        h,
+                        self.settings.noise_floor,
+                    )?);
+                    continue;
+                }
+            }
             let fit = GpFit {
                 noise_floor: self.settings.noise_floor,
                 max_iterations: if self.warm[k].is_some() {
@@ -333,7 +386,10 @@ impl GpEhviProposer {
             models.push(gp);
         }
         let reference = reference_point(&points, self.settings.reference_margin);
-        let lower = self.settings.ideal_margin.map(|margin| ideal_bound(&points, margin));
+        let lower = self
+            .settings
+            .ideal_margin
+            .map(|margin| ideal_bound(&points, margin));
         let boxes = decomposition(
             &points,
             &reference,
@@ -458,6 +514,7 @@ impl Proposer for GpEhviProposer {
         pending: &[Configuration],
         rng: &mut dyn RngCore,
     ) -> Result<Vec<Configuration>, OptimizerError> {
+        self.settings.validate()?;
         let mut taken: HashSet<String> = history
             .iter()
             .map(|o| o.config.to_string())

@@ -124,10 +124,16 @@ mod tests {
             Some((v, g))
         };
         let x = minimise(rosen, vec![-1.2, 1.0], (-5.0, 5.0), 500).unwrap();
-        assert!((x[0] - 1.0).abs() < 1e-3 && (x[1] - 1.0).abs() < 1e-3, "{x:?}");
+        assert!(
+            (x[0] - 1.0).abs() < 1e-3 && (x[1] - 1.0).abs() < 1e-3,
+            "{x:?}"
+        );
         // With the box [-5, 0.5] the minimum is on the face a = 0.5.
         let x = minimise(rosen, vec![-1.2, 1.0], (-5.0, 0.5), 500).unwrap();
         assert!(x.iter().all(|v| *v <= 0.5));
-        assert!((x[0] - 0.5).abs() < 1e-3 && (x[1] - 0.25).abs() < 1e-2, "{x:?}");
+        assert!(
+            (x[0] - 0.5).abs() < 1e-3 && (x[1] - 0.25).abs() < 1e-2,
+            "{x:?}"
+        );
     }
 }

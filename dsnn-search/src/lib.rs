@@ -92,9 +92,9 @@
 
 #![warn(missing_docs)]
 
+pub mod ehvi;
 pub mod evotpe;
 pub mod fidelity;
-pub mod ehvi;
 pub mod forest;
 pub mod gp;
 pub mod gp_ehvi;

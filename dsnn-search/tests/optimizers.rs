@@ -137,6 +137,20 @@ fn all_optimizers(p: &TestProblem, seed: u64) -> Vec<Box<dyn Optimizer>> {
             )
             .unwrap(),
         ),
+        Box::new(GpEhviProposer::optimizer(
+            space_of(p),
+            GpEhviSettings::default(),
+            1.0,
+            seed,
+        )),
+        Box::new(
+            HyperbandOptimizer::new(
+                &hb,
+                GpEhviProposer::new(space_of(p), GpEhviSettings::default()),
+                seed,
+            )
+            .unwrap(),
+        ),
     ]
 }
 
