@@ -1,24 +1,25 @@
-//! The built-in optimizers and proposers: `random`, `parego`, `tpe` and
-//! `evotpe` (proposers: MO-Hyperband under a multi-fidelity schedule, "Hyperband +
+//! The built-in optimizers and proposers: `random`, `parego`, `tpe`,
+//! `evotpe` and `gpehvi` (proposers: MO-Hyperband under a multi-fidelity schedule, "Hyperband +
 //! ParEGO" as in the paper) and `nsga2` (single budget).
 
 use std::sync::Arc;
 
 use dsnn_search::{
-    EvoTpeProposer, EvoTpeSettings, Nsga2, Nsga2Settings, Optimizer, ParEgoProposer,
-    ParEgoSettings, Proposer, RandomProposer, TpeProposer, TpeSettings,
+    EvoTpeProposer, EvoTpeSettings, GpEhviProposer, GpEhviSettings, Nsga2, Nsga2Settings,
+    Optimizer, ParEgoProposer, ParEgoSettings, Proposer, RandomProposer, TpeProposer, TpeSettings,
 };
 use serde::Deserialize;
 
 use crate::registry::{OptimizerFactory, OptimizerSetup, ProposerFactory, Registry};
 use crate::settings::{ConfigError, Section};
 
-/// Registers `random`, `parego`, `tpe`, `evotpe` and `nsga2`.
+/// Registers `random`, `parego`, `tpe`, `evotpe`, `gpehvi` and `nsga2`.
 pub fn register(r: &mut Registry) {
     r.register_proposer("random", Arc::new(RandomFactory));
     r.register_proposer("parego", Arc::new(ParEgoFactory));
     r.register_proposer("tpe", Arc::new(TpeFactory));
     r.register_proposer("evotpe", Arc::new(EvoTpeFactory));
+    r.register_proposer("gpehvi", Arc::new(GpEhviFactory));
     r.register_optimizer("nsga2", Arc::new(Nsga2Factory));
 }
 
@@ -129,6 +130,25 @@ impl ProposerFactory for EvoTpeFactory {
         s.validate()
             .map_err(|e| settings.error("", format!("`optimizer`: {e}")))?;
         Ok(Box::new(EvoTpeProposer::new(setup.space.clone(), s)))
+    }
+}
+
+struct GpEhviFactory;
+
+impl ProposerFactory for GpEhviFactory {
+    fn description(&self) -> String {
+        "Gaussian processes with expected hypervolume improvement, for small budgets (MO-Hyperband under a multi-fidelity schedule)".into()
+    }
+
+    fn build(
+        &self,
+        settings: &Section,
+        setup: &OptimizerSetup,
+    ) -> Result<Box<dyn Proposer>, ConfigError> {
+        let s: GpEhviSettings = settings.parse()?;
+        s.validate()
+            .map_err(|e| settings.error("", format!("`optimizer`: {e}")))?;
+        Ok(Box::new(GpEhviProposer::new(setup.space.clone(), s)))
     }
 }
 
