@@ -61,6 +61,7 @@ OPTIMIZERS = {
     "dsnn-parego": (100,),
     "dsnn-tpe": (100, 1000),
     "dsnn-evotpe": (100,),
+    "dsnn-gpehvi": (100,),
 }
 
 

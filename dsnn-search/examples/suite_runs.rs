@@ -24,7 +24,8 @@
 //! (model `ln(O + f)` of the normalised objectives), `rN` / `qN` (N random /
 //! perturbed candidates), `dS` (perturbation sd S), `mM` (reference margin M),
 //! `fN` (N L-BFGS iterations per warm refit), `bB` (improvement bounded
-//! below B front extents under the ideal), `U` (unbounded below), `sN` (N local searches),
+//! below B front extents under the ideal), `U` (unbounded below), `sN` (N local searches), `L` (five local searches), `eP` (a share P of
+//! the proposals by evolutionary TPE),
 //! `parego`, `random`, `nsga2`
 //! (`Nsga2Settings::for_budget`), `nsga2-pN` (population N, pymoo's
 //! operators), `nsga2-pN-u` (Optuna's operators). Existing files are kept.
@@ -147,6 +148,7 @@ fn build(
                     "b" => s.ideal_margin = Some(value.parse().unwrap()),
                     "U" => s.ideal_margin = None,
                     "L" => s.n_local_starts = 5,
+                    "e" => s.evotpe_share = value.parse().unwrap(),
                     "s" => s.n_local_starts = value.parse().unwrap(),
                     _ => panic!("unknown gpehvi option {p}"),
                 }

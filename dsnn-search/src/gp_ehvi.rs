@@ -86,6 +86,10 @@ pub struct GpEhviSettings {
     pub log_offset: Option<f64>,
     /// Noise variance floor of the models (standardised outputs).
     pub noise_floor: f64,
+    /// Probability that a model-based proposal is made by evolutionary TPE
+    /// ([`crate::EvoTpeProposer`] with its defaults) instead (a portfolio of
+    /// the two; 0 = never).
+    pub evotpe_share: f64,
 }
 
 impl Default for GpEhviSettings {
@@ -108,6 +112,7 @@ impl Default for GpEhviSettings {
             refit_growth: 0.1,
             log_offset: None,
             noise_floor: 1e-6,
+            evotpe_share: 0.0,
         }
     }
 }
@@ -127,6 +132,9 @@ impl GpEhviSettings {
         }
         if self.max_boxes == 0 {
             return bad("`max_boxes` must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.evotpe_share) {
+            return bad("`evotpe_share` must lie in [0, 1]");
         }
         if !(self.refit_growth >= 0.0 && self.refit_growth.is_finite()) {
             return bad("`refit_growth` must be 0 or more");
@@ -154,6 +162,8 @@ pub struct GpEhviProposer {
     warm: Vec<Option<GpHyperparameters>>,
     /// Size of the training set at the last hyperparameter fit.
     fitted_at: usize,
+    /// The evolutionary TPE of the portfolio (`evotpe_share > 0`).
+    evotpe: Option<crate::EvoTpeProposer>,
 }
 
 /// Single-fidelity GP/EHVI.
@@ -287,6 +297,7 @@ impl GpEhviProposer {
             settings,
             warm: Vec::new(),
             fitted_at: 0,
+            evotpe: None,
         }
     }
 
@@ -537,8 +548,28 @@ impl Proposer for GpEhviProposer {
         } else {
             Vec::new()
         };
-        let mut out = Vec::with_capacity(n);
+        let mut out: Vec<Configuration> = Vec::with_capacity(n);
         for _ in 0..n {
+            if acq.is_some()
+                && self.settings.evotpe_share > 0.0
+                && rng.random::<f64>() < self.settings.evotpe_share
+            {
+                let space = self.space.clone();
+                let evo = self.evotpe.get_or_insert_with(|| {
+                    crate::EvoTpeProposer::new(space, crate::EvoTpeSettings::default())
+                });
+                let busy: Vec<Configuration> = pending.iter().chain(&out).cloned().collect();
+                if let Some(c) = evo.propose(1, history, &busy, rng)?.pop() {
+                    if !taken.contains(&c.to_string()) {
+                        if let (Some(a), Ok(e)) = (acq.as_mut(), self.space.encode(&c)) {
+                            a.believe(&Self::inputs(e));
+                        }
+                        taken.insert(c.to_string());
+                        out.push(c);
+                        continue;
+                    }
+                }
+            }
             let chosen = match acq.as_mut() {
                 Some(a) => match self.propose_one(a, &front_inputs, &taken, rng) {
                     Some((c, x)) => {

@@ -18,10 +18,12 @@
 //!   [`Outcome`]s (failures are first-class, never fake objective values),
 //!   [`Recorded`] and [`replay`] for resuming a run from its history.
 //! - Optimizers: [`RandomSearch`], [`Nsga2`], [`ParEgo`], [`Tpe`],
-//!   [`EvoTpe`] (TPE with part of its proposals bred as NSGA-II does), and
+//!   [`EvoTpe`] (TPE with part of its proposals bred as NSGA-II does),
+//!   [`GpEhvi`] (Gaussian processes with expected hypervolume improvement,
+//!   [`gp`], [`ehvi`]), and
 //!   [`HyperbandOptimizer`] (MO-Hyperband) with any [`Proposer`] for its new
 //!   configurations ([`RandomProposer`], [`ParEgoProposer`], [`TpeProposer`],
-//!   [`EvoTpeProposer`]).
+//!   [`EvoTpeProposer`], [`GpEhviProposer`]).
 //! - [`fidelity`]: [`FidelitySchedule`]s: [`FixedBudget`], [`SuccessiveHalving`],
 //!   [`Hyperband`] with SMAC's bracket arithmetic.
 //! - [`problems`]: ZDT1-4, ZDT6, DTLZ1, DTLZ2 with true fronts and optimal
