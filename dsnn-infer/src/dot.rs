@@ -211,6 +211,18 @@ impl DotPlan {
         Ok(plan)
     }
 
+    /// Whether the dot-product kernel is expected to beat the shift-add
+    /// kernel with `planes` byte planes: its `quads x planes` instructions
+    /// per output (one per cycle on Zen 4) against the shift-add kernel's
+    /// one vector add per non-zero weight (0.78 per cycle there, the rest
+    /// of the margin paying for packing and the residual). A layer with few
+    /// input channels pads its quads with zero weights (LeNet-5's first
+    /// convolution: 25 quads x 3 planes for 25 weights) and keeps shift-add;
+    /// with 4 planes it never pays off (`4 ceil(cin / 4) >= cin`).
+    pub fn pays_off(&self, planes: usize) -> bool {
+        self.quads * planes * self.cout < self.dense_weights + self.residual_weights
+    }
+
     /// The `i8` weight of channel `c` at fan-in index `k` (`(ci, ky, kx)`),
     /// 0 for a zero or residual weight.
     pub fn weight(&self, c: usize, k: usize) -> i8 {

@@ -1093,10 +1093,11 @@ fn inconsistent_branches_and_groups_are_refused() {
 
 /// The VNNI dot-product re-expression of the batch-lanes convolution
 /// (`dsnn_infer::dot`) where it is taken (with residual and floored buckets,
-/// an odd number of input channels, stride 2, activations of 2, 3 and 4
+/// input channels not a multiple of 4, stride 2, activations of 2 and 3
 /// byte planes) and where a layer must keep the shift-add kernel (output
-/// channels not a multiple of 4; weights spread over too many octaves):
-/// engine with and without it and the reference agree bit for bit.
+/// channels not a multiple of 4; weights spread over too many octaves;
+/// activations of 4 byte planes): engine with and without it and the
+/// reference agree bit for bit.
 #[test]
 fn vnni_dot_products_match_the_reference_where_taken_and_where_not() {
     if !dsnn_infer::kernels::dot::available() {
@@ -1123,7 +1124,7 @@ fn vnni_dot_products_match_the_reference_where_taken_and_where_not() {
             })
             .collect()
     };
-    let (cin, c1, c2, c3) = (5, 8, 6, 4);
+    let (cin, c1, c2, c3) = (7, 8, 6, 4);
     // m from 2 to 13 with S = 11: residual buckets (m > 8), floored ones (m > 11).
     let conv1 = ShiftLayer::new(
         "conv1",
@@ -1203,13 +1204,22 @@ fn vnni_dot_products_match_the_reference_where_taken_and_where_not() {
     };
     model.validate().unwrap();
     let n = 19;
-    // Input magnitudes below 2^15, 2^23 and 2^31: 2, 3 and 4 byte planes.
+    // Input magnitudes below 2^15, 2^23 and 2^31: 2 and 3 byte planes
+    // (conv1 takes the dot-product kernel), 4 (it keeps shift-add).
     for (bound, planes) in [(30_000i64, 2), (5_000_000, 3), (20_000_000, 4)] {
         assert_eq!(dsnn_infer::dot::planes_for(bound), planes);
+        assert_eq!(model_conv1_pays_off(&model, planes), planes < 4);
         assert!(bound * conv1_bucket < 1 << 31);
         let x: Vec<i32> = (0..(n * cin * size * size) as i64)
             .map(|i| ((i * 2_654_435_761 + bound) % (2 * bound + 1) - bound) as i32)
             .collect();
         check(&model, &x, n, n);
     }
+}
+
+fn model_conv1_pays_off(model: &IntModel, planes: usize) -> bool {
+    let Step::Conv { layer, .. } = &model.steps[0] else {
+        panic!("conv1 first")
+    };
+    layer.dot_plan(3).unwrap().pays_off(planes)
 }

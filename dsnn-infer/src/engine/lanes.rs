@@ -227,6 +227,9 @@ impl Ctx {
         }
         let plan = layer.dot_plan(g.k).filter(|d| d.cin == x.c)?;
         let planes = planes_for(x.max_abs);
+        if !plan.pays_off(planes) {
+            return None;
+        }
         let kk = g.k * g.k;
         let qoff = (0..plan.quads)
             .map(|q| {
@@ -365,7 +368,7 @@ unsafe fn pack_row(
     match planes {
         2 => pack_quads::<2>(src, step, cols, bias, out),
         3 => pack_quads::<3>(src, step, cols, bias, out),
-        _ => pack_quads::<4>(src, step, cols, bias, out),
+        _ => unreachable!("{planes} byte planes (see `DotPlan::pays_off`)"),
     }
 }
 
@@ -374,9 +377,10 @@ unsafe fn pack_row(_: usize, _: [*const i32; 4], _: [usize; 4], _: usize, _: *mu
     unreachable!("dot-product kernel without x86-64")
 }
 
-/// The dot-product kernel for `planes` byte planes and `left` positions
-/// still to do in a row, and its tile width (2 positions, 1 at the end; 1
-/// with 4 planes, whose accumulators would not fit the registers).
+/// The dot-product kernel for `planes` (2 or 3) byte planes and `left`
+/// positions still to do in a row, and its tile width (2 positions with 2
+/// planes, 1 at the end; 1 with 3, whose 24 accumulators for two positions
+/// would spill).
 #[cfg(target_arch = "x86_64")]
 fn dot_kernel(planes: usize, left: usize) -> (usize, DotKernel) {
     use crate::kernels::dot::dot_avx512_vnni;
@@ -385,7 +389,8 @@ fn dot_kernel(planes: usize, left: usize) -> (usize, DotKernel) {
         (2, _) => (2, dot_avx512_vnni::<2, 2>),
         (3, 1) => (1, dot_avx512_vnni::<1, 3>),
         (3, _) => (1, dot_avx512_vnni::<1, 3>),
-        _ => (1, dot_avx512_vnni::<1, 4>),
+        // `DotPlan::pays_off` is false with 4 planes.
+        _ => unreachable!("{planes} byte planes"),
     }
 }
 
