@@ -1356,7 +1356,12 @@ fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, relu: bool, act:
                 }
                 Some(_) => o.iter_mut().for_each(|v| add(v, 0)),
             }
-            o.iter().map(|&v| i64::from(v).abs()).max().unwrap_or(0)
+            // In 32-bit lanes (`unsigned_abs` is exact for every i32), so
+            // that the pass vectorises.
+            o.iter()
+                .map(|&v| v.unsigned_abs())
+                .max()
+                .map_or(0, i64::from)
         })
         .max()
         .unwrap_or(0);
