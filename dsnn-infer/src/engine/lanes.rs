@@ -8,7 +8,11 @@
 //! one group, in tiles of up to four positions, and all output channels,
 //! one row chunk of the weights at a time
 //! ([`crate::model::ShiftLayer::lane_plan`]); it writes the row and its
-//! share of the output's zero border.
+//! share of the output's zero border. On a CPU with AVX-512 VNNI, a layer
+//! whose weights fit [`crate::dot`] runs the same sums as dot products
+//! instead: the task packs its row's receptive field into byte planes,
+//! runs [`crate::kernels::dot::dot_avx512_vnni`] for all channels, then the
+//! residual buckets with the shift-add kernel (`DotRow::run`).
 
 use super::{Act, Buf, Ctx, Geo, Lane, Out, OutBuf};
 use crate::dot::{plane_bias, planes_for, DotPlan, DOT_CHANNELS, QUAD};

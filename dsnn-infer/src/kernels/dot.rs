@@ -9,6 +9,7 @@
 //! shift-add kernels ([`super::rows_avx512`]) remain the reference and the
 //! path everywhere else.
 
+#[cfg(target_arch = "x86_64")]
 use crate::dot::DOT_CHANNELS;
 
 /// Whether this CPU can run the kernels (AVX-512 F, BW and VNNI).
