@@ -147,3 +147,114 @@ pub unsafe fn dot_avx512_vnni<const R: usize, const P: usize>(
         }
     }
 }
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::dot::{plane_bias, planes_for, DotPlan, QUAD};
+    use crate::weights::ShiftWeight;
+
+    /// Packing and the dot-product kernel for every plane count and tile
+    /// width equal [`DotPlan::channel_sum`] (1x1 convolution, no residual).
+    #[test]
+    fn kernel_equals_the_plain_rust_channel_sums() {
+        if !available() {
+            eprintln!("no AVX-512 VNNI on this CPU: kernel not tested");
+            return;
+        }
+        let mut s = 11u64;
+        let mut next = move || {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            s >> 33
+        };
+        let (cin, cout, cols) = (10, DOT_CHANNELS, 3);
+        let ws: Vec<ShiftWeight> = (0..cout * cin)
+            .map(|_| match next() % 9 {
+                0 => ShiftWeight::Zero,
+                r => ShiftWeight::Pow {
+                    negative: r % 2 == 0,
+                    m: 3 + (next() % 7) as u8,
+                },
+            })
+            .collect();
+        let plan = DotPlan::new(&ws, cout, cin, 1, 9).unwrap();
+        assert_eq!(plan.residual_weights, 0);
+        let init: Vec<i64> = (0..cout as i64).map(|c| 17 * c - 40).collect();
+        for max_abs in [30_000i64, 8_000_000, i64::from(i32::MAX)] {
+            let p = planes_for(max_abs);
+            // x[(ci * cols + col) * 16 + lane]
+            let x: Vec<i32> = (0..cin * cols * 16)
+                .map(|_| ((next() << 20 | next()) % (2 * max_abs as u64 + 1)) as i64 - max_abs)
+                .map(|v| v as i32)
+                .collect();
+            let quads = cin.div_ceil(QUAD);
+            let zero = [0i32; 16];
+            let mut packed = vec![0i32; quads * cols * p * 16];
+            for cq in 0..quads {
+                let mut src = [zero.as_ptr(); 4];
+                let mut step = [0; 4];
+                for t in 0..QUAD {
+                    if cq * QUAD + t < cin {
+                        src[t] = x[(cq * QUAD + t) * cols * 16..].as_ptr();
+                        step[t] = 16;
+                    }
+                }
+                let dst = packed[cq * cols * p * 16..].as_mut_ptr();
+                // SAFETY: AVX-512 checked; every column read and written lies
+                // inside `x`/`zero` and `packed`.
+                unsafe {
+                    match p {
+                        2 => pack_quads::<2>(src, step, cols, plane_bias(p), dst),
+                        3 => pack_quads::<3>(src, step, cols, plane_bias(p), dst),
+                        _ => pack_quads::<4>(src, step, cols, plane_bias(p), dst),
+                    }
+                }
+            }
+            let qoff: Vec<u32> = (0..quads).map(|q| (q * cols * p * 16) as u32).collect();
+            let bias = i64::from(plane_bias(p) as u32);
+            for r in [1, 2] {
+                let mut out = vec![i64::MIN; cout * r * 16];
+                // SAFETY: as above; `out` has r * 16 lanes per channel.
+                unsafe {
+                    let args = (packed.as_ptr(), p * 16, &qoff[..], plan.weights.as_ptr());
+                    let f = match (r, p) {
+                        (1, 2) => dot_avx512_vnni::<1, 2>,
+                        (2, 2) => dot_avx512_vnni::<2, 2>,
+                        (1, 3) => dot_avx512_vnni::<1, 3>,
+                        (2, 3) => dot_avx512_vnni::<2, 3>,
+                        (1, _) => dot_avx512_vnni::<1, 4>,
+                        _ => dot_avx512_vnni::<2, 4>,
+                    };
+                    f(
+                        args.0,
+                        args.1,
+                        args.2,
+                        args.3,
+                        bias,
+                        &plan.weight_sum,
+                        &plan.shift,
+                        &init,
+                        out.as_mut_ptr(),
+                        r * 16,
+                    );
+                }
+                for c in 0..cout {
+                    for pos in 0..r {
+                        for lane in 0..16 {
+                            let xs: Vec<i32> = (0..cin)
+                                .map(|ci| x[(ci * cols + pos) * 16 + lane])
+                                .collect();
+                            assert_eq!(
+                                out[c * r * 16 + pos * 16 + lane],
+                                plan.channel_sum(c, &xs, max_abs, init[c]),
+                                "planes {p} tile {r} channel {c} position {pos} lane {lane}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
