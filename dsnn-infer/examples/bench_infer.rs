@@ -196,8 +196,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!(
-        "integer kernels: {}; {} threads; batch {batch}: {iters} calls, batch 1: {iters_b1} calls\n",
+        "integer kernels: {}{}; {} threads; batch {batch}: {iters} calls, batch 1: {iters_b1} calls\n",
         Isa::detect().name(),
+        if dsnn_infer::kernels::dot::available() {
+            " with VNNI dot products"
+        } else {
+            ""
+        },
         rayon::current_num_threads()
     );
     println!(

@@ -4,11 +4,13 @@
 //! median milliseconds per call and the ratio of minimums to the first
 //! variant.
 //!
-//! `cargo run --release -p dsnn-infer --example bench_kernels -- [--iters N] [--batches 128,1] [--models resnet20,lenet5] [--lanes batch,0,64]`
+//! `cargo run --release -p dsnn-infer --example bench_kernels -- [--iters N] [--batches 128,1] [--models resnet20,lenet5] [--lanes batch,shiftadd,0,64]`
 //!
 //! Variants: `batch` is the engine's default (batch-lanes convolutions from
-//! 16 images up with AVX-512); a number runs every convolution through
-//! im2col blocks with that many lanes per sub-block (0: the per-layer default).
+//! 16 images up with AVX-512, with the VNNI dot-product kernel where the CPU
+//! has it); `shiftadd` is the same without the VNNI kernel (shift-add
+//! kernels only); a number runs every convolution through im2col blocks
+//! with that many lanes per sub-block (0: the per-layer default).
 
 use candle_core::Device;
 use dsnn_core::{backbone_by_name, ModelSpec, ShiftEnd, ShiftSettings, ShiftType};
@@ -32,12 +34,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .split(',')
         .map(str::parse)
         .collect::<Result<_, _>>()?;
-    // `None`: the default engine; `Some(l)`: im2col only, `l` lanes (0: per layer).
-    let lanes: Vec<Option<usize>> = opt("--lanes", "batch,0")
+    // Each variant's name and engine options.
+    let lanes: Vec<(String, EngineOptions)> = opt("--lanes", "batch,0")
         .split(',')
         .map(|v| match v {
-            "batch" => Ok(None),
-            l => l.parse().map(Some),
+            "batch" => Ok(("batch lanes".to_string(), EngineOptions::default())),
+            "shiftadd" => Ok((
+                "batch lanes, shift-add only".to_string(),
+                EngineOptions {
+                    shift_add_only: true,
+                    ..Default::default()
+                },
+            )),
+            l => l.parse::<usize>().map(|l| {
+                (
+                    format!("im2col, lanes {l}"),
+                    EngineOptions {
+                        lanes: Some(l).filter(|&l| l != 0),
+                        im2col_only: true,
+                        ..Default::default()
+                    },
+                )
+            }),
         })
         .collect::<Result<_, _>>()?;
     let mut rng = StdRng::seed_from_u64(0);
@@ -77,14 +95,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut ms = vec![Vec::new(); lanes.len()];
             let mut first = None;
             for round in 0..reps + 2 {
-                for (v, &l) in lanes.iter().enumerate() {
-                    let opts = EngineOptions {
-                        lanes: l.filter(|&l| l != 0),
-                        im2col_only: l.is_some(),
-                        ..Default::default()
-                    };
+                for (v, (_, opts)) in lanes.iter().enumerate() {
                     let t = Instant::now();
-                    let out = int.infer_quantized(x.clone(), b, &opts)?;
+                    let out = int.infer_quantized(x.clone(), b, opts)?;
                     let dt = 1e3 * t.elapsed().as_secs_f64();
                     match &first {
                         None => first = Some(out),
@@ -95,11 +108,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
             }
-            for (v, &l) in lanes.iter().enumerate() {
+            for (v, (name, _)) in lanes.iter().enumerate() {
                 let mut t = ms[v].clone();
                 t.sort_by(f64::total_cmp);
                 let min0 = ms[0].iter().copied().fold(f64::INFINITY, f64::min);
-                let name = l.map_or("batch lanes".to_string(), |l| format!("im2col, lanes {l}"));
                 println!(
                     "{model} b{b} {name}: min {:.3} ms ({:.0} img/s), median {:.3} ms, min ratio to first {:.2}x",
                     t[0],

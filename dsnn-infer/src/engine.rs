@@ -41,6 +41,11 @@ pub struct EngineOptions {
     /// AVX-512 read the activations in place, 16 images per vector
     /// (see `engine/lanes.rs`), instead of through im2col blocks.
     pub im2col_only: bool,
+    /// Never use the VNNI dot-product re-expression of the batch-lanes
+    /// convolution (same results; for tests and comparisons). By default a
+    /// CPU with AVX-512 VNNI runs the layers whose weights fit it
+    /// ([`crate::dot`]) with `vpdpbusd`, and the rest shift-add.
+    pub shift_add_only: bool,
 }
 
 /// One 16-image vector of the batch-lanes layout; a `Vec` of them is
@@ -402,6 +407,7 @@ impl IntModel {
             wide: opts.force_wide,
             lanes,
             batch_lanes: !opts.im2col_only,
+            dot: isa == Isa::Avx512 && !opts.shift_add_only && crate::kernels::dot::available(),
             n,
         };
         for (i, step) in self.steps.iter().enumerate() {
@@ -512,6 +518,8 @@ struct Ctx {
     lanes: Option<usize>,
     /// Batch-lanes convolutions allowed (see [`EngineOptions::im2col_only`]).
     batch_lanes: bool,
+    /// The VNNI dot-product kernel allowed and available.
+    dot: bool,
     n: usize,
 }
 
@@ -1348,7 +1356,12 @@ fn add_residual(cur: &mut Act, short: &Act, pad: Option<usize>, relu: bool, act:
                 }
                 Some(_) => o.iter_mut().for_each(|v| add(v, 0)),
             }
-            o.iter().map(|&v| i64::from(v).abs()).max().unwrap_or(0)
+            // In 32-bit lanes (`unsigned_abs` is exact for every i32), so
+            // that the pass vectorises.
+            o.iter()
+                .map(|&v| v.unsigned_abs())
+                .max()
+                .map_or(0, i64::from)
         })
         .max()
         .unwrap_or(0);

@@ -17,6 +17,8 @@
 use crate::weights::Plan;
 use std::ops::Range;
 
+pub mod dot;
+
 /// Positions per block (the lanes of 4 AVX-512 or 8 AVX2 registers).
 pub const BLOCK: usize = 64;
 

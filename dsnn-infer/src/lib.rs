@@ -18,6 +18,7 @@ pub mod compare;
 mod compile;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod dot;
 pub mod engine;
 pub mod error;
 pub mod export;

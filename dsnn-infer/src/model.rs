@@ -75,6 +75,9 @@ pub struct ShiftLayer {
     lane_plan: OnceLock<Option<Plan>>,
     #[serde(skip)]
     dense: OnceLock<Option<crate::weights::DenseShifts>>,
+    /// The dot-product re-expression and the kernel side it was built for.
+    #[serde(skip)]
+    dot_plan: OnceLock<(usize, Option<crate::dot::DotPlan>)>,
 }
 
 impl ShiftLayer {
@@ -99,6 +102,7 @@ impl ShiftLayer {
             plan: OnceLock::new(),
             lane_plan: OnceLock::new(),
             dense: OnceLock::new(),
+            dot_plan: OnceLock::new(),
         })
     }
 
@@ -129,6 +133,43 @@ impl ShiftLayer {
             })
             .as_ref()
             .unwrap_or_else(|| self.plan())
+    }
+
+    /// The weights as `i8` multipliers for the VNNI dot-product kernel of a
+    /// square convolution of side `kernel` (built once; `None` when the
+    /// layer keeps the shift-add kernel, see [`crate::dot::NoDot`], or when
+    /// asked for another side than the first call's).
+    pub fn dot_plan(&self, kernel: usize) -> Option<&crate::dot::DotPlan> {
+        let (side, plan) = self.dot_plan.get_or_init(|| {
+            let kk = kernel * kernel;
+            let plan = if kk > 0 && self.fan_in.is_multiple_of(kk) {
+                crate::dot::DotPlan::new(
+                    &self.packed.unpack(),
+                    self.cout,
+                    self.fan_in / kk,
+                    kernel,
+                    self.acc_shift,
+                )
+            } else {
+                Err(crate::dot::NoDot::Shape)
+            };
+            match plan {
+                Ok(p) => {
+                    log::debug!(
+                        "{}: dot-product kernel, {} of {} weights in the shift-add residual",
+                        self.name,
+                        p.residual_weights,
+                        p.residual_weights + p.dense_weights
+                    );
+                    (kernel, Some(p))
+                }
+                Err(why) => {
+                    log::debug!("{}: shift-add kernel only ({why:?})", self.name);
+                    (kernel, None)
+                }
+            }
+        });
+        plan.as_ref().filter(|_| *side == kernel)
     }
 
     /// The shift-sorted plan decoded from the packed codes (built once),
@@ -419,9 +460,17 @@ impl IntModel {
     pub fn prepare(&self) {
         for step in &self.steps {
             match step {
-                Step::Conv { layer, .. } => {
+                Step::Conv {
+                    layer,
+                    kernel,
+                    groups,
+                    ..
+                } => {
                     layer.plan();
                     layer.lane_plan();
+                    if *groups == 1 {
+                        layer.dot_plan(*kernel);
+                    }
                 }
                 Step::Linear { layer, .. } => {
                     layer.plan();

@@ -41,20 +41,26 @@ fn check(model: &IntModel, x: &[i32], n: usize, reference_images: usize) {
         // Per-layer sub-block widths, then every width for every layer.
         let lanes = [None, Some(16), Some(32), Some(64)];
         // (`default` is the batch-lanes path from 16 images with AVX-512.)
-        for (force_wide, lanes, im2col_only) in
-            std::iter::once((true, None, false)).chain(lanes.iter().map(|&l| (false, l, true)))
+        // (and the VNNI dot-product kernel where the CPU has it; the
+        // batch-lanes path with shift-add kernels only is checked too).
+        for (force_wide, lanes, im2col_only, shift_add_only) in
+            [(true, None, false, false), (false, None, false, true)]
+                .into_iter()
+                .chain(lanes.iter().map(|&l| (false, l, true, false)))
         {
             let opts = EngineOptions {
                 isa: Some(isa),
                 force_wide,
                 lanes,
                 im2col_only,
+                shift_add_only,
             };
             let l = model.infer_quantized(x.to_vec(), n, &opts).unwrap();
             assert_eq!(
                 l,
                 default,
-                "{} wide={force_wide} lanes={lanes:?} im2col_only={im2col_only}",
+                "{} wide={force_wide} lanes={lanes:?} im2col_only={im2col_only} \
+                 shift_add_only={shift_add_only}",
                 isa.name()
             );
         }
@@ -1083,4 +1089,137 @@ fn inconsistent_branches_and_groups_are_refused() {
         fc(32),
     ]);
     assert!(e.contains("a 3x3 branch and a 2x2 branch"), "{e}");
+}
+
+/// The VNNI dot-product re-expression of the batch-lanes convolution
+/// (`dsnn_infer::dot`) where it is taken (with residual and floored buckets,
+/// input channels not a multiple of 4, stride 2, activations of 2 and 3
+/// byte planes) and where a layer must keep the shift-add kernel (output
+/// channels not a multiple of 4; weights spread over too many octaves;
+/// activations of 4 byte planes): engine with and without it and the
+/// reference agree bit for bit.
+#[test]
+fn vnni_dot_products_match_the_reference_where_taken_and_where_not() {
+    if !dsnn_infer::kernels::dot::available() {
+        eprintln!("no AVX-512 VNNI on this CPU: only the shift-add kernels are exercised");
+    }
+    let act = ActFormat::new(16, 16).unwrap();
+    // Half the weights at m_lo, a quarter one octave below, and so on.
+    let geometric = |len: usize, m_lo: u8, m_hi: u8, seed: u64| -> Vec<ShiftWeight> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let r = s >> 20;
+                if r.is_multiple_of(23) {
+                    return ShiftWeight::Zero;
+                }
+                let octaves = ((r >> 8) | 1 << 30).trailing_zeros() as u8;
+                ShiftWeight::Pow {
+                    negative: r & 1 == 1,
+                    m: m_lo + octaves.min(m_hi - m_lo),
+                }
+            })
+            .collect()
+    };
+    let (cin, c1, c2, c3) = (7, 8, 6, 4);
+    // m from 2 to 13 with S = 11: residual buckets (m > 8), floored ones (m > 11).
+    let conv1 = ShiftLayer::new(
+        "conv1",
+        &geometric(c1 * cin * 9, 2, 13, 1),
+        c1,
+        cin * 9,
+        5,
+        11,
+    )
+    .unwrap();
+    assert!(conv1.dot_plan(3).is_some_and(|d| d.residual_weights > 0));
+    // The input bounds below keep conv1's bucket sums in 32 bits (else the
+    // engine would take the 64-bit im2col path and no dot products).
+    let conv1_bucket = conv1.plan().max_bucket as i64;
+    // Six output channels: not a multiple of four.
+    let conv2 =
+        ShiftLayer::new("conv2", &geometric(c2 * c1 * 9, 3, 9, 2), c2, c1 * 9, 5, 9).unwrap();
+    assert!(conv2.dot_plan(3).is_none());
+    // Weights spread evenly over 12 octaves: too many left to the residual.
+    let spread: Vec<ShiftWeight> = (0..c3 * c2 * 9)
+        .map(|i| ShiftWeight::Pow {
+            negative: i % 3 == 0,
+            m: (i % 12) as u8,
+        })
+        .collect();
+    let conv3 = ShiftLayer::new("conv3", &spread, c3, c2 * 9, 5, 11).unwrap();
+    assert!(conv3.dot_plan(3).is_none());
+    // Stride 2 and a layer that takes the dot-product kernel again.
+    let conv4 = ShiftLayer::new("conv4", &geometric(4 * c3 * 9, 1, 8, 3), 4, c3 * 9, 5, 8).unwrap();
+    assert!(conv4.dot_plan(3).is_some());
+    let size = 7;
+    let out = 4;
+    let fc = geometric(3 * 4 * out * out, 2, 6, 4);
+    let shift = |cout: usize, relu: bool| Epilogue {
+        acc_init: (0..cout as i64).map(|c| c * 977 - 1500).collect(),
+        requant: Requant::Shift { relu },
+        bias: true,
+    };
+    let conv = |layer: ShiftLayer, cin: usize, stride: usize, relu: bool| {
+        let cout = layer.cout;
+        Step::Conv {
+            layer,
+            cin,
+            kernel: 3,
+            stride,
+            padding: 1,
+            groups: 1,
+            epilogue: shift(cout, relu),
+        }
+    };
+    let model = IntModel {
+        backbone: "hand".into(),
+        shift_type: ShiftType::Q,
+        input: InputShape {
+            channels: cin,
+            height: size,
+            width: size,
+        },
+        classes: 3,
+        act,
+        weight_bits: 5,
+        input_transform: None,
+        steps: vec![
+            conv(conv1, cin, 1, false),
+            conv(conv2, c1, 1, true),
+            conv(conv3, c2, 1, false),
+            conv(conv4, c3, 2, true),
+            Step::Linear {
+                layer: ShiftLayer::new("fc", &fc, 3, 4 * out * out, 5, 6).unwrap(),
+                epilogue: Epilogue {
+                    acc_init: vec![1, -2, 3],
+                    requant: Requant::Logits,
+                    bias: true,
+                },
+            },
+        ],
+    };
+    model.validate().unwrap();
+    let n = 19;
+    // Input magnitudes below 2^15, 2^23 and 2^31: 2 and 3 byte planes
+    // (conv1 takes the dot-product kernel), 4 (it keeps shift-add).
+    for (bound, planes) in [(30_000i64, 2), (5_000_000, 3), (20_000_000, 4)] {
+        assert_eq!(dsnn_infer::dot::planes_for(bound), planes);
+        assert_eq!(model_conv1_pays_off(&model, planes), planes < 4);
+        assert!(bound * conv1_bucket < 1 << 31);
+        let x: Vec<i32> = (0..(n * cin * size * size) as i64)
+            .map(|i| ((i * 2_654_435_761 + bound) % (2 * bound + 1) - bound) as i32)
+            .collect();
+        check(&model, &x, n, n);
+    }
+}
+
+fn model_conv1_pays_off(model: &IntModel, planes: usize) -> bool {
+    let Step::Conv { layer, .. } = &model.steps[0] else {
+        panic!("conv1 first")
+    };
+    layer.dot_plan(3).unwrap().pays_off(planes)
 }
