@@ -9,7 +9,7 @@
 //! machine moves far less than wall time: run with `RAYON_NUM_THREADS=1`
 //! to compare the kernels' work alone.
 //!
-//! `cargo run --release -p dsnn-core --example conv_layers -- [--batch 128] [--reps 20] [--shape CIN,COUT,SIDE]`
+//! `cargo run --release -p dsnn-core --example conv_layers -- [--batch 128] [--reps 20] [--shape CIN,COUT,SIDE] [--profile winograd|im2col]`
 
 use dsnn_core::conv::{forward_cpu_with, ConvAlgorithm, ConvGeometry, ConvOptions};
 use rand::rngs::StdRng;
@@ -79,6 +79,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("| cin -> cout | image | im2col min / median ms | Winograd min / median ms | im2col GFLOP/s | Winograd GFLOP/s | Winograd / im2col (min) | CPU ms im2col / Winograd | CPU ratio | max abs diff | max rel diff |");
     println!("|---|---|---|---|---:|---:|---:|---|---:|---:|---:|");
+    // `--profile winograd` (or `im2col`): only call that kernel, `reps`
+    // times per shape, printing nothing (to run under `perf record`).
+    let profile = opt("--profile");
     for (cin, cout, side) in SHAPES {
         if only.as_ref().is_some_and(|o| o[..] != [cin, cout, side]) {
             continue;
@@ -92,6 +95,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|_| rng.random_range(-1.0f32..1.0))
             .collect();
         let run = |alg| forward_cpu_with(&x, xd, &w, wd, options, alg);
+        if let Some(kernel) = &profile {
+            let alg = match kernel.as_str() {
+                "winograd" => ConvAlgorithm::Winograd,
+                "im2col" => ConvAlgorithm::Im2col,
+                other => {
+                    return Err(format!("--profile takes winograd or im2col, not {other}").into())
+                }
+            };
+            for _ in 0..reps {
+                std::hint::black_box(run(alg)?);
+            }
+            continue;
+        }
         let reference = run(ConvAlgorithm::Im2col)?;
         let fast = run(ConvAlgorithm::Winograd)?;
         let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));

@@ -510,7 +510,7 @@ unsafe fn assume_init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvAlgorithm {
     /// Winograd where it applies and measured faster
-    /// ([`ConvAlgorithm::Winograd`]'s shapes with at least 16 channels in
+    /// ([`ConvAlgorithm::Winograd`]'s shapes with at least 32 channels in
     /// and out and an image of at least 8x8), im2col + gemm elsewhere.
     Auto,
     /// Unfold the input into a column matrix and multiply with `gemm`.

@@ -62,12 +62,24 @@ pub(super) fn supports(d: &Dims) -> bool {
 }
 
 /// Whether Winograd is the faster kernel for `d` on this machine (measured
-/// with `examples/conv_layers.rs`; see `docs/benchmarks.md`): with few
-/// channels the gemms' inner dimension is too short to pay for the
-/// transforms, and on tiny images most tiles are border tiles.
+/// with `examples/conv_layers.rs`, see `docs/benchmarks.md`): at 32 or more
+/// channels in and out, images of at least 8x8 and at least
+/// [`MIN_TILES`] tiles in the call. With 16 channels the gemms' inner
+/// dimension is too short to pay for the transforms (ResNet20's
+/// 16-channel 32x32 layers ran 1.25-1.35x slower than im2col), on 4x4
+/// images most tiles are border tiles, and small batches leave too few
+/// tiles to fill the gemms' row tiles (batch 1 ran 1.3-1.9x slower).
 pub(super) fn pays(d: &Dims) -> bool {
-    supports(d) && d.cin >= 16 && d.cout >= 16 && d.h >= 8 && d.w >= 8
+    supports(d)
+        && d.cin >= 32
+        && d.cout >= 32
+        && d.h >= 8
+        && d.w >= 8
+        && d.n * d.h.div_ceil(2) * d.w.div_ceil(2) >= MIN_TILES
 }
+
+/// Tiles a call needs for Winograd to pay (see [`pays`]).
+const MIN_TILES: usize = 512;
 
 /// The tile grid of one sample.
 #[derive(Debug, Clone, Copy)]
@@ -279,12 +291,26 @@ impl Job<'_> {
 macro_rules! dispatch {
     ($portable:ident, $avx512:ident, ($($arg:expr),*)) => {{
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if !portable_only() && std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (checked just above).
             return unsafe { $avx512($($arg),*) };
         }
         $portable($($arg),*)
     }};
+}
+
+/// Whether the unit tests asked for the baseline-target transforms on this
+/// thread (so that the path other CPUs take is tested on this one too).
+#[cfg(test)]
+fn portable_only() -> bool {
+    tests::PORTABLE_ONLY.with(|p| p.get())
+}
+
+/// Outside the unit tests the CPU decides.
+#[cfg(not(test))]
+#[inline(always)]
+fn portable_only() -> bool {
+    false
 }
 
 /// Tiles per vector chunk in the transforms at most (floats per AVX-512
@@ -333,18 +359,18 @@ unsafe fn transform_input_avx512(job: &Job, seg: &Segment, v: &mut [f32], rows: 
 /// [`transform_input`] on the baseline target.
 ///
 /// The 4x4 patch of tile column `t` in tile row `r` starts at input row
-/// `2r - 1` and column `2t - 1`. Each of the four input rows is copied once,
+/// `2r - 1` and column `2t - 1`. Each of the four input rows is split once,
 /// zero-padded and rounded to the grid when there is one, into an even and
-/// an odd half (`e[m] = padded[2m]`, `o[m] = padded[2m + 1]`), so that the
-/// patch of tile `t` is `e[t], o[t], e[t + 1], o[t + 1]` in every row and
-/// the transform reads only unit strides.
+/// an odd half (`e[m] = padded[2m]`, `o[m] = padded[2m + 1]` with
+/// `padded[j] = row[j - 1]`), so that the patch of tile `t` is `e[t], o[t],
+/// e[t + 1], o[t + 1]` in every row and the transform reads only unit
+/// strides.
 #[inline(always)]
 fn transform_input_portable(job: &Job, seg: &Segment, v: &mut [f32], rows: &mut [f32]) {
     let d = job.d;
     let (cin, ld, hw) = (d.cin, job.block, d.hw());
     let (c0, len) = (seg.cols.start, seg.cols.len());
-    let width = row_width(job.tiles);
-    let (halves, padded) = rows.split_at_mut(8 * width);
+    let (width, stride) = (row_width(job.tiles), job.v_stride());
     let sample = &job.x[seg.sample * d.in_len()..][..d.in_len()];
     with_lanes!(len, L => {
         // Entries of each half the chunks read (tile t reads t and t + 1).
@@ -352,113 +378,207 @@ fn transform_input_portable(job: &Job, seg: &Segment, v: &mut [f32], rows: &mut 
         for c in 0..cin {
             let plane = &sample[c * hw..(c + 1) * hw];
             for r in 0..4 {
-                let (e, o) = halves[2 * r * width..(2 * r + 2) * width].split_at_mut(width);
-                let (e, o) = (&mut e[..entries], &mut o[..entries]);
+                let (e, o) = rows[2 * r * width..(2 * r + 2) * width].split_at_mut(width);
                 let iy = (2 * seg.row + r) as isize - 1;
                 if iy < 0 || iy >= d.h as isize {
-                    e.fill(0.0);
-                    o.fill(0.0);
+                    zero(&mut e[..entries]);
+                    zero(&mut o[..entries]);
                 } else {
                     let src = &plane[iy as usize * d.w..(iy as usize + 1) * d.w];
-                    let window = &mut padded[..2 * entries];
-                    pad_row(src, 2 * c0, window, job.grid);
-                    deinterleave::<L>(window, e, o);
+                    split_row(src, c0, entries, e, o, job.grid);
                 }
             }
-            let half = |i: usize| &halves[i * width..(i + 1) * width];
-            let rows = [
+            let rows: &[f32] = rows;
+            let half = |i: usize| &rows[i * width..(i + 1) * width];
+            let halves = [
                 (half(0), half(1)),
                 (half(2), half(3)),
                 (half(4), half(5)),
                 (half(6), half(7)),
             ];
-            let mut outs = positions_mut(v, job.v_stride(), c * ld + seg.at, len);
             for t in (0..len).step_by(L) {
-                input_tiles::<L>(&rows, t, &mut outs, L.min(len - t));
+                let at = c * ld + seg.at + t;
+                input_tiles::<L>(&halves, t, v, stride, at, L.min(len - t));
             }
         }
     });
 }
 
 /// Floats in each of the eight row halves of [`transform_input`]'s
-/// scratch (the padded row window takes two more).
+/// scratch: a tile row's columns rounded up to whole vectors, plus one
+/// vector (the odd half is written one entry ahead).
 fn row_width(tiles: Tiles) -> usize {
     tiles.cols.next_multiple_of(LANES) + LANES
 }
 
-/// Writes entries `start..start + window.len()` of input row `src`'s
-/// zero-padded form (`padded[j] = src[j - 1]`, zero outside) into
-/// `window`, rounding the values from `src` to `grid` when given (padding
-/// stays zero, as the reference pads the already rounded input).
+/// Splits input row `src` into entries `c0..c0 + entries` of the even
+/// half `e` and odd half `o` of its zero-padded form, rounding the values
+/// to `grid` when given (padding stays zero, as the reference pads the
+/// already rounded input). `e` and `o` hold at least `entries + LANES`.
 #[inline(always)]
-fn pad_row(src: &[f32], start: usize, window: &mut [f32], grid: Option<FixedPointGrid>) {
-    let (w, n) = (src.len(), window.len());
-    let lo = usize::from(start == 0).min(n);
-    let hi = (w + 1).saturating_sub(start).clamp(lo, n);
-    window[..lo].fill(0.0);
-    window[hi..].fill(0.0);
-    if lo < hi {
-        let from = &src[start + lo - 1..start + hi - 1];
-        match grid {
-            None => window[lo..hi].copy_from_slice(from),
-            Some(g) => g.round_slice_portable(from, &mut window[lo..hi]),
-        }
+fn split_row(
+    src: &[f32],
+    c0: usize,
+    entries: usize,
+    e: &mut [f32],
+    o: &mut [f32],
+    grid: Option<FixedPointGrid>,
+) {
+    match grid {
+        None => split_row_with(src, c0, entries, e, o, |v| v),
+        Some(g) => split_row_with(src, c0, entries, e, o, |v| g.round(v)),
     }
 }
 
-/// Splits `window` into its even entries `e` and odd entries `o`, `L`
-/// pairs at a time (`e.len() == o.len()`, a multiple of `L`, and
-/// `window.len() == 2 * e.len()`).
+/// [`split_row`] with `round` applied to every value read. `o[i] =
+/// src[2(c0 + i)]` and `e[i + 1] = src[2(c0 + i) + 1]`: the row read in
+/// pairs from `2 c0`, each pair split into two vectors.
 #[inline(always)]
-fn deinterleave<const L: usize>(window: &[f32], e: &mut [f32], o: &mut [f32]) {
-    let n = e.len();
-    let (window, o) = (&window[..2 * n], &mut o[..n]);
-    for i in 0..n {
-        e[i] = window[2 * i];
-        o[i] = window[2 * i + 1];
+fn split_row_with(
+    src: &[f32],
+    c0: usize,
+    entries: usize,
+    e: &mut [f32],
+    o: &mut [f32],
+    round: impl Fn(f32) -> f32,
+) {
+    let w = src.len();
+    let start = (2 * c0).min(w);
+    let avail = (w - start).min(2 * entries);
+    e[0] = if c0 > 0 && 2 * c0 - 1 < w {
+        round(src[2 * c0 - 1])
+    } else {
+        0.0
+    };
+    let src = &src[start..start + avail];
+    let pairs = avail / 2;
+    {
+        // One loop over exactly sized slices: the compiler turns it into
+        // vector loads and shuffles.
+        let (src, o, e) = (&src[..2 * pairs], &mut o[..pairs], &mut e[1..pairs + 1]);
+        for i in 0..pairs {
+            o[i] = round(src[2 * i]);
+            e[i] = round(src[2 * i + 1]);
+        }
     }
+    // An odd row's last value pairs with the padding.
+    let (o_end, e_end) = if avail % 2 == 1 {
+        o[pairs] = round(src[avail - 1]);
+        (pairs + 1, pairs + 1)
+    } else {
+        (pairs, pairs + 1)
+    };
+    zero(&mut o[o_end.min(entries)..entries]);
+    zero(&mut e[e_end.min(entries)..entries]);
+}
+
+/// `to.fill(0.0)` as inline vector stores: these runs are a few dozen
+/// floats, where a call to `memset` costs as much as the fill.
+#[inline(always)]
+fn zero(to: &mut [f32]) {
+    let mut chunks = to.chunks_exact_mut(LANES);
+    for t in &mut chunks {
+        let t: &mut [f32; LANES] = t.try_into().expect("LANES floats");
+        *t = [0.0; LANES];
+    }
+    for t in chunks.into_remainder() {
+        *t = 0.0;
+    }
+}
+
+/// `to.copy_from_slice(from)` as inline vector moves, as [`zero`].
+#[inline(always)]
+fn copy(from: &[f32], to: &mut [f32]) {
+    let mut chunks = to.chunks_exact_mut(LANES);
+    let mut sources = from.chunks_exact(LANES);
+    for (t, f) in (&mut chunks).zip(&mut sources) {
+        let (t, f): (&mut [f32; LANES], &[f32; LANES]) = (
+            t.try_into().expect("LANES floats"),
+            f.try_into().expect("LANES floats"),
+        );
+        *t = *f;
+    }
+    for (t, &f) in chunks.into_remainder().iter_mut().zip(sources.remainder()) {
+        *t = f;
+    }
+}
+
+/// Column `j` of `d B` for the four rows of tiles `t..t + L`: `f(d0, d1,
+/// d2, d3)` with `d = (e[t], o[t], e[t + 1], o[t + 1])` per row.
+#[inline(always)]
+fn row_column<const L: usize>(
+    halves: &[(&[f32], &[f32]); 4],
+    t: usize,
+    f: impl Fn(f32, f32, f32, f32) -> f32,
+) -> [[f32; L]; 4] {
+    let load =
+        |s: &[f32], from: usize| -> [f32; L] { s[from..from + L].try_into().expect("L elements") };
+    let mut out = [[0f32; L]; 4];
+    for (r, &(e, o)) in halves.iter().enumerate() {
+        let (d0, d1, d2, d3) = (load(e, t), load(o, t), load(e, t + 1), load(o, t + 1));
+        for l in 0..L {
+            out[r][l] = f(d0[l], d1[l], d2[l], d3[l]);
+        }
+    }
+    out
 }
 
 /// `B^T d B` of tiles `t..t + L` of a segment, from the even and odd
-/// halves of its four input rows, into `outs[ξ][t..t + keep]`.
+/// halves of its four input rows, into `v[ξ * stride + at..][..keep]`.
 #[inline(always)]
 fn input_tiles<const L: usize>(
     halves: &[(&[f32], &[f32]); 4],
     t: usize,
-    outs: &mut [&mut [f32]; POSITIONS],
+    v: &mut [f32],
+    stride: usize,
+    at: usize,
     keep: usize,
 ) {
-    let load =
-        |s: &[f32], from: usize| -> [f32; L] { s[from..from + L].try_into().expect("L elements") };
-    // d B for each row: (d0 - d2, d1 + d2, d2 - d1, d1 - d3), with
-    // d = (e[t], o[t], e[t + 1], o[t + 1]).
-    let mut db = [[[0f32; L]; 4]; 4];
-    for (r, &(e, o)) in halves.iter().enumerate() {
-        let (d0, d1, d2, d3) = (load(e, t), load(o, t), load(e, t + 1), load(o, t + 1));
-        for l in 0..L {
-            db[r][0][l] = d0[l] - d2[l];
-            db[r][1][l] = d1[l] + d2[l];
-            db[r][2][l] = d2[l] - d1[l];
-            db[r][3][l] = d1[l] - d3[l];
-        }
+    // d B per row: (d0 - d2, d1 + d2, d2 - d1, d1 - d3); then B^T (d B),
+    // the same combination of the rows, one column j at a time.
+    let dst = Stores { stride, at, keep };
+    let c0 = row_column::<L>(halves, t, |d0, _, d2, _| d0 - d2);
+    column_out(0, c0, v, dst);
+    let c1 = row_column::<L>(halves, t, |_, d1, d2, _| d1 + d2);
+    column_out(1, c1, v, dst);
+    let c2 = row_column::<L>(halves, t, |_, d1, d2, _| d2 - d1);
+    column_out(2, c2, v, dst);
+    let c3 = row_column::<L>(halves, t, |_, d1, _, d3| d1 - d3);
+    column_out(3, c3, v, dst);
+}
+
+/// Where [`column_out`] stores a chunk: position `ξ` at `v[ξ * stride +
+/// at..]`, `keep` tiles of it.
+#[derive(Clone, Copy)]
+struct Stores {
+    stride: usize,
+    at: usize,
+    keep: usize,
+}
+
+/// `B^T` applied to column `j` of `d B` (`db`, one vector per row), stored
+/// at positions `(i, j)`: `v[(4i + j) * stride + at..][..keep]`.
+#[inline(always)]
+fn column_out<const L: usize>(
+    j: usize,
+    db: [[f32; L]; 4],
+    v: &mut [f32],
+    Stores { stride, at, keep }: Stores,
+) {
+    let mut out = [[0f32; L]; 4];
+    for l in 0..L {
+        out[0][l] = db[0][l] - db[2][l];
+        out[1][l] = db[1][l] + db[2][l];
+        out[2][l] = db[2][l] - db[1][l];
+        out[3][l] = db[1][l] - db[3][l];
     }
-    // B^T (d B): the same combination of the rows.
-    for j in 0..4 {
-        let mut v = [[0f32; L]; 4];
-        for l in 0..L {
-            v[0][l] = db[0][j][l] - db[2][j][l];
-            v[1][l] = db[1][j][l] + db[2][j][l];
-            v[2][l] = db[2][j][l] - db[1][j][l];
-            v[3][l] = db[1][j][l] - db[3][j][l];
-        }
-        for (i, vi) in v.iter().enumerate() {
-            let dst = &mut outs[i * 4 + j][t..];
-            if keep == L {
-                // A fixed-size copy: one vector store.
-                dst[..L].copy_from_slice(vi);
-            } else {
-                dst[..keep].copy_from_slice(&vi[..keep]);
-            }
+    for (i, vals) in out.iter().enumerate() {
+        let dst = &mut v[(i * 4 + j) * stride + at..];
+        if keep == L {
+            // A fixed-size copy: one vector store.
+            dst[..L].copy_from_slice(vals);
+        } else {
+            copy(&vals[..keep], &mut dst[..keep]);
         }
     }
 }
@@ -527,33 +647,38 @@ fn transform_output_portable(
                 &mut bottom[..width]
             },
         );
+        let stride = job.m_stride();
         with_lanes!(len, L => {
-            let ms = positions(m, job.m_stride(), at, len.next_multiple_of(L));
             for t in (0..len).step_by(L) {
                 if 2 * (t + L) <= width {
-                    output_tiles::<L>(&ms, t, &mut dst_top[2 * t..], &mut dst_bottom[2 * t..]);
+                    output_tiles::<L>(m, stride, at + t, &mut dst_top[2 * t..], &mut dst_bottom[2 * t..]);
                 } else {
                     // The last chunk runs past the image: through scratch.
-                    output_tiles::<L>(&ms, t, &mut top[2 * t..], &mut scratch_bottom[2 * t..]);
+                    output_tiles::<L>(m, stride, at + t, &mut top[2 * t..], &mut scratch_bottom[2 * t..]);
                     let keep = width - 2 * t;
-                    dst_top[2 * t..].copy_from_slice(&top[2 * t..2 * t + keep]);
-                    dst_bottom[2 * t..].copy_from_slice(&scratch_bottom[2 * t..2 * t + keep]);
+                    copy(&top[2 * t..2 * t + keep], &mut dst_top[2 * t..]);
+                    copy(&scratch_bottom[2 * t..2 * t + keep], &mut dst_bottom[2 * t..]);
                 }
             }
         });
     }
 }
 
-/// `A^T M A` of tiles `t..t + L` of a segment into their two output rows,
-/// the first `2L` entries of `top` and `bottom`.
+/// `A^T M A` of the `L` tiles at `m[ξ * stride + at..][..L]` into their
+/// two output rows, the first `2L` entries of `top` and `bottom`.
 #[inline(always)]
 fn output_tiles<const L: usize>(
-    ms: &[&[f32]; POSITIONS],
-    t: usize,
+    m: &[f32],
+    stride: usize,
+    at: usize,
     top: &mut [f32],
     bottom: &mut [f32],
 ) {
-    let load = |xi: usize| -> [f32; L] { ms[xi][t..t + L].try_into().expect("L elements") };
+    let load = |xi: usize| -> [f32; L] {
+        m[xi * stride + at..xi * stride + at + L]
+            .try_into()
+            .expect("L elements")
+    };
     let (top, bottom) = (&mut top[..2 * L], &mut bottom[..2 * L]);
     // A^T M: (row0 + row1 + row2, row1 - row2 - row3), per column j.
     let mut s0 = [[0f32; L]; 4];
@@ -575,52 +700,106 @@ fn output_tiles<const L: usize>(
     }
 }
 
-/// Elements `at..at + len` of each of the 16 position blocks (`stride`
-/// apart) of `buf`.
-#[inline(always)]
-fn positions(buf: &[f32], stride: usize, at: usize, len: usize) -> [&[f32]; POSITIONS] {
-    let p = |xi: usize| &buf[xi * stride + at..xi * stride + at + len];
-    [
-        p(0),
-        p(1),
-        p(2),
-        p(3),
-        p(4),
-        p(5),
-        p(6),
-        p(7),
-        p(8),
-        p(9),
-        p(10),
-        p(11),
-        p(12),
-        p(13),
-        p(14),
-        p(15),
-    ]
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
 
-/// [`positions`], writable (the blocks are disjoint).
-#[inline(always)]
-fn positions_mut(buf: &mut [f32], stride: usize, at: usize, len: usize) -> [&mut [f32]; POSITIONS] {
-    let mut blocks = buf.chunks_exact_mut(stride).map(|b| &mut b[at..at + len]);
-    let mut next = || blocks.next().expect("16 position blocks");
-    [
-        next(),
-        next(),
-        next(),
-        next(),
-        next(),
-        next(),
-        next(),
-        next(),
-        next(),
-        next(),
-        next(),
-        next(),
-        next(),
-        next(),
-        next(),
-        next(),
-    ]
+    thread_local! {
+        /// Set by a test to run the baseline-target transforms.
+        pub(super) static PORTABLE_ONLY: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// The direct definition: `y[k, i, j] = sum_c sum_{a,b} w[k, c, a, b] *
+    /// x[c, i + a - 1, j + b - 1]`, zero outside the image.
+    fn direct(x: &[f32], w: &[f32], d: &Dims) -> Vec<f32> {
+        let (h, wd) = (d.h as isize, d.w as isize);
+        let mut y = vec![0f32; d.n * d.out_len()];
+        for n in 0..d.n {
+            for k in 0..d.cout {
+                for i in 0..h {
+                    for j in 0..wd {
+                        let mut sum = 0f64;
+                        for c in 0..d.cin {
+                            for a in 0..3isize {
+                                for b in 0..3isize {
+                                    let (yy, xx) = (i + a - 1, j + b - 1);
+                                    if yy < 0 || xx < 0 || yy >= h || xx >= wd {
+                                        continue;
+                                    }
+                                    let xv = x
+                                        [((n * d.cin + c) * d.h + yy as usize) * d.w + xx as usize];
+                                    let wv = w[((k * d.cin + c) * 3 + a as usize) * 3 + b as usize];
+                                    sum += f64::from(xv) * f64::from(wv);
+                                }
+                            }
+                        }
+                        y[((n * d.cout + k) * d.h + i as usize) * d.w + j as usize] = sum as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn dims(n: usize, cin: usize, h: usize, w: usize, cout: usize) -> Dims {
+        let g = super::super::ConvGeometry {
+            stride: 1,
+            padding: 1,
+        };
+        Dims::new(&[n, cin, h, w], &[cout, cin, 3, 3], g, 1).unwrap()
+    }
+
+    /// A deterministic spread of values in [-1, 1).
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn both_transform_paths_match_the_direct_convolution_bit_for_bit() {
+        for (i, &(n, cin, h, w, cout)) in [
+            (2, 3, 5, 7, 4),
+            (1, 16, 32, 32, 16),
+            (3, 5, 1, 9, 2),
+            (2, 7, 18, 34, 3),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let d = dims(n, cin, h, w, cout);
+            let x = values(d.n * d.in_len(), 2 * i as u32 + 1);
+            let wt = values(d.cout * d.k(), 2 * i as u32 + 2);
+            let reference = direct(&x, &wt, &d);
+            // rayon runs the blocks on its own threads: pin the choice
+            // there too by running the whole call inside a one-thread pool.
+            let run = |portable: bool| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .start_handler(move |_| PORTABLE_ONLY.with(|p| p.set(portable)))
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    PORTABLE_ONLY.with(|p| p.set(portable));
+                    forward(&x, &wt, &d, None)
+                })
+            };
+            let (portable, dispatched) = (run(true), run(false));
+            assert_eq!(portable, dispatched, "paths differ for {d:?}");
+            let scale = reference.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            let err = portable
+                .iter()
+                .zip(&reference)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+                / scale;
+            assert!(err < 1e-5, "{d:?}: {err}");
+        }
+    }
 }
