@@ -9,12 +9,14 @@
 //! padding 0, 5x5 kernels) are refused by `Winograd` and run by `Auto` on
 //! im2col; the gradient tests (`conv_paths.rs`, `gradients.rs`) go through
 //! `Auto`, so they cover Winograd in the forward and in the flipped-weight
-//! input gradient.
+//! input gradient; `winograd_layers_match_candle_forward_and_gradients`
+//! checks that on shapes that take it.
 
 mod common;
-use common::max_rel_diff;
+use common::{flat, max_rel_diff, projected_grads, random};
 
-use dsnn_core::conv::{forward_cpu_with, ConvAlgorithm, ConvGeometry, ConvOptions};
+use candle_core::Var;
+use dsnn_core::conv::{conv2d_with, forward_cpu_with, ConvAlgorithm, ConvGeometry, ConvOptions};
 use dsnn_core::quant::FixedPoint;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -133,4 +135,29 @@ fn winograd_refuses_shapes_it_does_not_compute() {
         ConvAlgorithm::Auto
     )
     .is_err());
+}
+
+/// Through the autograd op on shapes `Auto` runs as Winograd (at least 32
+/// channels, 8x8 images and 512 tiles), forward and input gradient (the
+/// flipped-weight forward convolution), against candle's conv2d.
+#[test]
+fn winograd_layers_match_candle_forward_and_gradients() {
+    let mut rng = StdRng::seed_from_u64(24);
+    for [n, cin, h, w, cout] in [[8, 32, 16, 16, 32], [33, 64, 8, 8, 64], [5, 40, 15, 17, 48]] {
+        let x = Var::from_tensor(&random(&mut rng, &[n, cin, h, w])).unwrap();
+        let wt = Var::from_tensor(&random(&mut rng, &[cout, cin, 3, 3])).unwrap();
+        let ours = conv2d_with(x.as_tensor(), wt.as_tensor(), ConvOptions::plain(SAME)).unwrap();
+        let theirs = x.as_tensor().conv2d(wt.as_tensor(), 1, 1, 1, 1).unwrap();
+        let d = max_rel_diff(&flat(&ours), &flat(&theirs));
+        assert!(d < 1e-5, "forward {n}x{cin}x{h}x{w} -> {cout}: {d}");
+        let (g1, g2) = projected_grads(&mut rng, &ours, &theirs);
+        for var in [&x, &wt] {
+            let (a, b) = (
+                flat(g1.get(var.as_tensor()).unwrap()),
+                flat(g2.get(var.as_tensor()).unwrap()),
+            );
+            let d = max_rel_diff(&a, &b);
+            assert!(d < 1e-5, "gradient {n}x{cin}x{h}x{w} -> {cout}: {d}");
+        }
+    }
 }
