@@ -9,6 +9,10 @@
 //! already rounded to powers of two and can have it round the input to
 //! DeepShift's fixed-point grid while unfolding it, which saves a full pass
 //! over the activation and a node of the autograd graph.
+//!
+//! 3x3, stride-1, pad-1 layers with enough channels and tiles run as
+//! Winograd F(2x2, 3x3) instead (module `conv/winograd.rs`), in the forward and hence in
+//! the input gradient, which for stride 1 is a forward convolution of `dy`.
 
 use crate::quant::{FixedPoint, FixedPointGrid};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
@@ -17,6 +21,7 @@ use rayon::prelude::*;
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
 
+/// Winograd F(2x2, 3x3) for the 3x3 stride-1 layers (see [`ConvAlgorithm`]).
 mod winograd;
 
 thread_local! {
@@ -511,7 +516,8 @@ unsafe fn assume_init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
 pub enum ConvAlgorithm {
     /// Winograd where it applies and measured faster
     /// ([`ConvAlgorithm::Winograd`]'s shapes with at least 32 channels in
-    /// and out and an image of at least 8x8), im2col + gemm elsewhere.
+    /// and out on 16x16+ images or 64 on 8x8+ ones, and 512+ output tiles
+    /// of 2x2 in the call), im2col + gemm elsewhere.
     Auto,
     /// Unfold the input into a column matrix and multiply with `gemm`.
     Im2col,

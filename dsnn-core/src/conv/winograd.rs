@@ -63,18 +63,18 @@ pub(super) fn supports(d: &Dims) -> bool {
 
 /// Whether Winograd is the faster kernel for `d` on this machine (measured
 /// with `examples/conv_layers.rs`, see `docs/benchmarks.md`): at 32 or more
-/// channels in and out, images of at least 8x8 and at least
-/// [`MIN_TILES`] tiles in the call. With 16 channels the gemms' inner
-/// dimension is too short to pay for the transforms (ResNet20's
-/// 16-channel 32x32 layers ran 1.25-1.35x slower than im2col), on 4x4
-/// images most tiles are border tiles, and small batches leave too few
-/// tiles to fill the gemms' row tiles (batch 1 ran 1.3-1.9x slower).
+/// channels in and out on images of 16x16 or more, or 64 or more on 8x8
+/// ones, and at least [`MIN_TILES`] tiles in the call. With 16 channels the
+/// gemms' inner dimension is too short to pay for the transforms (16 -> 16
+/// on 32x32 ran 1.1-1.65x slower than im2col); on small images the rows of
+/// tiles are short and many tiles lie on the border (32 -> 32 on 8x8 and
+/// 64 -> 64 on 4x4 ran 1.2-1.3x slower); small batches leave too few tiles
+/// to fill the gemms' row tiles (batch 1 ran 1.3-1.9x slower).
 pub(super) fn pays(d: &Dims) -> bool {
+    let (channels, side) = (d.cin.min(d.cout), d.h.min(d.w));
     supports(d)
-        && d.cin >= 32
-        && d.cout >= 32
-        && d.h >= 8
-        && d.w >= 8
+        && channels >= 32
+        && (side >= 16 || (side >= 8 && channels >= 64))
         && d.n * d.h.div_ceil(2) * d.w.div_ceil(2) >= MIN_TILES
 }
 
