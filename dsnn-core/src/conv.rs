@@ -562,14 +562,14 @@ pub fn forward_cpu_with(
 }
 
 /// The convolution of `x` with `w` (sizes `d`) on the CPU, by the kernel
-/// that is faster for its shape ([`ConvAlgorithm::Auto`]).
+/// that is faster for its shape ([`ConvAlgorithm::Auto`]). Winograd only
+/// takes float inputs: with the fused input rounding of DeepShift-Q/PS it
+/// ran ResNet20's simulated inference 6-11% slower than im2col (A/B on a
+/// quiet machine, `docs/benchmarks.md`), while the input gradient of those
+/// layers (plain `dy`) still gains.
 fn forward_cpu(x: &[f32], w: &[f32], d: &Dims, unfold: Unfold) -> Vec<f32> {
-    if winograd::pays(d) {
-        let grid = match unfold {
-            Unfold::Plain => None,
-            Unfold::Quantized(grid) => Some(grid),
-        };
-        return winograd::forward(x, w, d, grid);
+    if matches!(unfold, Unfold::Plain) && winograd::pays(d) {
+        return winograd::forward(x, w, d, None);
     }
     im2col_forward(x, w, d, unfold)
 }
