@@ -9,6 +9,10 @@
 //! already rounded to powers of two and can have it round the input to
 //! DeepShift's fixed-point grid while unfolding it, which saves a full pass
 //! over the activation and a node of the autograd graph.
+//!
+//! 3x3, stride-1, pad-1 layers with enough channels and tiles run as
+//! Winograd F(2x2, 3x3) instead (module `conv/winograd.rs`), in the forward and hence in
+//! the input gradient, which for stride 1 is a forward convolution of `dy`.
 
 use crate::quant::{FixedPoint, FixedPointGrid};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
@@ -16,6 +20,9 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
+
+/// Winograd F(2x2, 3x3) for the 3x3 stride-1 layers (see [`ConvAlgorithm`]).
+mod winograd;
 
 thread_local! {
     /// Per-thread work buffers (column matrix and gemm staging), kept between
@@ -503,10 +510,74 @@ unsafe fn assume_init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
     unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), v.len(), v.capacity()) }
 }
 
+/// Which CPU kernel runs a forward convolution (and the input gradient of
+/// stride-1 layers, which is one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvAlgorithm {
+    /// Winograd where it applies and measured faster
+    /// ([`ConvAlgorithm::Winograd`]'s shapes with at least 32 channels in
+    /// and out on 16x16+ images or 64 on 8x8+ ones, and 512+ output tiles
+    /// of 2x2 in the call), im2col + gemm elsewhere.
+    Auto,
+    /// Unfold the input into a column matrix and multiply with `gemm`.
+    Im2col,
+    /// Winograd F(2x2, 3x3): 3x3 kernels, stride 1, padding 1, no groups.
+    Winograd,
+}
+
+/// The forward convolution of `x` (`x_dims`, NCHW) with `w` (`w_dims`) on
+/// the CPU with a chosen kernel, on plain slices: for tests and benchmarks
+/// that compare the kernels ([`conv2d_with`] always runs
+/// [`ConvAlgorithm::Auto`]). Errors on inconsistent sizes and on
+/// `Winograd` for a shape it does not support.
+pub fn forward_cpu_with(
+    x: &[f32],
+    x_dims: [usize; 4],
+    w: &[f32],
+    w_dims: [usize; 4],
+    options: ConvOptions,
+    algorithm: ConvAlgorithm,
+) -> Result<Vec<f32>> {
+    let d = Dims::new(&x_dims, &w_dims, options.geometry, options.groups)?;
+    if x.len() != d.n * d.in_len() || w.len() != d.cout * d.k() {
+        candle_core::bail!(
+            "conv2d: {} input and {} weight values do not fill {x_dims:?} and {w_dims:?}",
+            x.len(),
+            w.len()
+        );
+    }
+    let unfold = Unfold::new(options.grid());
+    Ok(match algorithm {
+        ConvAlgorithm::Auto => forward_cpu(x, w, &d, unfold),
+        ConvAlgorithm::Im2col => im2col_forward(x, w, &d, unfold),
+        ConvAlgorithm::Winograd if winograd::supports(&d) => {
+            winograd::forward(x, w, &d, options.grid())
+        }
+        ConvAlgorithm::Winograd => candle_core::bail!(
+            "conv2d: Winograd needs a 3x3 kernel, stride 1, padding 1 and no groups, got {w_dims:?} with {:?} and {} groups",
+            options.geometry,
+            options.groups
+        ),
+    })
+}
+
+/// The convolution of `x` with `w` (sizes `d`) on the CPU, by the kernel
+/// that is faster for its shape ([`ConvAlgorithm::Auto`]). Winograd only
+/// takes float inputs: with the fused input rounding of DeepShift-Q/PS it
+/// ran ResNet20's simulated inference 6-11% slower than im2col (A/B on a
+/// quiet machine, `docs/benchmarks.md`), while the input gradient of those
+/// layers (plain `dy`) still gains.
+fn forward_cpu(x: &[f32], w: &[f32], d: &Dims, unfold: Unfold) -> Vec<f32> {
+    if matches!(unfold, Unfold::Plain) && winograd::pays(d) {
+        return winograd::forward(x, w, d, None);
+    }
+    im2col_forward(x, w, d, unfold)
+}
+
 /// The convolution of `x` with `w` (sizes `d`) on the CPU: per group of
 /// samples, im2col (rounding the input as `unfold` says) and one gemm per
 /// channel group, samples in parallel over the batch. Returns `y` in NCHW.
-fn forward_cpu(x: &[f32], w: &[f32], d: &Dims, unfold: Unfold) -> Vec<f32> {
+fn im2col_forward(x: &[f32], w: &[f32], d: &Dims, unfold: Unfold) -> Vec<f32> {
     let (k, p, ol, og, il) = (d.k(), d.p(), d.out_len(), d.og(), d.in_len());
     let (cg_len, wg_len) = (d.cg() * d.hw(), og * k);
     let mut y = uninit_vec(d.n * ol);

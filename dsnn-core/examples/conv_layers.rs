@@ -1,0 +1,147 @@
+//! The forward convolution's CPU kernels side by side, layer by layer:
+//! im2col + gemm against Winograd F(2x2, 3x3) on ResNet20's 3x3 stride-1
+//! shapes (and a few smaller ones that decide where Winograd pays), with
+//! the largest difference between the two. Calls alternate between the
+//! kernels so that machine noise hits both alike; times are minima and
+//! medians over `--reps` calls, GFLOP/s counts the direct convolution's
+//! `2 * n * cout * cin * 9 * h * w` flops for both. The CPU columns are
+//! the minimum process CPU time per call (all threads), which a loaded
+//! machine moves far less than wall time: run with `RAYON_NUM_THREADS=1`
+//! to compare the kernels' work alone.
+//!
+//! `cargo run --release -p dsnn-core --example conv_layers -- [--batch 128] [--reps 20] [--shape CIN,COUT,SIDE] [--profile winograd|im2col]`
+
+use dsnn_core::conv::{forward_cpu_with, ConvAlgorithm, ConvGeometry, ConvOptions};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+
+/// Input channels, output channels, image side.
+const SHAPES: [(usize, usize, usize); 9] = [
+    (16, 16, 32),
+    (32, 32, 16),
+    (64, 64, 8),
+    (3, 16, 32),
+    (8, 8, 32),
+    (16, 16, 8),
+    (32, 32, 8),
+    (64, 64, 4),
+    (128, 128, 4),
+];
+
+/// CPU time of the whole process (all threads) in milliseconds.
+fn process_cpu_ms() -> f64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec it is given.
+        if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0 {
+            return ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6;
+        }
+    }
+    f64::NAN
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    dsnn_core::runtime::tune_process();
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let batch: usize = opt("--batch")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(128);
+    let reps: usize = opt("--reps").map(|s| s.parse()).transpose()?.unwrap_or(20);
+    // `--shape 16,16,32`: only that (cin, cout, side), e.g. to profile it.
+    let only: Option<Vec<usize>> = opt("--shape")
+        .map(|s| s.split(',').map(str::parse).collect())
+        .transpose()?;
+    let options = ConvOptions::plain(ConvGeometry {
+        stride: 1,
+        padding: 1,
+    });
+    let mut rng = StdRng::seed_from_u64(19);
+    println!(
+        "batch {batch}, {reps} calls each, {} threads",
+        rayon::current_num_threads()
+    );
+    println!("| cin -> cout | image | im2col min / median ms | Winograd min / median ms | im2col GFLOP/s | Winograd GFLOP/s | Winograd / im2col (min) | CPU ms im2col / Winograd | CPU ratio | max abs diff | max rel diff |");
+    println!("|---|---|---|---|---:|---:|---:|---|---:|---:|---:|");
+    // `--profile winograd` (or `im2col`): only call that kernel, `reps`
+    // times per shape, printing nothing (to run under `perf record`).
+    let profile = opt("--profile");
+    for (cin, cout, side) in SHAPES {
+        if only.as_ref().is_some_and(|o| o[..] != [cin, cout, side]) {
+            continue;
+        }
+        let xd = [batch, cin, side, side];
+        let wd = [cout, cin, 3, 3];
+        let x: Vec<f32> = (0..xd.iter().product())
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
+        let w: Vec<f32> = (0..wd.iter().product())
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
+        let run = |alg| forward_cpu_with(&x, xd, &w, wd, options, alg);
+        if let Some(kernel) = &profile {
+            let alg = match kernel.as_str() {
+                "winograd" => ConvAlgorithm::Winograd,
+                "im2col" => ConvAlgorithm::Im2col,
+                other => {
+                    return Err(format!("--profile takes winograd or im2col, not {other}").into())
+                }
+            };
+            for _ in 0..reps {
+                std::hint::black_box(run(alg)?);
+            }
+            continue;
+        }
+        let reference = run(ConvAlgorithm::Im2col)?;
+        let fast = run(ConvAlgorithm::Winograd)?;
+        let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let abs = reference
+            .iter()
+            .zip(&fast)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let (mut t_im2col, mut t_winograd) = (Vec::new(), Vec::new());
+        let (mut c_im2col, mut c_winograd) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            for (alg, times, cpu) in [
+                (ConvAlgorithm::Im2col, &mut t_im2col, &mut c_im2col),
+                (ConvAlgorithm::Winograd, &mut t_winograd, &mut c_winograd),
+            ] {
+                let (start, cpu_start) = (Instant::now(), process_cpu_ms());
+                std::hint::black_box(run(alg)?);
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+                cpu.push(process_cpu_ms() - cpu_start);
+            }
+        }
+        let flops = 2.0 * (batch * cout * cin * 9 * side * side) as f64;
+        let min = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
+        let (mi, mw) = (min(&t_im2col), min(&t_winograd));
+        let (ci, cw) = (min(&c_im2col), min(&c_winograd));
+        println!(
+            "| {cin} -> {cout} | {side}x{side} | {mi:.2} / {:.2} | {mw:.2} / {:.2} | {:.0} | {:.0} | {:.2} | {ci:.2} / {cw:.2} | {:.2} | {abs:.2e} | {:.2e} |",
+            median(&mut t_im2col),
+            median(&mut t_winograd),
+            flops / mi / 1e6,
+            flops / mw / 1e6,
+            mw / mi,
+            cw / ci,
+            abs / scale,
+        );
+    }
+    Ok(())
+}
