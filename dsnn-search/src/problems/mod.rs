@@ -571,13 +571,24 @@ impl TestProblem {
             Family::Dtlz(1) => Some(1.1f64.powi(m as i32) - 1.0 / factorial(m)),
             Family::Dtlz(2..=4) => Some(sphere_hv(m)),
             _ if m > 3 => None,
-            _ => {
-                let front = self.front_sample(self.dense_size());
-                let norm = self.normaliser();
-                let scaled: Vec<Vec<f64>> = front.iter().map(|f| norm.transform(f)).collect();
-                Some(pareto::hypervolume(&scaled, &vec![1.1; m]))
-            }
+            _ => Some(self.normalised_hypervolume(&self.front_sample(self.dense_size()))),
         }
+    }
+
+    /// The hypervolume of `points` (raw objective vectors) after
+    /// [`TestProblem::normaliser`] at reference 1.1, as a fraction of
+    /// [`TestProblem::normalised_optimal_hypervolume`]: 1 at the true front,
+    /// the score the optimizer tests and the peer benchmark use. `None` where
+    /// that optimum is unknown.
+    pub fn hypervolume_ratio(&self, points: &[Vec<f64>]) -> Option<f64> {
+        Some(self.normalised_hypervolume(points) / self.normalised_optimal_hypervolume()?)
+    }
+
+    /// The hypervolume of `points` after the normaliser at reference 1.1.
+    fn normalised_hypervolume(&self, points: &[Vec<f64>]) -> f64 {
+        let norm = self.normaliser();
+        let scaled: Vec<Vec<f64>> = points.iter().map(|f| norm.transform(f)).collect();
+        pareto::hypervolume(&scaled, &vec![1.1; self.n_obj])
     }
 }
 
