@@ -272,16 +272,7 @@ impl DotPlan {
 mod tests {
     use super::*;
 
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            self.0 >> 33
-        }
-    }
+    use crate::test_rng::Lcg;
 
     fn random_weights(g: &mut Lcg, len: usize, m_lo: u8, m_hi: u8, zeros: u64) -> Vec<ShiftWeight> {
         (0..len)

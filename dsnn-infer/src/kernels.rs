@@ -514,17 +514,7 @@ mod tests {
     use crate::format::shl;
     use crate::weights::{ShiftWeight, CHUNK_ROWS};
 
-    /// A small deterministic generator (no dependency on `rand` here).
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            self.0 >> 33
-        }
-    }
+    use crate::test_rng::Lcg;
 
     /// Every kernel and sub-block width equals the documented sums, computed
     /// here from the weights: `init + sum_m shl(P[c, m], S - m)`.

@@ -29,6 +29,8 @@ mod lower;
 pub mod model;
 pub mod profile;
 pub mod reference;
+#[cfg(test)]
+mod test_rng;
 pub mod weights;
 
 pub use engine::EngineOptions;
