@@ -11,6 +11,9 @@
 //!
 //! `cargo run --release -p dsnn-core --example conv_layers -- [--batch 128] [--reps 20] [--shape CIN,COUT,SIDE] [--profile winograd|im2col]`
 
+mod bench_util;
+use bench_util::{median, process_cpu_ms};
+
 use dsnn_core::conv::{forward_cpu_with, ConvAlgorithm, ConvGeometry, ConvOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -28,27 +31,6 @@ const SHAPES: [(usize, usize, usize); 9] = [
     (64, 64, 4),
     (128, 128, 4),
 ];
-
-/// CPU time of the whole process (all threads) in milliseconds.
-fn process_cpu_ms() -> f64 {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes the timespec it is given.
-        if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0 {
-            return ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6;
-        }
-    }
-    f64::NAN
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     dsnn_core::runtime::tune_process();
@@ -134,8 +116,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (ci, cw) = (min(&c_im2col), min(&c_winograd));
         println!(
             "| {cin} -> {cout} | {side}x{side} | {mi:.2} / {:.2} | {mw:.2} / {:.2} | {:.0} | {:.0} | {:.2} | {ci:.2} / {cw:.2} | {:.2} | {abs:.2e} | {:.2e} |",
-            median(&mut t_im2col),
-            median(&mut t_winograd),
+            median(&t_im2col),
+            median(&t_winograd),
             flops / mi / 1e6,
             flops / mw / 1e6,
             mw / mi,

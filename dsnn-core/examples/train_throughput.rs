@@ -12,6 +12,9 @@
 //!
 //! `cargo run --release -p dsnn-core --example train_throughput -- [--steps N] [--batch 128] [--models resnet20,lenet5] [--variants float,Q,PS] [--no-candle] [--json out.json]`
 
+mod bench_util;
+use bench_util::{median, process_cpu_ms};
+
 use candle_core::{DType, Device, Tensor};
 use dsnn_core::layers::ConvEngine;
 use dsnn_core::optim::{Optimizer, OptimizerSettings};
@@ -31,28 +34,6 @@ struct Variant {
     train_cpu_ms: Vec<f64>,
     infer_ms: Vec<f64>,
     infer1_ms: Vec<f64>,
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    s[s.len() / 2]
-}
-
-/// CPU time of the whole process (all threads) in milliseconds.
-fn process_cpu_ms() -> f64 {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes the timespec it is given.
-        if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0 {
-            return ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6;
-        }
-    }
-    f64::NAN
 }
 
 /// Peak resident memory of the process in MiB.
