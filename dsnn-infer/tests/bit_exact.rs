@@ -13,6 +13,30 @@ use dsnn_infer::reference::reference_logits;
 use dsnn_infer::weights::ShiftWeight;
 use dsnn_infer::{ActFormat, EngineOptions, IntModel, Isa, Requant, Step};
 
+/// A hand-built DeepShift-Q model (5-bit weights, no input transform) of
+/// `steps` on `(channels, height, width)` images with `classes` outputs.
+fn hand_model(
+    act: ActFormat,
+    (channels, height, width): (usize, usize, usize),
+    classes: usize,
+    steps: Vec<Step>,
+) -> IntModel {
+    IntModel {
+        backbone: "hand".into(),
+        shift_type: ShiftType::Q,
+        input: InputShape {
+            channels,
+            height,
+            width,
+        },
+        classes,
+        act,
+        weight_bits: 5,
+        input_transform: None,
+        steps,
+    }
+}
+
 /// Runs the engine with every kernel and sub-block width, with and without
 /// the batch-lanes convolution (used from 16 images up), and compares with
 /// the reference.
@@ -168,25 +192,20 @@ fn truncated_accumulators_and_wide_sums_match_the_reference() {
         .collect();
     let layer = ShiftLayer::new("fc", &ws, cout, fan_in, 5, 4).unwrap();
     let model = IntModel {
-        backbone: "hand".into(),
         shift_type: ShiftType::PS,
-        input: InputShape {
-            channels: 3,
-            height: 4,
-            width: 4,
-        },
-        classes: cout,
-        act,
-        weight_bits: 5,
-        input_transform: None,
-        steps: vec![Step::Linear {
-            layer,
-            epilogue: Epilogue {
-                acc_init: (0..cout as i64).map(|c| c * 1000 - 3000).collect(),
-                requant: Requant::Logits,
-                bias: true,
-            },
-        }],
+        ..hand_model(
+            act,
+            (3, 4, 4),
+            cout,
+            vec![Step::Linear {
+                layer,
+                epilogue: Epilogue {
+                    acc_init: (0..cout as i64).map(|c| c * 1000 - 3000).collect(),
+                    requant: Requant::Logits,
+                    bias: true,
+                },
+            }],
+        )
     };
     model.validate().unwrap();
     let n = 20;
@@ -271,19 +290,11 @@ fn conv_batch_norm_linear(
     conv_shift: u32,
     fc_w: &[ShiftWeight],
 ) -> IntModel {
-    IntModel {
-        backbone: "hand".into(),
-        shift_type: ShiftType::Q,
-        input: InputShape {
-            channels: cin,
-            height: size,
-            width: size,
-        },
-        classes: 3,
+    hand_model(
         act,
-        weight_bits: 5,
-        input_transform: None,
-        steps: vec![
+        (cin, size, size),
+        3,
+        vec![
             Step::Conv {
                 layer: ShiftLayer::new("conv", conv_w, 2, cin * 9, 5, conv_shift).unwrap(),
                 cin,
@@ -312,7 +323,7 @@ fn conv_batch_norm_linear(
                 },
             },
         ],
-    }
+    )
 }
 
 /// A hand-built convolution with a folded batch norm whose accumulators
@@ -422,19 +433,11 @@ fn odd_geometries(acc_shift: u32, n: usize) {
         first.lane_plan().chunks.len(),
         if acc_shift < 8 { 0 } else { 3 }
     );
-    let model = IntModel {
-        backbone: "hand".into(),
-        shift_type: ShiftType::Q,
-        input: InputShape {
-            channels: cin,
-            height: 5,
-            width: 9,
-        },
-        classes: 4,
+    let model = hand_model(
         act,
-        weight_bits: 5,
-        input_transform: None,
-        steps: vec![
+        (cin, 5, 9),
+        4,
+        vec![
             Step::Conv {
                 layer: first,
                 cin,
@@ -467,7 +470,7 @@ fn odd_geometries(acc_shift: u32, n: usize) {
                 },
             },
         ],
-    };
+    );
     model.validate().unwrap();
     let x: Vec<i32> = (0..(n * cin * 45) as i64)
         .map(|i| ((i * 2_654_435_761) % 20_000 - 10_000) as i32)
@@ -592,20 +595,7 @@ fn residual_model(
             bias: true,
         },
     });
-    let model = IntModel {
-        backbone: "hand".into(),
-        shift_type: ShiftType::Q,
-        input: InputShape {
-            channels: c,
-            height: 6,
-            width: 6,
-        },
-        classes: 3,
-        act,
-        weight_bits: 5,
-        input_transform: None,
-        steps,
-    };
+    let model = hand_model(act, (c, 6, 6), 3, steps);
     model.validate().unwrap();
     model
 }
@@ -986,20 +976,7 @@ fn grouped_convolutions_branches_and_general_pooling_match_the_reference() {
             },
         },
     ];
-    let model = IntModel {
-        backbone: "hand".into(),
-        shift_type: ShiftType::Q,
-        input: InputShape {
-            channels: 4,
-            height: h,
-            width: w_,
-        },
-        classes: 3,
-        act,
-        weight_bits: 5,
-        input_transform: None,
-        steps,
-    };
+    let model = hand_model(act, (4, h, w_), 3, steps);
     model.validate().unwrap();
     for n in [3, 19] {
         let x: Vec<i32> = (0..(n * 4 * h * w_) as i64)
@@ -1026,20 +1003,7 @@ fn grouped_convolutions_branches_and_general_pooling_match_the_reference() {
 fn inconsistent_branches_and_groups_are_refused() {
     let act = ActFormat::new(8, 8).unwrap();
     let ws = vec![ShiftWeight::Zero; 6 * 18];
-    let model = |steps: Vec<Step>| IntModel {
-        backbone: "hand".into(),
-        shift_type: ShiftType::Q,
-        input: InputShape {
-            channels: 4,
-            height: 3,
-            width: 3,
-        },
-        classes: 36,
-        act,
-        weight_bits: 5,
-        input_transform: None,
-        steps,
-    };
+    let model = |steps: Vec<Step>| hand_model(act, (4, 3, 3), 36, steps);
     let fc = |fan_in: usize| Step::Linear {
         layer: ShiftLayer::new(
             "fc",
@@ -1175,19 +1139,11 @@ fn vnni_dot_products_match_the_reference_where_taken_and_where_not() {
             epilogue: shift(cout, relu),
         }
     };
-    let model = IntModel {
-        backbone: "hand".into(),
-        shift_type: ShiftType::Q,
-        input: InputShape {
-            channels: cin,
-            height: size,
-            width: size,
-        },
-        classes: 3,
+    let model = hand_model(
         act,
-        weight_bits: 5,
-        input_transform: None,
-        steps: vec![
+        (cin, size, size),
+        3,
+        vec![
             conv(conv1, cin, 1, false),
             conv(conv2, c1, 1, true),
             conv(conv3, c2, 1, false),
@@ -1201,7 +1157,7 @@ fn vnni_dot_products_match_the_reference_where_taken_and_where_not() {
                 },
             },
         ],
-    };
+    );
     model.validate().unwrap();
     let n = 19;
     // Input magnitudes below 2^15, 2^23 and 2^31: 2 and 3 byte planes
