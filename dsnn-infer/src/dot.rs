@@ -23,7 +23,6 @@
 //! on CPUs without VNNI; [`DotPlan::channel_sum`] is this re-expression in
 //! plain Rust, tested against the bucket sums on every CPU.
 
-use crate::format::shl;
 use crate::weights::{Plan, ShiftWeight};
 
 /// Inputs per 32-bit lane of the dot-product instruction (four bytes).
@@ -253,18 +252,7 @@ impl DotPlan {
             dense += i64::from(lane) << (8 * j);
         }
         dense -= i64::from(bias as u32) * self.weight_sum[c];
-        let mut acc = init + (dense << self.shift[c]);
-        for b in self.residual.channel(c) {
-            let mut sum = 0i64;
-            for &k in &self.residual.idx[b.start as usize..b.mid as usize] {
-                sum += i64::from(x[k as usize]);
-            }
-            for &k in &self.residual.idx[b.mid as usize..b.end as usize] {
-                sum -= i64::from(x[k as usize]);
-            }
-            acc += shl(sum, b.shift);
-        }
-        acc
+        init + (dense << self.shift[c]) + self.residual.shifted_sum(c, x)
     }
 }
 
@@ -294,18 +282,7 @@ mod tests {
 
     /// The shift-add kernel's sum, bucket by bucket.
     fn bucket_sum(plan: &Plan, c: usize, x: &[i32], init: i64) -> i64 {
-        let mut acc = init;
-        for b in plan.channel(c) {
-            let mut s = 0i64;
-            for &k in &plan.idx[b.start as usize..b.mid as usize] {
-                s += i64::from(x[k as usize]);
-            }
-            for &k in &plan.idx[b.mid as usize..b.end as usize] {
-                s -= i64::from(x[k as usize]);
-            }
-            acc += shl(s, b.shift);
-        }
-        acc
+        init + plan.shifted_sum(c, x)
     }
 
     #[test]

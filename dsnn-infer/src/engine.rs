@@ -2,7 +2,7 @@
 //! in parallel (rayon) over images, position blocks and output channels.
 
 use crate::error::{InferError, Result};
-use crate::format::{floor_shift_wide, shl, ActFormat};
+use crate::format::{floor_shift_wide, ActFormat};
 use crate::kernels::{block_channels, col_index, col_len, Isa, BLOCK, LANES, LANE_IMAGES};
 use crate::model::{Epilogue, IntModel, Logits, Requant, ShiftLayer, Step};
 use crate::weights::CHUNK_ROWS;
@@ -899,17 +899,7 @@ impl Ctx {
                 let cs = (chunk * per_chunk).min(cout)..((chunk + 1) * per_chunk).min(cout);
                 let mut m = 0;
                 for c in cs {
-                    let mut a = epi.acc_init[c];
-                    for b in plan.channel(c) {
-                        let mut sum = 0i64;
-                        for &i in &plan.idx[b.start as usize..b.mid as usize] {
-                            sum += i64::from(xs[i as usize]);
-                        }
-                        for &i in &plan.idx[b.mid as usize..b.end as usize] {
-                            sum -= i64::from(xs[i as usize]);
-                        }
-                        a += shl(sum, b.shift);
-                    }
+                    let a = epi.acc_init[c] + plan.shifted_sum(c, xs);
                     m = m.max(self.requant(&[a], c, layer, epi, &out, img * cout + c, 1));
                 }
                 seen.fetch_max(m, Ordering::Relaxed);

@@ -310,6 +310,25 @@ impl Plan {
         let (a, b) = self.channels[c];
         &self.buckets[a as usize..b as usize]
     }
+
+    /// Channel `c`'s shift-add sum over one input vector `x`, bucket by
+    /// bucket: `sum_m shl(P_m - N_m, shift_m)` (the scalar form the vector
+    /// kernels reproduce).
+    #[inline]
+    pub fn shifted_sum(&self, c: usize, x: &[i32]) -> i64 {
+        let mut acc = 0i64;
+        for b in self.channel(c) {
+            let mut sum = 0i64;
+            for &k in &self.idx[b.start as usize..b.mid as usize] {
+                sum += i64::from(x[k as usize]);
+            }
+            for &k in &self.idx[b.mid as usize..b.end as usize] {
+                sum -= i64::from(x[k as usize]);
+            }
+            acc += crate::format::shl(sum, b.shift);
+        }
+        acc
+    }
 }
 
 /// Lanes of one [`DenseShifts`] group (eight 64-bit lanes).
