@@ -36,6 +36,14 @@ pub struct GpHyperparameters {
 }
 
 impl GpHyperparameters {
+    /// `1 / lengthscale^2` per input, the form the kernel uses.
+    pub fn inverse_squared_lengthscales(&self) -> Vec<f64> {
+        self.log_lengthscales
+            .iter()
+            .map(|l| (-2.0 * l).exp())
+            .collect()
+    }
+
     /// The priors' medians for `d` inputs: the start of a first fit.
     pub fn prior_median(d: usize) -> Self {
         GpHyperparameters {
@@ -189,11 +197,7 @@ fn backward(l: &[f64], n: usize, b: &mut [f64]) {
 
 /// Kernel matrix of the data under `h` (signal part; noise on the diagonal).
 fn kernel_matrix(pairs: &PairTable, n: usize, h: &GpHyperparameters, noise: f64) -> Vec<f64> {
-    let inv: Vec<f64> = h
-        .log_lengthscales
-        .iter()
-        .map(|l| (-2.0 * l).exp())
-        .collect();
+    let inv: Vec<f64> = h.inverse_squared_lengthscales();
     let s2 = h.log_signal.exp();
     let mut k = vec![0.0; n * n];
     for i in 0..n {
@@ -249,11 +253,7 @@ fn objective(pairs: &PairTable, z: &[f64], theta: &[f64], floor: f64) -> Option<
             w[j * n + i] = v;
         }
     }
-    let inv: Vec<f64> = h
-        .log_lengthscales
-        .iter()
-        .map(|l| (-2.0 * l).exp())
-        .collect();
+    let inv: Vec<f64> = h.inverse_squared_lengthscales();
     let s2 = h.log_signal.exp();
     let mut grad = vec![0.0; d + 2];
     let mut signal_grad = 0.0;
@@ -373,11 +373,7 @@ impl Gp {
         for _ in 0..8 {
             let mut l = kernel_matrix(&pairs, n, &hyper, noise);
             if cholesky(&mut l, n) {
-                let inv_ls2 = hyper
-                    .log_lengthscales
-                    .iter()
-                    .map(|l| (-2.0 * l).exp())
-                    .collect();
+                let inv_ls2 = hyper.inverse_squared_lengthscales();
                 let mut gp = Gp {
                     x,
                     z,
