@@ -126,3 +126,22 @@ fn a_closed_or_full_stdout_ends_without_a_panic() {
         );
     }
 }
+
+#[test]
+fn missing_experiment_and_study_files_name_the_file_and_its_kind() {
+    for (command, kind) in [
+        ("run", "experiment"),
+        ("study", "study"),
+        ("check", "experiment"),
+    ] {
+        let out = dsnn(&[command, "/nonexistent/dsnn-file.toml"]);
+        assert!(!out.status.success(), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "/nonexistent/dsnn-file.toml: cannot read the {kind} file"
+            )),
+            "{command}: {stderr}"
+        );
+    }
+}

@@ -165,12 +165,8 @@ pub fn set_key(doc: &mut toml::Table, key: &str, value: toml::Value) {
 impl CheckedExperiment {
     /// Reads and checks an experiment file, resolving names with `registry`.
     pub fn from_file(path: &Path, registry: &Registry) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.display().to_string(),
-            location: String::new(),
-            key: None,
-            message: format!("cannot read the experiment file: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::unreadable(path, "experiment", &e))?;
         Self::from_str(
             &text,
             &path.display().to_string(),

@@ -33,6 +33,20 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl ConfigError {
+    /// The error for a configuration file that cannot be read at all
+    /// (missing, unreadable): no location and no key, the I/O reason in the
+    /// message. `what` names the kind of file (`experiment`, `study`).
+    pub fn unreadable(path: &std::path::Path, what: &str, error: &std::io::Error) -> Self {
+        ConfigError {
+            file: path.display().to_string(),
+            location: String::new(),
+            key: None,
+            message: format!("cannot read the {what} file: {error}"),
+        }
+    }
+}
+
 /// Line and column (1-based) of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];

@@ -125,18 +125,10 @@ impl ClaimObjectives {
 /// The successful optimizer trials (default excluded) at the summary's
 /// budget of a run.
 pub fn searched_points(run: &LoadedRun) -> Vec<Vec<f64>> {
-    let m = run.summary.objectives.len();
-    let Some(budget) = run.summary.budget else {
-        return Vec::new();
-    };
-    run.history
-        .results
-        .iter()
-        .filter(|(t, _)| t.id != DEFAULT_TRIAL_ID && t.budget == budget)
-        .filter_map(|(_, r)| match &r.outcome {
-            Outcome::Success(f) if f.len() == m => Some(f.clone()),
-            _ => None,
-        })
+    at_budget(run)
+        .into_iter()
+        .filter(|&(i, _)| run.history.results[i].0.id != DEFAULT_TRIAL_ID)
+        .map(|(_, f)| f.clone())
         .collect()
 }
 

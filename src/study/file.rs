@@ -201,12 +201,8 @@ impl Study {
     /// Reads a study file and checks every (variant, seed) experiment,
     /// resolving names with `registry`.
     pub fn from_file(path: &Path, registry: &Registry) -> Result<Study, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.display().to_string(),
-            location: String::new(),
-            key: None,
-            message: format!("cannot read the study file: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::unreadable(path, "study", &e))?;
         Self::from_str(&text, path, registry)
     }
 
