@@ -9,12 +9,21 @@
 //! machine moves far less than wall time: run with `RAYON_NUM_THREADS=1`
 //! to compare the kernels' work alone.
 //!
-//! `cargo run --release -p dsnn-core --example conv_layers -- [--batch 128] [--reps 20] [--shape CIN,COUT,SIDE] [--profile winograd|im2col]`
+//!
+//! `--pass weight` compares the weight gradient's kernels instead, on every
+//! convolution of ResNet20 (3x3, stride 1 and 2): im2col + gemm against the
+//! direct kernel (`conv/weight_grad.rs`, AVX-512 where the CPU has it) and
+//! its portable path, GFLOP/s counting `2 * n * cout * cin * 9 * ho * wo`.
+//!
+//! `cargo run --release -p dsnn-core --example conv_layers -- [--pass forward|weight] [--batch 128] [--reps 20] [--shape CIN,COUT,SIDE] [--profile winograd|im2col|direct]`
 
 mod bench_util;
 use bench_util::{median, process_cpu_ms};
 
-use dsnn_core::conv::{forward_cpu_with, ConvAlgorithm, ConvGeometry, ConvOptions};
+use dsnn_core::conv::{
+    backward_weight_cpu_with, forward_cpu_with, ConvAlgorithm, ConvGeometry, ConvOptions,
+    WeightGradAlgorithm,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
@@ -32,7 +41,19 @@ const SHAPES: [(usize, usize, usize); 9] = [
     (128, 128, 4),
 ];
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// ResNet20's convolutions: input channels, output channels, input side, stride.
+const RESNET20: [(usize, usize, usize, usize); 6] = [
+    (3, 16, 32, 1),
+    (16, 16, 32, 1),
+    (16, 32, 32, 2),
+    (32, 32, 16, 1),
+    (32, 64, 16, 2),
+    (64, 64, 8, 1),
+];
+
+type BenchResult = Result<(), Box<dyn std::error::Error>>;
+
+fn main() -> BenchResult {
     dsnn_core::runtime::tune_process();
     let args: Vec<String> = std::env::args().collect();
     let opt = |name: &str| {
@@ -50,20 +71,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let only: Option<Vec<usize>> = opt("--shape")
         .map(|s| s.split(',').map(str::parse).collect())
         .transpose()?;
-    let options = ConvOptions::plain(ConvGeometry {
-        stride: 1,
-        padding: 1,
-    });
     let mut rng = StdRng::seed_from_u64(19);
     println!(
         "batch {batch}, {reps} calls each, {} threads",
         rayon::current_num_threads()
     );
+    let profile = opt("--profile");
+    match opt("--pass").as_deref() {
+        None | Some("forward") => {}
+        Some("weight") => return weight_pass(&mut rng, batch, reps, only, profile),
+        Some(other) => return Err(format!("--pass takes forward or weight, not {other}").into()),
+    }
+    let options = ConvOptions::plain(ConvGeometry {
+        stride: 1,
+        padding: 1,
+    });
     println!("| cin -> cout | image | im2col min / median ms | Winograd min / median ms | im2col GFLOP/s | Winograd GFLOP/s | Winograd / im2col (min) | CPU ms im2col / Winograd | CPU ratio | max abs diff | max rel diff |");
     println!("|---|---|---|---|---:|---:|---:|---|---:|---:|---:|");
     // `--profile winograd` (or `im2col`): only call that kernel, `reps`
     // times per shape, printing nothing (to run under `perf record`).
-    let profile = opt("--profile");
     for (cin, cout, side) in SHAPES {
         if only.as_ref().is_some_and(|o| o[..] != [cin, cout, side]) {
             continue;
@@ -123,6 +149,93 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             mw / mi,
             cw / ci,
             abs / scale,
+        );
+    }
+    Ok(())
+}
+
+fn random_values(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// The weight gradient's table (`--pass weight`): im2col, direct and the
+/// direct kernel's portable path called in turn, `reps` times each.
+fn weight_pass(
+    rng: &mut StdRng,
+    batch: usize,
+    reps: usize,
+    only: Option<Vec<usize>>,
+    profile: Option<String>,
+) -> BenchResult {
+    println!("| cin -> cout | image, stride | im2col min / median ms | direct min / median ms | portable min ms | im2col GFLOP/s | direct GFLOP/s | direct / im2col (min) | CPU ms im2col / direct | CPU ratio | max rel diff direct / portable |");
+    println!("|---|---|---|---|---:|---:|---:|---:|---|---:|---|");
+    for (cin, cout, side, stride) in RESNET20 {
+        if only.as_ref().is_some_and(|o| o[..] != [cin, cout, side]) {
+            continue;
+        }
+        let options = ConvOptions::plain(ConvGeometry { stride, padding: 1 });
+        let out = (side - 1) / stride + 1;
+        let xd = [batch, cin, side, side];
+        let wd = [cout, cin, 3, 3];
+        let x = random_values(rng, xd.iter().product());
+        let dy = random_values(rng, batch * cout * out * out);
+        let run = |alg| backward_weight_cpu_with(&x, xd, &dy, wd, options, alg);
+        if let Some(kernel) = &profile {
+            let alg = match kernel.as_str() {
+                "direct" => WeightGradAlgorithm::Direct,
+                "im2col" => WeightGradAlgorithm::Im2col,
+                other => {
+                    return Err(
+                        format!("--profile takes direct or im2col here, not {other}").into(),
+                    )
+                }
+            };
+            for _ in 0..reps {
+                std::hint::black_box(run(alg)?);
+            }
+            continue;
+        }
+        let reference = run(WeightGradAlgorithm::Im2col)?;
+        let scale = reference.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        let rel = |v: &[f32]| {
+            v.iter()
+                .zip(&reference)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+                / scale
+        };
+        let (rd, rp) = (
+            rel(&run(WeightGradAlgorithm::Direct)?),
+            rel(&run(WeightGradAlgorithm::DirectPortable)?),
+        );
+        let mut times = [Vec::new(), Vec::new(), Vec::new()];
+        let mut cpu = [Vec::new(), Vec::new(), Vec::new()];
+        for _ in 0..reps {
+            for (i, alg) in [
+                WeightGradAlgorithm::Im2col,
+                WeightGradAlgorithm::Direct,
+                WeightGradAlgorithm::DirectPortable,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let (start, cpu_start) = (Instant::now(), process_cpu_ms());
+                std::hint::black_box(run(alg)?);
+                times[i].push(start.elapsed().as_secs_f64() * 1e3);
+                cpu[i].push(process_cpu_ms() - cpu_start);
+            }
+        }
+        let flops = 2.0 * (batch * cout * cin * 9 * out * out) as f64;
+        let min = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
+        let (mi, md, mp) = (min(&times[0]), min(&times[1]), min(&times[2]));
+        let (ci, cd) = (min(&cpu[0]), min(&cpu[1]));
+        println!(
+            "| {cin} -> {cout} | {side}x{side}, {stride} | {mi:.2} / {:.2} | {md:.2} / {:.2} | {mp:.2} | {:.0} | {:.0} | {:.2} | {ci:.2} / {cd:.2} | {:.2} | {rd:.1e} / {rp:.1e} |",
+            median(&times[0]),
+            median(&times[1]),
+            flops / mi / 1e6,
+            flops / md / 1e6,
+            md / mi,
+            cd / ci,
         );
     }
     Ok(())
