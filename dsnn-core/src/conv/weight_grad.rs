@@ -423,13 +423,20 @@ pub(super) fn supports(d: &Dims) -> bool {
     d.groups == 1
 }
 
-/// Whether `Auto` takes this kernel for `d`: ungrouped convolutions on a
-/// CPU with AVX-512 (elsewhere the portable loop would race the `gemm`
-/// crate's tuned kernels, and was not measured to win).
+/// Output positions per sample from which `Auto` takes this kernel: on
+/// ResNet20's 8x8 outputs it measured 1.0-1.2x im2col's CPU time
+/// (`examples/conv_layers.rs --pass weight`), the padded columns being a
+/// quarter of the work there; on 16x16 and 32x32 outputs 0.6-0.85x.
+const MIN_POSITIONS: usize = 256;
+
+/// Whether `Auto` takes this kernel for `d`: ungrouped convolutions with
+/// at least [`MIN_POSITIONS`] outputs per sample, on a CPU with AVX-512
+/// (elsewhere the portable loop would race the `gemm` crate's tuned
+/// kernels, and was not measured to win).
 pub(super) fn pays(d: &Dims) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        supports(d) && std::arch::is_x86_feature_detected!("avx512f")
+        supports(d) && d.p() >= MIN_POSITIONS && std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -451,7 +458,12 @@ pub(super) fn backward_weight(
     debug_assert!(supports(d));
     let plan = Plan::new(d);
     let (il, ol, size) = (d.in_len(), d.out_len(), d.cout * d.k());
-    let per_task = d.n.div_ceil(TASKS).max(1);
+    // At least a chunk per task (small images need several samples per
+    // chunk), but at least two tasks for two threads.
+    let per_task =
+        d.n.div_ceil(TASKS)
+            .max(plan.chunk().min(d.n.div_ceil(2)))
+            .max(1);
     let tasks = d.n.div_ceil(per_task);
     let chunk = plan.chunk().min(per_task);
     let partials: Vec<Vec<f32>> = (0..tasks)
