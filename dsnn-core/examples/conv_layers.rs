@@ -28,17 +28,20 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
 
-/// Input channels, output channels, image side.
-const SHAPES: [(usize, usize, usize); 9] = [
-    (16, 16, 32),
-    (32, 32, 16),
-    (64, 64, 8),
-    (3, 16, 32),
-    (8, 8, 32),
-    (16, 16, 8),
-    (32, 32, 8),
-    (64, 64, 4),
-    (128, 128, 4),
+/// Input channels, output channels, image side, stride (Winograd takes
+/// stride 1 only: on stride 2 its columns repeat im2col's).
+const SHAPES: [(usize, usize, usize, usize); 11] = [
+    (16, 16, 32, 1),
+    (32, 32, 16, 1),
+    (64, 64, 8, 1),
+    (3, 16, 32, 1),
+    (16, 32, 32, 2),
+    (32, 64, 16, 2),
+    (8, 8, 32, 1),
+    (16, 16, 8, 1),
+    (32, 32, 8, 1),
+    (64, 64, 4, 1),
+    (128, 128, 4, 1),
 ];
 
 /// ResNet20's convolutions: input channels, output channels, input side, stride.
@@ -82,33 +85,34 @@ fn main() -> BenchResult {
         Some("weight") => return weight_pass(&mut rng, batch, reps, only, profile),
         Some(other) => return Err(format!("--pass takes forward or weight, not {other}").into()),
     }
-    let options = ConvOptions::plain(ConvGeometry {
-        stride: 1,
-        padding: 1,
-    });
-    println!("| cin -> cout | image | im2col min / median ms | Winograd min / median ms | im2col GFLOP/s | Winograd GFLOP/s | Winograd / im2col (min) | CPU ms im2col / Winograd | CPU ratio | max abs diff | max rel diff |");
-    println!("|---|---|---|---|---:|---:|---:|---|---:|---:|---:|");
-    // `--profile winograd` (or `im2col`): only call that kernel, `reps`
-    // times per shape, printing nothing (to run under `perf record`).
-    for (cin, cout, side) in SHAPES {
+    println!("| cin -> cout | image, stride | im2col min / median ms | Winograd (stride 2: im2col again) min / median ms | direct min / median ms | GFLOP/s im2col / Winograd / direct | Winograd / im2col (min) | direct / im2col (min) | CPU ms im2col / Winograd / direct | CPU ratio Winograd / direct | max rel diff Winograd / direct / portable |");
+    println!("|---|---|---|---|---|---|---:|---:|---|---|---|");
+    // `--profile winograd` (or `im2col`, `direct`): only call that kernel,
+    // `reps` times per shape, printing nothing (to run under `perf record`).
+    for (cin, cout, side, stride) in SHAPES {
         if only.as_ref().is_some_and(|o| o[..] != [cin, cout, side]) {
             continue;
         }
+        let options = ConvOptions::plain(ConvGeometry { stride, padding: 1 });
         let xd = [batch, cin, side, side];
         let wd = [cout, cin, 3, 3];
-        let x: Vec<f32> = (0..xd.iter().product())
-            .map(|_| rng.random_range(-1.0f32..1.0))
-            .collect();
-        let w: Vec<f32> = (0..wd.iter().product())
-            .map(|_| rng.random_range(-1.0f32..1.0))
-            .collect();
-        let run = |alg| forward_cpu_with(&x, xd, &w, wd, options, alg);
+        let x = random_values(&mut rng, xd.iter().product());
+        let w = random_values(&mut rng, wd.iter().product());
+        let run = |alg| match alg {
+            ConvAlgorithm::Winograd if stride != 1 => {
+                forward_cpu_with(&x, xd, &w, wd, options, ConvAlgorithm::Im2col)
+            }
+            _ => forward_cpu_with(&x, xd, &w, wd, options, alg),
+        };
         if let Some(kernel) = &profile {
             let alg = match kernel.as_str() {
                 "winograd" => ConvAlgorithm::Winograd,
                 "im2col" => ConvAlgorithm::Im2col,
+                "direct" => ConvAlgorithm::Direct,
                 other => {
-                    return Err(format!("--profile takes winograd or im2col, not {other}").into())
+                    return Err(
+                        format!("--profile takes winograd, im2col or direct, not {other}").into(),
+                    )
                 }
             };
             for _ in 0..reps {
@@ -117,38 +121,53 @@ fn main() -> BenchResult {
             continue;
         }
         let reference = run(ConvAlgorithm::Im2col)?;
-        let fast = run(ConvAlgorithm::Winograd)?;
-        let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let abs = reference
-            .iter()
-            .zip(&fast)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        let (mut t_im2col, mut t_winograd) = (Vec::new(), Vec::new());
-        let (mut c_im2col, mut c_winograd) = (Vec::new(), Vec::new());
+        let scale = reference.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        let rel = |v: &[f32]| {
+            v.iter()
+                .zip(&reference)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+                / scale
+        };
+        let diffs = [
+            rel(&run(ConvAlgorithm::Winograd)?),
+            rel(&run(ConvAlgorithm::Direct)?),
+            rel(&run(ConvAlgorithm::DirectPortable)?),
+        ];
+        let kernels = [
+            ConvAlgorithm::Im2col,
+            ConvAlgorithm::Winograd,
+            ConvAlgorithm::Direct,
+        ];
+        let mut times = [Vec::new(), Vec::new(), Vec::new()];
+        let mut cpu = [Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..reps {
-            for (alg, times, cpu) in [
-                (ConvAlgorithm::Im2col, &mut t_im2col, &mut c_im2col),
-                (ConvAlgorithm::Winograd, &mut t_winograd, &mut c_winograd),
-            ] {
+            for (i, &alg) in kernels.iter().enumerate() {
                 let (start, cpu_start) = (Instant::now(), process_cpu_ms());
                 std::hint::black_box(run(alg)?);
-                times.push(start.elapsed().as_secs_f64() * 1e3);
-                cpu.push(process_cpu_ms() - cpu_start);
+                times[i].push(start.elapsed().as_secs_f64() * 1e3);
+                cpu[i].push(process_cpu_ms() - cpu_start);
             }
         }
-        let flops = 2.0 * (batch * cout * cin * 9 * side * side) as f64;
+        let out = (side - 1) / stride + 1;
+        let flops = 2.0 * (batch * cout * cin * 9 * out * out) as f64;
         let min = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
-        let (mi, mw) = (min(&t_im2col), min(&t_winograd));
-        let (ci, cw) = (min(&c_im2col), min(&c_winograd));
+        let (mi, mw, md) = (min(&times[0]), min(&times[1]), min(&times[2]));
+        let (ci, cw, cd) = (min(&cpu[0]), min(&cpu[1]), min(&cpu[2]));
         println!(
-            "| {cin} -> {cout} | {side}x{side} | {mi:.2} / {:.2} | {mw:.2} / {:.2} | {:.0} | {:.0} | {:.2} | {ci:.2} / {cw:.2} | {:.2} | {abs:.2e} | {:.2e} |",
-            median(&t_im2col),
-            median(&t_winograd),
+            "| {cin} -> {cout} | {side}x{side}, {stride} | {mi:.2} / {:.2} | {mw:.2} / {:.2} | {md:.2} / {:.2} | {:.0} / {:.0} / {:.0} | {:.2} | {:.2} | {ci:.2} / {cw:.2} / {cd:.2} | {:.2} / {:.2} | {:.1e} / {:.1e} / {:.1e} |",
+            median(&times[0]),
+            median(&times[1]),
+            median(&times[2]),
             flops / mi / 1e6,
             flops / mw / 1e6,
+            flops / md / 1e6,
             mw / mi,
+            md / mi,
             cw / ci,
-            abs / scale,
+            cd / ci,
+            diffs[0],
+            diffs[1],
+            diffs[2],
         );
     }
     Ok(())

@@ -27,6 +27,12 @@ mod winograd;
 /// The weight gradient straight from the padded input (see [`WeightGradAlgorithm`]).
 mod weight_grad;
 
+/// The stride-phase layout the direct kernels read.
+mod planes;
+
+/// The forward convolution straight from the padded input (see [`ConvAlgorithm::Direct`]).
+mod direct;
+
 thread_local! {
     /// Per-thread work buffers (column matrix and gemm staging), kept between
     /// calls so that the hot loop neither allocates nor zero-fills them.
@@ -517,15 +523,24 @@ unsafe fn assume_init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
 /// stride-1 layers, which is one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvAlgorithm {
-    /// Winograd where it applies and measured faster
-    /// ([`ConvAlgorithm::Winograd`]'s shapes with at least 32 channels in
-    /// and out on 16x16+ images or 64 on 8x8+ ones, and 512+ output tiles
-    /// of 2x2 in the call), im2col + gemm elsewhere.
+    /// The direct kernel where it measured faster (ungrouped, on CPUs with
+    /// AVX-512, 16x16+ outputs and 64+ taps per output), else Winograd where
+    /// it applies and measured faster ([`ConvAlgorithm::Winograd`]'s shapes
+    /// with at least 32 channels in and out on 16x16+ images or 64 on 8x8+
+    /// ones, 512+ output tiles of 2x2 in the call, float inputs), im2col +
+    /// gemm elsewhere.
     Auto,
     /// Unfold the input into a column matrix and multiply with `gemm`.
     Im2col,
     /// Winograd F(2x2, 3x3): 3x3 kernels, stride 1, padding 1, no groups.
     Winograd,
+    /// Register-blocked products of the weights with shifted streams of
+    /// the zero-padded input (module `conv/direct.rs`), AVX-512 where the
+    /// CPU has it; ungrouped convolutions only.
+    Direct,
+    /// [`ConvAlgorithm::Direct`] on the portable path whatever the CPU, for
+    /// tests and benchmarks.
+    DirectPortable,
 }
 
 /// The forward convolution of `x` (`x_dims`, NCHW) with `w` (`w_dims`) on
@@ -556,6 +571,17 @@ pub fn forward_cpu_with(
         ConvAlgorithm::Winograd if winograd::supports(&d) => {
             winograd::forward(x, w, &d, options.grid())
         }
+        ConvAlgorithm::Direct | ConvAlgorithm::DirectPortable if direct::supports(&d) => {
+            let kernel = match algorithm {
+                ConvAlgorithm::Direct => direct::Kernel::Dispatched,
+                _ => direct::Kernel::Portable,
+            };
+            direct::forward(x, w, &d, options.grid(), kernel)
+        }
+        ConvAlgorithm::Direct | ConvAlgorithm::DirectPortable => candle_core::bail!(
+            "conv2d: the direct kernel takes ungrouped convolutions, got {} groups",
+            options.groups
+        ),
         ConvAlgorithm::Winograd => candle_core::bail!(
             "conv2d: Winograd needs a 3x3 kernel, stride 1, padding 1 and no groups, got {w_dims:?} with {:?} and {} groups",
             options.geometry,
@@ -565,12 +591,20 @@ pub fn forward_cpu_with(
 }
 
 /// The convolution of `x` with `w` (sizes `d`) on the CPU, by the kernel
-/// that is faster for its shape ([`ConvAlgorithm::Auto`]). Winograd only
+/// that is faster for its shape ([`ConvAlgorithm::Auto`]): the direct
+/// kernel where it pays (`direct::pays`), else Winograd or im2col. Winograd only
 /// takes float inputs: with the fused input rounding of DeepShift-Q/PS it
 /// ran ResNet20's simulated inference 6-11% slower than im2col (A/B on a
 /// quiet machine, `docs/benchmarks.md`), while the input gradient of those
 /// layers (plain `dy`) still gains.
 fn forward_cpu(x: &[f32], w: &[f32], d: &Dims, unfold: Unfold) -> Vec<f32> {
+    if direct::pays(d) {
+        let grid = match unfold {
+            Unfold::Plain => None,
+            Unfold::Quantized(grid) => Some(grid),
+        };
+        return direct::forward(x, w, d, grid, direct::Kernel::Dispatched);
+    }
     if matches!(unfold, Unfold::Plain) && winograd::pays(d) {
         return winograd::forward(x, w, d, None);
     }

@@ -2,17 +2,13 @@
 //! the column matrix of im2col.
 //!
 //! `dw[co, ci, i, j] = sum over samples and output positions (oh, ow) of
-//! dy[co, oh, ow] * x[ci, oh * s + i - pad, ow * s + j - pad]`. The input of
-//! each sample is copied once into its stride phases: phase `(a, b)` holds
-//! the padded input's rows `r * s + a` and columns `c * s + b`, as planes of
-//! `wq = wo + (kw - 1) / s` columns (zeros outside the image). `dy` is copied
-//! with the same row length `wq`, zeros in the extra columns. Tap `(i, j)`
-//! of input channel `ci` is then one contiguous stream of phase
-//! `(i % s, j % s)` starting at `(i / s) * wq + j / s`, and every weight
-//! gradient entry is a dot product of one `dy` row with one stream over the
-//! same flat positions: the zero columns of `dy` cancel the stream entries
-//! that wrap across rows. There is no `cin * kh * kw`-row column matrix and no
-//! transposed copy of `dy`; the price is the `wq / wo` extra positions
+//! dy[co, oh, ow] * x[ci, oh * s + i - pad, ow * s + j - pad]`. Each sample's
+//! input is copied once into its stride phases and `dy` into rows of the
+//! same flat positions, zeros in the extra columns ([`super::planes`]);
+//! every weight gradient entry is then a dot product of one `dy` row with
+//! one tap's stream, the zero columns of `dy` cancelling the stream entries
+//! that wrap across rows. There is no `cin * kh * kw`-row column matrix and
+//! no transposed copy of `dy`; the price is the `wq / wo` extra positions
 //! (6% on 32x32 images, 25% on 8x8 ones).
 //!
 //! The dot products run in register blocks of [`CO_BLOCK`] `dy` rows x
@@ -22,13 +18,12 @@
 //! of tasks (depending on the batch size only) whose partial gradients are
 //! added in order, so results do not depend on the thread count.
 
+use super::planes::{aligned, fill_dy, fill_phases, grow, Plan, LANES};
 use super::Dims;
 use crate::quant::FixedPointGrid;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-/// Positions per step: floats in an AVX-512 register.
-const LANES: usize = 16;
 /// Output channels (`dy` rows) per register block.
 const CO_BLOCK: usize = 4;
 /// Input streams (input channel x kernel tap) per register block: with
@@ -58,135 +53,6 @@ thread_local! {
     /// Per-thread buffers: the input phases of a chunk of samples, its
     /// `dy` rows, and one sample's input rounded to the fixed-point grid.
     static BUFFERS: RefCell<[Vec<f32>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
-}
-
-/// The flat layout of one sample's phases and `dy` rows (see the module doc).
-#[derive(Debug)]
-struct Plan {
-    /// Phases along the rows and the columns (`min(s, kh)`, `min(s, kw)`).
-    phases: (usize, usize),
-    /// Rows and columns of a phase plane.
-    hq: usize,
-    wq: usize,
-    /// Floats per phase plane, with the slack a stream reads past its rows.
-    plane: usize,
-    /// Positions per `dy` row: `ho * wq` rounded up to [`LANES`].
-    len: usize,
-    /// Floats of one sample's phases and of its `dy` rows.
-    x_sample: usize,
-    dy_sample: usize,
-    /// Start of each stream in a sample's phases, in the weight's
-    /// `(ci, i, j)` order.
-    streams: Vec<usize>,
-}
-
-impl Plan {
-    fn new(d: &Dims) -> Self {
-        let s = d.stride;
-        let phases = (s.min(d.kh), s.min(d.kw));
-        let (hq, wq) = (d.ho + (d.kh - 1) / s, d.wo + (d.kw - 1) / s);
-        let len = (d.ho * wq).div_ceil(LANES) * LANES;
-        // A stream starts at most `((kh-1)/s) * wq + (kw-1)/s` into its plane
-        // and reads `len` values: `hq * wq + (kw-1)/s + LANES` covers it.
-        // Rounded up to whole vectors, so that every plane starts on a
-        // 64-byte boundary like the `dy` rows (aligned loads never split a
-        // cache line).
-        let plane = (hq * wq + (d.kw - 1) / s + LANES).div_ceil(LANES) * LANES;
-        let per_channel = phases.0 * phases.1 * plane;
-        let mut streams = Vec::with_capacity(d.k());
-        for ci in 0..d.cin {
-            for i in 0..d.kh {
-                for j in 0..d.kw {
-                    let phase = (i % s) * phases.1 + j % s;
-                    streams.push(ci * per_channel + phase * plane + (i / s) * wq + j / s);
-                }
-            }
-        }
-        Plan {
-            phases,
-            hq,
-            wq,
-            plane,
-            len,
-            x_sample: d.cin * per_channel,
-            dy_sample: d.cout * len,
-            streams,
-        }
-    }
-
-    /// Samples per chunk: enough vector steps per accumulator, within
-    /// [`CHUNK_BYTES`] (at least one sample).
-    fn chunk(&self) -> usize {
-        let steps = (CHUNK_STEPS).div_ceil(self.len / LANES);
-        let fits = CHUNK_BYTES / ((self.x_sample + self.dy_sample) * 4);
-        steps.min(fits).max(1)
-    }
-}
-
-/// Copies one sample's input `x` (`cin x h x w`) into its stride phases
-/// (`out`, [`Plan::x_sample`] floats), zeros outside the image and in the
-/// slack.
-fn fill_phases(x: &[f32], d: &Dims, plan: &Plan, out: &mut [f32]) {
-    let (s, pad, (pa, pb)) = (d.stride, d.pad as isize, plan.phases);
-    for ci in 0..d.cin {
-        let src = &x[ci * d.hw()..(ci + 1) * d.hw()];
-        for a in 0..pa {
-            for b in 0..pb {
-                let at = ((ci * pa + a) * pb + b) * plan.plane;
-                let dst = &mut out[at..at + plan.plane];
-                // Columns of the phase that fall inside the image: c * s + b - pad in [0, w).
-                let c_lo = ((pad - b as isize).max(0) as usize)
-                    .div_ceil(s)
-                    .min(plan.wq);
-                let c_hi = ((d.w as isize + pad - b as isize).max(0) as usize)
-                    .div_ceil(s)
-                    .clamp(c_lo, plan.wq);
-                for r in 0..plan.hq {
-                    let row = &mut dst[r * plan.wq..(r + 1) * plan.wq];
-                    let ih = (r * s + a) as isize - pad;
-                    if ih < 0 || ih >= d.h as isize {
-                        row.fill(0.0);
-                        continue;
-                    }
-                    let line = &src[ih as usize * d.w..(ih as usize + 1) * d.w];
-                    row[..c_lo].fill(0.0);
-                    row[c_hi..].fill(0.0);
-                    let first = (c_lo * s + b) as isize - pad;
-                    if s == 1 {
-                        let first = first as usize;
-                        copy_short(&mut row[c_lo..c_hi], &line[first..first + (c_hi - c_lo)]);
-                    } else {
-                        for (k, v) in row[c_lo..c_hi].iter_mut().enumerate() {
-                            *v = line[first as usize + k * s];
-                        }
-                    }
-                }
-                dst[plan.hq * plan.wq..].fill(0.0);
-            }
-        }
-    }
-}
-
-/// Copies one sample's `dy` (`cout x ho x wo`) into rows of [`Plan::len`]
-/// positions `oh * wq + ow` (`out`), zeros in the extra columns and the tail.
-fn fill_dy(dy: &[f32], d: &Dims, plan: &Plan, out: &mut [f32]) {
-    let (p, wo, wq) = (d.p(), d.wo, plan.wq);
-    for co in 0..d.cout {
-        let src = &dy[co * p..(co + 1) * p];
-        let dst = &mut out[co * plan.len..(co + 1) * plan.len];
-        if wq == wo {
-            dst[..p].copy_from_slice(src);
-        } else {
-            for (row, line) in dst[..d.ho * wq]
-                .chunks_exact_mut(wq)
-                .zip(src.chunks_exact(wo))
-            {
-                copy_short(&mut row[..wo], line);
-                row[wo..].fill(0.0);
-            }
-        }
-        dst[d.ho * wq..].fill(0.0);
-    }
 }
 
 /// One register block's operands: `dy` rows `rows` and streams `offsets` of
@@ -445,6 +311,14 @@ pub(super) fn pays(d: &Dims) -> bool {
     }
 }
 
+/// Samples per chunk: enough vector steps per accumulator, within
+/// [`CHUNK_BYTES`] (at least one sample).
+fn chunk_samples(plan: &Plan) -> usize {
+    let steps = CHUNK_STEPS.div_ceil(plan.len / LANES);
+    let fits = CHUNK_BYTES / ((plan.x_sample + plan.dy_sample) * 4);
+    steps.min(fits).max(1)
+}
+
 /// The weight gradient (`cout x cin x kh x kw`) of the convolution `d` from
 /// its input `x` (rounded to `grid` first where the forward rounded it) and
 /// the output gradient `dy`.
@@ -462,10 +336,10 @@ pub(super) fn backward_weight(
     // chunk), but at least two tasks for two threads.
     let per_task =
         d.n.div_ceil(TASKS)
-            .max(plan.chunk().min(d.n.div_ceil(2)))
+            .max(chunk_samples(&plan).min(d.n.div_ceil(2)))
             .max(1);
     let tasks = d.n.div_ceil(per_task);
-    let chunk = plan.chunk().min(per_task);
+    let chunk = chunk_samples(&plan).min(per_task);
     let partials: Vec<Vec<f32>> = (0..tasks)
         .into_par_iter()
         .map(|t| {
@@ -521,37 +395,4 @@ pub(super) fn backward_weight(
         }
     }
     dw
-}
-
-/// `n` elements of `v` starting on a 64-byte boundary, growing `v` as
-/// needed (contents stale).
-fn aligned(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
-    grow(v, n + LANES);
-    let skip = v.as_ptr().align_offset(64).min(LANES);
-    &mut v[skip..skip + n]
-}
-
-/// Grows `v` to at least `n` elements (contents stale: callers overwrite
-/// what they read).
-fn grow(v: &mut Vec<f32>, n: usize) {
-    if v.len() < n {
-        v.resize(n, 0.0);
-    }
-}
-
-/// Copies an image row (tens of floats) with inline vector moves: as
-/// `copy_from_slice` every row was a call to `memmove`, an eighth of the
-/// kernel's time on 32x32 images.
-#[inline(always)]
-fn copy_short(dst: &mut [f32], src: &[f32]) {
-    const W: usize = 8;
-    let mut d = dst.chunks_exact_mut(W);
-    let mut s = src.chunks_exact(W);
-    for (a, b) in (&mut d).zip(&mut s) {
-        let a: &mut [f32; W] = a.try_into().expect("chunks of W");
-        *a = b.try_into().expect("chunks of W");
-    }
-    for (a, &b) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *a = b;
-    }
 }
