@@ -85,8 +85,10 @@ struct Block<'a> {
     streams: &'a [usize],
 }
 
-/// The block's sums, `[channel][position]`, by `kernel`.
-fn block_sums(block: &Block, kernel: Kernel, out: &mut [[f32; Q_SPAN]; CO_BLOCK]) {
+/// The block's sums by `kernel`, written to `out` (`CO_BLOCK` rows of
+/// [`Q_SPAN`] positions, `stride` apart).
+fn block_sums(block: &Block, kernel: Kernel, out: &mut [f32], stride: usize) {
+    assert!((CO_BLOCK - 1) * stride + Q_SPAN <= out.len());
     // Every read below stays inside the buffers (checked once per block).
     assert!(block
         .rows
@@ -98,27 +100,28 @@ fn block_sums(block: &Block, kernel: Kernel, out: &mut [[f32; Q_SPAN]; CO_BLOCK]
     #[cfg(target_arch = "x86_64")]
     if kernel == Kernel::Dispatched && std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F; the asserts above bound every read.
-        return unsafe { block_sums_avx512(block, out) };
+        return unsafe { block_sums_avx512(block, out, stride) };
     }
     let _ = kernel;
-    block_sums_portable(block, out)
+    block_sums_portable(block, out, stride)
 }
 
 /// [`block_sums`] in plain Rust (the compiler vectorises the position loop).
-fn block_sums_portable(block: &Block, out: &mut [[f32; Q_SPAN]; CO_BLOCK]) {
-    for row in out.iter_mut() {
-        row.fill(0.0);
-    }
+fn block_sums_portable(block: &Block, out: &mut [f32], stride: usize) {
+    let mut acc = [[0f32; Q_SPAN]; CO_BLOCK];
     for (t, &o) in block.streams.iter().enumerate() {
         let xs: &[f32; Q_SPAN] = block.x[o + block.q0..o + block.q0 + Q_SPAN]
             .try_into()
             .expect("a block's span");
-        for (c, row) in out.iter_mut().enumerate() {
+        for (c, row) in acc.iter_mut().enumerate() {
             let wv = block.w[block.rows[c] * block.k + t];
             for (y, &v) in row.iter_mut().zip(xs) {
                 *y += wv * v;
             }
         }
+    }
+    for (c, row) in acc.iter().enumerate() {
+        out[c * stride..c * stride + Q_SPAN].copy_from_slice(row);
     }
 }
 
@@ -126,10 +129,11 @@ fn block_sums_portable(block: &Block, out: &mut [[f32; Q_SPAN]; CO_BLOCK]) {
 ///
 /// # Safety
 /// The CPU must support AVX-512F, and every weight row and stream span
-/// must lie inside `block.w` and `block.x` ([`block_sums`] checks).
+/// must lie inside `block.w` and `block.x`, and `out` must hold
+/// `CO_BLOCK` rows of `Q_SPAN` floats `stride` apart ([`block_sums`] checks).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn block_sums_avx512(block: &Block, out: &mut [[f32; Q_SPAN]; CO_BLOCK]) {
+unsafe fn block_sums_avx512(block: &Block, out: &mut [f32], stride: usize) {
     use std::arch::x86_64::*;
     let z = _mm512_setzero_ps();
     let (mut a00, mut a01, mut a02, mut a03, mut a04, mut a05) = (z, z, z, z, z, z);
@@ -239,10 +243,10 @@ unsafe fn block_sums_avx512(block: &Block, out: &mut [[f32; Q_SPAN]; CO_BLOCK]) 
         [a20, a21, a22, a23, a24, a25],
         [a30, a31, a32, a33, a34, a35],
     ];
-    for (dst, row) in out.iter_mut().zip(rows) {
+    for (c, row) in rows.into_iter().enumerate() {
         for (v, acc) in row.into_iter().enumerate() {
-            // SAFETY: `dst` holds Q_SPAN floats, 16 from `v * LANES`.
-            unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add(v * LANES), acc) };
+            // SAFETY: row `c` of `out` holds Q_SPAN floats from `c * stride`.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(c * stride + v * LANES), acc) };
         }
     }
 }
@@ -280,7 +284,6 @@ pub(super) fn forward(
             };
             fill_phases(xn, d, &plan, &mut xb[..plan.x_sample]);
             xb[plan.x_sample..].fill(0.0);
-            let mut sums = [[0f32; Q_SPAN]; CO_BLOCK];
             for co0 in (0..d.cout).step_by(CO_BLOCK) {
                 let block_rows = std::array::from_fn(|c| (co0 + c).min(d.cout - 1));
                 for q0 in (0..plan.len).step_by(Q_SPAN) {
@@ -292,10 +295,7 @@ pub(super) fn forward(
                         q0,
                         streams: &plan.streams,
                     };
-                    block_sums(&block, kernel, &mut sums);
-                    for (c, s) in sums.iter().enumerate() {
-                        rows[(co0 + c) * span + q0..][..Q_SPAN].copy_from_slice(s);
-                    }
+                    block_sums(&block, kernel, &mut rows[co0 * span + q0..], span);
                 }
             }
             // The valid `wo` columns of each output row.
