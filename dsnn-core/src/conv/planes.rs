@@ -13,6 +13,20 @@
 
 use super::Dims;
 
+/// Runs a copy compiled for AVX-512 where the CPU has it, else for the
+/// baseline target (the crate's build target moves 16 bytes at a time;
+/// the copies are exact either way).
+macro_rules! dispatch {
+    ($portable:ident, $avx512:ident, ($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            return unsafe { $avx512($($arg),*) };
+        }
+        $portable($($arg),*)
+    }};
+}
+
 /// Positions per step: floats in an AVX-512 register.
 pub(super) const LANES: usize = 16;
 
@@ -75,6 +89,21 @@ impl Plan {
 /// (`out`, [`Plan::x_sample`] floats), zeros outside the image and in the
 /// slack.
 pub(super) fn fill_phases(x: &[f32], d: &Dims, plan: &Plan, out: &mut [f32]) {
+    dispatch!(fill_phases_body, fill_phases_avx512, (x, d, plan, out))
+}
+
+/// [`fill_phases`] compiled for AVX-512 (same copies, wider moves).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fill_phases_avx512(x: &[f32], d: &Dims, plan: &Plan, out: &mut [f32]) {
+    fill_phases_body(x, d, plan, out)
+}
+
+#[inline(always)]
+fn fill_phases_body(x: &[f32], d: &Dims, plan: &Plan, out: &mut [f32]) {
     let (s, pad, (pa, pb)) = (d.stride, d.pad as isize, plan.phases);
     for ci in 0..d.cin {
         let src = &x[ci * d.hw()..(ci + 1) * d.hw()];
@@ -118,6 +147,21 @@ pub(super) fn fill_phases(x: &[f32], d: &Dims, plan: &Plan, out: &mut [f32]) {
 /// Copies one sample's `dy` (`cout x ho x wo`) into rows of [`Plan::len`]
 /// positions `oh * wq + ow` (`out`), zeros in the extra columns and the tail.
 pub(super) fn fill_dy(dy: &[f32], d: &Dims, plan: &Plan, out: &mut [f32]) {
+    dispatch!(fill_dy_body, fill_dy_avx512, (dy, d, plan, out))
+}
+
+/// [`fill_dy`] compiled for AVX-512 (same copies, wider moves).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fill_dy_avx512(dy: &[f32], d: &Dims, plan: &Plan, out: &mut [f32]) {
+    fill_dy_body(dy, d, plan, out)
+}
+
+#[inline(always)]
+fn fill_dy_body(dy: &[f32], d: &Dims, plan: &Plan, out: &mut [f32]) {
     let (p, wo, wq) = (d.p(), d.wo, plan.wq);
     for co in 0..d.cout {
         let src = &dy[co * p..(co + 1) * p];
