@@ -4,16 +4,16 @@
 //! the largest difference between the two. Calls alternate between the
 //! kernels so that machine noise hits both alike; times are minima and
 //! medians over `--reps` calls, GFLOP/s counts the direct convolution's
-//! `2 * n * cout * cin * 9 * h * w` flops for both. The CPU columns are
+//! `2 * n * cout * cin * 9 * ho * wo` flops for all. The CPU columns are
 //! the minimum process CPU time per call (all threads), which a loaded
 //! machine moves far less than wall time: run with `RAYON_NUM_THREADS=1`
 //! to compare the kernels' work alone.
 //!
 //!
 //! `--pass weight` compares the weight gradient's kernels instead, on every
-//! convolution of ResNet20 (3x3, stride 1 and 2): im2col + gemm against the
+//! convolution of ResNet20 (3x3, stride 1 and 2) and LeNet-5 (5x5): im2col + gemm against the
 //! direct kernel (`conv/weight_grad.rs`, AVX-512 where the CPU has it) and
-//! its portable path, GFLOP/s counting `2 * n * cout * cin * 9 * ho * wo`.
+//! its portable path, GFLOP/s counting `2 * n * cout * cin * k * k * ho * wo`.
 //!
 //! `cargo run --release -p dsnn-core --example conv_layers -- [--pass forward|weight] [--batch 128] [--reps 20] [--shape CIN,COUT,SIDE] [--profile winograd|im2col|direct]`
 
@@ -44,14 +44,18 @@ const SHAPES: [(usize, usize, usize, usize); 11] = [
     (128, 128, 4, 1),
 ];
 
-/// ResNet20's convolutions: input channels, output channels, input side, stride.
-const RESNET20: [(usize, usize, usize, usize); 6] = [
-    (3, 16, 32, 1),
-    (16, 16, 32, 1),
-    (16, 32, 32, 2),
-    (32, 32, 16, 1),
-    (32, 64, 16, 2),
-    (64, 64, 8, 1),
+/// The weight gradient's shapes: ResNet20's convolutions (3x3, padding 1)
+/// and LeNet-5's (5x5, no padding): input channels, output channels, input
+/// side, stride, kernel, padding.
+const WEIGHT_SHAPES: [(usize, usize, usize, usize, usize, usize); 8] = [
+    (3, 16, 32, 1, 3, 1),
+    (16, 16, 32, 1, 3, 1),
+    (16, 32, 32, 2, 3, 1),
+    (32, 32, 16, 1, 3, 1),
+    (32, 64, 16, 2, 3, 1),
+    (64, 64, 8, 1, 3, 1),
+    (1, 20, 28, 1, 5, 0),
+    (20, 50, 12, 1, 5, 0),
 ];
 
 type BenchResult = Result<(), Box<dyn std::error::Error>>;
@@ -186,16 +190,16 @@ fn weight_pass(
     only: Option<Vec<usize>>,
     profile: Option<String>,
 ) -> BenchResult {
-    println!("| cin -> cout | image, stride | im2col min / median ms | direct min / median ms | portable min ms | im2col GFLOP/s | direct GFLOP/s | direct / im2col (min) | CPU ms im2col / direct | CPU ratio | max rel diff direct / portable |");
+    println!("| cin -> cout | image, stride, kernel | im2col min / median ms | direct min / median ms | portable min ms | im2col GFLOP/s | direct GFLOP/s | direct / im2col (min) | CPU ms im2col / direct | CPU ratio | max rel diff direct / portable |");
     println!("|---|---|---|---|---:|---:|---:|---:|---|---:|---|");
-    for (cin, cout, side, stride) in RESNET20 {
+    for (cin, cout, side, stride, k, padding) in WEIGHT_SHAPES {
         if only.as_ref().is_some_and(|o| o[..] != [cin, cout, side]) {
             continue;
         }
-        let options = ConvOptions::plain(ConvGeometry { stride, padding: 1 });
-        let out = (side - 1) / stride + 1;
+        let options = ConvOptions::plain(ConvGeometry { stride, padding });
+        let out = (side + 2 * padding - k) / stride + 1;
         let xd = [batch, cin, side, side];
-        let wd = [cout, cin, 3, 3];
+        let wd = [cout, cin, k, k];
         let x = random_values(rng, xd.iter().product());
         let dy = random_values(rng, batch * cout * out * out);
         let run = |alg| backward_weight_cpu_with(&x, xd, &dy, wd, options, alg);
@@ -243,12 +247,12 @@ fn weight_pass(
                 cpu[i].push(process_cpu_ms() - cpu_start);
             }
         }
-        let flops = 2.0 * (batch * cout * cin * 9 * out * out) as f64;
+        let flops = 2.0 * (batch * cout * cin * k * k * out * out) as f64;
         let min = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
         let (mi, md, mp) = (min(&times[0]), min(&times[1]), min(&times[2]));
         let (ci, cd) = (min(&cpu[0]), min(&cpu[1]));
         println!(
-            "| {cin} -> {cout} | {side}x{side}, {stride} | {mi:.2} / {:.2} | {md:.2} / {:.2} | {mp:.2} | {:.0} | {:.0} | {:.2} | {ci:.2} / {cd:.2} | {:.2} | {rd:.1e} / {rp:.1e} |",
+            "| {cin} -> {cout} | {side}x{side}, {stride}, {k}x{k} | {mi:.2} / {:.2} | {md:.2} / {:.2} | {mp:.2} | {:.0} | {:.0} | {:.2} | {ci:.2} / {cd:.2} | {:.2} | {rd:.1e} / {rp:.1e} |",
             median(&times[0]),
             median(&times[1]),
             flops / mi / 1e6,
