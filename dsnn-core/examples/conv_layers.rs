@@ -1,7 +1,9 @@
 //! The forward convolution's CPU kernels side by side, layer by layer:
-//! im2col + gemm against Winograd F(2x2, 3x3) on ResNet20's 3x3 stride-1
-//! shapes (and a few smaller ones that decide where Winograd pays), with
-//! the largest difference between the two. Calls alternate between the
+//! im2col + gemm, Winograd F(2x2, 3x3) and the direct kernel
+//! (`conv/direct.rs`) on ResNet20's 3x3 shapes (stride 2 rows run im2col in
+//! Winograd's place; a few smaller shapes decide where each pays), with the
+//! largest differences to im2col (the direct kernel's portable path
+//! included). Calls alternate between the
 //! kernels so that machine noise hits both alike; times are minima and
 //! medians over `--reps` calls, GFLOP/s counts the direct convolution's
 //! `2 * n * cout * cin * 9 * ho * wo` flops for all. The CPU columns are
