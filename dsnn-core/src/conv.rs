@@ -24,6 +24,15 @@ use std::mem::MaybeUninit;
 /// Winograd F(2x2, 3x3) for the 3x3 stride-1 layers (see [`ConvAlgorithm`]).
 mod winograd;
 
+/// The weight gradient straight from the padded input (see [`WeightGradAlgorithm`]).
+mod weight_grad;
+
+/// The stride-phase layout the direct kernels read.
+mod planes;
+
+/// The forward convolution straight from the padded input (see [`ConvAlgorithm::Direct`]).
+mod direct;
+
 thread_local! {
     /// Per-thread work buffers (column matrix and gemm staging), kept between
     /// calls so that the hot loop neither allocates nor zero-fills them.
@@ -514,15 +523,24 @@ unsafe fn assume_init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
 /// stride-1 layers, which is one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvAlgorithm {
-    /// Winograd where it applies and measured faster
-    /// ([`ConvAlgorithm::Winograd`]'s shapes with at least 32 channels in
-    /// and out on 16x16+ images or 64 on 8x8+ ones, and 512+ output tiles
-    /// of 2x2 in the call), im2col + gemm elsewhere.
+    /// The direct kernel where it measured faster (ungrouped, on CPUs with
+    /// AVX-512, 16x16+ outputs and 64+ taps per output), else Winograd where
+    /// it applies and measured faster ([`ConvAlgorithm::Winograd`]'s shapes
+    /// with at least 32 channels in and out on 16x16+ images or 64 on 8x8+
+    /// ones, 512+ output tiles of 2x2 in the call, float inputs), im2col +
+    /// gemm elsewhere.
     Auto,
     /// Unfold the input into a column matrix and multiply with `gemm`.
     Im2col,
     /// Winograd F(2x2, 3x3): 3x3 kernels, stride 1, padding 1, no groups.
     Winograd,
+    /// Register-blocked products of the weights with shifted streams of
+    /// the zero-padded input (module `conv/direct.rs`), AVX-512 where the
+    /// CPU has it; ungrouped convolutions only.
+    Direct,
+    /// [`ConvAlgorithm::Direct`] on the portable path whatever the CPU, for
+    /// tests and benchmarks.
+    DirectPortable,
 }
 
 /// The forward convolution of `x` (`x_dims`, NCHW) with `w` (`w_dims`) on
@@ -553,6 +571,17 @@ pub fn forward_cpu_with(
         ConvAlgorithm::Winograd if winograd::supports(&d) => {
             winograd::forward(x, w, &d, options.grid())
         }
+        ConvAlgorithm::Direct | ConvAlgorithm::DirectPortable if direct::supports(&d) => {
+            let kernel = match algorithm {
+                ConvAlgorithm::Direct => direct::Kernel::Dispatched,
+                _ => direct::Kernel::Portable,
+            };
+            direct::forward(x, w, &d, options.grid(), kernel)
+        }
+        ConvAlgorithm::Direct | ConvAlgorithm::DirectPortable => candle_core::bail!(
+            "conv2d: the direct kernel takes ungrouped convolutions, got {} groups",
+            options.groups
+        ),
         ConvAlgorithm::Winograd => candle_core::bail!(
             "conv2d: Winograd needs a 3x3 kernel, stride 1, padding 1 and no groups, got {w_dims:?} with {:?} and {} groups",
             options.geometry,
@@ -562,16 +591,101 @@ pub fn forward_cpu_with(
 }
 
 /// The convolution of `x` with `w` (sizes `d`) on the CPU, by the kernel
-/// that is faster for its shape ([`ConvAlgorithm::Auto`]). Winograd only
+/// that is faster for its shape ([`ConvAlgorithm::Auto`]): the direct
+/// kernel where it pays (`direct::pays`), else Winograd or im2col. Winograd only
 /// takes float inputs: with the fused input rounding of DeepShift-Q/PS it
 /// ran ResNet20's simulated inference 6-11% slower than im2col (A/B on a
 /// quiet machine, `docs/benchmarks.md`), while the input gradient of those
 /// layers (plain `dy`) still gains.
 fn forward_cpu(x: &[f32], w: &[f32], d: &Dims, unfold: Unfold) -> Vec<f32> {
+    if direct::pays(d) {
+        let grid = match unfold {
+            Unfold::Plain => None,
+            Unfold::Quantized(grid) => Some(grid),
+        };
+        return direct::forward(x, w, d, grid, direct::Kernel::Dispatched);
+    }
     if matches!(unfold, Unfold::Plain) && winograd::pays(d) {
         return winograd::forward(x, w, d, None);
     }
     im2col_forward(x, w, d, unfold)
+}
+
+/// Which CPU kernel computes the weight gradient of a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightGradAlgorithm {
+    /// [`WeightGradAlgorithm::Direct`] where the CPU has AVX-512 and the
+    /// convolution is ungrouped, im2col + gemm elsewhere.
+    Auto,
+    /// Unfold the input into a column matrix and multiply with `gemm`.
+    Im2col,
+    /// Dot products of `dy` rows with shifted streams of the zero-padded
+    /// input (module `conv/weight_grad.rs`), AVX-512 where the CPU has it;
+    /// ungrouped convolutions only.
+    Direct,
+    /// [`WeightGradAlgorithm::Direct`] on the portable path whatever the CPU
+    /// (what CPUs without AVX-512 would run), for tests and benchmarks.
+    DirectPortable,
+}
+
+/// The weight gradient (`w_dims`, `cout x cin / groups x kh x kw`) of the
+/// convolution of `x` (`x_dims`, NCHW) whose output gradient is `dy`, on
+/// the CPU with a chosen kernel, on plain slices: for tests and benchmarks
+/// that compare the kernels (the autograd op always runs
+/// [`WeightGradAlgorithm::Auto`]). The input is rounded first where
+/// `options` fuses the fixed-point rounding, as the forward did. Errors on
+/// inconsistent sizes and on a direct kernel for a grouped convolution.
+pub fn backward_weight_cpu_with(
+    x: &[f32],
+    x_dims: [usize; 4],
+    dy: &[f32],
+    w_dims: [usize; 4],
+    options: ConvOptions,
+    algorithm: WeightGradAlgorithm,
+) -> Result<Vec<f32>> {
+    let d = Dims::new(&x_dims, &w_dims, options.geometry, options.groups)?;
+    if x.len() != d.n * d.in_len() || dy.len() != d.n * d.out_len() {
+        candle_core::bail!(
+            "conv2d backward: {} input and {} gradient values do not fill {x_dims:?} and [{}, {}, {}, {}]",
+            x.len(),
+            dy.len(),
+            d.n,
+            d.cout,
+            d.ho,
+            d.wo
+        );
+    }
+    let direct = matches!(
+        algorithm,
+        WeightGradAlgorithm::Direct | WeightGradAlgorithm::DirectPortable
+    );
+    if direct && !weight_grad::supports(&d) {
+        candle_core::bail!(
+            "conv2d backward: the direct weight gradient takes ungrouped convolutions, got {} groups",
+            d.groups
+        );
+    }
+    Ok(backward_weight_cpu(x, dy, &d, options.grid(), algorithm))
+}
+
+/// The weight gradient of `d` by `algorithm` (which must support `d`).
+fn backward_weight_cpu(
+    x: &[f32],
+    dy: &[f32],
+    d: &Dims,
+    grid: Option<FixedPointGrid>,
+    algorithm: WeightGradAlgorithm,
+) -> Vec<f32> {
+    use weight_grad::Kernel;
+    let kernel = match algorithm {
+        WeightGradAlgorithm::Auto if weight_grad::pays(d) => Kernel::Dispatched,
+        WeightGradAlgorithm::Auto | WeightGradAlgorithm::Im2col => {
+            return im2col_backward_weight(x, dy, d, Unfold::new(grid))
+        }
+        WeightGradAlgorithm::Direct => Kernel::Dispatched,
+        WeightGradAlgorithm::DirectPortable => Kernel::Portable,
+    };
+    weight_grad::backward_weight(x, dy, d, grid, kernel)
 }
 
 /// The convolution of `x` with `w` (sizes `d`) on the CPU: per group of
@@ -979,73 +1093,8 @@ impl CustomOp2 for Conv2dBackwardWeight {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (d, wdims) = self.dims(l1, l2)?;
-        let unfold = Unfold::new(self.options.grid());
         let (x, dy) = (crate::ops::slice(s1, l1)?, crate::ops::slice(s2, l2)?);
-        let (k, p, og, il) = (d.k(), d.p(), d.og(), d.in_len());
-        let (cg_len, wg_len) = (d.cg() * d.hw(), og * k);
-        let (per_task, par) = plan(d.n);
-        let g = group_size(&d, per_task);
-        let tasks = d.n.div_ceil(per_task);
-        let partials: Vec<Vec<f32>> = (0..tasks)
-            .into_par_iter()
-            .map(|t| {
-                // Per group, the transpose of this task's dw: `k x og`.
-                let mut dw_t = vec![0f32; d.cout * k];
-                with_scratch(k * p * g, og * p * g, |col, cat| {
-                    let end = ((t + 1) * per_task).min(d.n);
-                    let mut first = t * per_task;
-                    while first < end {
-                        let s = g.min(end - first);
-                        let ld = s * p;
-                        for grp in 0..d.groups {
-                            for j in 0..s {
-                                let xn = &x[(first + j) * il + grp * cg_len..][..cg_len];
-                                im2col(xn, &d, col, ld, j * p, unfold);
-                            }
-                            gather_grad_transposed(dy, &d, first, s, grp, cat);
-                            // dw (og x k) += dy (og x s*p) * col^T (s*p x k), with
-                            // dw held column-major and dy transposed, so that gemm
-                            // reads both operands along unit strides and packs only
-                            // the small dy^T instead of gathering the column matrix.
-                            let dst = &mut dw_t[grp * wg_len..(grp + 1) * wg_len];
-                            // SAFETY: `dst` holds og x k initialised elements.
-                            unsafe {
-                                matmul(
-                                    og,
-                                    k,
-                                    ld,
-                                    dst.as_mut_ptr(),
-                                    (1, og as isize),
-                                    true,
-                                    cat,
-                                    (1, og as isize),
-                                    col,
-                                    (1, ld as isize),
-                                    par,
-                                )
-                            };
-                        }
-                        first += s;
-                    }
-                });
-                dw_t
-            })
-            .collect();
-        let mut dw_t = vec![0f32; d.cout * k];
-        for part in &partials {
-            for (a, b) in dw_t.iter_mut().zip(part) {
-                *a += b;
-            }
-        }
-        let mut dw = vec![0f32; d.cout * k];
-        for grp in 0..d.groups {
-            let block = &dw_t[grp * wg_len..(grp + 1) * wg_len];
-            for (r, row) in block.chunks_exact(og).enumerate() {
-                for (c, &v) in row.iter().enumerate() {
-                    dw[(grp * og + c) * k + r] = v;
-                }
-            }
-        }
+        let dw = backward_weight_cpu(x, dy, &d, self.options.grid(), WeightGradAlgorithm::Auto);
         Ok((CpuStorage::F32(dw), Shape::from(wdims.to_vec())))
     }
 
@@ -1064,6 +1113,79 @@ impl CustomOp2 for Conv2dBackwardWeight {
         let dw = crate::cuda::conv2d_backward_weight(s1, l1, s2, l2, &d.cuda()?)?;
         Ok((dw, Shape::from(wdims.to_vec())))
     }
+}
+
+/// The weight gradient of `d` (`cout x cg x kh x kw`) from the input `x` and
+/// the output gradient `dy` by im2col + gemm: per group of samples the input
+/// is unfolded as the forward did (rounded as `unfold` says) and
+/// `dw += dy * col^T`, samples in parallel with per-task partial sums.
+fn im2col_backward_weight(x: &[f32], dy: &[f32], d: &Dims, unfold: Unfold) -> Vec<f32> {
+    let (k, p, og, il) = (d.k(), d.p(), d.og(), d.in_len());
+    let (cg_len, wg_len) = (d.cg() * d.hw(), og * k);
+    let (per_task, par) = plan(d.n);
+    let g = group_size(d, per_task);
+    let tasks = d.n.div_ceil(per_task);
+    let partials: Vec<Vec<f32>> = (0..tasks)
+        .into_par_iter()
+        .map(|t| {
+            // Per group, the transpose of this task's dw: `k x og`.
+            let mut dw_t = vec![0f32; d.cout * k];
+            with_scratch(k * p * g, og * p * g, |col, cat| {
+                let end = ((t + 1) * per_task).min(d.n);
+                let mut first = t * per_task;
+                while first < end {
+                    let s = g.min(end - first);
+                    let ld = s * p;
+                    for grp in 0..d.groups {
+                        for j in 0..s {
+                            let xn = &x[(first + j) * il + grp * cg_len..][..cg_len];
+                            im2col(xn, d, col, ld, j * p, unfold);
+                        }
+                        gather_grad_transposed(dy, d, first, s, grp, cat);
+                        // dw (og x k) += dy (og x s*p) * col^T (s*p x k), with
+                        // dw held column-major and dy transposed, so that gemm
+                        // reads both operands along unit strides and packs only
+                        // the small dy^T instead of gathering the column matrix.
+                        let dst = &mut dw_t[grp * wg_len..(grp + 1) * wg_len];
+                        // SAFETY: `dst` holds og x k initialised elements.
+                        unsafe {
+                            matmul(
+                                og,
+                                k,
+                                ld,
+                                dst.as_mut_ptr(),
+                                (1, og as isize),
+                                true,
+                                cat,
+                                (1, og as isize),
+                                col,
+                                (1, ld as isize),
+                                par,
+                            )
+                        };
+                    }
+                    first += s;
+                }
+            });
+            dw_t
+        })
+        .collect();
+    let mut dw_t = vec![0f32; d.cout * k];
+    for part in &partials {
+        for (a, b) in dw_t.iter_mut().zip(part) {
+            *a += b;
+        }
+    }
+    let mut dw = vec![0f32; d.cout * k];
+    for grp in 0..d.groups {
+        let block = &dw_t[grp * wg_len..(grp + 1) * wg_len];
+        for (r, row) in block.chunks_exact(og).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                dw[(grp * og + c) * k + r] = v;
+            }
+        }
+    }
+    dw
 }
 
 /// Convolves `x` (`n x cin x h x w`) with `w` (`cout x cin x kh x kw`), with a
