@@ -60,19 +60,30 @@ pub fn global_avg_pool(x: &Tensor, name: &str, ctx: Forward) -> Result<Tensor> {
 /// ResNets): `x[:, :, ::2, ::2]` with `pad` channels of zeros on each side.
 /// Heights and widths must be even.
 pub fn shortcut_option_a(x: &Tensor, pad: usize, ctx: Forward) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let sub = x
-        .reshape((n, c, h / 2, 2, w / 2, 2))?
-        .narrow(3, 0, 1)?
-        .narrow(5, 0, 1)?
-        .reshape((n, c, h / 2, w / 2))?;
-    let y = sub.pad_with_zeros(1, pad, pad)?;
+    let y = if x.device().is_cpu() {
+        // One pass each way (the composition below makes about ten in backward).
+        crate::ops::shortcut_option_a(x, pad)?
+    } else {
+        shortcut_option_a_composed(x, pad)?
+    };
     ctx.record_op(|| NetOp::ShortcutOptionA {
         input: x.id(),
         output: y.id(),
         pad,
     });
     Ok(y)
+}
+
+/// [`shortcut_option_a`] from candle's reshape, narrows and zero padding
+/// (any device).
+fn shortcut_option_a_composed(x: &Tensor, pad: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let sub = x
+        .reshape((n, c, h / 2, 2, w / 2, 2))?
+        .narrow(3, 0, 1)?
+        .narrow(5, 0, 1)?
+        .reshape((n, c, h / 2, w / 2))?;
+    Ok(sub.pad_with_zeros(1, pad, pad)?)
 }
 
 /// `max(main + shortcut, 0)`, fused: the end of a residual block.
