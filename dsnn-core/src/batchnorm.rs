@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor}
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
-mod lanes;
+mod sums;
 
 /// Per-channel mean and biased variance of the last training batch, as
 /// tensors of `C` values on the batch's device. On a GPU they stay there (views
@@ -57,14 +57,14 @@ fn planes_per_task(hw: usize) -> usize {
     (4096 / hw.max(1)).max(1)
 }
 
-/// Per-channel mean and biased variance of `x` (`n x c x hw`): lane sums
+/// Per-channel mean and biased variance of `x` (`n x c x hw`): f32 sums
 /// per plane, in parallel, reduced per channel in f64 (exact enough for
 /// activations: the f64 mantissa holds 2^53).
 fn channel_moments(x: &[f32], n: usize, c: usize, hw: usize) -> Vec<(f32, f32)> {
     let hw1 = hw.max(1);
     let sums: Vec<[f32; 2]> = x
         .par_chunks(planes_per_task(hw) * hw1)
-        .flat_map_iter(|planes| planes.chunks(hw1).map(lanes::moments))
+        .flat_map_iter(|planes| sums::moments(planes, hw1))
         .collect();
     let count = (n * hw) as f64;
     (0..c)
@@ -183,27 +183,31 @@ fn backward_cpu(
     let planes = planes_per_task(hw);
     let plane = |row: usize| row * hw1..(row + 1) * hw1;
     let mut masked = Vec::with_capacity(if keep_masked { len } else { 0 });
+    let task = planes * hw1;
     let sums: Vec<[f32; 4]> = if keep_masked {
         let sums = masked.spare_capacity_mut()[..len]
-            .par_chunks_mut(planes * hw1)
+            .par_chunks_mut(task)
             .enumerate()
             .flat_map_iter(|(t, out)| {
-                out.chunks_mut(hw1).enumerate().map(move |(i, out)| {
-                    let r = plane(t * planes + i);
-                    lanes::grad_sums(&dy[r.clone()], &x[r.clone()], y.map(|y| &y[r]), Some(out))
-                })
+                let r = t * task..t * task + out.len();
+                sums::grad_sums(
+                    &dy[r.clone()],
+                    &x[r.clone()],
+                    y.map(|y| &y[r]),
+                    Some(out),
+                    hw1,
+                )
             })
             .collect();
         // SAFETY: `grad_sums` wrote every element of every plane.
         unsafe { masked.set_len(len) };
         sums
     } else {
-        (0..len / hw1)
-            .into_par_iter()
-            .with_min_len(planes)
-            .map(|row| {
-                let r = plane(row);
-                lanes::grad_sums(&dy[r.clone()], &x[r.clone()], y.map(|y| &y[r]), None)
+        dy.par_chunks(task)
+            .enumerate()
+            .flat_map_iter(|(t, d)| {
+                let r = t * task..t * task + d.len();
+                sums::grad_sums(d, &x[r.clone()], y.map(|y| &y[r]), None, hw1)
             })
             .collect()
     };
@@ -249,7 +253,7 @@ fn backward_cpu(
                         for (((o, &g), &y), &v) in
                             out.iter_mut().zip(&dy[r.clone()]).zip(&y[r]).zip(xs)
                         {
-                            o.write(dx_of(lanes::relu_mask(g, y), v));
+                            o.write(dx_of(sums::relu_mask(g, y), v));
                         }
                     }
                     (None, None) => {
