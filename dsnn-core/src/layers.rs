@@ -484,7 +484,7 @@ impl BatchNorm2d {
     /// Training-mode `max(bn(x) + residual, 0)` as one op on the CPU (see
     /// [`crate::batchnorm::BatchNormAddRelu`]), updating the running
     /// statistics; records the batch norm's work when tracing. Callers check
-    /// the input is in host memory ([`crate::nn::batch_norm_add_relu`]).
+    /// the input is in host memory (`nn::batch_norm_add_relu` does).
     pub(crate) fn forward_train_add_relu(
         &self,
         x: &Tensor,
