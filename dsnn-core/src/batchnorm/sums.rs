@@ -23,6 +23,8 @@ pub(super) fn moments(x: &[f32], hw: usize) -> Vec<[f32; 2]> {
     for group in &mut groups {
         let rows: [&[f32]; WAYS] = std::array::from_fn(|w| &group[w * hw..(w + 1) * hw]);
         let (mut s, mut q) = ([0f32; WAYS], [0f32; WAYS]);
+        // Element `i` of every row in turn: the rows in lockstep.
+        #[allow(clippy::needless_range_loop)]
         for i in 0..hw {
             for w in 0..WAYS {
                 let v = rows[w][i];
