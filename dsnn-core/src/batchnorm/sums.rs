@@ -51,27 +51,86 @@ pub(super) fn grad_sums(
     masked: Option<&mut [MaybeUninit<f32>]>,
     hw: usize,
 ) -> Vec<[f32; 4]> {
-    let len = dy.len();
-    let x = &x[..len];
+    let hw = hw.max(1);
+    let len = dy.len() - dy.len() % hw;
+    // The block loops below index without bounds checks: every input must
+    // cover the `len` elements of the whole planes.
+    assert!(
+        x.len() >= len && y.is_none_or(|y| y.len() >= len),
+        "batch norm sums: inputs of unequal lengths"
+    );
+    let mut out = Vec::with_capacity(len / hw);
     match (y, masked) {
-        (None, _) => lockstep(len, hw, |k| dy[k], x, |_, _| {}),
-        (Some(y), None) => {
-            let y = &y[..len];
-            lockstep(len, hw, |k| relu_mask(dy[k], y[k]), x, |_, _| {})
-        }
-        (Some(y), Some(out)) => {
-            let (y, out) = (&y[..len], &mut out[..len]);
-            lockstep(
-                len,
-                hw,
-                |k| relu_mask(dy[k], y[k]),
-                x,
-                |k, g| {
-                    out[k].write(g);
-                },
-            )
+        (None, _) => planes::<false, false>(dy, x, &[], &mut [], hw, len, &mut out),
+        (Some(y), None) => planes::<true, false>(dy, x, y, &mut [], hw, len, &mut out),
+        (Some(y), Some(m)) => {
+            assert!(m.len() >= len, "batch norm sums: output too short");
+            planes::<true, true>(dy, x, y, m, hw, len, &mut out)
         }
     }
+    out
+}
+
+/// [`grad_sums`] over the first `len` elements: [`WAYS`] planes at a time,
+/// then the rest one by one.
+fn planes<const MASK: bool, const WRITE: bool>(
+    dy: &[f32],
+    x: &[f32],
+    y: &[f32],
+    masked: &mut [MaybeUninit<f32>],
+    hw: usize,
+    len: usize,
+    out: &mut Vec<[f32; 4]>,
+) {
+    let planes = len / hw;
+    let mut p = 0;
+    while p + WAYS <= planes {
+        out.extend(block::<WAYS, MASK, WRITE>(dy, x, y, masked, hw, p * hw));
+        p += WAYS;
+    }
+    while p < planes {
+        out.extend(block::<1, MASK, WRITE>(dy, x, y, masked, hw, p * hw));
+        p += 1;
+    }
+}
+
+/// The sums of the `W` planes starting at element `base`, in lockstep.
+/// Callers guarantee `base + W * hw` elements in `dy` and `x` (and `y` with
+/// `MASK`, `masked` with `WRITE`).
+#[inline(always)]
+fn block<const W: usize, const MASK: bool, const WRITE: bool>(
+    dy: &[f32],
+    x: &[f32],
+    y: &[f32],
+    masked: &mut [MaybeUninit<f32>],
+    hw: usize,
+    base: usize,
+) -> [[f32; 4]; W] {
+    let mut acc = [[0f32; 4]; W];
+    for i in 0..hw {
+        for (w, a) in acc.iter_mut().enumerate() {
+            let k = base + w * hw + i;
+            // SAFETY: k < base + W * hw, within every slice (the caller's
+            // promise, asserted in `grad_sums`).
+            let (g, v) = unsafe {
+                let d = *dy.get_unchecked(k);
+                let g = if MASK {
+                    relu_mask(d, *y.get_unchecked(k))
+                } else {
+                    d
+                };
+                if WRITE {
+                    masked.get_unchecked_mut(k).write(g);
+                }
+                (g, *x.get_unchecked(k))
+            };
+            a[0] += v;
+            a[1] += v * v;
+            a[2] += g;
+            a[3] += g * v;
+        }
+    }
+    acc
 }
 
 /// `dy` where the ReLU's output `y` is positive, else zero.
@@ -82,40 +141,6 @@ pub(super) fn relu_mask(dy: f32, y: f32) -> f32 {
     } else {
         0.0
     }
-}
-
-/// [`grad_sums`] over `len` elements with `g = g_at(k)`, handing every `g`
-/// to `sink`: [`WAYS`] planes at a time, then the rest one by one.
-#[inline(always)]
-fn lockstep(
-    len: usize,
-    hw: usize,
-    g_at: impl Fn(usize) -> f32,
-    x: &[f32],
-    mut sink: impl FnMut(usize, f32),
-) -> Vec<[f32; 4]> {
-    let hw = hw.max(1);
-    let planes = len / hw;
-    let mut out = Vec::with_capacity(planes);
-    let mut p = 0;
-    while p < planes {
-        let ways = if p + WAYS <= planes { WAYS } else { 1 };
-        let mut acc = [[0f32; 4]; WAYS];
-        for i in 0..hw {
-            for (w, a) in acc.iter_mut().enumerate().take(ways) {
-                let k = (p + w) * hw + i;
-                let (g, v) = (g_at(k), x[k]);
-                sink(k, g);
-                a[0] += v;
-                a[1] += v * v;
-                a[2] += g;
-                a[3] += g * v;
-            }
-        }
-        out.extend_from_slice(&acc[..ways]);
-        p += ways;
-    }
-    out
 }
 
 #[cfg(test)]
