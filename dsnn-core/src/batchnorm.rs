@@ -5,9 +5,11 @@
 //! time there. This op computes the per-channel statistics, the normalised
 //! output and, in backward, all three gradients in one pass each.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
+
+mod sums;
 
 /// Per-channel mean and biased variance of the last training batch, as
 /// tensors of `C` values on the batch's device. On a GPU they stay there (views
@@ -49,21 +51,238 @@ fn batch_norm_inputs<'a>(
     Ok(((n, c, hw), x, a, b))
 }
 
-/// Mean and biased variance of channel `ch`, in one pass with f64 sums
-/// (exact enough for activations: the f64 mantissa holds 2^53).
-fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize, ch: usize) -> (f32, f32) {
+/// How many image planes of `hw` values one parallel task takes: the 8x8
+/// planes of ResNet's last stage are too small to be a task each.
+fn planes_per_task(hw: usize) -> usize {
+    (4096 / hw.max(1)).max(1)
+}
+
+/// Per-channel mean and biased variance of `x` (`n x c x hw`): f32 sums
+/// per plane, in parallel, reduced per channel in f64 (exact enough for
+/// activations: the f64 mantissa holds 2^53).
+fn channel_moments(x: &[f32], n: usize, c: usize, hw: usize) -> Vec<(f32, f32)> {
+    let hw1 = hw.max(1);
+    let sums: Vec<[f32; 2]> = x
+        .par_chunks(planes_per_task(hw) * hw1)
+        .flat_map_iter(|planes| sums::moments(planes, hw1))
+        .collect();
     let count = (n * hw) as f64;
-    let (mut sum, mut sq) = (0f64, 0f64);
-    for i in 0..n {
-        let base = (i * c + ch) * hw;
-        let (s1, s2) = x[base..base + hw]
-            .iter()
-            .fold((0f32, 0f32), |(a, b), &v| (a + v, b + v * v));
-        sum += f64::from(s1);
-        sq += f64::from(s2);
+    (0..c)
+        .map(|ch| {
+            let (mut sum, mut sq) = (0f64, 0f64);
+            for s in sums.iter().skip(ch).step_by(c.max(1)) {
+                sum += f64::from(s[0]);
+                sq += f64::from(s[1]);
+            }
+            let mean = sum / count;
+            (mean as f32, (sq / count - mean * mean).max(0.0) as f32)
+        })
+        .collect()
+}
+
+/// The per-channel `(scale, shift)` that normalise with `stats`.
+fn scale_shift(stats: &[(f32, f32)], gamma: &[f32], beta: &[f32], eps: f32) -> Vec<(f32, f32)> {
+    stats
+        .iter()
+        .zip(gamma.iter().zip(beta))
+        .map(|(&(mean, var), (&g, &b))| {
+            let scale = g / (var + eps).sqrt();
+            (scale, b - mean * scale)
+        })
+        .collect()
+}
+
+/// `y = x * scale + shift` per channel, plus `residual` when given, then a
+/// ReLU when asked: one parallel pass (several planes per task).
+fn normalise(
+    x: &[f32],
+    residual: Option<&[f32]>,
+    coef: &[(f32, f32)],
+    hw: usize,
+    relu: bool,
+) -> Vec<f32> {
+    let (c, hw1) = (coef.len().max(1), hw.max(1));
+    let planes = planes_per_task(hw);
+    // SAFETY: every plane `row` of `y` is written from plane `row` of `x`
+    // (and of `residual`).
+    unsafe {
+        crate::ops::par_build(x.len(), x.len(), planes * hw1, |t, out| {
+            for (i, out) in out.chunks_mut(hw1).enumerate() {
+                let row = t * planes + i;
+                let (scale, shift) = coef[row % c];
+                let src = &x[row * hw1..row * hw1 + out.len()];
+                match (residual, relu) {
+                    (None, false) => {
+                        for (o, &v) in out.iter_mut().zip(src) {
+                            o.write(v * scale + shift);
+                        }
+                    }
+                    (None, true) => {
+                        for (o, &v) in out.iter_mut().zip(src) {
+                            o.write((v * scale + shift).max(0.0));
+                        }
+                    }
+                    (Some(r), _) => {
+                        let r = &r[row * hw1..row * hw1 + out.len()];
+                        for ((o, &v), &r) in out.iter_mut().zip(src).zip(r) {
+                            let y = v * scale + shift + r;
+                            o.write(if relu { y.max(0.0) } else { y });
+                        }
+                    }
+                }
+            }
+        })
     }
-    let mean = sum / count;
-    (mean as f32, (sq / count - mean * mean).max(0.0) as f32)
+}
+
+/// Publishes a batch's per-channel statistics as CPU tensors.
+fn publish_stats(target: &BatchStats, stats: Vec<(f32, f32)>) -> Result<()> {
+    let c = stats.len();
+    let (means, vars): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
+    let dev = candle_core::Device::Cpu;
+    let stats = (
+        Tensor::from_vec(means, c, &dev)?,
+        Tensor::from_vec(vars, c, &dev)?,
+    );
+    *target.lock().expect("batch-norm stats lock") = Some(stats);
+    Ok(())
+}
+
+/// What batch norm's backward hands back on the CPU.
+struct CpuGradients {
+    dx: Vec<f32>,
+    /// `dy` masked by the forward's ReLU, when asked for (the residual's
+    /// gradient of [`BatchNormAddRelu`]).
+    masked: Option<Vec<f32>>,
+    dgamma: Vec<f32>,
+    dbeta: Vec<f32>,
+}
+
+/// Batch norm's backward on the CPU in two parallel passes over the planes:
+/// the per-plane sums (masking `dy` by `y > 0` when the forward ended in a
+/// ReLU, and keeping the masked gradient when `keep_masked`), then `dx`.
+fn backward_cpu(
+    (n, c, hw): (usize, usize, usize),
+    x: &[f32],
+    gamma: &[f32],
+    dy: &[f32],
+    y: Option<&[f32]>,
+    keep_masked: bool,
+    eps: f32,
+) -> Result<CpuGradients> {
+    let len = x.len();
+    if dy.len() != len || y.is_some_and(|y| y.len() != len) || gamma.len() != c {
+        candle_core::bail!(
+            "batch norm backward: {len} inputs, {} gradients, {} outputs, {} scales for {c} channels",
+            dy.len(),
+            y.map_or(len, <[f32]>::len),
+            gamma.len()
+        );
+    }
+    let hw1 = hw.max(1);
+    let planes = planes_per_task(hw);
+    let plane = |row: usize| row * hw1..(row + 1) * hw1;
+    let mut masked = Vec::with_capacity(if keep_masked { len } else { 0 });
+    let task = planes * hw1;
+    let sums: Vec<[f32; 4]> = if keep_masked {
+        let sums = masked.spare_capacity_mut()[..len]
+            .par_chunks_mut(task)
+            .enumerate()
+            .flat_map_iter(|(t, out)| {
+                let r = t * task..t * task + out.len();
+                sums::grad_sums(
+                    &dy[r.clone()],
+                    &x[r.clone()],
+                    y.map(|y| &y[r]),
+                    Some(out),
+                    hw1,
+                )
+            })
+            .collect();
+        // SAFETY: `grad_sums` wrote every element of every plane.
+        unsafe { masked.set_len(len) };
+        sums
+    } else {
+        dy.par_chunks(task)
+            .enumerate()
+            .flat_map_iter(|(t, d)| {
+                let r = t * task..t * task + d.len();
+                sums::grad_sums(d, &x[r.clone()], y.map(|y| &y[r]), None, hw1)
+            })
+            .collect()
+    };
+    let count = (n * hw) as f64;
+    // Per channel: mean, inverse std, sum(g), sum(g * xhat).
+    let per_channel: Vec<(f32, f32, f64, f64)> = (0..c)
+        .map(|ch| {
+            let (mut sx, mut sxx, mut sg, mut sgx) = (0f64, 0f64, 0f64, 0f64);
+            for s in sums.iter().skip(ch).step_by(c.max(1)) {
+                sx += f64::from(s[0]);
+                sxx += f64::from(s[1]);
+                sg += f64::from(s[2]);
+                sgx += f64::from(s[3]);
+            }
+            let mean = sx / count;
+            let var = (sxx / count - mean * mean).max(0.0);
+            let inv = 1.0 / (var + f64::from(eps)).sqrt();
+            // sum(g * xhat) = inv * (sum(g * x) - mean * sum(g))
+            (mean as f32, inv as f32, sg, inv * (sgx - mean * sg))
+        })
+        .collect();
+    let masked_ref = keep_masked.then_some(masked.as_slice());
+    // SAFETY: every plane `row` of dx is written from plane `row` of the inputs.
+    let dx = unsafe {
+        crate::ops::par_build(len, len, planes * hw1, |t, out| {
+            for (i, out) in out.chunks_mut(hw1).enumerate() {
+                let row = t * planes + i;
+                let ch = row % c;
+                let (mean, inv, sg, sgx) = per_channel[ch];
+                let k = gamma[ch] * inv;
+                let mg = (sg / count) as f32;
+                let mgx = (sgx / count) as f32;
+                let r = plane(row);
+                let dx_of = |g: f32, v: f32| k * (g - mg - (v - mean) * inv * mgx);
+                let xs = &x[r.clone()];
+                match (masked_ref, y) {
+                    (Some(m), _) => {
+                        for ((o, &g), &v) in out.iter_mut().zip(&m[r]).zip(xs) {
+                            o.write(dx_of(g, v));
+                        }
+                    }
+                    (None, Some(y)) => {
+                        for (((o, &g), &y), &v) in
+                            out.iter_mut().zip(&dy[r.clone()]).zip(&y[r]).zip(xs)
+                        {
+                            o.write(dx_of(sums::relu_mask(g, y), v));
+                        }
+                    }
+                    (None, None) => {
+                        for ((o, &g), &v) in out.iter_mut().zip(&dy[r]).zip(xs) {
+                            o.write(dx_of(g, v));
+                        }
+                    }
+                }
+            }
+        })
+    };
+    Ok(CpuGradients {
+        dx,
+        masked: keep_masked.then_some(masked),
+        dgamma: per_channel
+            .iter()
+            .map(|&(_, _, _, sgx)| sgx as f32)
+            .collect(),
+        dbeta: per_channel.iter().map(|&(_, _, sg, _)| sg as f32).collect(),
+    })
+}
+
+/// The f32 data of a contiguous tensor in host memory, borrowed from its
+/// storage guard.
+fn host_data<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
+    match storage {
+        Storage::Cpu(s) => crate::ops::slice(s, layout),
+        _ => candle_core::bail!("batch norm: expected a tensor in host memory"),
+    }
 }
 
 /// Training-mode batch norm (`x`, `gamma`, `beta`) -> `y`, normalising with
@@ -93,36 +312,15 @@ impl CustomOp3 for BatchNormTrain {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let ((n, c, hw), x, gamma, beta) = batch_norm_inputs((s1, l1), (s2, l2), (s3, l3))?;
-        let stats: Vec<(f32, f32)> = (0..c)
-            .into_par_iter()
-            .map(|ch| channel_stats(x, n, c, hw, ch))
-            .collect();
-        // SAFETY: every plane `row` of `y` is written from plane `row` of `x`.
-        let y = unsafe {
-            crate::ops::par_build(x.len(), x.len(), hw, |row, out| {
-                let ch = row % c;
-                let (mean, var) = stats[ch];
-                let scale = gamma[ch] / (var + self.eps).sqrt();
-                let shift = beta[ch] - mean * scale;
-                let src = &x[row * hw..(row + 1) * hw];
-                if self.relu {
-                    for (o, &v) in out.iter_mut().zip(src) {
-                        o.write((v * scale + shift).max(0.0));
-                    }
-                } else {
-                    for (o, &v) in out.iter_mut().zip(src) {
-                        o.write(v * scale + shift);
-                    }
-                }
-            })
-        };
-        let (means, vars): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
-        let dev = candle_core::Device::Cpu;
-        let stats = (
-            Tensor::from_vec(means, c, &dev)?,
-            Tensor::from_vec(vars, c, &dev)?,
+        let stats = channel_moments(x, n, c, hw);
+        let y = normalise(
+            x,
+            None,
+            &scale_shift(&stats, gamma, beta, self.eps),
+            hw,
+            self.relu,
         );
-        *self.stats.lock().expect("batch-norm stats lock") = Some(stats);
+        publish_stats(&self.stats, stats)?;
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -153,6 +351,37 @@ impl CustomOp3 for BatchNormTrain {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let c = gamma.dim(0)?;
         let mut grad = grad.contiguous()?;
+        if x.device().is_cpu() {
+            // One pass of sums (the ReLU's mask applied on the fly), one for dx.
+            let x = x.contiguous()?;
+            let gamma = gamma.contiguous()?;
+            let ((sx, lx), (sg, lg), (sd, ld), (sy, ly)) = (
+                x.storage_and_layout(),
+                gamma.storage_and_layout(),
+                grad.storage_and_layout(),
+                res.storage_and_layout(),
+            );
+            let y = if self.relu {
+                Some(host_data(&sy, ly)?)
+            } else {
+                None
+            };
+            let g = backward_cpu(
+                nchw(lx)?,
+                host_data(&sx, lx)?,
+                host_data(&sg, lg)?,
+                host_data(&sd, ld)?,
+                y,
+                false,
+                self.eps,
+            )?;
+            let dev = x.device();
+            return Ok((
+                Some(Tensor::from_vec(g.dx, x.shape(), dev)?),
+                Some(Tensor::from_vec(g.dgamma, c, dev)?),
+                Some(Tensor::from_vec(g.dbeta, c, dev)?),
+            ));
+        }
         if self.relu {
             grad = grad.apply_op2_no_bwd(res, &crate::ops::ReluBackward)?;
         }
@@ -162,6 +391,103 @@ impl CustomOp3 for BatchNormTrain {
         let dgamma = packed.narrow(0, numel, c)?;
         let dbeta = packed.narrow(0, numel + c, c)?;
         Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// Training-mode batch norm of `x`, plus a residual, then a ReLU:
+/// (`x`, `residual`, `gamma_beta`) -> `max(bn(x) + residual, 0)`, where
+/// `gamma_beta` holds the `C` scales, then the `C` shifts (candle's custom
+/// ops take three inputs). The end of a residual block as one graph node:
+/// no batch-norm output tensor, and in backward one pass of sums that also
+/// writes the residual's gradient (the masked `dy`), then one pass for `dx`.
+/// Values equal [`BatchNormTrain`] followed by [`crate::ops::AddRelu`]
+/// (the same roundings in the same order). CPU only; callers keep the two
+/// ops on other devices.
+#[derive(Debug, Clone)]
+pub struct BatchNormAddRelu {
+    /// Added to the variance before the square root.
+    pub eps: f32,
+    /// Receives the batch mean and biased variance.
+    pub stats: BatchStats,
+}
+
+impl CustomOp3 for BatchNormAddRelu {
+    fn name(&self) -> &'static str {
+        "dsnn-batch-norm-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, hw) = nchw(l1)?;
+        let (x, residual, gamma_beta) = (
+            crate::ops::slice(s1, l1)?,
+            crate::ops::slice(s2, l2)?,
+            crate::ops::slice(s3, l3)?,
+        );
+        if l1.shape() != l2.shape() || gamma_beta.len() != 2 * c {
+            candle_core::bail!(
+                "batch norm + residual: input {:?}, residual {:?}, {} scales and shifts for {c} channels",
+                l1.dims(),
+                l2.dims(),
+                gamma_beta.len()
+            );
+        }
+        let (gamma, beta) = gamma_beta.split_at(c);
+        let stats = channel_moments(x, n, c, hw);
+        let y = normalise(
+            x,
+            Some(residual),
+            &scale_shift(&stats, gamma, beta, self.eps),
+            hw,
+            true,
+        );
+        publish_stats(&self.stats, stats)?;
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _residual: &Tensor,
+        gamma_beta: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let c = gamma_beta.dim(0)? / 2;
+        let grad = grad.contiguous()?;
+        let x = x.contiguous()?;
+        let gamma = gamma_beta.narrow(0, 0, c)?.contiguous()?;
+        let ((sx, lx), (sg, lg), (sd, ld), (sy, ly)) = (
+            x.storage_and_layout(),
+            gamma.storage_and_layout(),
+            grad.storage_and_layout(),
+            res.storage_and_layout(),
+        );
+        let g = backward_cpu(
+            nchw(lx)?,
+            host_data(&sx, lx)?,
+            host_data(&sg, lg)?,
+            host_data(&sd, ld)?,
+            Some(host_data(&sy, ly)?),
+            true,
+            self.eps,
+        )?;
+        let dev = x.device();
+        let masked = g.masked.unwrap_or_default();
+        let mut dgamma_beta = g.dgamma;
+        dgamma_beta.extend(g.dbeta);
+        Ok((
+            Some(Tensor::from_vec(g.dx, x.shape(), dev)?),
+            Some(Tensor::from_vec(masked, x.shape(), dev)?),
+            Some(Tensor::from_vec(dgamma_beta, 2 * c, dev)?),
+        ))
     }
 }
 
@@ -192,56 +518,12 @@ impl CustomOp3 for BatchNormBackward {
             crate::ops::slice(s2, l2)?,
             crate::ops::slice(s3, l3)?,
         );
-        let count = (n * hw) as f64;
-        // Per channel: mean, inverse std, sum(dy), sum(dy * xhat).
-        let per_channel: Vec<(f32, f32, f64, f64)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                // One pass: sums of x, x^2, dy and dy*x.
-                let (mut sx, mut sxx, mut sg, mut sgx) = (0f64, 0f64, 0f64, 0f64);
-                for i in 0..n {
-                    let base = (i * c + ch) * hw;
-                    let (a, b, g, gx) = dy[base..base + hw]
-                        .iter()
-                        .zip(&x[base..base + hw])
-                        .fold((0f32, 0f32, 0f32, 0f32), |(a, b, g, gx), (&d, &v)| {
-                            (a + v, b + v * v, g + d, gx + d * v)
-                        });
-                    sx += f64::from(a);
-                    sxx += f64::from(b);
-                    sg += f64::from(g);
-                    sgx += f64::from(gx);
-                }
-                let mean = sx / count;
-                let var = (sxx / count - mean * mean).max(0.0);
-                let inv = 1.0 / (var + f64::from(self.eps)).sqrt();
-                // sum(dy * xhat) = inv * (sum(dy * x) - mean * sum(dy))
-                (mean as f32, inv as f32, sg, inv * (sgx - mean * sg))
-            })
-            .collect();
         let numel = x.len();
-        // SAFETY: every plane `row` of dx is written from plane `row` of dy and x.
-        let mut out = unsafe {
-            crate::ops::par_build(numel, numel + 2 * c, hw, |row, o| {
-                let ch = row % c;
-                let (mean, inv, sg, sgx) = per_channel[ch];
-                let k = gamma[ch] * inv;
-                let mg = (sg / count) as f32;
-                let mgx = (sgx / count) as f32;
-                let base = row * hw;
-                for ((o, &g), &v) in o
-                    .iter_mut()
-                    .zip(&dy[base..base + hw])
-                    .zip(&x[base..base + hw])
-                {
-                    let xhat = (v - mean) * inv;
-                    o.write(k * (g - mg - xhat * mgx));
-                }
-            })
-        };
-        // dgamma, then dbeta, after dx (within the capacity reserved above).
-        out.extend(per_channel.iter().map(|&(_, _, _, sgx)| sgx as f32));
-        out.extend(per_channel.iter().map(|&(_, _, sg, _)| sg as f32));
+        let g = backward_cpu((n, c, hw), x, gamma, dy, None, false, self.eps)?;
+        let mut out = g.dx;
+        out.reserve_exact(2 * c);
+        out.extend(g.dgamma);
+        out.extend(g.dbeta);
         Ok((CpuStorage::F32(out), Shape::from(numel + 2 * c)))
     }
 

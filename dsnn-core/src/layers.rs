@@ -481,7 +481,54 @@ impl BatchNorm2d {
         Ok(y)
     }
 
-    fn forward_fused_unrecorded(&self, x: &Tensor, ctx: Forward, relu: bool) -> Result<Tensor> {
+    /// Training-mode `max(bn(x) + residual, 0)` as one op on the CPU (see
+    /// [`crate::batchnorm::BatchNormAddRelu`]), updating the running
+    /// statistics; records the batch norm's work when tracing. Callers check
+    /// the input is in host memory (`nn::batch_norm_add_relu` does).
+    pub(crate) fn forward_train_add_relu(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+        ctx: Forward,
+    ) -> Result<Tensor> {
+        self.record_trace(x, ctx);
+        let stats: BatchStats = Arc::new(Mutex::new(None));
+        let x = x.contiguous()?;
+        // Scales then shifts, in one tensor (a custom op takes three inputs).
+        let gamma_beta = Tensor::cat(&[self.gamma.as_tensor(), self.beta.as_tensor()], 0)?;
+        let y = x.apply_op3(
+            &residual.contiguous()?,
+            &gamma_beta,
+            crate::batchnorm::BatchNormAddRelu {
+                eps: self.eps as f32,
+                stats: stats.clone(),
+            },
+        )?;
+        self.update_running_stats(&stats, x.elem_count())?;
+        Ok(y)
+    }
+
+    /// Folds a training batch's statistics (`elements` values in all
+    /// channels) into the running ones. The statistics are tensors on the
+    /// batch's device: on a GPU the running statistics are updated there,
+    /// without a host copy.
+    fn update_running_stats(&self, stats: &BatchStats, elements: usize) -> Result<()> {
+        if let Some((mean, var)) = stats.lock().expect("stats lock").take() {
+            let count = elements / mean.elem_count().max(1);
+            let unbiased = count as f64 / (count.max(2) - 1) as f64;
+            let mean = mean.reshape(self.running_mean.shape())?;
+            let var = var.reshape(self.running_var.shape())?;
+            let m = self.momentum;
+            self.running_mean
+                .set(&((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?)?;
+            self.running_var
+                .set(&((self.running_var.as_tensor() * (1.0 - m))? + (var * (m * unbiased))?)?)?;
+        }
+        Ok(())
+    }
+
+    /// Records the batch norm's per-image work when tracing.
+    fn record_trace(&self, x: &Tensor, ctx: Forward) {
         if ctx.trace.is_some() {
             ctx.record(LayerOps {
                 name: self.name.clone(),
@@ -493,6 +540,10 @@ impl BatchNorm2d {
                 params: 0,
             });
         }
+    }
+
+    fn forward_fused_unrecorded(&self, x: &Tensor, ctx: Forward, relu: bool) -> Result<Tensor> {
+        self.record_trace(x, ctx);
         if ctx.train {
             let stats: BatchStats = Arc::new(Mutex::new(None));
             let x = x.contiguous()?;
@@ -505,20 +556,7 @@ impl BatchNorm2d {
                     relu,
                 },
             )?;
-            // The batch's statistics are tensors on x's device: on a GPU the
-            // running statistics are updated there, without a host copy.
-            if let Some((mean, var)) = stats.lock().expect("stats lock").take() {
-                let count = x.elem_count() / mean.elem_count();
-                let unbiased = count as f64 / (count.max(2) - 1) as f64;
-                let mean = mean.reshape(self.running_mean.shape())?;
-                let var = var.reshape(self.running_var.shape())?;
-                let m = self.momentum;
-                self.running_mean
-                    .set(&((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?)?;
-                self.running_var.set(
-                    &((self.running_var.as_tensor() * (1.0 - m))? + (var * (m * unbiased))?)?,
-                )?;
-            }
+            self.update_running_stats(&stats, x.elem_count())?;
             Ok(y)
         } else {
             let inv = (self.running_var.as_tensor() + self.eps)?.sqrt()?.recip()?;

@@ -9,7 +9,7 @@
 
 use crate::error::Result;
 use crate::graph::NetOp;
-use crate::layers::Forward;
+use crate::layers::{BatchNorm2d, Forward};
 use crate::pool::PoolWindow;
 use candle_core::{Tensor, D};
 
@@ -60,19 +60,30 @@ pub fn global_avg_pool(x: &Tensor, name: &str, ctx: Forward) -> Result<Tensor> {
 /// ResNets): `x[:, :, ::2, ::2]` with `pad` channels of zeros on each side.
 /// Heights and widths must be even.
 pub fn shortcut_option_a(x: &Tensor, pad: usize, ctx: Forward) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let sub = x
-        .reshape((n, c, h / 2, 2, w / 2, 2))?
-        .narrow(3, 0, 1)?
-        .narrow(5, 0, 1)?
-        .reshape((n, c, h / 2, w / 2))?;
-    let y = sub.pad_with_zeros(1, pad, pad)?;
+    let y = if x.device().is_cpu() {
+        // One pass each way (the composition below makes about ten in backward).
+        crate::ops::shortcut_option_a(x, pad)?
+    } else {
+        shortcut_option_a_composed(x, pad)?
+    };
     ctx.record_op(|| NetOp::ShortcutOptionA {
         input: x.id(),
         output: y.id(),
         pad,
     });
     Ok(y)
+}
+
+/// [`shortcut_option_a`] from candle's reshape, narrows and zero padding
+/// (any device).
+fn shortcut_option_a_composed(x: &Tensor, pad: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let sub = x
+        .reshape((n, c, h / 2, 2, w / 2, 2))?
+        .narrow(3, 0, 1)?
+        .narrow(5, 0, 1)?
+        .reshape((n, c, h / 2, w / 2))?;
+    Ok(sub.pad_with_zeros(1, pad, pad)?)
 }
 
 /// `max(main + shortcut, 0)`, fused: the end of a residual block.
@@ -86,6 +97,31 @@ pub fn add_relu(main: &Tensor, shortcut: &Tensor, name: &str, ctx: Forward) -> R
         output: y.id(),
     });
     Ok(y)
+}
+
+/// The end of a residual block: `max(bn(x) + shortcut, 0)`, with
+/// `shortcut()` computing the block's shortcut. In CPU training without
+/// tracing or graph recording it is one fused op (no batch-norm output
+/// tensor, one gradient node instead of two; see
+/// [`crate::batchnorm::BatchNormAddRelu`]); otherwise, and on other devices,
+/// batch norm then [`add_relu`], in the same order as written out by hand
+/// (batch norm first, then the shortcut).
+pub fn batch_norm_add_relu(
+    bn: &BatchNorm2d,
+    x: &Tensor,
+    shortcut: impl FnOnce() -> Result<Tensor>,
+    name: &str,
+    ctx: Forward,
+) -> Result<Tensor> {
+    if ctx.train && ctx.trace.is_none() && ctx.graph.is_none() && x.device().is_cpu() {
+        let short = shortcut()?;
+        if short.device().is_cpu() && short.dims() == x.dims() {
+            return bn.forward_train_add_relu(x, &short, ctx);
+        }
+        return add_relu(&bn.forward_with(x, ctx)?, &short, name, ctx);
+    }
+    let main = bn.forward_with(x, ctx)?;
+    add_relu(&main, &shortcut()?, name, ctx)
 }
 
 /// Max pooling with any square window, stride and padding (padding counts

@@ -432,3 +432,120 @@ impl CustomOp2 for AddRelu {
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
 }
+
+/// ResNet's option-A shortcut as one op: `x[:, :, ::2, ::2]` with `pad`
+/// channels of zeros on each side (`N x C x H x W` -> `N x (C + 2 pad) x
+/// H/2 x W/2`, H and W even). candle's composition (reshape, two narrows,
+/// a copy, a zero-padding concatenation) made about ten full-size passes
+/// and graph nodes in backward; this op makes one pass each way. CPU only:
+/// callers keep the composition on other devices.
+#[derive(Debug, Clone, Copy)]
+pub struct ShortcutOptionA {
+    /// Zero channels added on each side.
+    pub pad: usize,
+}
+
+/// `(n, c, h, w)` of an option-A shortcut's input, refusing odd sides.
+fn option_a_dims(dims: &[usize]) -> Result<(usize, usize, usize, usize)> {
+    match *dims {
+        [n, c, h, w] if h % 2 == 0 && w % 2 == 0 => Ok((n, c, h, w)),
+        _ => candle_core::bail!(
+            "option-A shortcut needs N x C x H x W with even H and W, got {dims:?}"
+        ),
+    }
+}
+
+impl CustomOp1 for ShortcutOptionA {
+    fn name(&self) -> &'static str {
+        "dsnn-shortcut-option-a"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = option_a_dims(l.dims())?;
+        let x = slice(s, l)?;
+        let (co, ho, wo) = (c + 2 * self.pad, h / 2, w / 2);
+        let plane = (ho * wo).max(1);
+        let len = n * co * ho * wo;
+        // SAFETY: every output plane is written whole (zeros or a subsampled plane).
+        let y = unsafe {
+            par_build(len, len, plane, |row, out| {
+                let ch = row % co;
+                if ch < self.pad || ch >= self.pad + c {
+                    for o in out.iter_mut() {
+                        o.write(0.0);
+                    }
+                    return;
+                }
+                let src = &x[((row / co) * c + ch - self.pad) * h * w..][..h * w];
+                for (oy, out) in out.chunks_mut(wo.max(1)).enumerate() {
+                    let r = &src[2 * oy * w..];
+                    for (ox, o) in out.iter_mut().enumerate() {
+                        o.write(r[2 * ox]);
+                    }
+                }
+            })
+        };
+        Ok((CpuStorage::F32(y), Shape::from((n, co, ho, wo))))
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let (_, c, h, w) = option_a_dims(arg.dims())?;
+        let op = ShortcutOptionABackward {
+            pad: self.pad,
+            channels: c,
+            height: h,
+            width: w,
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+    }
+}
+
+/// `dy` (`N x (C + 2 pad) x H/2 x W/2`) -> `dx` (`N x C x H x W`): each
+/// subsampled position gets its gradient, every other position zero.
+#[derive(Debug, Clone, Copy)]
+struct ShortcutOptionABackward {
+    pad: usize,
+    channels: usize,
+    height: usize,
+    width: usize,
+}
+
+impl CustomOp1 for ShortcutOptionABackward {
+    fn name(&self) -> &'static str {
+        "dsnn-shortcut-option-a-backward"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (c, h, w) = (self.channels, self.height, self.width);
+        let (co, ho, wo) = (c + 2 * self.pad, h / 2, w / 2);
+        let n = match *l.dims() {
+            [n, cc, hh, ww] if (cc, hh, ww) == (co, ho, wo) => n,
+            ref d => candle_core::bail!(
+                "option-A shortcut backward: gradient {d:?}, expected N x {co} x {ho} x {wo}"
+            ),
+        };
+        let g = slice(s, l)?;
+        let len = n * c * h * w;
+        // SAFETY: every input-gradient plane is written whole.
+        let dx = unsafe {
+            par_build(len, len, (h * w).max(1), |row, out| {
+                let src = &g[((row / c) * co + row % c + self.pad) * ho * wo..][..ho * wo];
+                for (y, out) in out.chunks_mut(w.max(1)).enumerate() {
+                    if y % 2 == 1 {
+                        for o in out.iter_mut() {
+                            o.write(0.0);
+                        }
+                        continue;
+                    }
+                    let r = &src[(y / 2) * wo..][..wo];
+                    for (x, o) in out.iter_mut().enumerate() {
+                        o.write(if x % 2 == 0 { r[x / 2] } else { 0.0 });
+                    }
+                }
+            })
+        };
+        Ok((CpuStorage::F32(dx), Shape::from((n, c, h, w))))
+    }
+}
+
+/// Applies the fused option-A shortcut (CPU tensors).
+pub fn shortcut_option_a(x: &Tensor, pad: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(ShortcutOptionA { pad })
+}

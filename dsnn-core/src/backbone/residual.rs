@@ -71,15 +71,17 @@ impl BasicBlock {
             .bn1
             .forward_relu(&self.conv1.forward_with(x, ctx)?, ctx)?;
         ctx.record_elementwise(&format!("{}.relu1", self.name), &out);
-        let out = self
-            .bn2
-            .forward_with(&self.conv2.forward_with(&out, ctx)?, ctx)?;
-        let short = match &self.shortcut {
-            Shortcut::Identity => x.clone(),
-            Shortcut::OptionA(pad) => nn::shortcut_option_a(x, *pad, ctx)?,
-            Shortcut::Projection(conv, bn) => bn.forward_with(&conv.forward_with(x, ctx)?, ctx)?,
+        let out = self.conv2.forward_with(&out, ctx)?;
+        let short = || -> Result<Tensor> {
+            Ok(match &self.shortcut {
+                Shortcut::Identity => x.clone(),
+                Shortcut::OptionA(pad) => nn::shortcut_option_a(x, *pad, ctx)?,
+                Shortcut::Projection(conv, bn) => {
+                    bn.forward_with(&conv.forward_with(x, ctx)?, ctx)?
+                }
+            })
         };
-        nn::add_relu(&out, &short, &self.name, ctx)
+        nn::batch_norm_add_relu(&self.bn2, &out, short, &self.name, ctx)
     }
 }
 
