@@ -95,6 +95,7 @@
 #![warn(missing_docs)]
 
 pub mod ehvi;
+pub mod evogp;
 pub mod evotpe;
 pub mod fidelity;
 pub mod forest;
@@ -102,6 +103,7 @@ pub mod gp;
 pub mod gp_ehvi;
 pub mod hyperband;
 mod lbfgs;
+pub mod model_check;
 pub mod nsga2;
 pub mod optimizer;
 pub mod parego;
@@ -111,6 +113,7 @@ pub mod single;
 pub mod space;
 pub mod tpe;
 
+pub use evogp::{EvoGp, EvoGpProposer, EvoGpSettings};
 pub use evotpe::{EvoTpe, EvoTpeProposer, EvoTpeSettings};
 pub use fidelity::{Bracket, FidelitySchedule, FixedBudget, Hyperband, Rung, SuccessiveHalving};
 pub use gp_ehvi::{GpEhvi, GpEhviProposer, GpEhviSettings};
