@@ -3,7 +3,7 @@
 //! part and the smallest leave-one-out rank correlation of the objectives'
 //! GPs at a few training-set sizes.
 //!
-//!     cargo run --release -p dsnn-search --example model_checks -- BUDGET SEED THRESHOLD
+//!     cargo run --release -p dsnn-search --example model_checks -- BUDGET SEED THRESHOLD RECENT
 
 use std::sync::Arc;
 
@@ -12,14 +12,15 @@ use dsnn_search::*;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [budget, seed, threshold] = args.as_slice() else {
-        eprintln!("usage: model_checks BUDGET SEED THRESHOLD");
+    let [budget, seed, threshold, recent] = args.as_slice() else {
+        eprintln!("usage: model_checks BUDGET SEED THRESHOLD RECENT");
         std::process::exit(2);
     };
     let budget: usize = budget.parse().unwrap();
     let seed: u64 = seed.parse().unwrap();
     let settings = EvoGpSettings {
         min_loo_correlation: threshold.parse().unwrap(),
+        check_recent: recent.parse().unwrap(),
         ..EvoGpSettings::default()
     };
     println!(

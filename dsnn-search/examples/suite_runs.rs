@@ -27,7 +27,8 @@
 //! below B front extents under the ideal), `U` (unbounded below), `sN` (N local searches), `L` (five local searches), `eP` (a share P of
 //! the proposals by evolutionary TPE),
 //! `evogp` (defaults) with options `tT` (GP/EHVI when every leave-one-out
-//! correlation is at least T), `A` / `N` (always / never GP/EHVI), `eK` (K
+//! correlation is at least T), `rR` (correlation over the R most recent
+//! points, 0 all), `A` / `N` (always / never GP/EHVI), `eK` (K
 //! evolutionary TPE candidates beside GP/EHVI's), `kK` (K evolutionary TPE
 //! candidates screened by EHVI when the models fail), `qN` (N perturbed
 //! candidates of GP/EHVI),
@@ -166,6 +167,7 @@ fn build(
                 let (key, value) = p.split_at(1);
                 match key {
                     "t" => s.min_loo_correlation = value.parse().unwrap(),
+                    "r" => s.check_recent = value.parse().unwrap(),
                     "A" => s.min_loo_correlation = -2.0,
                     "N" => s.min_loo_correlation = 2.0,
                     "e" => s.evotpe_candidates = value.parse().unwrap(),

@@ -54,6 +54,9 @@ pub struct EvoGpSettings {
     /// GP/EHVI proposes when every objective's leave-one-out Spearman
     /// correlation is at least this (above 1: never; below -1: always).
     pub min_loo_correlation: f64,
+    /// The correlation is taken over this many of the most recent training
+    /// points (0: all of them).
+    pub check_recent: usize,
     /// Evolutionary TPE proposals added to GP/EHVI's candidates when the
     /// models pass the check (0: GP/EHVI's own candidates only).
     pub evotpe_candidates: usize,
@@ -73,6 +76,7 @@ impl Default for EvoGpSettings {
             n_initial: 10,
             min_points_per_budget: 8,
             min_loo_correlation: 0.7,
+            check_recent: 20,
             evotpe_candidates: 0,
             screened_candidates: 1,
             gp: GpEhviSettings::default(),
@@ -224,7 +228,8 @@ impl Proposer for EvoGpProposer {
         let train = crate::optimizer::training_set(history, self.settings.min_points_per_budget);
         let model_based = started >= self.settings.n_initial && train.len() >= 2;
         let mut acq = if model_based {
-            self.gp.acquisition(&train, pending, true)
+            self.gp
+                .acquisition(&train, pending, Some(self.settings.check_recent))
         } else {
             None
         };

@@ -178,8 +178,8 @@ pub(crate) struct Acquisition {
     lower: Option<Vec<f64>>,
     boxes: BoxDecomposition,
     max_boxes: usize,
-    /// Each model's leave-one-out rank correlation on the training set
-    /// (before any fantasy; empty unless asked for).
+    /// Each model's leave-one-out rank correlation on the training set's
+    /// most recent points (before any fantasy; empty unless asked for).
     pub(crate) loo_correlation: Vec<f64>,
 }
 
@@ -343,7 +343,7 @@ impl GpEhviProposer {
         &mut self,
         train: &[(&Configuration, &[f64])],
         pending: &[Configuration],
-        check_models: bool,
+        check_recent: Option<usize>,
     ) -> Option<Acquisition> {
         let objs: Vec<&[f64]> = train.iter().map(|t| t.1).collect();
         let norm = Normalizer::fit(&objs)?;
@@ -421,11 +421,11 @@ impl GpEhviProposer {
             max_boxes: self.settings.max_boxes,
             loo_correlation: Vec::new(),
         };
-        if check_models {
+        if let Some(recent) = check_recent {
             acq.loo_correlation = (0..m)
                 .map(|k| {
                     let y: Vec<f64> = acq.points.iter().map(|p| p[k]).collect();
-                    crate::model_check::loo_rank_correlation(&acq.models[k], &y)
+                    crate::model_check::loo_rank_correlation(&acq.models[k], &y, recent)
                 })
                 .collect();
         }
@@ -549,7 +549,7 @@ impl Proposer for GpEhviProposer {
         let train = crate::optimizer::training_set(history, self.settings.min_points_per_budget);
         let model_based = started >= self.settings.n_initial && train.len() >= 2;
         let mut acq = if model_based {
-            self.acquisition(&train, pending, false)
+            self.acquisition(&train, pending, None)
         } else {
             None
         };

@@ -20,10 +20,11 @@
 //! - Optimizers: [`RandomSearch`], [`Nsga2`], [`ParEgo`], [`Tpe`],
 //!   [`EvoTpe`] (TPE with part of its proposals bred as NSGA-II does),
 //!   [`GpEhvi`] (Gaussian processes with expected hypervolume improvement,
-//!   [`gp`], [`ehvi`]), and
+//!   [`gp`], [`ehvi`]), [`EvoGp`] (GP/EHVI where leave-one-out checks show
+//!   that the models predict, evolutionary TPE elsewhere; [`model_check`]), and
 //!   [`HyperbandOptimizer`] (MO-Hyperband) with any [`Proposer`] for its new
 //!   configurations ([`RandomProposer`], [`ParEgoProposer`], [`TpeProposer`],
-//!   [`EvoTpeProposer`], [`GpEhviProposer`]).
+//!   [`EvoTpeProposer`], [`GpEhviProposer`], [`EvoGpProposer`]).
 //! - [`fidelity`]: [`FidelitySchedule`]s: [`FixedBudget`], [`SuccessiveHalving`],
 //!   [`Hyperband`] with SMAC's bracket arithmetic.
 //! - [`problems`]: ZDT1-4, ZDT6, DTLZ1, DTLZ2 with true fronts and optimal

@@ -46,11 +46,21 @@ pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Spearman correlation of `gp`'s leave-one-out means with its observations
-/// `y` (the values it was fitted to, in order): near 1 when the model ranks
-/// unseen points as they are, near 0 when it does not predict.
-pub fn loo_rank_correlation(gp: &Gp, y: &[f64]) -> f64 {
+/// `y` (the values it was fitted to, in order) over the last `recent` points
+/// (all if 0 or more than there are): near 1 when the model ranks unseen
+/// points as they are, near 0 when it does not predict. The recent points
+/// are where a search is now, so their correlation says whether the model
+/// ranks the candidates that matter; over all points the easy trend from
+/// the first random ones to the front dominates.
+pub fn loo_rank_correlation(gp: &Gp, y: &[f64], recent: usize) -> f64 {
     let loo: Vec<f64> = gp.leave_one_out().into_iter().map(|(m, _)| m).collect();
-    spearman(&loo, y)
+    let n = loo.len().min(y.len());
+    let from = if recent == 0 || recent >= n {
+        0
+    } else {
+        n - recent
+    };
+    spearman(&loo[from..n], &y[from..n])
 }
 
 #[cfg(test)]
@@ -82,8 +92,8 @@ mod tests {
         let good = Gp::fit(x.clone(), &smooth, None, &fit).unwrap();
         let bad = Gp::fit(x, &noise, None, &fit).unwrap();
         let (cg, cb) = (
-            loo_rank_correlation(&good, &smooth),
-            loo_rank_correlation(&bad, &noise),
+            loo_rank_correlation(&good, &smooth, 0),
+            loo_rank_correlation(&bad, &noise, 0),
         );
         assert!(cg > 0.95, "smooth: {cg}");
         assert!(cb < 0.4, "noise: {cb}");
