@@ -28,7 +28,7 @@
 //! the proposals by evolutionary TPE),
 //! `evogp` (defaults) with options `tT` (GP/EHVI when every leave-one-out
 //! correlation is at least T), `rR` (correlation over the R most recent
-//! points, 0 all), `A` / `N` (always / never GP/EHVI), `eK` (K
+//! points, 0 all), `C` (credit-based share when the models pass), `A` / `N` (always / never GP/EHVI), `eK` (K
 //! evolutionary TPE candidates beside GP/EHVI's), `kK` (K evolutionary TPE
 //! candidates screened by EHVI when the models fail), `qN` (N perturbed
 //! candidates of GP/EHVI),
@@ -169,6 +169,7 @@ fn build(
                     "t" => s.min_loo_correlation = value.parse().unwrap(),
                     "r" => s.check_recent = value.parse().unwrap(),
                     "A" => s.min_loo_correlation = -2.0,
+                    "C" => s.credit_share = true,
                     "N" => s.min_loo_correlation = 2.0,
                     "e" => s.evotpe_candidates = value.parse().unwrap(),
                     "k" => s.screened_candidates = value.parse().unwrap(),

@@ -26,10 +26,10 @@
 //! configuration proposed twice, and under a fidelity schedule the training
 //! set of the highest budget with enough successes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use rand::RngCore;
+use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use crate::evotpe::{EvoTpeProposer, EvoTpeSettings};
@@ -57,6 +57,12 @@ pub struct EvoGpSettings {
     /// The correlation is taken over this many of the most recent training
     /// points (0: all of them).
     pub check_recent: usize,
+    /// When the models pass the check, still let evolutionary TPE propose
+    /// with a probability set by credit: each part's share of its proposals
+    /// on the current Pareto front (a Beta(1, 1) prior on each), normalised
+    /// and kept within [0.1, 0.9]. Where both parts can run, the one whose
+    /// proposals reach the front gets more of the budget.
+    pub credit_share: bool,
     /// Evolutionary TPE proposals added to GP/EHVI's candidates when the
     /// models pass the check (0: GP/EHVI's own candidates only).
     pub evotpe_candidates: usize,
@@ -76,7 +82,8 @@ impl Default for EvoGpSettings {
             n_initial: 10,
             min_points_per_budget: 8,
             min_loo_correlation: 0.7,
-            check_recent: 20,
+            check_recent: 0,
+            credit_share: false,
             evotpe_candidates: 0,
             screened_candidates: 1,
             gp: GpEhviSettings::default(),
@@ -128,6 +135,9 @@ pub struct EvoGpProposer {
     /// Each model-based `propose` call's training-set size and leave-one-out
     /// correlations (diagnostics).
     checks: Vec<(usize, Vec<f64>)>,
+    /// Which part made each model-based proposal (rendered configuration ->
+    /// GP/EHVI or not), for `credit_share`. Rebuilt by replaying a run.
+    by_gp: HashMap<String, bool>,
 }
 
 /// Single-fidelity model-checked GP/EHVI and evolutionary TPE.
@@ -144,6 +154,7 @@ impl EvoGpProposer {
             settings,
             counts: [0; 2],
             checks: Vec::new(),
+            by_gp: HashMap::new(),
         }
     }
 
@@ -192,6 +203,24 @@ impl EvoGpProposer {
             })
             .collect())
     }
+}
+
+/// The probability that GP/EHVI makes a proposal, from each part's share of
+/// its proposals that are on the front of the training set.
+fn credit_gp_share(train: &[(&Configuration, &[f64])], by_gp: &HashMap<String, bool>) -> f64 {
+    let objs: Vec<&[f64]> = train.iter().map(|t| t.1).collect();
+    let front: HashSet<usize> = non_dominated(&objs).into_iter().collect();
+    // [on the front, proposals] per part (evolutionary TPE, GP/EHVI), Beta(1, 1).
+    let mut count = [[1.0f64, 2.0]; 2];
+    for (i, t) in train.iter().enumerate() {
+        if let Some(&gp) = by_gp.get(&t.0.to_string()) {
+            let c = &mut count[usize::from(gp)];
+            c[0] += f64::from(u8::from(front.contains(&i)));
+            c[1] += 1.0;
+        }
+    }
+    let (evo, gp) = (count[0][0] / count[0][1], count[1][0] / count[1][1]);
+    (gp / (gp + evo)).clamp(0.1, 0.9)
 }
 
 /// The candidate with the largest expected hypervolume improvement.
@@ -265,12 +294,18 @@ impl Proposer for EvoGpProposer {
         } else {
             Vec::new()
         };
+        let gp_share = if self.settings.credit_share {
+            credit_gp_share(&train, &self.by_gp)
+        } else {
+            1.0
+        };
         let mut out: Vec<Configuration> = Vec::with_capacity(n);
         for _ in 0..n {
             let busy: Vec<Configuration> = pending.iter().chain(&out).cloned().collect();
+            let use_gp = trusted && (gp_share >= 1.0 || rng.random::<f64>() < gp_share);
             let chosen = match acq.as_mut() {
                 None => None,
-                Some(a) if trusted => {
+                Some(a) if use_gp => {
                     let mut cands = self.evotpe_proposals(
                         self.settings.evotpe_candidates,
                         history,
@@ -280,7 +315,11 @@ impl Proposer for EvoGpProposer {
                     )?;
                     cands.extend(self.gp.propose_one(a, &front_inputs, &taken, rng));
                     self.counts[0] += 1;
-                    best_by_ehvi(a, cands)
+                    let best = best_by_ehvi(a, cands);
+                    if let Some((c, _)) = &best {
+                        self.by_gp.insert(c.to_string(), true);
+                    }
+                    best
                 }
                 Some(a) => {
                     let cands = self.evotpe_proposals(
@@ -291,11 +330,15 @@ impl Proposer for EvoGpProposer {
                         rng,
                     )?;
                     self.counts[1] += 1;
-                    if cands.len() == 1 {
+                    let best = if cands.len() == 1 {
                         cands.into_iter().next()
                     } else {
                         best_by_ehvi(a, cands)
+                    };
+                    if let Some((c, _)) = &best {
+                        self.by_gp.insert(c.to_string(), false);
                     }
+                    best
                 }
             };
             let c = match chosen {
