@@ -27,8 +27,8 @@ fn with_threshold(t: f64) -> EvoGpSettings {
 #[test]
 fn evogp_beats_random_search_and_reaches_a_hypervolume_level() {
     // 60 evaluations, 2 seeds. Measured with the defaults: DTLZ2 M=2 IGD+
-    // 0.XX against random search's 0.47, normalised hypervolume 0.XX; WFG4
-    // M=2 0.XX against 0.75, hypervolume 0.XX.
+    // 0.29 against random search's 0.47 (0.61x), normalised hypervolume 0.098;
+    // WFG4 M=2 0.56 against 0.75 (0.74x), hypervolume 0.48.
     for (p, factor, level) in [
         (TestProblem::dtlz2(2), 0.8, 0.07),
         (
@@ -89,10 +89,10 @@ fn a_check_never_or_always_passed_gives_the_parts_trials() {
 #[test]
 fn the_check_follows_how_well_the_models_predict() {
     // ZDT1's objectives (f1 = x1, f2 smooth in all 30 variables) are
-    // predicted once the GPs have a few dozen points: GP/EHVI makes most of
-    // the proposals (measured: 68 of 90 at 100 evaluations, seed 0). WFG9's
-    // (deceptive and multimodal shape and distance functions) are not:
-    // evolutionary TPE makes nearly all (90 of 90).
+    // predicted: GP/EHVI makes most of the proposals (measured at 70
+    // evaluations, seed 0: 54 of 60). WFG9's (deceptive and multimodal
+    // shape and distance functions) are not: evolutionary TPE makes nearly
+    // all (measured: 60 of 60).
     for (p, gp_share) in [
         (TestProblem::zdt1(), 0.5..=1.0),
         (
@@ -105,6 +105,7 @@ fn the_check_follows_how_well_the_models_predict() {
         let (gp, evo) = o.proposer().proposal_counts();
         assert_eq!(gp + evo, 60);
         assert_eq!(o.proposer().checks().len(), 60);
+        eprintln!("{}: GP/EHVI {gp}, evolutionary TPE {evo}", p.name());
         let share = gp as f64 / 60.0;
         assert!(
             gp_share.contains(&share),
