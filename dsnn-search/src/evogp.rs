@@ -105,6 +105,51 @@ impl EvoGpSettings {
                 "evogp: `screened_candidates` must be at least 1".into(),
             ));
         }
+        // The shared settings live at the top level: a part's own value that
+        // is neither its default nor the top-level one would be ignored.
+        let (gp_default, evo_default) = (GpEhviSettings::default(), EvoTpeSettings::default());
+        let shadowed = [
+            (
+                "gp",
+                "n_initial",
+                self.gp.n_initial,
+                gp_default.n_initial,
+                self.n_initial,
+            ),
+            (
+                "gp",
+                "min_points_per_budget",
+                self.gp.min_points_per_budget,
+                gp_default.min_points_per_budget,
+                self.min_points_per_budget,
+            ),
+            (
+                "evotpe",
+                "n_initial",
+                self.evotpe.n_initial,
+                evo_default.n_initial,
+                self.n_initial,
+            ),
+            (
+                "evotpe",
+                "min_points_per_budget",
+                self.evotpe.min_points_per_budget,
+                evo_default.min_points_per_budget,
+                self.min_points_per_budget,
+            ),
+        ];
+        for (part, key, own, default, top) in shadowed {
+            if own != default && own != top {
+                return Err(OptimizerError::Invalid(format!(
+                    "evogp: set `{key}` at the top level, not in `{part}`"
+                )));
+            }
+        }
+        if self.gp.evotpe_share != 0.0 {
+            return Err(OptimizerError::Invalid(
+                "evogp: `gp.evotpe_share` must be 0 (evogp chooses the part itself)".into(),
+            ));
+        }
         self.parts().0.validate()?;
         self.parts().1.validate()
     }

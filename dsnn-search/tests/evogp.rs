@@ -148,6 +148,9 @@ fn settings_default_nest_the_parts_and_refuse_unknown_keys() {
     want.evotpe.parents = 12;
     assert_eq!(s, want);
     assert!(toml::from_str::<EvoGpSettings>("threshold = 0.5").is_err());
+    // A shared setting at the top level reaches both parts.
+    let s: EvoGpSettings = toml::from_str("n_initial = 20").unwrap();
+    assert!(s.validate().is_ok());
     assert!(toml::from_str::<EvoGpSettings>("[gp]\nparents = 3").is_err());
     for bad in [
         EvoGpSettings {
@@ -155,6 +158,20 @@ fn settings_default_nest_the_parts_and_refuse_unknown_keys() {
             ..EvoGpSettings::default()
         },
         with_threshold(f64::NAN),
+        EvoGpSettings {
+            gp: GpEhviSettings {
+                n_initial: 20,
+                ..GpEhviSettings::default()
+            },
+            ..EvoGpSettings::default()
+        },
+        EvoGpSettings {
+            gp: GpEhviSettings {
+                evotpe_share: 0.5,
+                ..GpEhviSettings::default()
+            },
+            ..EvoGpSettings::default()
+        },
         EvoGpSettings {
             evotpe: EvoTpeSettings {
                 parents: 0,
