@@ -62,6 +62,7 @@ OPTIMIZERS = {
     "dsnn-tpe": (100, 1000),
     "dsnn-evotpe": (100,),
     "dsnn-gpehvi": (100,),
+    "dsnn-evogp": (100,),
 }
 
 

@@ -5,7 +5,7 @@
 //! hyperparameters) with a cheap synthetic objective, asking 1 and 4 at a time.
 //! Prints the mean time per trial over the run and over its last 20 trials.
 //!
-//!     cargo run --release -p dsnn-search --example bench_tpe_time [-- EVALS SEEDS [tpe|evotpe|gpehvi]]
+//!     cargo run --release -p dsnn-search --example bench_tpe_time [-- EVALS SEEDS [tpe|evotpe|gpehvi|evogp]]
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,7 +50,13 @@ fn optimizer(kind: &str, space: Arc<dyn SearchSpace>, seed: u64) -> Box<dyn Opti
             1.0,
             seed,
         )),
-        other => panic!("unknown optimizer {other} (tpe, evotpe, gpehvi)"),
+        "evogp" => Box::new(EvoGpProposer::optimizer(
+            space,
+            EvoGpSettings::default(),
+            1.0,
+            seed,
+        )),
+        other => panic!("unknown optimizer {other} (tpe, evotpe, gpehvi, evogp)"),
     }
 }
 

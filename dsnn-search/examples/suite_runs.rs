@@ -26,6 +26,12 @@
 //! `fN` (N L-BFGS iterations per warm refit), `bB` (improvement bounded
 //! below B front extents under the ideal), `U` (unbounded below), `sN` (N local searches), `L` (five local searches), `eP` (a share P of
 //! the proposals by evolutionary TPE),
+//! `evogp` (defaults) with options `tT` (GP/EHVI when every leave-one-out
+//! correlation is at least T), `rR` (correlation over the R most recent
+//! points, 0 all), `C` (credit-based share when the models pass), `A` / `N` (always / never GP/EHVI), `eK` (K
+//! evolutionary TPE candidates beside GP/EHVI's), `kK` (K evolutionary TPE
+//! candidates screened by EHVI when the models fail), `qN` (N perturbed
+//! candidates of GP/EHVI),
 //! `parego`, `random`, `nsga2`
 //! (`Nsga2Settings::for_budget`), `nsga2-pN` (population N, pymoo's
 //! operators), `nsga2-pN-u` (Optuna's operators). Existing files are kept.
@@ -154,6 +160,24 @@ fn build(
                 }
             }
             Box::new(GpEhviProposer::optimizer(space, s, 1.0, seed))
+        }
+        "evogp" => {
+            let mut s = EvoGpSettings::default();
+            for p in &parts[1..] {
+                let (key, value) = p.split_at(1);
+                match key {
+                    "t" => s.min_loo_correlation = value.parse().unwrap(),
+                    "r" => s.check_recent = value.parse().unwrap(),
+                    "A" => s.min_loo_correlation = -2.0,
+                    "C" => s.credit_share = true,
+                    "N" => s.min_loo_correlation = 2.0,
+                    "e" => s.evotpe_candidates = value.parse().unwrap(),
+                    "k" => s.screened_candidates = value.parse().unwrap(),
+                    "q" => s.gp.n_perturbed_candidates = value.parse().unwrap(),
+                    _ => panic!("unknown evogp option {p}"),
+                }
+            }
+            Box::new(EvoGpProposer::optimizer(space, s, 1.0, seed))
         }
         "nsga2" => {
             let mut s = Nsga2Settings::for_budget(Some(budget as u64));

@@ -170,7 +170,7 @@ pub struct GpEhviProposer {
 pub type GpEhvi = ProposerOptimizer<GpEhviProposer>;
 
 /// The models and the region they score against, for one `propose` call.
-struct Acquisition {
+pub(crate) struct Acquisition {
     models: Vec<Gp>,
     /// Fitted objective points (normalised, maybe log-warped), fantasies included.
     points: Vec<Vec<f64>>,
@@ -178,10 +178,14 @@ struct Acquisition {
     lower: Option<Vec<f64>>,
     boxes: BoxDecomposition,
     max_boxes: usize,
+    /// Each model's leave-one-out rank correlation on the training set's
+    /// most recent points (before any fantasy; empty unless asked for).
+    pub(crate) loo_correlation: Vec<f64>,
 }
 
 impl Acquisition {
-    fn score(&self, x: &[f64]) -> f64 {
+    /// Expected hypervolume improvement of model input `x`.
+    pub(crate) fn score(&self, x: &[f64]) -> f64 {
         let (mean, sd): (Vec<f64>, Vec<f64>) = self
             .models
             .iter()
@@ -194,7 +198,7 @@ impl Acquisition {
     }
 
     /// Fantasise an observation at `x` at the models' mean (kriging believer).
-    fn believe(&mut self, x: &[f64]) {
+    pub(crate) fn believe(&mut self, x: &[f64]) {
         let y: Vec<f64> = self.models.iter().map(|g| g.predict(x).0).collect();
         for (g, &v) in self.models.iter_mut().zip(&y) {
             g.condition(x.to_vec(), v);
@@ -312,7 +316,7 @@ impl GpEhviProposer {
     }
 
     /// Model input of an encoded configuration (inactive -> [`INACTIVE`]).
-    fn inputs(encoded: Vec<f64>) -> Vec<f64> {
+    pub(crate) fn inputs(encoded: Vec<f64>) -> Vec<f64> {
         encoded
             .into_iter()
             .map(|v| if v.is_nan() { INACTIVE } else { v })
@@ -335,10 +339,11 @@ impl GpEhviProposer {
     }
 
     /// Fit the models to the training set and fantasise the pending trials.
-    fn acquisition(
+    pub(crate) fn acquisition(
         &mut self,
         train: &[(&Configuration, &[f64])],
         pending: &[Configuration],
+        check_recent: Option<usize>,
     ) -> Option<Acquisition> {
         let objs: Vec<&[f64]> = train.iter().map(|t| t.1).collect();
         let norm = Normalizer::fit(&objs)?;
@@ -414,7 +419,16 @@ impl GpEhviProposer {
             lower,
             boxes,
             max_boxes: self.settings.max_boxes,
+            loo_correlation: Vec::new(),
         };
+        if let Some(recent) = check_recent {
+            acq.loo_correlation = (0..m)
+                .map(|k| {
+                    let y: Vec<f64> = acq.points.iter().map(|p| p[k]).collect();
+                    crate::model_check::loo_rank_correlation(&acq.models[k], &y, recent)
+                })
+                .collect();
+        }
         for c in pending {
             if let Ok(e) = self.space.encode(c) {
                 acq.believe(&Self::inputs(e));
@@ -438,7 +452,7 @@ impl GpEhviProposer {
             .collect()
     }
 
-    fn propose_one(
+    pub(crate) fn propose_one(
         &self,
         acq: &Acquisition,
         front_inputs: &[Vec<f64>],
@@ -535,7 +549,7 @@ impl Proposer for GpEhviProposer {
         let train = crate::optimizer::training_set(history, self.settings.min_points_per_budget);
         let model_based = started >= self.settings.n_initial && train.len() >= 2;
         let mut acq = if model_based {
-            self.acquisition(&train, pending)
+            self.acquisition(&train, pending, None)
         } else {
             None
         };

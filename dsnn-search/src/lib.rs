@@ -20,10 +20,11 @@
 //! - Optimizers: [`RandomSearch`], [`Nsga2`], [`ParEgo`], [`Tpe`],
 //!   [`EvoTpe`] (TPE with part of its proposals bred as NSGA-II does),
 //!   [`GpEhvi`] (Gaussian processes with expected hypervolume improvement,
-//!   [`gp`], [`ehvi`]), and
+//!   [`gp`], [`ehvi`]), [`EvoGp`] (GP/EHVI where leave-one-out checks show
+//!   that the models predict, evolutionary TPE elsewhere; [`model_check`]), and
 //!   [`HyperbandOptimizer`] (MO-Hyperband) with any [`Proposer`] for its new
 //!   configurations ([`RandomProposer`], [`ParEgoProposer`], [`TpeProposer`],
-//!   [`EvoTpeProposer`], [`GpEhviProposer`]).
+//!   [`EvoTpeProposer`], [`GpEhviProposer`], [`EvoGpProposer`]).
 //! - [`fidelity`]: [`FidelitySchedule`]s: [`FixedBudget`], [`SuccessiveHalving`],
 //!   [`Hyperband`] with SMAC's bracket arithmetic.
 //! - [`problems`]: ZDT1-4, ZDT6, DTLZ1, DTLZ2 with true fronts and optimal
@@ -95,6 +96,7 @@
 #![warn(missing_docs)]
 
 pub mod ehvi;
+pub mod evogp;
 pub mod evotpe;
 pub mod fidelity;
 pub mod forest;
@@ -102,6 +104,7 @@ pub mod gp;
 pub mod gp_ehvi;
 pub mod hyperband;
 mod lbfgs;
+pub mod model_check;
 pub mod nsga2;
 pub mod optimizer;
 pub mod parego;
@@ -111,6 +114,7 @@ pub mod single;
 pub mod space;
 pub mod tpe;
 
+pub use evogp::{EvoGp, EvoGpProposer, EvoGpSettings};
 pub use evotpe::{EvoTpe, EvoTpeProposer, EvoTpeSettings};
 pub use fidelity::{Bracket, FidelitySchedule, FixedBudget, Hyperband, Rung, SuccessiveHalving};
 pub use gp_ehvi::{GpEhvi, GpEhviProposer, GpEhviSettings};

@@ -65,6 +65,11 @@ impl<P: Proposer> ProposerOptimizer<P> {
     pub fn history(&self) -> &[Observation] {
         self.book.history()
     }
+
+    /// The proposer (to read its diagnostics).
+    pub fn proposer(&self) -> &P {
+        &self.proposer
+    }
 }
 
 /// Random search: uniform samples from the space at a fixed budget.

@@ -143,6 +143,20 @@ fn all_optimizers(p: &TestProblem, seed: u64) -> Vec<Box<dyn Optimizer>> {
             1.0,
             seed,
         )),
+        Box::new(EvoGpProposer::optimizer(
+            space_of(p),
+            EvoGpSettings::default(),
+            1.0,
+            seed,
+        )),
+        Box::new(
+            HyperbandOptimizer::new(
+                &hb,
+                EvoGpProposer::new(space_of(p), EvoGpSettings::default()),
+                seed,
+            )
+            .unwrap(),
+        ),
         Box::new(
             HyperbandOptimizer::new(
                 &hb,

@@ -1,25 +1,27 @@
 //! The built-in optimizers and proposers: `random`, `parego`, `tpe`,
-//! `evotpe` and `gpehvi` (proposers: MO-Hyperband under a multi-fidelity schedule, "Hyperband +
+//! `evotpe`, `gpehvi` and `evogp` (proposers: MO-Hyperband under a multi-fidelity schedule, "Hyperband +
 //! ParEGO" as in the paper) and `nsga2` (single budget).
 
 use std::sync::Arc;
 
 use dsnn_search::{
-    EvoTpeProposer, EvoTpeSettings, GpEhviProposer, GpEhviSettings, Nsga2, Nsga2Settings,
-    Optimizer, ParEgoProposer, ParEgoSettings, Proposer, RandomProposer, TpeProposer, TpeSettings,
+    EvoGpProposer, EvoGpSettings, EvoTpeProposer, EvoTpeSettings, GpEhviProposer, GpEhviSettings,
+    Nsga2, Nsga2Settings, Optimizer, ParEgoProposer, ParEgoSettings, Proposer, RandomProposer,
+    TpeProposer, TpeSettings,
 };
 use serde::Deserialize;
 
 use crate::registry::{OptimizerFactory, OptimizerSetup, ProposerFactory, Registry};
 use crate::settings::{ConfigError, Section};
 
-/// Registers `random`, `parego`, `tpe`, `evotpe`, `gpehvi` and `nsga2`.
+/// Registers `random`, `parego`, `tpe`, `evotpe`, `gpehvi`, `evogp` and `nsga2`.
 pub fn register(r: &mut Registry) {
     r.register_proposer("random", Arc::new(RandomFactory));
     r.register_proposer("parego", Arc::new(ParEgoFactory));
     r.register_proposer("tpe", Arc::new(TpeFactory));
     r.register_proposer("evotpe", Arc::new(EvoTpeFactory));
     r.register_proposer("gpehvi", Arc::new(GpEhviFactory));
+    r.register_proposer("evogp", Arc::new(EvoGpFactory));
     r.register_optimizer("nsga2", Arc::new(Nsga2Factory));
 }
 
@@ -149,6 +151,25 @@ impl ProposerFactory for GpEhviFactory {
         s.validate()
             .map_err(|e| settings.error("", format!("`optimizer`: {e}")))?;
         Ok(Box::new(GpEhviProposer::new(setup.space.clone(), s)))
+    }
+}
+
+struct EvoGpFactory;
+
+impl ProposerFactory for EvoGpFactory {
+    fn description(&self) -> String {
+        "GP/EHVI where leave-one-out checks show the models predict, evolutionary TPE elsewhere, for small budgets (MO-Hyperband under a multi-fidelity schedule)".into()
+    }
+
+    fn build(
+        &self,
+        settings: &Section,
+        setup: &OptimizerSetup,
+    ) -> Result<Box<dyn Proposer>, ConfigError> {
+        let s: EvoGpSettings = settings.parse()?;
+        s.validate()
+            .map_err(|e| settings.error("", format!("`optimizer`: {e}")))?;
+        Ok(Box::new(EvoGpProposer::new(setup.space.clone(), s)))
     }
 }
 
