@@ -293,11 +293,7 @@ impl Proposer for EvoGpProposer {
         rng: &mut dyn RngCore,
     ) -> Result<Vec<Configuration>, OptimizerError> {
         self.settings.validate()?;
-        let mut taken: HashSet<String> = history
-            .iter()
-            .map(|o| o.config.to_string())
-            .chain(pending.iter().map(|c| c.to_string()))
-            .collect();
+        let mut taken = crate::optimizer::tried_configurations(history, pending);
         let started = history.len() + pending.len();
         let train = crate::optimizer::training_set(history, self.settings.min_points_per_budget);
         let model_based = started >= self.settings.n_initial && train.len() >= 2;

@@ -149,6 +149,19 @@ pub trait Proposer: Send {
     ) -> Result<Vec<Configuration>, OptimizerError>;
 }
 
+/// The configurations already evaluated or pending, as their canonical
+/// strings: what a proposer must not propose again.
+pub fn tried_configurations(
+    history: &[Observation],
+    pending: &[Configuration],
+) -> std::collections::HashSet<String> {
+    history
+        .iter()
+        .map(|o| o.config.to_string())
+        .chain(pending.iter().map(|c| c.to_string()))
+        .collect()
+}
+
 /// Boxed proposers (`Box<dyn Proposer>`) are proposers too.
 impl<P: Proposer + ?Sized> Proposer for Box<P> {
     fn name(&self) -> String {

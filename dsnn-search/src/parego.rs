@@ -489,11 +489,7 @@ impl Proposer for ParEgoProposer {
         pending: &[Configuration],
         rng: &mut dyn RngCore,
     ) -> Result<Vec<Configuration>, OptimizerError> {
-        let mut taken: HashSet<String> = history
-            .iter()
-            .map(|o| o.config.to_string())
-            .chain(pending.iter().map(|c| c.to_string()))
-            .collect();
+        let mut taken = crate::optimizer::tried_configurations(history, pending);
         let train = self.training_set(history);
         let started = history.len() + pending.len();
         let xs: Vec<Vec<f64>> = train

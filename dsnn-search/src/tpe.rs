@@ -515,11 +515,7 @@ impl TpeData {
         history: &[Observation],
         pending: &[Configuration],
     ) -> TpeData {
-        let taken: HashSet<String> = history
-            .iter()
-            .map(|o| o.config.to_string())
-            .chain(pending.iter().map(|c| c.to_string()))
-            .collect();
+        let taken = crate::optimizer::tried_configurations(history, pending);
         let train = crate::optimizer::training_set(history, settings.min_points_per_budget);
         let xs: Vec<Vec<f64>> = train.iter().map(|t| encode_or_nan(space, t.0)).collect();
         debug_assert!(xs.iter().all(|x| x.len() == kinds.len()));
