@@ -127,13 +127,7 @@ fn main() -> BenchResult {
             continue;
         }
         let reference = run(ConvAlgorithm::Im2col)?;
-        let scale = reference.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        let rel = |v: &[f32]| {
-            v.iter()
-                .zip(&reference)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
-                / scale
-        };
+        let rel = |v: &[f32]| max_relative_error(v, &reference);
         let diffs = [
             rel(&run(ConvAlgorithm::Winograd)?),
             rel(&run(ConvAlgorithm::Direct)?),
@@ -221,13 +215,7 @@ fn weight_pass(
             continue;
         }
         let reference = run(WeightGradAlgorithm::Im2col)?;
-        let scale = reference.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        let rel = |v: &[f32]| {
-            v.iter()
-                .zip(&reference)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
-                / scale
-        };
+        let rel = |v: &[f32]| max_relative_error(v, &reference);
         let (rd, rp) = (
             rel(&run(WeightGradAlgorithm::Direct)?),
             rel(&run(WeightGradAlgorithm::DirectPortable)?),
@@ -264,4 +252,14 @@ fn weight_pass(
         );
     }
     Ok(())
+}
+
+/// The largest absolute difference of `v` from `reference`, relative to the
+/// reference's largest magnitude (at least 1e-3).
+fn max_relative_error(v: &[f32], reference: &[f32]) -> f32 {
+    let scale = reference.iter().fold(1e-3f32, |m, x| m.max(x.abs()));
+    v.iter()
+        .zip(reference)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+        / scale
 }
