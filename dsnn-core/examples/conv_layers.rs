@@ -20,7 +20,7 @@
 //! `cargo run --release -p dsnn-core --example conv_layers -- [--pass forward|weight] [--batch 128] [--reps 20] [--shape CIN,COUT,SIDE] [--profile winograd|im2col|direct]`
 
 mod bench_util;
-use bench_util::{median, process_cpu_ms};
+use bench_util::{flag_value, median, process_cpu_ms};
 
 use dsnn_core::conv::{
     backward_weight_cpu_with, forward_cpu_with, ConvAlgorithm, ConvGeometry, ConvOptions,
@@ -65,12 +65,7 @@ type BenchResult = Result<(), Box<dyn std::error::Error>>;
 fn main() -> BenchResult {
     dsnn_core::runtime::tune_process();
     let args: Vec<String> = std::env::args().collect();
-    let opt = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let opt = |name: &str| flag_value(&args, name);
     let batch: usize = opt("--batch")
         .map(|s| s.parse())
         .transpose()?

@@ -6,6 +6,8 @@
 //!
 //! `cargo run --release -p dsnn-core --example optimizer_step -- [--steps 200] [--device cpu]`
 
+mod bench_util;
+use bench_util::flag_value;
 use candle_core::{Device, Tensor, Var};
 use dsnn_core::optim::{Optimizer, OptimizerKind, OptimizerSettings};
 use dsnn_core::params::{Param, ParamRole};
@@ -32,12 +34,7 @@ fn resnet20_shapes() -> Vec<Vec<usize>> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let opt = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let opt = |name: &str| flag_value(&args, name);
     let steps: usize = opt("--steps")
         .map(|s| s.parse())
         .transpose()?

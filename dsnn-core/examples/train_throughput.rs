@@ -13,7 +13,7 @@
 //! `cargo run --release -p dsnn-core --example train_throughput -- [--steps N] [--batch 128] [--models resnet20,lenet5] [--variants float,Q,PS] [--no-candle] [--json out.json]`
 
 mod bench_util;
-use bench_util::{median, process_cpu_ms};
+use bench_util::{flag_value, median, process_cpu_ms};
 
 use candle_core::{DType, Device, Tensor};
 use dsnn_core::layers::ConvEngine;
@@ -52,12 +52,7 @@ fn peak_rss_mib() -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     dsnn_core::runtime::tune_process();
     let args: Vec<String> = std::env::args().collect();
-    let opt = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let opt = |name: &str| flag_value(&args, name);
     let steps: usize = opt("--steps").map(|s| s.parse()).transpose()?.unwrap_or(10);
     let models = opt("--models").unwrap_or_else(|| "resnet20,lenet5".into());
     let with_candle = !args.iter().any(|a| a == "--no-candle");

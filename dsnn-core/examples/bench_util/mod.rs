@@ -25,3 +25,11 @@ pub fn process_cpu_ms() -> f64 {
     }
     f64::NAN
 }
+
+/// The value after the command-line flag `name` (`--batch 32`), if given.
+pub fn flag_value(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
