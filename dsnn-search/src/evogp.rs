@@ -321,17 +321,8 @@ impl Proposer for EvoGpProposer {
                 }
             );
         }
-        let front_inputs: Vec<Vec<f64>> = if acq.is_some() {
-            let objs: Vec<&[f64]> = train.iter().map(|t| t.1).collect();
-            non_dominated(&objs)
-                .into_iter()
-                .filter_map(|i| {
-                    self.space
-                        .encode(train[i].0)
-                        .ok()
-                        .map(GpEhviProposer::inputs)
-                })
-                .collect()
+        let front_inputs = if acq.is_some() {
+            self.gp.front_inputs(&train)
         } else {
             Vec::new()
         };

@@ -323,6 +323,16 @@ impl GpEhviProposer {
             .collect()
     }
 
+    /// Model inputs of the training set's non-dominated configurations: the
+    /// points the candidate perturbations start from.
+    pub(crate) fn front_inputs(&self, train: &[(&Configuration, &[f64])]) -> Vec<Vec<f64>> {
+        let objs: Vec<&[f64]> = train.iter().map(|t| t.1).collect();
+        non_dominated(&objs)
+            .into_iter()
+            .filter_map(|i| self.space.encode(train[i].0).ok().map(Self::inputs))
+            .collect()
+    }
+
     /// Model input of what a cube point decodes to, or `None` if forbidden.
     fn cube_inputs(&self, u: &[f64]) -> Option<Vec<f64>> {
         self.space.canonical_encoding(u).map(Self::inputs)
@@ -549,12 +559,8 @@ impl Proposer for GpEhviProposer {
         } else {
             None
         };
-        let front_inputs: Vec<Vec<f64>> = if acq.is_some() {
-            let objs: Vec<&[f64]> = train.iter().map(|t| t.1).collect();
-            non_dominated(&objs)
-                .into_iter()
-                .filter_map(|i| self.space.encode(train[i].0).ok().map(Self::inputs))
-                .collect()
+        let front_inputs = if acq.is_some() {
+            self.front_inputs(&train)
         } else {
             Vec::new()
         };
